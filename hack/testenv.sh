@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# testenv.sh starts and stops the private servers the tests talk to: PostgreSQL,
+# Redis (standalone and a 6-node cluster) and two RabbitMQ nodes (one shared, one
+# that tests may stop and start). Everything runs on loopback, on ports that never
+# collide with the system's own services, with its data in a cache folder outside
+# the work tree.
+#
+#   hack/testenv.sh up            start everything (stops leftovers of an earlier run first)
+#   hack/testenv.sh down          stop everything this script started
+#   hack/testenv.sh env           print the export lines the tests read
+#   hack/testenv.sh status        show what is running
+#   hack/testenv.sh stop NAME     stop one server (postgres, redis, redis-cluster, rabbitmq, rabbitmq-restartable)
+#   hack/testenv.sh start NAME    start one server again, keeping its data
+set -euo pipefail
+
+HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=hack/cachedir.sh
+source "$HACK_DIR/cachedir.sh"
+
+STATE_DIR="${KSHOP_TESTENV_DIR:-$KSHOP_CACHE_DIR/testenv}"
+HOST=127.0.0.1
+POSTGRES_PORT="${KSHOP_TESTENV_POSTGRES_PORT:-55432}"
+REDIS_PORT="${KSHOP_TESTENV_REDIS_PORT:-56379}"
+# The cluster bus listens 10000 above each node, so node ports stay below 55536.
+REDIS_CLUSTER_FIRST_PORT="${KSHOP_TESTENV_REDIS_CLUSTER_PORT:-47001}"
+RABBITMQ_PORT="${KSHOP_TESTENV_RABBITMQ_PORT:-55672}"
+RABBITMQ_RESTARTABLE_PORT="${KSHOP_TESTENV_RABBITMQ_RESTARTABLE_PORT:-55682}"
+
+log() { printf 'testenv: %s\n' "$*" >&2; }
+die() { printf 'testenv: error: %s\n' "$*" >&2; exit 1; }
+
+pg_bin() {
+	local dir
+	dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+	[ -n "$dir" ] || die "PostgreSQL is not installed: run hack/install-deps.sh"
+	printf '%s/%s' "$dir" "$1"
+}
+
+# PostgreSQL refuses to run as root, so as root its files belong to the postgres user.
+as_postgres() {
+	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+wait_for_port() { # name port seconds
+	local name=$1 port=$2 seconds=$3 i
+	for ((i = 0; i < seconds * 10; i++)); do
+		if (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	die "$name did not open $HOST:$port within ${seconds}s; see its log in $STATE_DIR/$name"
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+postgres_start() {
+	local dir="$STATE_DIR/postgres"
+	if [ ! -f "$dir/data/PG_VERSION" ]; then
+		log "initialising PostgreSQL in $dir"
+		mkdir -p "$dir"
+		[ "$(id -u)" = 0 ] && chown postgres: "$dir"
+		as_postgres "$(pg_bin initdb)" --pgdata="$dir/data" --username=postgres --auth=trust \
+			--encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+			die "initdb failed, see $dir/initdb.log"
+		# Tests need speed and many connections, never durability.
+		cat >>"$dir/data/postgresql.conf" <<-EOF
+			listen_addresses = '$HOST'
+			port = $POSTGRES_PORT
+			unix_socket_directories = '$dir'
+			max_connections = 400
+			fsync = off
+			synchronous_commit = off
+			full_page_writes = off
+			wal_level = replica
+			max_wal_senders = 4
+		EOF
+	fi
+	log "starting PostgreSQL on $HOST:$POSTGRES_PORT"
+	as_postgres "$(pg_bin pg_ctl)" --pgdata="$dir/data" --log="$dir/postgres.log" --wait --timeout=60 start >/dev/null ||
+		die "PostgreSQL did not start, see $dir/postgres.log"
+}
+
+postgres_stop() {
+	local dir="$STATE_DIR/postgres"
+	[ -f "$dir/data/postmaster.pid" ] || return 0
+	log "stopping PostgreSQL"
+	as_postgres "$(pg_bin pg_ctl)" --pgdata="$dir/data" --mode=fast --wait stop >/dev/null 2>&1 || true
+}
+
+# ---------------------------------------------------------------- Redis
+redis_node_start() { # dir port [extra args...]
+	local dir=$1 port=$2
+	shift 2
+	mkdir -p "$dir"
+	redis-server --bind "$HOST" --port "$port" --dir "$dir" --daemonize yes \
+		--pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+		--save "" --appendonly no --protected-mode no "$@" ||
+		die "redis-server on port $port did not start, see $dir/redis.log"
+}
+
+redis_node_stop() { # dir port
+	local dir=$1 port=$2
+	[ -f "$dir/redis.pid" ] || return 0
+	redis-cli -h "$HOST" -p "$port" shutdown nosave >/dev/null 2>&1 || true
+	kill_pidfile "$dir/redis.pid"
+}
+
+redis_start() {
+	log "starting Redis on $HOST:$REDIS_PORT"
+	redis_node_start "$STATE_DIR/redis" "$REDIS_PORT"
+	wait_for_port redis "$REDIS_PORT" 10
+}
+
+redis_stop() { redis_node_stop "$STATE_DIR/redis" "$REDIS_PORT"; }
+
+redis_cluster_ports() { seq "$REDIS_CLUSTER_FIRST_PORT" $((REDIS_CLUSTER_FIRST_PORT + 5)); }
+
+redis_cluster_start() {
+	local port addrs=() fresh=0
+	log "starting a 6-node Redis Cluster (3 masters, 3 replicas) on $HOST:$REDIS_CLUSTER_FIRST_PORT-$((REDIS_CLUSTER_FIRST_PORT + 5))"
+	[ -f "$STATE_DIR/redis-cluster/$REDIS_CLUSTER_FIRST_PORT/nodes.conf" ] || fresh=1
+	for port in $(redis_cluster_ports); do
+		redis_node_start "$STATE_DIR/redis-cluster/$port" "$port" \
+			--cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000
+		addrs+=("$HOST:$port")
+	done
+	for port in $(redis_cluster_ports); do wait_for_port redis-cluster "$port" 10; done
+	if [ "$fresh" = 1 ]; then
+		redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes \
+			>"$STATE_DIR/redis-cluster/create.log" 2>&1 ||
+			die "redis-cli --cluster create failed, see $STATE_DIR/redis-cluster/create.log"
+	fi
+	local i
+	for ((i = 0; i < 300; i++)); do
+		local ok=1
+		for port in $(redis_cluster_ports); do
+			redis-cli -h "$HOST" -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok' || ok=0
+		done
+		[ "$ok" = 1 ] && return 0
+		sleep 0.1
+	done
+	die "the Redis Cluster did not reach cluster_state:ok in 30s; see $STATE_DIR/redis-cluster/*/redis.log"
+}
+
+redis_cluster_stop() {
+	local port
+	for port in $(redis_cluster_ports); do redis_node_stop "$STATE_DIR/redis-cluster/$port" "$port"; done
+}
+
+# ---------------------------------------------------------------- RabbitMQ
+# The private nodes use Debian's real scripts under /usr/lib/rabbitmq/bin directly (the
+# /usr/sbin wrappers switch to the system's rabbitmq user and its files), with a home,
+# cookie, config and plugin list of their own so nothing of the system node leaks in.
+rabbitmq_env() { # name port
+	local name=$1 port=$2 dir="$STATE_DIR/$1"
+	export HOME="$dir/home"
+	export RABBITMQ_NODENAME="kshop-$name-$port@localhost"
+	export RABBITMQ_NODE_IP_ADDRESS="$HOST"
+	export RABBITMQ_NODE_PORT="$port"
+	export RABBITMQ_DIST_PORT=$((port + 1))
+	export RABBITMQ_MNESIA_BASE="$dir/mnesia"
+	export RABBITMQ_LOG_BASE="$dir/log"
+	export RABBITMQ_PID_FILE="$dir/rabbitmq.pid"
+	export RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf"
+	export RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config"
+	export RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
+	export RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf"
+	export RABBITMQ_ENABLED_PLUGINS=""
+	export RABBITMQ_USE_LONGNAME=false
+}
+
+rabbitmq_ctl() { # name port args...
+	local name=$1 port=$2
+	shift 2
+	(rabbitmq_env "$name" "$port" && /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RABBITMQ_NODENAME" "$@")
+}
+
+rabbitmq_start() { # name port
+	local name=$1 port=$2 dir="$STATE_DIR/$1"
+	[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || die "RabbitMQ is not installed: run hack/install-deps.sh"
+	mkdir -p "$dir/home" "$dir/log" "$dir/mnesia"
+	if [ ! -f "$dir/home/.erlang.cookie" ]; then
+		head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/home/.erlang.cookie"
+		chmod 400 "$dir/home/.erlang.cookie"
+	fi
+	printf '[].\n' >"$dir/enabled_plugins"
+	printf '[].\n' >"$dir/advanced.config"
+	: >"$dir/rabbitmq-env.conf"
+	cat >"$dir/rabbitmq.conf" <<-EOF
+		loopback_users.guest = true
+		disk_free_limit.absolute = 50MB
+		vm_memory_high_watermark.relative = 0.2
+		log.console = false
+		log.file.level = warning
+	EOF
+	log "starting RabbitMQ node $name on $HOST:$port (takes 5-20 s)"
+	(
+		rabbitmq_env "$name" "$port"
+		cd "$dir"
+		nohup /usr/lib/rabbitmq/bin/rabbitmq-server >"$dir/log/startup.log" 2>&1 &
+		echo $! >"$dir/server.pid"
+	)
+	wait_for_port "$name" "$port" 90
+	rabbitmq_ctl "$name" "$port" await_startup --timeout 60 >/dev/null 2>&1 ||
+		die "RabbitMQ node $name did not finish starting, see $dir/log"
+}
+
+rabbitmq_stop() { # name port
+	local name=$1 port=$2 dir="$STATE_DIR/$1"
+	[ -f "$dir/server.pid" ] || return 0
+	log "stopping RabbitMQ node $name"
+	rabbitmq_ctl "$name" "$port" stop >/dev/null 2>&1 || true
+	kill_pidfile "$dir/server.pid"
+	kill_pidfile "$dir/rabbitmq.pid"
+}
+
+# ---------------------------------------------------------------- bookkeeping
+kill_pidfile() {
+	local file=$1 pid i
+	[ -f "$file" ] || return 0
+	pid="$(cat "$file" 2>/dev/null || true)"
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		kill "$pid" 2>/dev/null || true
+		for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$pid" 2>/dev/null || true
+	fi
+	rm -f "$file"
+}
+
+print_env() {
+	local cluster="" port
+	for port in $(redis_cluster_ports); do cluster="${cluster:+$cluster,}$HOST:$port"; done
+	cat <<-EOF
+		export KSHOP_TEST_POSTGRES_URL='postgres://postgres@$HOST:$POSTGRES_PORT/postgres?sslmode=disable'
+		export KSHOP_TEST_REDIS_ADDR='$HOST:$REDIS_PORT'
+		export KSHOP_TEST_REDIS_CLUSTER_ADDRS='$cluster'
+		export KSHOP_TEST_AMQP_URL='amqp://guest:guest@$HOST:$RABBITMQ_PORT/'
+		export KSHOP_TEST_AMQP_RESTARTABLE_URL='amqp://guest:guest@$HOST:$RABBITMQ_RESTARTABLE_PORT/'
+		export KSHOP_TESTENV='$HACK_DIR/testenv.sh'
+		export KSHOP_TESTENV_DIR='$STATE_DIR'
+	EOF
+}
+
+start_one() {
+	case "$1" in
+	postgres) postgres_start ;;
+	redis) redis_start ;;
+	redis-cluster) redis_cluster_start ;;
+	rabbitmq) rabbitmq_start rabbitmq "$RABBITMQ_PORT" ;;
+	rabbitmq-restartable) rabbitmq_start rabbitmq-restartable "$RABBITMQ_RESTARTABLE_PORT" ;;
+	*) die "unknown server '$1' (postgres, redis, redis-cluster, rabbitmq, rabbitmq-restartable)" ;;
+	esac
+}
+
+stop_one() {
+	case "$1" in
+	postgres) postgres_stop ;;
+	redis) redis_stop ;;
+	redis-cluster) redis_cluster_stop ;;
+	rabbitmq) rabbitmq_stop rabbitmq "$RABBITMQ_PORT" ;;
+	rabbitmq-restartable) rabbitmq_stop rabbitmq-restartable "$RABBITMQ_RESTARTABLE_PORT" ;;
+	*) die "unknown server '$1' (postgres, redis, redis-cluster, rabbitmq, rabbitmq-restartable)" ;;
+	esac
+}
+
+ALL="postgres redis redis-cluster rabbitmq rabbitmq-restartable"
+
+down() {
+	local name
+	for name in $ALL; do stop_one "$name"; done
+}
+
+up() {
+	down # leftovers of an interrupted run
+	rm -rf "$STATE_DIR"
+	mkdir -p "$STATE_DIR"
+	[ "$(id -u)" = 0 ] && chmod 755 "$STATE_DIR"
+	local started=$SECONDS pids=() name failed=0
+	# The slow RabbitMQ nodes start side by side with the rest.
+	for name in rabbitmq rabbitmq-restartable; do
+		start_one "$name" &
+		pids+=($!)
+	done
+	postgres_start
+	redis_start
+	redis_cluster_start
+	for name in "${pids[@]}"; do wait "$name" || failed=1; done
+	[ "$failed" = 0 ] || die "a RabbitMQ node did not start"
+	print_env >"$STATE_DIR/env"
+	log "all servers up in $((SECONDS - started))s; their addresses are in $STATE_DIR/env"
+}
+
+status() {
+	local name
+	for name in $ALL; do
+		case "$name" in
+		postgres) port=$POSTGRES_PORT ;;
+		redis) port=$REDIS_PORT ;;
+		redis-cluster) port=$REDIS_CLUSTER_FIRST_PORT ;;
+		rabbitmq) port=$RABBITMQ_PORT ;;
+		rabbitmq-restartable) port=$RABBITMQ_RESTARTABLE_PORT ;;
+		esac
+		if (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null; then state=up; else state=down; fi
+		printf '%-22s %s:%s %s\n' "$name" "$HOST" "$port" "$state"
+	done
+}
+
+case "${1:-}" in
+up) up ;;
+down) down ;;
+env) print_env ;;
+status) status ;;
+start) start_one "${2:?name a server}" ;;
+stop) stop_one "${2:?name a server}" ;;
+*) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac

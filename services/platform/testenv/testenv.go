@@ -1,0 +1,183 @@
+// Package testenv hands tests the addresses of the private servers that
+// hack/testenv.sh starts (make test starts them for you). A test that needs a
+// server it cannot find fails with instructions; it never skips silently.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const howToStart = "start the test servers with `hack/testenv.sh up && eval \"$(hack/testenv.sh env)\"` " +
+	"from the repository root, or run everything with `make test`"
+
+// lookup returns the value of an environment variable that hack/testenv.sh exports,
+// failing the test when it is missing.
+func lookup(t testing.TB, name string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		t.Fatalf("%s is not set: this test needs a real server; %s", name, howToStart)
+	}
+	return v
+}
+
+// requireReachable fails the test when nothing listens at hostport.
+func requireReachable(t testing.TB, what, hostport string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", hostport, 2*time.Second)
+	if err != nil {
+		t.Fatalf("%s is not reachable at %s (%v); %s", what, hostport, err, howToStart)
+	}
+	conn.Close()
+}
+
+func hostOf(t testing.TB, rawURL string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatalf("bad server URL %q: %v", rawURL, err)
+	}
+	return u.Host
+}
+
+// PostgresURL is the URL of the private PostgreSQL server's maintenance database.
+// Most tests want NewDatabase instead.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	u := lookup(t, "KSHOP_TEST_POSTGRES_URL")
+	requireReachable(t, "PostgreSQL", hostOf(t, u))
+	return u
+}
+
+// NewDatabase creates an empty database for this test alone, drops it when the
+// test ends, and returns its URL.
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	base := PostgresURL(t)
+	name := "test_" + RandomSuffix()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect to the test PostgreSQL: %v; %s", err, howToStart)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create test database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Logf("drop test database %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop test database %s: %v", name, err)
+		}
+	})
+	u, _ := url.Parse(base)
+	u.Path = "/" + name
+	return u.String()
+}
+
+// RedisAddr is host:port of the private standalone Redis.
+func RedisAddr(t testing.TB) string {
+	t.Helper()
+	addr := lookup(t, "KSHOP_TEST_REDIS_ADDR")
+	requireReachable(t, "Redis", addr)
+	return addr
+}
+
+// RedisClusterAddrs are the host:port of the six nodes of the private Redis Cluster.
+func RedisClusterAddrs(t testing.TB) []string {
+	t.Helper()
+	addrs := strings.Split(lookup(t, "KSHOP_TEST_REDIS_CLUSTER_ADDRS"), ",")
+	requireReachable(t, "Redis Cluster", addrs[0])
+	return addrs
+}
+
+// AMQPURL is the URL of the shared private RabbitMQ node. Tests must not stop it;
+// use Restartable for that.
+func AMQPURL(t testing.TB) string {
+	t.Helper()
+	u := lookup(t, "KSHOP_TEST_AMQP_URL")
+	requireReachable(t, "RabbitMQ", hostOf(t, u))
+	return u
+}
+
+// RandomSuffix returns 12 hex characters for names (databases, queues, keys) that
+// must not collide between tests running at the same time.
+func RandomSuffix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// RestartableRabbitMQ is a RabbitMQ node that a test may stop and start. Holding it
+// excludes every other test process from it until the test ends.
+type RestartableRabbitMQ struct {
+	URL    string
+	script string
+}
+
+// Restartable takes the restartable RabbitMQ node for the rest of the test. Tests in
+// other packages (other processes) that want it wait; the node is started again at
+// cleanup if the test left it stopped.
+func Restartable(t testing.TB) *RestartableRabbitMQ {
+	t.Helper()
+	u := lookup(t, "KSHOP_TEST_AMQP_RESTARTABLE_URL")
+	script := lookup(t, "KSHOP_TESTENV")
+	dir := lookup(t, "KSHOP_TESTENV_DIR")
+	lock, err := os.OpenFile(dir+"/rabbitmq-restartable.lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatalf("open the restartable RabbitMQ lock: %v", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatalf("lock the restartable RabbitMQ: %v", err)
+	}
+	r := &RestartableRabbitMQ{URL: u, script: script}
+	t.Cleanup(func() {
+		if conn, err := net.DialTimeout("tcp", hostOf(t, u), time.Second); err == nil {
+			conn.Close()
+		} else {
+			r.Start(t)
+		}
+		_ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+		lock.Close()
+	})
+	requireReachable(t, "the restartable RabbitMQ", hostOf(t, u))
+	return r
+}
+
+// Stop stops the node and returns once it is down.
+func (r *RestartableRabbitMQ) Stop(t testing.TB) { t.Helper(); r.run(t, "stop") }
+
+// Start starts the node and returns once it accepts connections.
+func (r *RestartableRabbitMQ) Start(t testing.TB) { t.Helper(); r.run(t, "start") }
+
+func (r *RestartableRabbitMQ) run(t testing.TB, verb string) {
+	t.Helper()
+	out, err := exec.Command(r.script, verb, "rabbitmq-restartable").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s the restartable RabbitMQ: %v\n%s", verb, err, out)
+	}
+}
+
+// String names the node for messages.
+func (r *RestartableRabbitMQ) String() string { return fmt.Sprintf("restartable RabbitMQ at %s", r.URL) }
