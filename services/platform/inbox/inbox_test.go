@@ -1,0 +1,121 @@
+package inbox_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kshop/kshop/services/platform/inbox"
+	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/testenv"
+)
+
+func newPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), testenv.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := pg.Migrate(context.Background(), pool, inbox.Migrations); err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
+
+func claim(t *testing.T, pool *pgxpool.Pool, consumer, id string) bool {
+	t.Helper()
+	var first bool
+	err := pg.InTx(context.Background(), pool, func(tx pgx.Tx) error {
+		var err error
+		first, err = inbox.Claim(context.Background(), tx, consumer, id)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return first
+}
+
+func TestClaimOncePerConsumer(t *testing.T) {
+	pool := newPool(t)
+	if !claim(t, pool, "product.order-created", "e1") {
+		t.Fatal("first claim reported a duplicate")
+	}
+	if claim(t, pool, "product.order-created", "e1") {
+		t.Fatal("second claim of the same event reported first")
+	}
+	if !claim(t, pool, "order.stock-reserved", "e1") {
+		t.Fatal("another consumer's claim of the same id must be independent")
+	}
+}
+
+func TestRolledBackClaimCanBeClaimedAgain(t *testing.T) {
+	pool := newPool(t)
+	failed := errors.New("effect failed")
+	err := pg.InTx(context.Background(), pool, func(tx pgx.Tx) error {
+		if _, err := inbox.Claim(context.Background(), tx, "c", "e1"); err != nil {
+			return err
+		}
+		return failed
+	})
+	if !errors.Is(err, failed) {
+		t.Fatal(err)
+	}
+	if !claim(t, pool, "c", "e1") {
+		t.Fatal("the claim of a rolled-back effect must not count")
+	}
+}
+
+func TestConcurrentClaimsHaveOneWinner(t *testing.T) {
+	pool := newPool(t)
+	var winners atomic.Int32
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = pg.InTx(context.Background(), pool, func(tx pgx.Tx) error {
+				first, err := inbox.Claim(context.Background(), tx, "c", "same-event")
+				if first {
+					winners.Add(1)
+				}
+				return err
+			})
+		}()
+	}
+	wg.Wait()
+	if n := winners.Load(); n != 1 {
+		t.Fatalf("%d goroutines won the claim, want 1", n)
+	}
+}
+
+func TestClaimRefusesEmptyID(t *testing.T) {
+	pool := newPool(t)
+	err := pg.InTx(context.Background(), pool, func(tx pgx.Tx) error {
+		_, err := inbox.Claim(context.Background(), tx, "c", "")
+		return err
+	})
+	if err == nil {
+		t.Fatal("an empty event id was accepted")
+	}
+}
+
+func TestPruneForgetsOldClaims(t *testing.T) {
+	pool := newPool(t)
+	claim(t, pool, "c", "old")
+	claim(t, pool, "c", "new")
+	if _, err := pool.Exec(context.Background(), `UPDATE inbox SET processed_at = now() - interval '8 days' WHERE event_id = 'old'`); err != nil {
+		t.Fatal(err)
+	}
+	n, err := inbox.Prune(context.Background(), pool, 7*24*time.Hour)
+	if err != nil || n != 1 {
+		t.Fatalf("Prune = %d, %v; want 1", n, err)
+	}
+}

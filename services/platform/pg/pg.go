@@ -1,0 +1,111 @@
+// Package pg opens the PostgreSQL pools a service uses (the primary for writes, a
+// replica pool for reads), applies embedded migrations and runs transactions.
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Config names the databases. Services embed it under their prefix, so the
+// variables read KSHOP_<SERVICE>_DATABASE_URL and so on.
+type Config struct {
+	URL        string `envconfig:"DATABASE_URL" required:"true"`
+	ReplicaURL string `envconfig:"DATABASE_REPLICA_URL"`
+	MaxConns   int32  `envconfig:"DATABASE_MAX_CONNS" default:"10"`
+}
+
+// DB holds the pools. Replica is the primary itself when no replica is configured,
+// so code can always read from Replica.
+type DB struct {
+	Primary *pgxpool.Pool
+	Replica *pgxpool.Pool
+}
+
+// Open creates the pools without connecting: a database that is down at start is
+// reported by Ready and retried by every query, never a crash.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	primary, err := newPool(ctx, "DATABASE_URL", cfg.URL, cfg.MaxConns)
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{Primary: primary, Replica: primary}
+	if cfg.ReplicaURL != "" && cfg.ReplicaURL != cfg.URL {
+		replica, err := newPool(ctx, "DATABASE_REPLICA_URL", cfg.ReplicaURL, cfg.MaxConns)
+		if err != nil {
+			primary.Close()
+			return nil, err
+		}
+		db.Replica = replica
+	}
+	return db, nil
+}
+
+func newPool(ctx context.Context, setting, url string, maxConns int32) (*pgxpool.Pool, error) {
+	if url == "" {
+		return nil, fmt.Errorf("%s is empty", setting)
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's message may quote the URL with its password: name the setting only.
+		return nil, fmt.Errorf("%s is not a valid PostgreSQL URL", setting)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create pool for %s: %w", setting, err)
+	}
+	return pool, nil
+}
+
+// Close closes both pools.
+func (db *DB) Close() {
+	if db.Replica != db.Primary {
+		db.Replica.Close()
+	}
+	db.Primary.Close()
+}
+
+// Ready reports whether the primary and the replica answer.
+func (db *DB) Ready(ctx context.Context) error {
+	if err := db.Primary.Ping(ctx); err != nil {
+		return fmt.Errorf("primary database: %w", err)
+	}
+	if db.Replica != db.Primary {
+		if err := db.Replica.Ping(ctx); err != nil {
+			return fmt.Errorf("replica database: %w", err)
+		}
+	}
+	return nil
+}
+
+// InTx runs fn in a transaction on pool: committed when fn returns nil, rolled
+// back when it returns an error or panics (the panic continues afterwards).
+func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) (err error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			panic(p)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		if rbErr := tx.Rollback(context.WithoutCancel(ctx)); rbErr != nil && !errors.Is(rbErr, pgx.ErrTxClosed) {
+			return errors.Join(err, fmt.Errorf("roll back: %w", rbErr))
+		}
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
