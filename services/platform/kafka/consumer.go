@@ -1,0 +1,245 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kshop/kshop/services/platform/retry"
+)
+
+// DeadLetterTopic names the topic where messages that keep failing end up.
+func DeadLetterTopic(topic string) string { return topic + ".dlt" }
+
+// Headers added to a dead-lettered message, next to its original headers.
+const (
+	HeaderDLTOriginalTopic     = "dlt-original-topic"
+	HeaderDLTOriginalPartition = "dlt-original-partition"
+	HeaderDLTOriginalOffset    = "dlt-original-offset"
+	HeaderDLTReason            = "dlt-reason"
+	HeaderDLTAttempts          = "dlt-attempts"
+)
+
+// Handler processes one message. A nil error lets the consumer move past it. An
+// error is retried with backoff; wrap it with retry.Permanent when no retry can
+// help (a malformed payload) to send the message to the dead-letter topic at once.
+type Handler func(ctx context.Context, msg Message) error
+
+// ConsumerConfig configures a Consumer; zero values take the defaults.
+type ConsumerConfig struct {
+	Brokers string
+	GroupID string
+	Topics  []string
+	// MaxAttempts bounds handler calls per message before it is dead-lettered (default 5).
+	MaxAttempts int
+	// Backoff paces the retries of one message.
+	Backoff retry.Backoff
+}
+
+// Consumer runs one consumer-group member. Messages are handled one at a time, in
+// partition order. An offset is stored only after its message was handled (or
+// dead-lettered) and committed in the background and on close, so a crash or
+// rebalance redelivers at most the messages not yet committed, never skips one.
+type Consumer struct {
+	cfg        ConsumerConfig
+	handler    Handler
+	logger     *slog.Logger
+	consumer   *ckafka.Consumer
+	deadLetter *Producer
+}
+
+// NewConsumer creates a consumer; Run starts consuming. The brokers need not be
+// reachable yet.
+func NewConsumer(cfg ConsumerConfig, handler Handler, logger *slog.Logger) (*Consumer, error) {
+	switch {
+	case cfg.Brokers == "":
+		return nil, errors.New("kafka consumer: no brokers configured")
+	case cfg.GroupID == "":
+		return nil, errors.New("kafka consumer: no group id configured")
+	case len(cfg.Topics) == 0:
+		return nil, errors.New("kafka consumer: no topics configured")
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
+	}
+	if cfg.Backoff == (retry.Backoff{}) {
+		cfg.Backoff = retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2}
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	c, err := ckafka.NewConsumer(&ckafka.ConfigMap{
+		"bootstrap.servers":        cfg.Brokers,
+		"group.id":                 cfg.GroupID,
+		"auto.offset.reset":        "earliest",
+		"enable.auto.commit":       true,
+		"auto.commit.interval.ms":  1000,
+		"enable.auto.offset.store": false, // stored by hand, after the handler succeeded
+		"session.timeout.ms":       6000,
+		"heartbeat.interval.ms":    1000,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kafka consumer %s: %w", cfg.GroupID, err)
+	}
+	dlt, err := NewProducer(ProducerConfig{Brokers: cfg.Brokers, ClientID: cfg.GroupID + "-dlt"}, logger)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &Consumer{cfg: cfg, handler: handler, logger: logger.With("group", cfg.GroupID), consumer: c, deadLetter: dlt}, nil
+}
+
+// Run consumes until ctx ends, then commits what was handled and closes. Broker
+// outages are logged and ridden out; only a fatal client error ends Run early.
+func (c *Consumer) Run(ctx context.Context) error {
+	defer c.deadLetter.Close()
+	defer func() {
+		if err := c.consumer.Close(); err != nil { // commits the stored offsets
+			c.logger.Warn("close kafka consumer", "error", err)
+		}
+	}()
+	if err := c.consumer.SubscribeTopics(c.cfg.Topics, nil); err != nil {
+		return fmt.Errorf("subscribe %v: %w", c.cfg.Topics, err)
+	}
+	for ctx.Err() == nil {
+		switch ev := c.consumer.Poll(100).(type) {
+		case *ckafka.Message:
+			if ev.TopicPartition.Error != nil {
+				c.logger.WarnContext(ctx, "consume", "error", ev.TopicPartition.Error)
+				continue
+			}
+			if !c.handle(ctx, ev) {
+				return nil // shutting down mid-message: it stays uncommitted and comes back
+			}
+		case ckafka.Error:
+			if ev.IsFatal() {
+				return fmt.Errorf("kafka consumer %s: %w", c.cfg.GroupID, ev)
+			}
+			c.logger.WarnContext(ctx, "kafka consumer", "error", ev.Error(), "code", ev.Code().String())
+		}
+	}
+	return nil
+}
+
+// handle runs the handler with retries and, when it keeps failing, dead-letters the
+// message; then it stores the offset. It returns false when ctx ended first.
+func (c *Consumer) handle(ctx context.Context, raw *ckafka.Message) bool {
+	msg := fromConfluent(raw)
+	msgCtx := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(msg.Headers))
+	msgCtx, span := otel.Tracer(instrumentation).Start(msgCtx, msg.Topic+" process",
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", msg.Topic),
+			attribute.String("messaging.consumer.group.name", c.cfg.GroupID),
+			attribute.Int64("messaging.destination.partition.id", int64(msg.Partition)),
+			attribute.Int64("messaging.kafka.offset", msg.Offset),
+		))
+	defer span.End()
+
+	var err error
+	attempt := 1
+	for ; ; attempt++ {
+		if err = c.call(msgCtx, msg); err == nil {
+			return c.store(ctx, raw)
+		}
+		if retry.IsPermanent(err) || attempt >= c.cfg.MaxAttempts {
+			break
+		}
+		c.logger.WarnContext(msgCtx, "handler failed; retrying", "topic", msg.Topic, "partition", msg.Partition,
+			"offset", msg.Offset, "attempt", attempt, "error", err)
+		if !retry.Sleep(ctx, c.cfg.Backoff.Delay(attempt-1)) {
+			return false
+		}
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+	if !c.sendToDeadLetter(msgCtx, msg, attempt, err) {
+		return false
+	}
+	return c.store(ctx, raw)
+}
+
+// sendToDeadLetter publishes msg to its dead-letter topic, retrying until the
+// broker confirmed or ctx ended: moving past a message that was neither handled
+// nor dead-lettered would lose it.
+func (c *Consumer) sendToDeadLetter(ctx context.Context, msg Message, attempts int, cause error) bool {
+	headers := make(map[string]string, len(msg.Headers)+5)
+	for k, v := range msg.Headers {
+		headers[k] = v
+	}
+	headers[HeaderDLTOriginalTopic] = msg.Topic
+	headers[HeaderDLTOriginalPartition] = fmt.Sprint(msg.Partition)
+	headers[HeaderDLTOriginalOffset] = fmt.Sprint(msg.Offset)
+	headers[HeaderDLTReason] = cause.Error()
+	headers[HeaderDLTAttempts] = fmt.Sprint(attempts)
+	dead := Message{Topic: DeadLetterTopic(msg.Topic), Key: msg.Key, Value: msg.Value, Headers: headers}
+	err := retry.Do(ctx, c.cfg.Backoff, 0, func(ctx context.Context) error {
+		publishCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		err := c.deadLetter.Publish(publishCtx, dead)
+		if err != nil {
+			c.logger.ErrorContext(ctx, "dead-letter message; retrying", "topic", dead.Topic, "error", err)
+		}
+		return err
+	})
+	if err != nil {
+		return false
+	}
+	c.logger.WarnContext(ctx, "message dead-lettered", "topic", msg.Topic, "partition", msg.Partition,
+		"offset", msg.Offset, "attempts", attempts, "reason", cause.Error())
+	return true
+}
+
+func (c *Consumer) store(ctx context.Context, raw *ckafka.Message) bool {
+	if _, err := c.consumer.StoreMessage(raw); err != nil {
+		// The partition was revoked meanwhile: its new owner will see the message again.
+		c.logger.WarnContext(ctx, "store offset", "error", err)
+	}
+	return true
+}
+
+// call runs the handler, turning a panic into an error.
+func (c *Consumer) call(ctx context.Context, msg Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.logger.ErrorContext(ctx, "handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("handler panicked: %v", p)
+		}
+	}()
+	return c.handler(ctx, msg)
+}
+
+// Ready reports whether the cluster answers a metadata request.
+func (c *Consumer) Ready(ctx context.Context) error {
+	return metadataReady(ctx, c.consumer.GetMetadata)
+}
+
+func fromConfluent(m *ckafka.Message) Message {
+	headers := make(map[string]string, len(m.Headers))
+	for _, h := range m.Headers {
+		headers[h.Key] = string(h.Value)
+	}
+	topic := ""
+	if m.TopicPartition.Topic != nil {
+		topic = *m.TopicPartition.Topic
+	}
+	return Message{
+		Topic: topic, Key: m.Key, Value: m.Value, Headers: headers,
+		Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset), Timestamp: m.Timestamp,
+	}
+}

@@ -1,0 +1,246 @@
+// Package kafka is kshop's Kafka layer on confluent-kafka-go: an idempotent
+// producer that reports each message's delivery, and a consumer-group runner that
+// stores an offset only after the handler succeeded, retries with backoff, and
+// moves a message that keeps failing to "<topic>.dlt". W3C trace context travels
+// in message headers.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+const instrumentation = "github.com/kshop/kshop/services/platform/kafka"
+
+// Message is a message to produce, or one consumed (then Partition, Offset and
+// Timestamp are set).
+type Message struct {
+	Topic     string
+	Key       []byte
+	Value     []byte
+	Headers   map[string]string
+	Partition int32
+	Offset    int64
+	Timestamp time.Time
+}
+
+// ProducerConfig configures a Producer.
+type ProducerConfig struct {
+	Brokers  string
+	ClientID string
+	// LingerMs trades latency for batching (default 5).
+	LingerMs int
+}
+
+// Producer is an idempotent producer with acks=all: a message it reports as
+// delivered is written to all in-sync replicas, exactly once, in order per partition.
+type Producer struct {
+	producer *ckafka.Producer
+	logger   *slog.Logger
+	events   chan struct{}
+}
+
+// NewProducer creates a producer. The brokers need not be reachable yet:
+// librdkafka connects and reconnects in the background.
+func NewProducer(cfg ProducerConfig, logger *slog.Logger) (*Producer, error) {
+	if cfg.Brokers == "" {
+		return nil, errors.New("kafka producer: no brokers configured")
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	linger := cfg.LingerMs
+	if linger <= 0 {
+		linger = 5
+	}
+	clientID := cfg.ClientID
+	if clientID == "" {
+		clientID = "kshop"
+	}
+	p, err := ckafka.NewProducer(&ckafka.ConfigMap{
+		"bootstrap.servers":  cfg.Brokers,
+		"client.id":          clientID,
+		"enable.idempotence": true,
+		"acks":               "all",
+		"linger.ms":          linger,
+		// Delivery must not give up while a broker restarts; PublishBatch's ctx
+		// bounds how long a caller waits.
+		"message.timeout.ms": 300000,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kafka producer: %w", err)
+	}
+	producer := &Producer{producer: p, logger: logger, events: make(chan struct{})}
+	go producer.logEvents()
+	return producer, nil
+}
+
+// logEvents drains the producer's general event channel (errors, logs); delivery
+// reports arrive on the per-call channels instead. Unread, it would fill up.
+func (p *Producer) logEvents() {
+	defer close(p.events)
+	for ev := range p.producer.Events() {
+		if err, ok := ev.(ckafka.Error); ok {
+			p.logger.Warn("kafka producer", "error", err.Error(), "code", err.Code().String())
+		}
+	}
+}
+
+// Publish produces msg and waits for its delivery report.
+func (p *Producer) Publish(ctx context.Context, msg Message) error {
+	return p.PublishBatch(ctx, []Message{msg})[0]
+}
+
+// PublishBatch produces every message, then waits for the delivery reports:
+// errs[i] is nil only when the brokers acknowledged msgs[i]. Messages without a
+// traceparent header get the trace context of ctx.
+func (p *Producer) PublishBatch(ctx context.Context, msgs []Message) []error {
+	errs := make([]error, len(msgs))
+	if len(msgs) == 0 {
+		return errs
+	}
+	// Buffered for the whole batch so librdkafka never blocks on a caller that
+	// stopped waiting.
+	reports := make(chan ckafka.Event, len(msgs))
+	tracer := otel.Tracer(instrumentation)
+	waiting := 0
+	for i, m := range msgs {
+		_, span := tracer.Start(ctx, m.Topic+" publish", trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(
+				attribute.String("messaging.system", "kafka"),
+				attribute.String("messaging.operation.type", "publish"),
+				attribute.String("messaging.destination.name", m.Topic),
+				attribute.String("messaging.kafka.message.key", string(m.Key)),
+			))
+		headers := make([]ckafka.Header, 0, len(m.Headers)+1)
+		if m.Headers["traceparent"] == "" {
+			carrier := propagation.MapCarrier{}
+			otel.GetTextMapPropagator().Inject(trace.ContextWithSpan(ctx, span), carrier)
+			for k, v := range carrier {
+				headers = append(headers, ckafka.Header{Key: k, Value: []byte(v)})
+			}
+		}
+		for k, v := range m.Headers {
+			headers = append(headers, ckafka.Header{Key: k, Value: []byte(v)})
+		}
+		topic := m.Topic
+		err := p.producer.Produce(&ckafka.Message{
+			TopicPartition: ckafka.TopicPartition{Topic: &topic, Partition: ckafka.PartitionAny},
+			Key:            m.Key,
+			Value:          m.Value,
+			Headers:        headers,
+			Opaque:         i,
+		}, reports)
+		span.End()
+		if err != nil {
+			errs[i] = fmt.Errorf("produce to %s: %w", m.Topic, err)
+			continue
+		}
+		waiting++
+	}
+	pending := make(map[int]bool, waiting)
+	for i := range msgs {
+		if errs[i] == nil {
+			pending[i] = true
+		}
+	}
+	for len(pending) > 0 {
+		select {
+		case ev := <-reports:
+			m, ok := ev.(*ckafka.Message)
+			if !ok {
+				continue
+			}
+			i := m.Opaque.(int)
+			delete(pending, i)
+			if m.TopicPartition.Error != nil {
+				errs[i] = fmt.Errorf("deliver to %s: %w", msgs[i].Topic, m.TopicPartition.Error)
+			}
+		case <-ctx.Done():
+			for i := range pending {
+				errs[i] = fmt.Errorf("wait for delivery to %s: %w", msgs[i].Topic, ctx.Err())
+			}
+			return errs
+		}
+	}
+	return errs
+}
+
+// Ready reports whether the cluster answers a metadata request.
+func (p *Producer) Ready(ctx context.Context) error {
+	return metadataReady(ctx, p.producer.GetMetadata)
+}
+
+func metadataReady(ctx context.Context, get func(*string, bool, int) (*ckafka.Metadata, error)) error {
+	timeout := 2 * time.Second
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < timeout {
+		timeout = time.Until(deadline)
+	}
+	if timeout <= 0 {
+		return ctx.Err()
+	}
+	md, err := get(nil, false, int(timeout.Milliseconds()))
+	if err != nil {
+		return fmt.Errorf("kafka metadata: %w", err)
+	}
+	if len(md.Brokers) == 0 {
+		return errors.New("kafka metadata: no brokers")
+	}
+	return nil
+}
+
+// Close delivers what is queued (for up to 5 s) and closes the producer.
+func (p *Producer) Close() {
+	p.producer.Flush(5000)
+	p.producer.Close()
+	<-p.events
+}
+
+// TopicSpec describes a topic to create.
+type TopicSpec struct {
+	Name              string
+	Partitions        int
+	ReplicationFactor int // 0 or less: the broker's default
+	Config            map[string]string
+}
+
+// EnsureTopics creates the topics that do not exist yet; existing ones are left
+// as they are.
+func EnsureTopics(ctx context.Context, brokers string, topics ...TopicSpec) error {
+	admin, err := ckafka.NewAdminClient(&ckafka.ConfigMap{"bootstrap.servers": brokers})
+	if err != nil {
+		return fmt.Errorf("kafka admin client: %w", err)
+	}
+	defer admin.Close()
+	specs := make([]ckafka.TopicSpecification, len(topics))
+	for i, t := range topics {
+		replication := t.ReplicationFactor
+		if replication <= 0 {
+			replication = -1
+		}
+		partitions := t.Partitions
+		if partitions <= 0 {
+			partitions = -1
+		}
+		specs[i] = ckafka.TopicSpecification{Topic: t.Name, NumPartitions: partitions, ReplicationFactor: replication, Config: t.Config}
+	}
+	results, err := admin.CreateTopics(ctx, specs)
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	for _, r := range results {
+		if r.Error.Code() != ckafka.ErrNoError && r.Error.Code() != ckafka.ErrTopicAlreadyExists {
+			return fmt.Errorf("create topic %s: %w", r.Topic, r.Error)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,99 @@
+// Package outbox removes dual writes: a service records the messages a state change
+// must announce in the same database transaction as the change (Add), and a Relay
+// publishes them to Kafka or RabbitMQ afterwards, marking a row sent only once the
+// broker confirmed it. Delivery is at least once; consumers de-duplicate by event id
+// (package inbox).
+package outbox
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/kshop/kshop/services/platform/pg"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations creates the outbox table; services apply it with their own migrations.
+var Migrations = pg.Migrations{Source: "outbox", FS: mustSub(migrationFiles, "migrations")}
+
+// Destination names the broker a message goes to.
+type Destination string
+
+const (
+	// Kafka messages go to Message.Topic keyed by Message.Key.
+	Kafka Destination = "kafka"
+	// AMQP messages go to the exchange Message.Topic with routing key Message.Key;
+	// the default exchange "" with a queue name as key reaches that queue directly,
+	// which is how delayed messages enter their TTL queue.
+	AMQP Destination = "amqp"
+)
+
+// Message is one row of the outbox.
+type Message struct {
+	// EventID identifies the message end to end (Kafka event-id header, AMQP
+	// message_id) so consumers can de-duplicate. Add generates one when empty.
+	EventID     string
+	Destination Destination
+	Topic       string
+	Key         string
+	Headers     map[string]string
+	Payload     []byte
+}
+
+// ErrInvalidMessage reports a message that can never be published.
+var ErrInvalidMessage = errors.New("invalid outbox message")
+
+func (m Message) validate() error {
+	switch {
+	case m.Destination != Kafka && m.Destination != AMQP:
+		return fmt.Errorf("%w: destination %q is neither %q nor %q", ErrInvalidMessage, m.Destination, Kafka, AMQP)
+	case m.Destination == Kafka && m.Topic == "":
+		return fmt.Errorf("%w: a Kafka message needs a topic", ErrInvalidMessage)
+	case m.Destination == AMQP && m.Topic == "" && m.Key == "":
+		return fmt.Errorf("%w: an AMQP message needs an exchange or a queue name as routing key", ErrInvalidMessage)
+	case m.EventID != "" && uuid.Validate(m.EventID) != nil:
+		return fmt.Errorf("%w: event id %q is not a UUID", ErrInvalidMessage, m.EventID)
+	}
+	return nil
+}
+
+// Add records msgs in tx, so they are published if and only if tx commits. The
+// trace context of ctx is stored with each message (unless it carries its own
+// traceparent) so the consumer's span joins the trace of the request that caused it.
+func Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
+	for i := range msgs {
+		m := msgs[i]
+		if err := m.validate(); err != nil {
+			return err
+		}
+		if m.EventID == "" {
+			m.EventID = uuid.NewString()
+		}
+		headers := make(map[string]string, len(m.Headers)+2)
+		otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(headers))
+		for k, v := range m.Headers {
+			headers[k] = v
+		}
+		encoded, err := json.Marshal(headers)
+		if err != nil {
+			return fmt.Errorf("encode outbox headers: %w", err)
+		}
+		if _, err := tx.Exec(ctx,
+			`INSERT INTO outbox (event_id, destination, topic, key, headers, payload) VALUES ($1, $2, $3, $4, $5, $6)`,
+			m.EventID, string(m.Destination), m.Topic, m.Key, encoded, m.Payload,
+		); err != nil {
+			return fmt.Errorf("add %s message %s to the outbox: %w", m.Destination, m.EventID, err)
+		}
+	}
+	return nil
+}
