@@ -180,4 +180,6 @@ func (r *RestartableRabbitMQ) run(t testing.TB, verb string) {
 }
 
 // String names the node for messages.
-func (r *RestartableRabbitMQ) String() string { return fmt.Sprintf("restartable RabbitMQ at %s", r.URL) }
+func (r *RestartableRabbitMQ) String() string {
+	return fmt.Sprintf("restartable RabbitMQ at %s", r.URL)
+}

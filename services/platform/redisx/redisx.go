@@ -1,0 +1,121 @@
+// Package redisx opens Redis the same way for one local node and for a Redis
+// Cluster in Kubernetes, and provides a lock that only its holder can release.
+package redisx
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Config names the Redis nodes. Several addresses, or Cluster, select cluster mode.
+type Config struct {
+	Addrs    []string `envconfig:"REDIS_ADDRS" required:"true"`
+	Password string   `envconfig:"REDIS_PASSWORD"`
+	Cluster  bool     `envconfig:"REDIS_CLUSTER"`
+}
+
+// NewClient returns a client for one node or for a cluster; code using it does
+// not care which. It connects lazily: Redis being down is an error per command.
+func NewClient(cfg Config) redis.UniversalClient {
+	opts := &redis.UniversalOptions{
+		Addrs:        cfg.Addrs,
+		Password:     cfg.Password,
+		DialTimeout:  2 * time.Second,
+		ReadTimeout:  time.Second,
+		WriteTimeout: time.Second,
+	}
+	if cfg.Cluster || len(cfg.Addrs) > 1 {
+		return redis.NewClusterClient(opts.Cluster())
+	}
+	return redis.NewClient(opts.Simple())
+}
+
+// Ready reports whether Redis answers.
+func Ready(ctx context.Context, c redis.UniversalClient) error {
+	if err := c.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// ErrLocked means someone else holds the lock.
+var ErrLocked = errors.New("lock is held by someone else")
+
+// Lock is a held lock: a key set to a random token with an expiry. Only a Lock
+// with the same token can release or extend it, so a holder whose lock expired
+// cannot remove the lock of whoever took it next.
+type Lock struct {
+	Key    string
+	Token  string
+	client redis.UniversalClient
+}
+
+// Acquire takes the lock on key for ttl (SET NX PX), or returns ErrLocked.
+func Acquire(ctx context.Context, c redis.UniversalClient, key string, ttl time.Duration) (*Lock, error) {
+	token, err := newToken()
+	if err != nil {
+		return nil, err
+	}
+	ok, err := c.SetNX(ctx, key, token, ttl).Result()
+	if err != nil {
+		return nil, fmt.Errorf("acquire lock %s: %w", key, err)
+	}
+	if !ok {
+		return nil, ErrLocked
+	}
+	return &Lock{Key: key, Token: token, client: c}, nil
+}
+
+// LockFor returns a handle on key with token, for a holder that kept its token
+// elsewhere (or for tests that play someone else).
+func LockFor(c redis.UniversalClient, key, token string) *Lock {
+	return &Lock{Key: key, Token: token, client: c}
+}
+
+func newToken() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("lock token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// The compare-and-act scripts run atomically on the node owning the key; a single
+// key per script keeps them valid on a Redis Cluster.
+var (
+	releaseScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+	return redis.call("DEL", KEYS[1])
+end
+return 0`)
+	extendScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+	return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return 0`)
+)
+
+// Release deletes the lock if it is still ours. It reports false when the lock had
+// expired or belongs to someone else by now; their lock is left alone.
+func (l *Lock) Release(ctx context.Context) (bool, error) {
+	n, err := releaseScript.Run(ctx, l.client, []string{l.Key}, l.Token).Int()
+	if err != nil {
+		return false, fmt.Errorf("release lock %s: %w", l.Key, err)
+	}
+	return n == 1, nil
+}
+
+// Extend sets the lock's expiry to ttl from now if it is still ours.
+func (l *Lock) Extend(ctx context.Context, ttl time.Duration) (bool, error) {
+	n, err := extendScript.Run(ctx, l.client, []string{l.Key}, l.Token, ttl.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("extend lock %s: %w", l.Key, err)
+	}
+	return n == 1, nil
+}
