@@ -1,0 +1,49 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/kshop/kshop/services/events"
+)
+
+// DevKafkaConfig places the development broker: an in-process cluster speaking the
+// Kafka protocol (franz-go's kfake), so `make run` needs no JVM and no Docker. In
+// Kubernetes the real Kafka chart takes its place.
+type DevKafkaConfig struct {
+	Addr    string `envconfig:"ADDR" default:"127.0.0.1:39092"`
+	DataDir string `envconfig:"DATA_DIR"` // empty: topics live in memory only
+}
+
+func startDevKafka(cfg DevKafkaConfig, logger *slog.Logger) (*kfake.Cluster, error) {
+	host, portText, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("KSHOP_DEV_KAFKA_ADDR=%q is not host:port: %w", cfg.Addr, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return nil, fmt.Errorf("KSHOP_DEV_KAFKA_ADDR=%q has no numeric port: %w", cfg.Addr, err)
+	}
+	if host != "127.0.0.1" && host != "localhost" {
+		return nil, fmt.Errorf("KSHOP_DEV_KAFKA_ADDR=%q: the development broker listens on loopback only", cfg.Addr)
+	}
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.Ports(port),
+		kfake.DefaultNumPartitions(events.DefaultPartitions),
+		kfake.SeedTopics(int32(events.DefaultPartitions), events.Topics...),
+	}
+	if cfg.DataDir != "" {
+		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	}
+	cluster, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	logger.Info("development Kafka broker ready", "bootstrap", cluster.ListenAddrs(), "topics", len(events.Topics))
+	return cluster, nil
+}

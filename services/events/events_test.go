@@ -1,0 +1,147 @@
+package events
+
+import (
+	"encoding/json"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPayloadFieldNamesMatchTheSpec pins the JSON names of every payload to the
+// wire contract: renaming a Go field must not rename a wire field.
+func TestPayloadFieldNamesMatchTheSpec(t *testing.T) {
+	for name, tc := range map[string]struct {
+		payload any
+		keys    string
+	}{
+		"product-created/updated":  {Product{}, "created_at description id name price quantity updated_at version"},
+		"product-deleted":          {ProductDeleted{}, "deleted_at id version"},
+		"order-created":            {OrderCreated{Items: []OrderCreatedItem{{}}}, "created_at customer_email customer_id items order_id total_amount"},
+		"order-created item":       {OrderCreatedItem{}, "price product_id quantity"},
+		"order-cancelled":          {OrderCancelled{}, "customer_id items order_id reason"},
+		"order-cancelled item":     {CancelledItem{}, "product_id quantity"},
+		"stock-reserved":           {StockReserved{}, "order_id"},
+		"stock-rejected":           {StockRejected{}, "order_id reason shortages"},
+		"shortage":                 {Shortage{}, "available product_id requested"},
+		"send.verification":        {VerificationMail{}, "email expires_at token"},
+		"account.verified":         {AccountVerifiedMail{}, "email"},
+		"send.payment.reminder":    {PaymentReminderMail{}, "due_at email items order_id reminder_number total_amount"},
+		"send.order.success":       {OrderSuccessMail{}, "email items order_id total_amount"},
+		"send.cancel.notification": {CancelNotificationMail{}, "email items order_id reason total_amount"},
+		"mail item":                {MailItem{}, "name price product_id quantity"},
+		"order.reminder":           {OrderReminder{}, "order_id reminder_number"},
+		"order.auto.cancel":        {OrderAutoCancel{}, "order_id"},
+	} {
+		data, err := json.Marshal(tc.payload)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var fields map[string]any
+		if err := json.Unmarshal(data, &fields); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		keys := make([]string, 0, len(fields))
+		for k := range fields {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		if got := strings.Join(keys, " "); got != tc.keys {
+			t.Errorf("%s: JSON keys %q, want %q", name, got, tc.keys)
+		}
+	}
+}
+
+func TestMoneyIsExact(t *testing.T) {
+	var a, b Money
+	if err := json.Unmarshal([]byte(`0.1`), &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(`"0.2"`), &b); err != nil {
+		t.Fatal(err)
+	}
+	sum := Money{a.Add(b.Decimal)}
+	if !sum.Equal(MustMoney("0.3").Decimal) {
+		t.Fatalf("0.1 + 0.2 = %s", sum)
+	}
+	out, _ := json.Marshal(MustMoney("25000"))
+	if string(out) != `"25000.00"` {
+		t.Fatalf("25000 marshals to %s, want \"25000.00\"", out)
+	}
+	big := MustMoney("99999999.99")
+	out, _ = json.Marshal(big)
+	if string(out) != `"99999999.99"` {
+		t.Fatalf("99999999.99 marshals to %s", out)
+	}
+	for _, bad := range []string{`"abc"`, `null`, `true`, `{}`, `[]`, `"1e"`, `""`} {
+		var m Money
+		if err := json.Unmarshal([]byte(bad), &m); err == nil {
+			t.Errorf("Money accepted %s", bad)
+		}
+	}
+}
+
+func TestDelayQueueNames(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		4 * time.Hour:           "orders.delay.4h",
+		24 * time.Hour:          "orders.delay.24h",
+		90 * time.Minute:        "orders.delay.90m",
+		30 * time.Second:        "orders.delay.30s",
+		1500 * time.Millisecond: "orders.delay.1500ms",
+		time.Millisecond:        "orders.delay.1ms",
+	} {
+		if got := DelayQueueName(d); got != want {
+			t.Errorf("DelayQueueName(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestDecodeIsStrict(t *testing.T) {
+	valid := `{"order_id":7,"customer_id":3,"customer_email":"a@kshop.dev","items":[{"product_id":1,"quantity":2,"price":"10.50"}],"total_amount":"21.00","created_at":"2026-11-24T10:00:00Z"}`
+	order, err := Decode[OrderCreated]([]byte(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if order.OrderID != 7 || order.Items[0].Price.String() != "10.50" || order.TotalAmount.String() != "21.00" {
+		t.Fatalf("decoded %+v", order)
+	}
+	for name, body := range map[string]string{
+		"unknown field":  strings.Replace(valid, `"order_id":7`, `"order_id":7,"admin":true`, 1),
+		"trailing data":  valid + `{}`,
+		"missing id":     strings.Replace(valid, `"order_id":7`, `"order_id":0`, 1),
+		"no items":       strings.Replace(valid, `[{"product_id":1,"quantity":2,"price":"10.50"}]`, `[]`, 1),
+		"zero quantity":  strings.Replace(valid, `"quantity":2`, `"quantity":0`, 1),
+		"wrong type":     strings.Replace(valid, `"order_id":7`, `"order_id":"7"`, 1),
+		"not json":       `order 7`,
+		"float quantity": strings.Replace(valid, `"quantity":2`, `"quantity":2.5`, 1),
+	} {
+		if _, err := Decode[OrderCreated]([]byte(body)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := Decode[CancelNotificationMail]([]byte(`{"email":"a@kshop.dev","order_id":1,"reason":"bored","total_amount":"1.00","items":[{"product_id":1,"name":"x","quantity":1,"price":"1.00"}]}`)); err == nil ||
+		!strings.Contains(err.Error(), "reason") {
+		t.Errorf("an unknown cancel reason was accepted or not named: %v", err)
+	}
+}
+
+func TestRoutesAreConsistent(t *testing.T) {
+	for _, r := range append(append([]Route{}, MailRoutes...), TimerRoutes...) {
+		if _, ok := ExchangeKinds[r.Exchange]; !ok {
+			t.Errorf("route %+v uses an undeclared exchange", r)
+		}
+	}
+	if len(MailRoutes) != 5 || len(TimerRoutes) != 2 {
+		t.Errorf("%d mail routes and %d timer routes, want 5 and 2", len(MailRoutes), len(TimerRoutes))
+	}
+	if got := OrderLockKey(42, "req-1"); got != "order:lock:42:req-1" {
+		t.Errorf("OrderLockKey = %q", got)
+	}
+	if got := ConsumerGroup("product", TopicOrderCreated); got != "product.order-created" {
+		t.Errorf("ConsumerGroup = %q", got)
+	}
+	if h := Headers(TopicOrderCreated, "id-1"); !reflect.DeepEqual(h, map[string]string{"event-id": "id-1", "event-type": "order-created", "event-version": "1"}) {
+		t.Errorf("Headers = %v", h)
+	}
+}

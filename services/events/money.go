@@ -1,0 +1,55 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/shopspring/decimal"
+)
+
+// Money is an exact decimal amount. It travels as a JSON string with two decimals
+// ("25000.00") and is read from a string or a number, never through a float.
+// Whether an amount is a valid price (positive, at most two decimals, a maximum)
+// is the product service's rule, not the wire format's.
+type Money struct{ decimal.Decimal }
+
+// MustMoney parses s or panics; for literals in code and tests.
+func MustMoney(s string) Money { return Money{decimal.RequireFromString(s)} }
+
+// ParseMoney parses a decimal string.
+func ParseMoney(s string) (Money, error) {
+	d, err := decimal.NewFromString(s)
+	if err != nil {
+		return Money{}, fmt.Errorf("%q is not a decimal amount", s)
+	}
+	return Money{d}, nil
+}
+
+// String is the amount with two decimals.
+func (m Money) String() string { return m.StringFixed(2) }
+
+// MarshalJSON writes "123.45".
+func (m Money) MarshalJSON() ([]byte, error) { return json.Marshal(m.StringFixed(2)) }
+
+// UnmarshalJSON reads "123.45" or 123.45 exactly.
+func (m *Money) UnmarshalJSON(data []byte) error {
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || bytes.Equal(data, []byte("null")) {
+		return fmt.Errorf("amount must be a decimal string or number, got %s", data)
+	}
+	text := string(data)
+	if data[0] == '"' {
+		if err := json.Unmarshal(data, &text); err != nil {
+			return fmt.Errorf("amount: %w", err)
+		}
+	} else if data[0] != '-' && (data[0] < '0' || data[0] > '9') {
+		return fmt.Errorf("amount must be a decimal string or number, got %s", data)
+	}
+	parsed, err := ParseMoney(text)
+	if err != nil {
+		return err
+	}
+	*m = parsed
+	return nil
+}

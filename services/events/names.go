@@ -1,0 +1,179 @@
+// Package events is kshop's messaging contract: the names of Kafka topics,
+// RabbitMQ exchanges, queues and routing keys, Redis keys, and the JSON payloads
+// that travel between services. Every producer and consumer imports it, so a name
+// or a field exists in exactly one place.
+package events
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Kafka topics carry domain events, keyed by the aggregate id as a decimal string.
+const (
+	TopicProductCreated = "product-created"
+	TopicProductUpdated = "product-updated"
+	TopicProductDeleted = "product-deleted"
+	TopicOrderCreated   = "order-created"
+	TopicOrderCancelled = "order-cancelled"
+	TopicStockReserved  = "stock-reserved"
+	TopicStockRejected  = "stock-rejected"
+)
+
+// Topics lists every domain topic, for creating them.
+var Topics = []string{
+	TopicProductCreated, TopicProductUpdated, TopicProductDeleted,
+	TopicOrderCreated, TopicOrderCancelled, TopicStockReserved, TopicStockRejected,
+}
+
+// DefaultPartitions is how many partitions a topic gets unless configured otherwise.
+const DefaultPartitions = 3
+
+// Version is the payload version every event carries in its event-version header.
+const Version = 1
+
+// Kafka header names.
+const (
+	HeaderEventID      = "event-id"
+	HeaderEventType    = "event-type"
+	HeaderEventVersion = "event-version"
+	HeaderTraceParent  = "traceparent"
+)
+
+// DeadLetterTopic names where a topic's poison messages end up.
+func DeadLetterTopic(topic string) string { return topic + ".dlt" }
+
+// ConsumerGroup names the group of a service consuming a topic, e.g. product.order-created.
+func ConsumerGroup(service, topic string) string { return service + "." + topic }
+
+// Key turns an aggregate id into a message key.
+func Key(id int64) string { return strconv.FormatInt(id, 10) }
+
+// Headers returns the Kafka headers of an event of the given topic. The
+// traceparent header is added by the producer (or stored by the outbox).
+func Headers(topic, eventID string) map[string]string {
+	return map[string]string{
+		HeaderEventID:      eventID,
+		HeaderEventType:    topic,
+		HeaderEventVersion: strconv.Itoa(Version),
+	}
+}
+
+// RabbitMQ exchanges.
+const (
+	ExchangeNotifications = "notifications" // topic
+	ExchangePayments      = "payments"      // direct
+	ExchangeOrders        = "orders"        // direct
+)
+
+// ExchangeKinds gives each exchange its type.
+var ExchangeKinds = map[string]string{
+	ExchangeNotifications: "topic",
+	ExchangePayments:      "direct",
+	ExchangeOrders:        "direct",
+}
+
+// RabbitMQ routing keys.
+const (
+	RoutingSendVerification = "send.verification"
+	RoutingAccountVerified  = "account.verified"
+	RoutingPaymentReminder  = "send.payment.reminder"
+	RoutingOrderSuccess     = "send.order.success"
+	RoutingCancelNotice     = "send.cancel.notification"
+	RoutingOrderReminder    = "order.reminder"
+	RoutingOrderAutoCancel  = "order.auto.cancel"
+)
+
+// RabbitMQ work queues.
+const (
+	QueueVerification       = "verification"
+	QueueVerified           = "verified"
+	QueueReminder           = "reminder"
+	QueueOrderSuccess       = "order-success"
+	QueueCancelNotification = "cancel-notification"
+	QueueOrderReminder      = "order-reminder"
+	QueueOrderAutoCancel    = "order-auto-cancel"
+)
+
+// DeadLetterQueue names a work queue's dead-letter queue.
+func DeadLetterQueue(queue string) string { return queue + ".dlq" }
+
+// Route is one row of the RabbitMQ table: who publishes where, who consumes what.
+type Route struct {
+	Exchange   string
+	RoutingKey string
+	Queue      string
+	Producer   string
+	Consumer   string
+}
+
+// MailRoutes are the messages the mail service consumes.
+var MailRoutes = []Route{
+	{ExchangeNotifications, RoutingSendVerification, QueueVerification, "auth", "mail"},
+	{ExchangeNotifications, RoutingAccountVerified, QueueVerified, "auth", "mail"},
+	{ExchangePayments, RoutingPaymentReminder, QueueReminder, "order", "mail"},
+	{ExchangeNotifications, RoutingOrderSuccess, QueueOrderSuccess, "order", "mail"},
+	{ExchangeNotifications, RoutingCancelNotice, QueueCancelNotification, "order", "mail"},
+}
+
+// TimerRoutes are the order service's delayed messages to itself.
+var TimerRoutes = []Route{
+	{ExchangeOrders, RoutingOrderReminder, QueueOrderReminder, "order", "order"},
+	{ExchangeOrders, RoutingOrderAutoCancel, QueueOrderAutoCancel, "order", "order"},
+}
+
+// Default timer delays.
+var (
+	DefaultReminderDelays  = []time.Duration{4 * time.Hour, 12 * time.Hour, 22 * time.Hour}
+	DefaultAutoCancelDelay = 24 * time.Hour
+	delayQueuePrefix       = "orders.delay."
+	delayQueueUnitsInOrder = []struct {
+		suffix string
+		unit   time.Duration
+	}{{"h", time.Hour}, {"m", time.Minute}, {"s", time.Second}, {"ms", time.Millisecond}}
+)
+
+// DelayQueueName names the queue that holds order timers of delay d:
+// orders.delay.4h, orders.delay.90m, orders.delay.30s, orders.delay.1500ms. The
+// largest unit that divides d exactly is used, so each delay has one stable name.
+// Delays are whole milliseconds; anything finer is truncated.
+func DelayQueueName(d time.Duration) string {
+	d = d.Truncate(time.Millisecond)
+	if d <= 0 {
+		panic(fmt.Sprintf("events: delay must be at least 1ms, got %v", d)) // a configuration bug caught at start
+	}
+	for _, u := range delayQueueUnitsInOrder {
+		if d%u.unit == 0 {
+			return delayQueuePrefix + strconv.FormatInt(int64(d/u.unit), 10) + u.suffix
+		}
+	}
+	return delayQueuePrefix + strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+}
+
+// Redis keys.
+const RateLimitPrefix = "ratelimit:"
+
+// OrderLockKey is the idempotency lock of one order request.
+func OrderLockKey(customerID int64, requestID string) string {
+	return "order:lock:" + strconv.FormatInt(customerID, 10) + ":" + requestID
+}
+
+// ResendCooldownKey marks that a verification code was sent recently to email.
+// The auth service normalises e-mails before they get here.
+func ResendCooldownKey(email string) string { return "auth:resend:" + email }
+
+// Order statuses.
+const (
+	StatusPending   = "PENDING"
+	StatusPaid      = "PAID"
+	StatusCompleted = "COMPLETED"
+	StatusCancelled = "CANCELLED"
+)
+
+// Cancel reasons.
+const (
+	CancelExpired    = "expired"
+	CancelOutOfStock = "out_of_stock"
+	CancelCustomer   = "customer"
+)
