@@ -1,0 +1,92 @@
+// Package telemetry sets up OpenTelemetry for a process: traces exported by OTLP
+// when an endpoint is configured (and always created and propagated, so trace
+// ids reach logs and messages), W3C propagation, and metrics served to Prometheus
+// on /metrics together with Go runtime and process metrics.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+)
+
+// Config is read with the service's prefix (KSHOP_ORDER_OTEL_EXPORTER_OTLP_ENDPOINT).
+type Config struct {
+	ServiceName string `ignored:"true"`
+	// OTLPEndpoint is a gRPC collector URL such as http://tempo:4317; empty: no export.
+	OTLPEndpoint string `envconfig:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	// SampleRatio is the share of new traces sampled; children follow their parent.
+	SampleRatio float64 `envconfig:"OTEL_TRACES_SAMPLER_RATIO" default:"1"`
+}
+
+// Telemetry holds the providers Setup installed.
+type Telemetry struct {
+	// Registry is where every metric of the process is registered and served from.
+	Registry *prometheus.Registry
+	tracer   *sdktrace.TracerProvider
+	meter    *sdkmetric.MeterProvider
+}
+
+// Setup installs the global tracer provider, meter provider and propagator. An
+// unreachable collector is not an error: the exporter retries in the background.
+func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
+	if cfg.ServiceName == "" {
+		return nil, errors.New("telemetry: service name is empty")
+	}
+	if cfg.SampleRatio < 0 || cfg.SampleRatio > 1 {
+		return nil, fmt.Errorf("telemetry: OTEL_TRACES_SAMPLER_RATIO=%v is not between 0 and 1", cfg.SampleRatio)
+	}
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(cfg.ServiceName)))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry resource: %w", err)
+	}
+
+	traceOpts := []sdktrace.TracerProviderOption{
+		sdktrace.WithResource(res),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.SampleRatio))),
+	}
+	if cfg.OTLPEndpoint != "" {
+		exporter, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(cfg.OTLPEndpoint))
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: OTEL_EXPORTER_OTLP_ENDPOINT=%q: %w", cfg.OTLPEndpoint, err)
+		}
+		traceOpts = append(traceOpts, sdktrace.WithBatcher(exporter))
+	}
+	tracer := sdktrace.NewTracerProvider(traceOpts...)
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	exporter, err := otelprom.New(otelprom.WithRegisterer(registry))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry prometheus exporter: %w", err)
+	}
+	meter := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(exporter))
+
+	otel.SetTracerProvider(tracer)
+	otel.SetMeterProvider(meter)
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	return &Telemetry{Registry: registry, tracer: tracer, meter: meter}, nil
+}
+
+// MetricsHandler serves the registry in the Prometheus text format.
+func (t *Telemetry) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(t.Registry, promhttp.HandlerOpts{Registry: t.Registry})
+}
+
+// Shutdown flushes pending spans and stops the providers; ctx bounds the wait.
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	return errors.Join(t.tracer.Shutdown(ctx), t.meter.Shutdown(ctx))
+}
