@@ -11,6 +11,9 @@
 #   hack/testenv.sh status        show what is running
 #   hack/testenv.sh stop NAME     stop one server (postgres, redis, redis-cluster, rabbitmq, rabbitmq-restartable)
 #   hack/testenv.sh start NAME    start one server again, keeping its data
+#
+# Ports and folder can be moved with KSHOP_TESTENV_DIR and KSHOP_TESTENV_*_PORT
+# (see below); KSHOP_TESTENV_SERVERS="postgres redis rabbitmq" starts a subset.
 set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -262,6 +265,9 @@ stop_one() {
 }
 
 ALL="postgres redis redis-cluster rabbitmq rabbitmq-restartable"
+# make run needs fewer servers than the tests: KSHOP_TESTENV_SERVERS picks them.
+SERVERS="${KSHOP_TESTENV_SERVERS:-$ALL}"
+wants() { [[ " $SERVERS " == *" $1 "* ]]; }
 
 down() {
 	local name
@@ -276,12 +282,13 @@ up() {
 	local started=$SECONDS pids=() name failed=0
 	# The slow RabbitMQ nodes start side by side with the rest.
 	for name in rabbitmq rabbitmq-restartable; do
+		wants "$name" || continue
 		start_one "$name" &
 		pids+=($!)
 	done
-	postgres_start
-	redis_start
-	redis_cluster_start
+	for name in postgres redis redis-cluster; do
+		if wants "$name"; then start_one "$name"; fi
+	done
 	for name in "${pids[@]}"; do wait "$name" || failed=1; done
 	[ "$failed" = 0 ] || die "a RabbitMQ node did not start"
 	print_env >"$STATE_DIR/env"
@@ -310,5 +317,5 @@ env) print_env ;;
 status) status ;;
 start) start_one "${2:?name a server}" ;;
 stop) stop_one "${2:?name a server}" ;;
-*) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+*) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

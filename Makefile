@@ -1,0 +1,31 @@
+# kshop — the two commands that matter are `make run` and `make test`.
+SHELL := /bin/bash
+GO    ?= go
+BENCH ?= .
+
+.PHONY: run test bench lint build testenv-up testenv-down help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+run: ## start the platform locally (infrastructure and the all-in-one binary); Ctrl-C stops it
+	@hack/run.sh
+
+test: ## install what is missing, start private servers, go vet, go test -race, stop servers
+	@hack/test.sh
+
+bench: ## run the benchmarks against the private servers and print the figures
+	@hack/bench.sh '$(BENCH)'
+
+lint: ## gofmt check, go vet, staticcheck
+	@hack/lint.sh
+
+build: ## compile every package and binary
+	$(GO) build ./...
+
+testenv-up: ## start the private test servers and keep them (then: eval "$$(hack/testenv.sh env)")
+	@hack/install-deps.sh
+	@hack/testenv.sh up
+
+testenv-down: ## stop the private test servers
+	@hack/testenv.sh down

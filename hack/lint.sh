@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# lint.sh fails on unformatted files, go vet findings and staticcheck findings.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+unformatted="$(gofmt -l $(git ls-files '*.go') 2>/dev/null || true)"
+if [ -n "$unformatted" ]; then
+	echo "lint: these files need gofmt -w:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+go vet ./...
+"$(hack/tools.sh staticcheck)" ./...
+echo "lint: ok" >&2

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# test.sh is `make test`: it installs what is missing, starts the private test
+# servers, runs go vet and the race-enabled test suite against them, and stops the
+# servers again however the run ends (success, failure, Ctrl-C).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+hack/install-deps.sh
+
+stop_servers() { hack/testenv.sh down || true; }
+trap stop_servers EXIT
+trap 'exit 130' INT TERM
+
+hack/testenv.sh up
+eval "$(hack/testenv.sh env)"
+
+echo "test: go vet ./..." >&2
+go vet ./...
+
+# Each package's tests run in their own process; two at a time fits 2 cores and the
+# servers. -count=1 because results depend on servers, not only on code.
+echo "test: go test -race ./... (first run compiles confluent-kafka-go's cgo part, about a minute)" >&2
+go test -race -count=1 -timeout 20m ${GO_TEST_FLAGS:-} ./...
