@@ -22,12 +22,16 @@ source "$HACK_DIR/cachedir.sh"
 
 STATE_DIR="${KSHOP_TESTENV_DIR:-$KSHOP_CACHE_DIR/testenv}"
 HOST=127.0.0.1
-POSTGRES_PORT="${KSHOP_TESTENV_POSTGRES_PORT:-55432}"
-REDIS_PORT="${KSHOP_TESTENV_REDIS_PORT:-56379}"
-# The cluster bus listens 10000 above each node, so node ports stay below 55536.
-REDIS_CLUSTER_FIRST_PORT="${KSHOP_TESTENV_REDIS_CLUSTER_PORT:-47001}"
-RABBITMQ_PORT="${KSHOP_TESTENV_RABBITMQ_PORT:-55672}"
-RABBITMQ_RESTARTABLE_PORT="${KSHOP_TESTENV_RABBITMQ_RESTARTABLE_PORT:-55682}"
+# Every port sits below Linux's ephemeral range (32768-60999): a listener on an
+# ephemeral port can find it taken by some outgoing connection's source port, or
+# by a readiness probe connecting to itself, and then fail with EADDRINUSE. The
+# RabbitMQ nodes use port+1 for Erlang distribution (and their CLI port+10001..).
+POSTGRES_PORT="${KSHOP_TESTENV_POSTGRES_PORT:-15432}"
+REDIS_PORT="${KSHOP_TESTENV_REDIS_PORT:-16379}"
+# The cluster bus listens 10000 above each node (27001-27006 by default).
+REDIS_CLUSTER_FIRST_PORT="${KSHOP_TESTENV_REDIS_CLUSTER_PORT:-17001}"
+RABBITMQ_PORT="${KSHOP_TESTENV_RABBITMQ_PORT:-18672}"
+RABBITMQ_RESTARTABLE_PORT="${KSHOP_TESTENV_RABBITMQ_RESTARTABLE_PORT:-18682}"
 
 log() { printf 'testenv: %s\n' "$*" >&2; }
 die() { printf 'testenv: error: %s\n' "$*" >&2; exit 1; }
@@ -168,6 +172,8 @@ rabbitmq_env() { # name port
 	export RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf"
 	export RABBITMQ_ENABLED_PLUGINS=""
 	export RABBITMQ_USE_LONGNAME=false
+	# Erlang distribution (used by rabbitmqctl) on loopback only, like everything else.
+	export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 }
 
 rabbitmq_ctl() { # name port args...

@@ -15,7 +15,7 @@ import (
 // Kafka protocol (franz-go's kfake), so `make run` needs no JVM and no Docker. In
 // Kubernetes the real Kafka chart takes its place.
 type DevKafkaConfig struct {
-	Addr    string `envconfig:"ADDR" default:"127.0.0.1:39092"`
+	Addr    string `envconfig:"ADDR" default:"127.0.0.1:14092"`
 	DataDir string `envconfig:"DATA_DIR"` // empty: topics live in memory only
 }
 

@@ -182,6 +182,26 @@ func TestUnconfirmedRowsStayUnsentAndAreRetried(t *testing.T) {
 	}
 }
 
+func TestDeleteSentLeavesNoConfirmedPayloadBehind(t *testing.T) {
+	pool := newDatabase(t)
+	ctx := context.Background()
+	writeMessages(t, pool, 4, 4, func(i int) outbox.Message {
+		return outbox.Message{Destination: outbox.AMQP, Topic: "x", Key: fmt.Sprint(i), Payload: []byte(`{"token":"123456"}`)}
+	})
+	publisher := &recordingPublisher{failing: func(m outbox.Message) bool { return m.Key == "2" }}
+	relay := outbox.NewRelay(pool, map[outbox.Destination]outbox.Publisher{outbox.AMQP: publisher}, outbox.RelayConfig{DeleteSent: true}, quiet)
+
+	if n, _ := relay.RelayOnce(ctx); n != 3 {
+		t.Fatalf("RelayOnce confirmed %d rows, want 3", n)
+	}
+	if got := count(t, pool, `SELECT count(*) FROM outbox`); got != 1 {
+		t.Fatalf("%d rows left in the outbox, want only the unconfirmed one", got)
+	}
+	if got := count(t, pool, `SELECT count(*) FROM outbox WHERE key = '2' AND sent_at IS NULL`); got != 1 {
+		t.Fatal("the unconfirmed row is gone; it must stay for a retry")
+	}
+}
+
 func TestTraceContextIsStoredWithTheRow(t *testing.T) {
 	pool := newDatabase(t)
 	ctx := context.Background()

@@ -37,6 +37,10 @@ type RelayConfig struct {
 	// broker is down its rows are released, counted as failed attempts and retried,
 	// instead of holding their transaction open.
 	PublishTimeout time.Duration
+	// DeleteSent deletes rows once the broker confirmed them instead of keeping
+	// them for Retention: for payloads that must not outlive their delivery, such
+	// as a verification code that is otherwise only stored hashed.
+	DeleteSent bool
 	// Registerer receives the relay's metrics; nil means no metrics.
 	Registerer prometheus.Registerer
 }
@@ -141,7 +145,11 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		}
 		sent, failed := r.publish(ctx, rows)
 		if len(sent) > 0 {
-			if _, err := tx.Exec(ctx, `UPDATE outbox SET sent_at = now() WHERE id = ANY($1)`, sent); err != nil {
+			markSent := `UPDATE outbox SET sent_at = now() WHERE id = ANY($1)`
+			if r.cfg.DeleteSent {
+				markSent = `DELETE FROM outbox WHERE id = ANY($1)`
+			}
+			if _, err := tx.Exec(ctx, markSent, sent); err != nil {
 				return fmt.Errorf("mark %d outbox rows sent: %w", len(sent), err)
 			}
 		}
