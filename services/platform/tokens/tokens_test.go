@@ -125,21 +125,21 @@ func TestHostileTokensAreRejected(t *testing.T) {
 		token string
 		want  error
 	}{
-		"alg none": {sign(jwt.SigningMethodNone, claims(nil), key.ID, jwt.UnsafeAllowNoneSignatureType), tokens.ErrInvalid},
-		"HS256 keyed with the public key": {sign(jwt.SigningMethodHS256, claims(nil), key.ID, []byte(key.Public.(ed25519.PublicKey))), tokens.ErrInvalid},
+		"alg none":                                 {sign(jwt.SigningMethodNone, claims(nil), key.ID, jwt.UnsafeAllowNoneSignatureType), tokens.ErrInvalid},
+		"HS256 keyed with the public key":          {sign(jwt.SigningMethodHS256, claims(nil), key.ID, []byte(key.Public.(ed25519.PublicKey))), tokens.ErrInvalid},
 		"signed by a key not in the set, same kid": {sign(jwt.SigningMethodEdDSA, claims(nil), key.ID, otherKey.Private), tokens.ErrInvalid},
-		"unknown kid":       {sign(jwt.SigningMethodEdDSA, claims(nil), otherKey.ID, otherKey.Private), tokens.ErrInvalid},
-		"no kid":            {sign(jwt.SigningMethodEdDSA, claims(nil), "", key.Private), tokens.ErrInvalid},
-		"expired":           {sign(jwt.SigningMethodEdDSA, claims(func(c *tokens.Claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute)) }), key.ID, key.Private), tokens.ErrExpired},
-		"no expiry":         {sign(jwt.SigningMethodEdDSA, claims(func(c *tokens.Claims) { c.ExpiresAt = nil }), key.ID, key.Private), tokens.ErrInvalid},
-		"issued in future":  {sign(jwt.SigningMethodEdDSA, claims(func(c *tokens.Claims) { c.IssuedAt = jwt.NewNumericDate(now.Add(time.Hour)) }), key.ID, key.Private), tokens.ErrInvalid},
-		"wrong issuer":      {sign(jwt.SigningMethodEdDSA, claims(func(c *tokens.Claims) { c.Issuer = "someone" }), key.ID, key.Private), tokens.ErrInvalid},
-		"wrong audience":    {sign(jwt.SigningMethodEdDSA, claims(func(c *tokens.Claims) { c.Audience = jwt.ClaimStrings{"other"} }), key.ID, key.Private), tokens.ErrInvalid},
-		"no subject":        {sign(jwt.SigningMethodEdDSA, claims(func(c *tokens.Claims) { c.Subject = "" }), key.ID, key.Private), tokens.ErrInvalid},
-		"body swapped":      {parts[0] + "." + forgedBody + "." + parts[2], tokens.ErrInvalid},
-		"signature dropped": {parts[0] + "." + parts[1] + ".", tokens.ErrInvalid},
-		"garbage":           {"not.a.token", tokens.ErrInvalid},
-		"empty":             {"", tokens.ErrInvalid},
+		"unknown kid":                              {sign(jwt.SigningMethodEdDSA, claims(nil), otherKey.ID, otherKey.Private), tokens.ErrInvalid},
+		"no kid":                                   {sign(jwt.SigningMethodEdDSA, claims(nil), "", key.Private), tokens.ErrInvalid},
+		"expired":                                  {sign(jwt.SigningMethodEdDSA, claims(func(c *tokens.Claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute)) }), key.ID, key.Private), tokens.ErrExpired},
+		"no expiry":                                {sign(jwt.SigningMethodEdDSA, claims(func(c *tokens.Claims) { c.ExpiresAt = nil }), key.ID, key.Private), tokens.ErrInvalid},
+		"issued in future":                         {sign(jwt.SigningMethodEdDSA, claims(func(c *tokens.Claims) { c.IssuedAt = jwt.NewNumericDate(now.Add(time.Hour)) }), key.ID, key.Private), tokens.ErrInvalid},
+		"wrong issuer":                             {sign(jwt.SigningMethodEdDSA, claims(func(c *tokens.Claims) { c.Issuer = "someone" }), key.ID, key.Private), tokens.ErrInvalid},
+		"wrong audience":                           {sign(jwt.SigningMethodEdDSA, claims(func(c *tokens.Claims) { c.Audience = jwt.ClaimStrings{"other"} }), key.ID, key.Private), tokens.ErrInvalid},
+		"no subject":                               {sign(jwt.SigningMethodEdDSA, claims(func(c *tokens.Claims) { c.Subject = "" }), key.ID, key.Private), tokens.ErrInvalid},
+		"body swapped":                             {parts[0] + "." + forgedBody + "." + parts[2], tokens.ErrInvalid},
+		"signature dropped":                        {parts[0] + "." + parts[1] + ".", tokens.ErrInvalid},
+		"garbage":                                  {"not.a.token", tokens.ErrInvalid},
+		"empty":                                    {"", tokens.ErrInvalid},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := verifier.Verify(context.Background(), tc.token); !errors.Is(err, tc.want) {
