@@ -16,7 +16,7 @@ import (
 // Config is read from KSHOP_* environment variables.
 type Config struct {
 	DevKafka DevKafkaConfig `envconfig:"DEV_KAFKA"`
-	Log      logx.Config
+	Log      logx.Config    `envconfig:"LOG"`
 }
 
 func main() {

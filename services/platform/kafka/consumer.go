@@ -87,10 +87,12 @@ func NewConsumer(cfg ConsumerConfig, handler Handler, logger *slog.Logger) (*Con
 		"enable.auto.offset.store": false, // stored by hand, after the handler succeeded
 		"session.timeout.ms":       6000,
 		"heartbeat.interval.ms":    1000,
+		"go.logs.channel.enable":   true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kafka consumer %s: %w", cfg.GroupID, err)
 	}
+	go forwardLogs(c.Logs(), logger)
 	dlt, err := NewProducer(ProducerConfig{Brokers: cfg.Brokers, ClientID: cfg.GroupID + "-dlt"}, logger)
 	if err != nil {
 		c.Close()

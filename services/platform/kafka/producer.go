@@ -74,13 +74,15 @@ func NewProducer(cfg ProducerConfig, logger *slog.Logger) (*Producer, error) {
 		"linger.ms":          linger,
 		// Delivery must not give up while a broker restarts; PublishBatch's ctx
 		// bounds how long a caller waits.
-		"message.timeout.ms": 300000,
+		"message.timeout.ms":     300000,
+		"go.logs.channel.enable": true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
 	producer := &Producer{producer: p, logger: logger, events: make(chan struct{})}
 	go producer.logEvents()
+	go forwardLogs(p.Logs(), logger)
 	return producer, nil
 }
 

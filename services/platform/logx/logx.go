@@ -13,9 +13,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Config selects the level.
+// Config selects the level; services hold it in a field named Log (KSHOP_<SERVICE>_LOG_LEVEL).
 type Config struct {
-	Level string `envconfig:"LOG_LEVEL" default:"info"`
+	Level string `envconfig:"LEVEL" default:"info"`
 }
 
 // ParseLevel reads debug, info, warn or error.

@@ -11,12 +11,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Config names the databases. Services embed it under their prefix, so the
-// variables read KSHOP_<SERVICE>_DATABASE_URL and so on.
+// Config names the databases. Services hold it in a field named Database, so
+// the variables read KSHOP_<SERVICE>_DATABASE_URL, _DATABASE_REPLICA_URL and
+// _DATABASE_MAX_CONNS.
 type Config struct {
-	URL        string `envconfig:"DATABASE_URL" required:"true"`
-	ReplicaURL string `envconfig:"DATABASE_REPLICA_URL"`
-	MaxConns   int32  `envconfig:"DATABASE_MAX_CONNS" default:"10"`
+	URL        string `envconfig:"URL" required:"true"`
+	ReplicaURL string `envconfig:"REPLICA_URL"`
+	MaxConns   int32  `envconfig:"MAX_CONNS" default:"10"`
 }
 
 // DB holds the pools. Replica is the primary itself when no replica is configured,

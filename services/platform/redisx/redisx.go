@@ -14,10 +14,11 @@ import (
 )
 
 // Config names the Redis nodes. Several addresses, or Cluster, select cluster mode.
+// Services hold it in a field named Redis: KSHOP_<SERVICE>_REDIS_ADDRS and so on.
 type Config struct {
-	Addrs    []string `envconfig:"REDIS_ADDRS" required:"true"`
-	Password string   `envconfig:"REDIS_PASSWORD"`
-	Cluster  bool     `envconfig:"REDIS_CLUSTER"`
+	Addrs    []string `envconfig:"ADDRS" required:"true"`
+	Password string   `envconfig:"PASSWORD"`
+	Cluster  bool     `envconfig:"CLUSTER"`
 }
 
 // NewClient returns a client for one node or for a cluster; code using it does

@@ -23,13 +23,14 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 )
 
-// Config is read with the service's prefix (KSHOP_ORDER_OTEL_EXPORTER_OTLP_ENDPOINT).
+// Config is read from a field named OTel under the service's prefix
+// (KSHOP_ORDER_OTEL_EXPORTER_OTLP_ENDPOINT, KSHOP_ORDER_OTEL_TRACES_SAMPLER_RATIO).
 type Config struct {
 	ServiceName string `ignored:"true"`
 	// OTLPEndpoint is a gRPC collector URL such as http://tempo:4317; empty: no export.
-	OTLPEndpoint string `envconfig:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	OTLPEndpoint string `envconfig:"EXPORTER_OTLP_ENDPOINT"`
 	// SampleRatio is the share of new traces sampled; children follow their parent.
-	SampleRatio float64 `envconfig:"OTEL_TRACES_SAMPLER_RATIO" default:"1"`
+	SampleRatio float64 `envconfig:"TRACES_SAMPLER_RATIO" default:"1"`
 }
 
 // Telemetry holds the providers Setup installed.
@@ -61,7 +62,7 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 	if cfg.OTLPEndpoint != "" {
 		exporter, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(cfg.OTLPEndpoint))
 		if err != nil {
-			return nil, fmt.Errorf("telemetry: OTEL_EXPORTER_OTLP_ENDPOINT=%q: %w", cfg.OTLPEndpoint, err)
+			return nil, fmt.Errorf("telemetry: OTLP endpoint %q: %w", cfg.OTLPEndpoint, err)
 		}
 		traceOpts = append(traceOpts, sdktrace.WithBatcher(exporter))
 	}
