@@ -38,19 +38,8 @@ func connect(t *testing.T, url string) *amqp.Connection {
 	t.Helper()
 	conn := amqp.Dial(url, quiet)
 	t.Cleanup(func() { _ = conn.Close() })
-	waitFor(t, 30*time.Second, "the RabbitMQ connection", func() bool { return conn.Ready(context.Background()) == nil })
+	testenv.WaitFor(t, 30*time.Second, "the RabbitMQ connection", func() bool { return conn.Ready(context.Background()) == nil })
 	return conn
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // workQueue declares a direct exchange bound to a fresh queue with a dead-letter queue.
@@ -129,7 +118,7 @@ func TestPublishAndConsumeRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the message", func() bool { return c.count() == 1 })
+	testenv.WaitFor(t, 10*time.Second, "the message", func() bool { return c.count() == 1 })
 	d := c.got[0]
 	if d.MessageID != "m-1" || string(d.Body) != `{"n":1}` || d.Headers["event-type"] != "test" || d.Attempt != 1 {
 		t.Fatalf("got %+v", d)
@@ -201,7 +190,7 @@ func TestDelayedMessageArrivesAfterItsDelay(t *testing.T) {
 	if err := amqp.NewPublisher(conn).Publish(context.Background(), amqp.Message{RoutingKey: delayQueue, MessageID: "late", Body: []byte("{}")}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the delayed message", func() bool { return c.count() == 1 })
+	testenv.WaitFor(t, 10*time.Second, "the delayed message", func() bool { return c.count() == 1 })
 	waited := c.at[0].Sub(sent)
 	if waited < delay || waited > delay+time.Second {
 		t.Fatalf("delivered after %v, want between %v and %v", waited, delay, delay+time.Second)
@@ -236,10 +225,10 @@ func TestPoisonMessageIsDeadLetteredAfterMaxAttempts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "the good message after the poison one", func() bool { return good.count() == 1 })
+	testenv.WaitFor(t, 10*time.Second, "the good message after the poison one", func() bool { return good.count() == 1 })
 	ch := inspect(t, url)
 	var dead amqp091.Delivery
-	waitFor(t, 10*time.Second, "the dead-lettered message", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the dead-lettered message", func() bool {
 		var ok bool
 		dead, ok, _ = ch.Get(amqp.DeadLetterQueue(queue), true)
 		return ok
@@ -271,7 +260,7 @@ func TestPermanentErrorSkipsRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := inspect(t, url)
-	waitFor(t, 10*time.Second, "the dead-lettered message", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the dead-lettered message", func() bool {
 		_, ok, _ := ch.Get(amqp.DeadLetterQueue(queue), true)
 		return ok
 	})
@@ -311,15 +300,15 @@ func TestRecoversAfterBrokerRestart(t *testing.T) {
 	if err := publish("before"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the first message", func() bool { return c.count() == 1 })
+	testenv.WaitFor(t, 10*time.Second, "the first message", func() bool { return c.count() == 1 })
 
 	broker.Stop(t)
-	waitFor(t, 10*time.Second, "Ready to report the outage", func() bool { return conn.Ready(context.Background()) != nil })
+	testenv.WaitFor(t, 10*time.Second, "Ready to report the outage", func() bool { return conn.Ready(context.Background()) != nil })
 	broker.Start(t)
-	waitFor(t, 60*time.Second, "the reconnect", func() bool { return conn.Ready(context.Background()) == nil })
+	testenv.WaitFor(t, 60*time.Second, "the reconnect", func() bool { return conn.Ready(context.Background()) == nil })
 
-	waitFor(t, 30*time.Second, "a publish after the restart", func() bool { return publish("after") == nil })
-	waitFor(t, 30*time.Second, "the message published after the restart", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "a publish after the restart", func() bool { return publish("after") == nil })
+	testenv.WaitFor(t, 30*time.Second, "the message published after the restart", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for _, d := range c.got {

@@ -69,7 +69,7 @@ func NewConsumer(c *Connection, cfg ConsumerConfig, h Handler, logger *slog.Logg
 		cfg.Concurrency = 1
 	}
 	if cfg.Backoff == (retry.Backoff{}) {
-		cfg.Backoff = retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2}
+		cfg.Backoff = retry.Redelivery
 	}
 	if logger == nil {
 		logger = slog.Default()

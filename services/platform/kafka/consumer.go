@@ -73,7 +73,7 @@ func NewConsumer(cfg ConsumerConfig, handler Handler, logger *slog.Logger) (*Con
 		cfg.MaxAttempts = 5
 	}
 	if cfg.Backoff == (retry.Backoff{}) {
-		cfg.Backoff = retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2}
+		cfg.Backoff = retry.Redelivery
 	}
 	if logger == nil {
 		logger = slog.Default()

@@ -20,6 +20,7 @@ import (
 	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/kafkatest"
 	"github.com/kshop/kshop/services/platform/retry"
+	"github.com/kshop/kshop/services/platform/testenv"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -90,17 +91,6 @@ func consume(t *testing.T, cfg kafka.ConsumerConfig, h kafka.Handler) (stop func
 	return stop
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestRoundTripCarriesKeyHeadersAndTrace(t *testing.T) {
 	brokers := kafkatest.NewCluster(t, kafkatest.WithTopics(3, "orders"))
 	got := &seen{}
@@ -116,7 +106,7 @@ func TestRoundTripCarriesKeyHeadersAndTrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the message", func() bool { return len(got.values()) == 1 })
+	testenv.WaitFor(t, 30*time.Second, "the message", func() bool { return len(got.values()) == 1 })
 	m := got.msgs[0]
 	if string(m.Key) != "42" || string(m.Value) != `{"order_id":42}` || m.Headers["event-type"] != "order-created" || m.Topic != "orders" {
 		t.Fatalf("got %+v", m)
@@ -140,7 +130,7 @@ func TestPublishBatchIsAcknowledged(t *testing.T) {
 	got := &seen{}
 	consume(t, kafka.ConsumerConfig{Brokers: brokers, GroupID: "count", Topics: []string{"bulk"}},
 		func(ctx context.Context, m kafka.Message) error { got.add(ctx, m); return nil })
-	waitFor(t, 30*time.Second, "1000 messages", func() bool { return len(got.values()) == 1000 })
+	testenv.WaitFor(t, 30*time.Second, "1000 messages", func() bool { return len(got.values()) == 1000 })
 }
 
 // TestOffsetsAreStoredOnlyAfterSuccess stops a consumer while it is still retrying
@@ -166,7 +156,7 @@ func TestOffsetsAreStoredOnlyAfterSuccess(t *testing.T) {
 		first.add(ctx, m)
 		return nil
 	})
-	waitFor(t, 30*time.Second, "the consumer to get stuck on message 3", failing.Load)
+	testenv.WaitFor(t, 30*time.Second, "the consumer to get stuck on message 3", failing.Load)
 	stop()
 	if got := first.values(); fmt.Sprint(got) != "[1 2]" {
 		t.Fatalf("first consumer handled %v, want [1 2]", got)
@@ -174,7 +164,7 @@ func TestOffsetsAreStoredOnlyAfterSuccess(t *testing.T) {
 
 	second := &seen{}
 	consume(t, cfg, func(ctx context.Context, m kafka.Message) error { second.add(ctx, m); return nil })
-	waitFor(t, 30*time.Second, "messages 3 to 5", func() bool { return len(second.values()) >= 3 })
+	testenv.WaitFor(t, 30*time.Second, "messages 3 to 5", func() bool { return len(second.values()) >= 3 })
 	time.Sleep(200 * time.Millisecond)
 	if got := second.values(); fmt.Sprint(got) != "[3 4 5]" {
 		t.Fatalf("second consumer handled %v, want [3 4 5]", got)
@@ -206,8 +196,8 @@ func TestPoisonMessageGoesToDeadLetterTopic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 30*time.Second, "the message after the poison one", func() bool { return len(good.values()) == 1 })
-	waitFor(t, 30*time.Second, "the dead letter", func() bool { return len(dead.values()) == 1 })
+	testenv.WaitFor(t, 30*time.Second, "the message after the poison one", func() bool { return len(good.values()) == 1 })
+	testenv.WaitFor(t, 30*time.Second, "the dead letter", func() bool { return len(dead.values()) == 1 })
 	if n := calls.Load(); n != 3 {
 		t.Fatalf("poison handled %d times, want MaxAttempts = 3", n)
 	}
@@ -232,7 +222,7 @@ func TestPermanentErrorIsDeadLetteredAtOnce(t *testing.T) {
 	if err := newProducer(t, brokers).Publish(context.Background(), kafka.Message{Topic: "mail", Value: []byte("{")}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the dead letter", func() bool { return len(dead.values()) == 1 })
+	testenv.WaitFor(t, 30*time.Second, "the dead letter", func() bool { return len(dead.values()) == 1 })
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("handler called %d times, want 1", n)
 	}

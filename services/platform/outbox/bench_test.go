@@ -64,7 +64,7 @@ func BenchmarkRelayToRabbitMQ(b *testing.B) {
 	defer conn.Close()
 	queue := "outbox-bench-" + testenv.RandomSuffix()
 	ctx := context.Background()
-	waitFor(b, 30*time.Second, "RabbitMQ connection", func() bool { return conn.Ready(ctx) == nil })
+	testenv.WaitFor(b, 30*time.Second, "RabbitMQ connection", func() bool { return conn.Ready(ctx) == nil })
 	if err := conn.Declare(ctx, amqp.Topology{Queues: []amqp.Queue{{Name: queue}}}); err != nil {
 		b.Fatal(err)
 	}

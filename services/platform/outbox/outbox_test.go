@@ -84,17 +84,6 @@ func count(t testing.TB, pool *pgxpool.Pool, query string) int {
 	return n
 }
 
-func waitFor(t testing.TB, timeout time.Duration, what string, done func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !done() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func TestAddRejectsMessagesThatCanNeverBePublished(t *testing.T) {
 	pool := newDatabase(t)
 	for name, msg := range map[string]outbox.Message{
@@ -242,7 +231,7 @@ func TestBacklogMetrics(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = relay.Run(runCtx) }()
-	waitFor(t, 10*time.Second, "the unsent-rows gauge", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the unsent-rows gauge", func() bool {
 		return gaugeValue(t, reg, "outbox_unsent_rows") == 5
 	})
 	stop()
@@ -335,7 +324,7 @@ func TestConcurrentRelaysPublishEveryRowOnceToKafka(t *testing.T) {
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = consumer.Run(ctx) }()
 
-	waitFor(t, 90*time.Second, "every row published and consumed", func() bool {
+	testenv.WaitFor(t, 90*time.Second, "every row published and consumed", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(seen) == rows
@@ -377,7 +366,7 @@ func TestBrokerRestartMidBurstLosesNothingAndDuplicatesNoEffect(t *testing.T) {
 		Queues:    []amqp.Queue{{Name: queue, DeadLetter: true}},
 		Bindings:  []amqp.Binding{{Exchange: exchange, Queue: queue, RoutingKey: "work"}},
 	}
-	waitFor(t, 30*time.Second, "RabbitMQ connection", func() bool { return conn.Ready(ctx) == nil })
+	testenv.WaitFor(t, 30*time.Second, "RabbitMQ connection", func() bool { return conn.Ready(ctx) == nil })
 	if err := conn.Declare(ctx, topology); err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +400,7 @@ func TestBrokerRestartMidBurstLosesNothingAndDuplicatesNoEffect(t *testing.T) {
 		})
 	}()
 
-	waitFor(t, 60*time.Second, "a fifth of the effects", func() bool {
+	testenv.WaitFor(t, 60*time.Second, "a fifth of the effects", func() bool {
 		return count(t, pool, `SELECT count(*) FROM effects`) >= rows/5
 	})
 	broker.Stop(t)
@@ -427,7 +416,7 @@ func TestBrokerRestartMidBurstLosesNothingAndDuplicatesNoEffect(t *testing.T) {
 	if err := <-written; err != nil {
 		t.Fatalf("write the burst: %v", err)
 	}
-	waitFor(t, 90*time.Second, "every effect", func() bool {
+	testenv.WaitFor(t, 90*time.Second, "every effect", func() bool {
 		return count(t, pool, `SELECT count(*) FROM effects`) >= rows
 	})
 	time.Sleep(500 * time.Millisecond) // a duplicate effect would land after the last original

@@ -21,6 +21,10 @@ type Backoff struct {
 // Default suits reconnecting to a local dependency: 100 ms, doubling, at most 10 s.
 var Default = Backoff{Initial: 100 * time.Millisecond, Max: 10 * time.Second, Multiplier: 2}
 
+// Redelivery paces the retries of one message whose handler failed: 200 ms,
+// doubling, at most 5 s, so a few attempts span a short outage of a dependency.
+var Redelivery = Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2}
+
 // Delay returns how long to wait before retry number attempt (0 for the first retry).
 func (b Backoff) Delay(attempt int) time.Duration {
 	b = b.withDefaults()

@@ -183,3 +183,17 @@ func (r *RestartableRabbitMQ) run(t testing.TB, verb string) {
 func (r *RestartableRabbitMQ) String() string {
 	return fmt.Sprintf("restartable RabbitMQ at %s", r.URL)
 }
+
+// WaitFor polls done every 20 ms until it reports true, failing the test with
+// what it was waiting for once timeout has passed. Tests of asynchronous effects
+// (a relay publishing, a consumer catching up) wait with it instead of sleeping.
+func WaitFor(t testing.TB, timeout time.Duration, what string, done func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !done() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
