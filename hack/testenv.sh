@@ -11,6 +11,7 @@
 #   hack/testenv.sh status        show what is running
 #   hack/testenv.sh stop NAME     stop one server (postgres, redis, redis-cluster, rabbitmq, rabbitmq-restartable)
 #   hack/testenv.sh start NAME    start one server again, keeping its data
+#   hack/testenv.sh vhost NAME    create a RabbitMQ virtual host on the shared node (tests use it)
 #
 # Ports and folder can be moved with KSHOP_TESTENV_DIR and KSHOP_TESTENV_*_PORT
 # (see below); KSHOP_TESTENV_SERVERS="postgres redis rabbitmq" starts a subset.
@@ -221,6 +222,18 @@ rabbitmq_stop() { # name port
 	kill_pidfile "$dir/rabbitmq.pid"
 }
 
+# rabbitmq_vhost gives a test process a virtual host of its own on the shared node,
+# so packages tested side by side can use the contract's fixed queue names without
+# taking each other's messages. One CLI call (an Erlang VM start, about 2 s).
+rabbitmq_vhost() { # name
+	local name=$1 file
+	[[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || die "vhost name '$name' must be letters, digits, . _ -"
+	file="$(mktemp)"
+	printf '{"vhosts":[{"name":"%s"}],"permissions":[{"user":"guest","vhost":"%s","configure":".*","write":".*","read":".*"}]}\n' "$name" "$name" >"$file"
+	rabbitmq_ctl rabbitmq "$RABBITMQ_PORT" import_definitions "$file" >/dev/null || { rm -f "$file"; die "could not create RabbitMQ vhost $name"; }
+	rm -f "$file"
+}
+
 # ---------------------------------------------------------------- bookkeeping
 kill_pidfile() {
 	local file=$1 pid i
@@ -323,5 +336,6 @@ env) print_env ;;
 status) status ;;
 start) start_one "${2:?name a server}" ;;
 stop) stop_one "${2:?name a server}" ;;
+vhost) rabbitmq_vhost "${2:?name the vhost}" ;;
 *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -177,3 +177,25 @@ const (
 	CancelOutOfStock = "out_of_stock"
 	CancelCustomer   = "customer"
 )
+
+// Producing returns the routes of routes that service publishes.
+func Producing(service string, routes []Route) []Route {
+	var out []Route
+	for _, r := range routes {
+		if r.Producer == service {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Consuming returns the routes of routes that service consumes.
+func Consuming(service string, routes []Route) []Route {
+	var out []Route
+	for _, r := range routes {
+		if r.Consumer == service {
+			out = append(out, r)
+		}
+	}
+	return out
+}

@@ -101,3 +101,33 @@ func declare(conn *amqp091.Connection, t Topology) error {
 	}
 	return nil
 }
+
+// WorkRoute is one flow of work messages: a durable exchange of a kind, the
+// routing key, and the work queue bound to it.
+type WorkRoute struct {
+	Exchange     string
+	ExchangeKind string
+	RoutingKey   string
+	Queue        string
+}
+
+// WorkTopology declares each route's exchange, a quorum work queue with its
+// dead-letter queue, and the binding. Producers and consumers both declare it,
+// with identical arguments, so whichever starts first, no message is unroutable.
+func WorkTopology(routes ...WorkRoute) Topology {
+	var t Topology
+	seenExchange := map[string]bool{}
+	seenQueue := map[string]bool{}
+	for _, r := range routes {
+		if !seenExchange[r.Exchange] {
+			seenExchange[r.Exchange] = true
+			t.Exchanges = append(t.Exchanges, Exchange{Name: r.Exchange, Kind: r.ExchangeKind})
+		}
+		if !seenQueue[r.Queue] {
+			seenQueue[r.Queue] = true
+			t.Queues = append(t.Queues, Queue{Name: r.Queue, Quorum: true, DeadLetter: true})
+		}
+		t.Bindings = append(t.Bindings, Binding{Exchange: r.Exchange, Queue: r.Queue, RoutingKey: r.RoutingKey})
+	}
+	return t
+}

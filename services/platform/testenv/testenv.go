@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -119,6 +120,41 @@ func AMQPURL(t testing.TB) string {
 	u := lookup(t, "KSHOP_TEST_AMQP_URL")
 	requireReachable(t, "RabbitMQ", hostOf(t, u))
 	return u
+}
+
+var ownVHost struct {
+	sync.Once
+	url string
+	err error
+}
+
+// OwnAMQPURL is the URL of a virtual host on the shared RabbitMQ node that belongs
+// to this test process alone. Packages that use the contract's fixed exchange and
+// queue names (verification, order-success, ...) use it, so packages tested side
+// by side do not consume each other's messages.
+func OwnAMQPURL(t testing.TB) string {
+	t.Helper()
+	base := AMQPURL(t)
+	script := lookup(t, "KSHOP_TESTENV")
+	ownVHost.Do(func() {
+		name := "test-" + RandomSuffix()
+		out, err := exec.Command(script, "vhost", name).CombinedOutput()
+		if err != nil {
+			ownVHost.err = fmt.Errorf("create RabbitMQ vhost %s: %v\n%s", name, err, out)
+			return
+		}
+		u, err := url.Parse(base)
+		if err != nil {
+			ownVHost.err = err
+			return
+		}
+		u.Path = "/" + name
+		ownVHost.url = u.String()
+	})
+	if ownVHost.err != nil {
+		t.Fatal(ownVHost.err)
+	}
+	return ownVHost.url
 }
 
 // RandomSuffix returns 12 hex characters for names (databases, queues, keys) that

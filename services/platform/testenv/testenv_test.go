@@ -2,9 +2,11 @@ package testenv
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
 func TestNewDatabaseIsEmptyAndUsable(t *testing.T) {
@@ -29,4 +31,19 @@ func TestServersAreReachable(t *testing.T) {
 		t.Fatalf("Redis Cluster has %d addresses, want 6", n)
 	}
 	AMQPURL(t)
+}
+
+func TestOwnAMQPURLIsAPrivateVHost(t *testing.T) {
+	u := OwnAMQPURL(t)
+	if u == AMQPURL(t) || !strings.Contains(u, "/test-") {
+		t.Fatalf("OwnAMQPURL = %s, want a vhost of its own", u)
+	}
+	if again := OwnAMQPURL(t); again != u {
+		t.Fatalf("second call gave %s, want the same vhost %s", again, u)
+	}
+	conn, err := amqp091.Dial(u)
+	if err != nil {
+		t.Fatalf("dial the vhost: %v", err)
+	}
+	conn.Close()
 }

@@ -1,0 +1,59 @@
+package auth_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kshop/kshop/services/auth"
+	"github.com/kshop/kshop/services/platform/config"
+)
+
+func TestConfigFromTheEnvironment(t *testing.T) {
+	t.Setenv("KSHOP_AUTH_DATABASE_URL", "postgres://primary/auth")
+	t.Setenv("KSHOP_AUTH_DATABASE_REPLICA_URL", "postgres://replica/auth")
+	t.Setenv("KSHOP_AUTH_REDIS_ADDRS", "r1:6379,r2:6379")
+	t.Setenv("KSHOP_AUTH_AMQP_URL", "amqp://rabbit/")
+	t.Setenv("KSHOP_AUTH_ADMIN_EMAILS", "Boss@Example.com, ops@example.com")
+	var cfg auth.Config
+	if err := config.Load(auth.Prefix, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Database.URL != "postgres://primary/auth" || cfg.Database.ReplicaURL != "postgres://replica/auth" ||
+		len(cfg.Redis.Addrs) != 2 || cfg.AMQPURL != "amqp://rabbit/" {
+		t.Fatalf("connections %+v", cfg)
+	}
+	if cfg.BcryptCost < 10 || cfg.CodeTTL != 10*time.Minute || cfg.ResendCooldown != time.Minute || cfg.TokenTTL != time.Hour ||
+		cfg.TokenIssuer != "kshop-auth" || cfg.TokenAudience != "kshop" || cfg.HTTPAddr != ":8081" {
+		t.Fatalf("defaults %+v", cfg)
+	}
+	if strings.Join(cfg.AdminEmails, ",") != "boss@example.com,ops@example.com" {
+		t.Fatalf("admin e-mails %q are not normalised", cfg.AdminEmails)
+	}
+}
+
+func TestConfigErrorsNameTheVariable(t *testing.T) {
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want string
+	}{
+		"missing AMQP URL": {map[string]string{}, "KSHOP_AUTH_AMQP_URL"},
+		"weak bcrypt":      {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_BCRYPT_COST": "4"}, "KSHOP_AUTH_BCRYPT_COST=4"},
+		"bad TTL":          {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_TOKEN_TTL": "an hour"}, "KSHOP_AUTH_TOKEN_TTL"},
+		"zero cooldown":    {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_RESEND_COOLDOWN": "0s"}, "KSHOP_AUTH_RESEND_COOLDOWN"},
+		"HMAC dev key":     {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_JWKS_DEV_ALGORITHM": "HS256"}, "KSHOP_AUTH_JWKS_DEV_ALGORITHM"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("KSHOP_AUTH_DATABASE_URL", "postgres://db/auth")
+			t.Setenv("KSHOP_AUTH_REDIS_ADDRS", "r:6379")
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			var cfg auth.Config
+			err := config.Load(auth.Prefix, &cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Load = %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+}

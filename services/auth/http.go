@@ -1,0 +1,153 @@
+package auth
+
+import (
+	"errors"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/kshop/kshop/services/platform/httpx"
+	"github.com/kshop/kshop/services/platform/tokens"
+)
+
+// bcrypt reads at most 72 bytes; the validator counts characters, so byte
+// length is checked on its own.
+const maxPasswordBytes = 72
+
+type registerRequest struct {
+	Email    string `json:"email" binding:"required,email,max=255"`
+	Password string `json:"password" binding:"required,min=8,max=72"`
+}
+
+type verifyRequest struct {
+	Email             string `json:"email" binding:"required,email,max=255"`
+	VerificationToken string `json:"verification_token" binding:"required,len=6,numeric"`
+}
+
+type resendRequest struct {
+	Email string `json:"email" binding:"required,email,max=255"`
+}
+
+type loginRequest struct {
+	Email    string `json:"email" binding:"required,email,max=255"`
+	Password string `json:"password" binding:"required,max=72"`
+}
+
+type verifiedUser struct {
+	ID         int64  `json:"id"`
+	Email      string `json:"email"`
+	IsVerified bool   `json:"is_verified"`
+}
+
+type handlers struct {
+	svc    *Service
+	keys   tokens.KeySource
+	logger *slog.Logger
+}
+
+func (h *handlers) routes(r gin.IRoutes) {
+	r.POST("/register", h.register)
+	r.POST("/verify", h.verify)
+	r.POST("/resend-verification", h.resend)
+	r.POST("/login", h.login)
+	r.GET("/.well-known/jwks.json", h.jwks)
+}
+
+func (h *handlers) register(c *gin.Context) {
+	var req registerRequest
+	if !httpx.BindJSON(c, &req) || !passwordFits(c, req.Password) {
+		return
+	}
+	user, err := h.svc.Register(c.Request.Context(), req.Email, req.Password)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	httpx.Created(c, user)
+}
+
+func (h *handlers) verify(c *gin.Context) {
+	var req verifyRequest
+	if !httpx.BindJSON(c, &req) {
+		return
+	}
+	user, err := h.svc.Verify(c.Request.Context(), req.Email, req.VerificationToken)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	httpx.OK(c, verifiedUser{ID: user.ID, Email: user.Email, IsVerified: user.IsVerified})
+}
+
+func (h *handlers) resend(c *gin.Context) {
+	var req resendRequest
+	if !httpx.BindJSON(c, &req) {
+		return
+	}
+	if err := h.svc.ResendVerification(c.Request.Context(), req.Email); err != nil {
+		h.fail(c, err)
+		return
+	}
+	httpx.Message(c, http.StatusOK, httpx.MsgSuccess)
+}
+
+func (h *handlers) login(c *gin.Context) {
+	var req loginRequest
+	if !httpx.BindJSON(c, &req) || !passwordFits(c, req.Password) {
+		return
+	}
+	token, err := h.svc.Login(c.Request.Context(), req.Email, req.Password)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	httpx.OK(c, token)
+}
+
+// jwks serves the public keys as a bare JWKS document (not in the envelope):
+// verifiers expect RFC 7517's shape. Keys not yet signing are included, which is
+// the point of publishing them ahead of activation.
+func (h *handlers) jwks(c *gin.Context) {
+	doc, err := h.keys.KeySet().Public().MarshalJWKS(false)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.Header("Cache-Control", "public, max-age=60")
+	c.Data(http.StatusOK, "application/json", doc)
+}
+
+func passwordFits(c *gin.Context, password string) bool {
+	if len(password) > maxPasswordBytes {
+		httpx.Fail(c, http.StatusBadRequest, httpx.MsgValidation,
+			httpx.FieldError{Field: "password", Message: "must be at most 72 bytes"})
+		return false
+	}
+	return true
+}
+
+// fail maps a use case's error to the contract's status and message.
+func (h *handlers) fail(c *gin.Context, err error) {
+	var cooldown *CooldownError
+	switch {
+	case errors.As(err, &cooldown):
+		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(cooldown.RetryAfter.Seconds()))))
+		httpx.Fail(c, http.StatusTooManyRequests, cooldown.Error())
+	case errors.Is(err, ErrEmailTaken), errors.Is(err, ErrAlreadyVerified):
+		httpx.Fail(c, http.StatusConflict, err.Error())
+	case errors.Is(err, ErrUserNotFound):
+		httpx.Fail(c, http.StatusNotFound, err.Error())
+	case errors.Is(err, ErrWrongCode), errors.Is(err, ErrCodeExpired):
+		httpx.Fail(c, http.StatusBadRequest, err.Error())
+	case errors.Is(err, ErrBadCredentials):
+		httpx.Fail(c, http.StatusUnauthorized, err.Error())
+	case errors.Is(err, ErrNotVerified):
+		httpx.Fail(c, http.StatusForbidden, err.Error())
+	default:
+		h.logger.ErrorContext(c.Request.Context(), "request failed", "route", c.FullPath(), "error", err)
+		httpx.Fail(c, http.StatusInternalServerError, httpx.MsgInternal)
+	}
+}
