@@ -14,6 +14,9 @@ export KSHOP_TESTENV_POSTGRES_PORT="${KSHOP_RUN_POSTGRES_PORT:-14432}"
 export KSHOP_TESTENV_REDIS_PORT="${KSHOP_RUN_REDIS_PORT:-14379}"
 export KSHOP_TESTENV_RABBITMQ_PORT="${KSHOP_RUN_RABBITMQ_PORT:-14672}"
 kafka_addr="127.0.0.1:${KSHOP_RUN_KAFKA_PORT:-14092}"
+auth_addr="127.0.0.1:${KSHOP_RUN_AUTH_PORT:-8081}"
+# One database per service, as in Kubernetes.
+databases="auth"
 
 hack/install-deps.sh
 
@@ -30,6 +33,12 @@ trap stop_servers EXIT
 trap 'exit 130' INT TERM
 
 hack/testenv.sh up
+pg_url="postgres://postgres@127.0.0.1:$KSHOP_TESTENV_POSTGRES_PORT"
+for db in $databases; do
+	psql -q "$pg_url/postgres" -c "CREATE DATABASE $db" >/dev/null
+done
+redis_addr="127.0.0.1:$KSHOP_TESTENV_REDIS_PORT"
+amqp_url="amqp://guest:guest@127.0.0.1:$KSHOP_TESTENV_RABBITMQ_PORT/"
 
 echo "run: building the kshop binary" >&2
 mkdir -p "$KSHOP_CACHE_DIR/bin"
@@ -38,16 +47,24 @@ go build -o "$KSHOP_CACHE_DIR/bin/kshop" ./services/cmd/kshop
 cat >&2 <<EOF
 
 kshop development platform
-  PostgreSQL  postgres://postgres@127.0.0.1:$KSHOP_TESTENV_POSTGRES_PORT/postgres
-  Redis       127.0.0.1:$KSHOP_TESTENV_REDIS_PORT
-  RabbitMQ    amqp://guest:guest@127.0.0.1:$KSHOP_TESTENV_RABBITMQ_PORT/
+  auth        http://$auth_addr   (try: curl -s http://$auth_addr/.well-known/jwks.json)
+  PostgreSQL  $pg_url/<service>   (databases: $databases)
+  Redis       $redis_addr
+  RabbitMQ    $amqp_url
   Kafka       $kafka_addr (in-process Kafka-protocol broker; try: kcat -b $kafka_addr -L)
+  Admin       ${KSHOP_AUTH_ADMIN_EMAILS:-admin@kshop.local} gets the admin role at login
 Press Ctrl-C to stop everything.
 
 EOF
 
 # Not exec: the trap above must outlive the binary to stop the servers.
-KSHOP_DEV_KAFKA_ADDR="$kafka_addr" "$KSHOP_CACHE_DIR/bin/kshop" &
+export KSHOP_DEV_KAFKA_ADDR="$kafka_addr"
+export KSHOP_AUTH_HTTP_ADDR="$auth_addr"
+export KSHOP_AUTH_DATABASE_URL="$pg_url/auth"
+export KSHOP_AUTH_REDIS_ADDRS="$redis_addr"
+export KSHOP_AUTH_AMQP_URL="$amqp_url"
+export KSHOP_AUTH_ADMIN_EMAILS="${KSHOP_AUTH_ADMIN_EMAILS:-admin@kshop.local}"
+"$KSHOP_CACHE_DIR/bin/kshop" &
 kshop_pid=$!
 wait "$kshop_pid" || true
 kshop_pid=""

@@ -14,9 +14,14 @@ import (
 	"github.com/kshop/kshop/services/platform/config"
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/telemetry"
+	"github.com/kshop/kshop/services/platform/tokens"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "generate-jwks" {
+		generateJWKS(os.Args[2:])
+		return
+	}
 	var cfg auth.Config
 	if err := config.Load(auth.Prefix, &cfg); err != nil {
 		config.Exit(err)
@@ -50,4 +55,25 @@ func main() {
 		logger.Error("auth service stopped", "error", err)
 		os.Exit(1)
 	}
+}
+
+// generateJWKS prints a private JWKS with one new key, for a Secret where the
+// controller does not manage keys: auth generate-jwks [EdDSA|ES256].
+func generateJWKS(args []string) {
+	alg := tokens.EdDSA
+	if len(args) > 0 {
+		alg = args[0]
+	}
+	now := time.Now()
+	key, err := tokens.GenerateKey(alg, now, now)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "generate-jwks:", err)
+		os.Exit(2)
+	}
+	doc, err := tokens.KeySet{Keys: []tokens.Key{key}}.MarshalJWKS(true)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "generate-jwks:", err)
+		os.Exit(1)
+	}
+	fmt.Println(string(doc))
 }
