@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,15 +27,7 @@ import (
 var migrationFiles embed.FS
 
 // Migrations are the service's own tables; the outbox's come with it.
-var Migrations = pg.Migrations{Source: "auth", FS: mustSub(migrationFiles, "migrations")}
-
-func mustSub(f fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(f, dir)
-	if err != nil {
-		panic(err) // the embed pattern above guarantees the folder
-	}
-	return sub
-}
+var Migrations = pg.EmbeddedMigrations("auth", migrationFiles, "migrations")
 
 // App is one running auth service: its HTTP handler and its background work.
 type App struct {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -57,8 +56,8 @@ func testConfig(t testing.TB) auth.Config {
 	}
 }
 
-// start runs an instance of cfg until the test ends and waits until it is ready.
-func start(t testing.TB, cfg auth.Config) *service {
+// serve runs an instance of cfg until the test ends.
+func serve(t testing.TB, cfg auth.Config) *service {
 	t.Helper()
 	app, err := auth.New(cfg, quiet, prometheus.NewRegistry())
 	if err != nil {
@@ -77,7 +76,13 @@ func start(t testing.TB, cfg auth.Config) *service {
 			t.Errorf("auth service stopped with %v", err)
 		}
 	})
-	s := &service{base: "http://" + ln.Addr().String()}
+	return &service{base: "http://" + ln.Addr().String()}
+}
+
+// start is serve, then waits until the instance is ready.
+func start(t testing.TB, cfg auth.Config) *service {
+	t.Helper()
+	s := serve(t, cfg)
 	testenv.WaitFor(t, 30*time.Second, "auth /readyz", func() bool {
 		resp, err := http.Get(s.base + "/readyz")
 		if err != nil {
@@ -680,24 +685,7 @@ func TestBrokenKeyFileStopsStart(t *testing.T) {
 func TestNotReadyWhileDependenciesAreDown(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Redis.Addrs = []string{"127.0.0.1:1"}
-	app, err := auth.New(cfg, quiet, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Serve(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-	s := &service{base: "http://" + ln.Addr().String()}
+	s := serve(t, cfg)
 	testenv.WaitFor(t, 10*time.Second, "a /readyz answer naming redis", func() bool {
 		r := s.send(t, http.MethodGet, "/readyz", "", nil)
 		return r.status == http.StatusServiceUnavailable && bytes.Contains(r.raw, []byte("redis"))

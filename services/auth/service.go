@@ -135,17 +135,9 @@ func (s *Service) Verify(ctx context.Context, email, code string) (User, error) 
 	// transaction commits in that case and the error is returned afterwards.
 	var outcome error
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var verified bool
-		err := tx.QueryRow(ctx, `SELECT id, email, is_verified, created_at FROM users WHERE email = $1 FOR UPDATE`, email).
-			Scan(&u.ID, &u.Email, &verified, &u.CreatedAt)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrUserNotFound
-		}
-		if err != nil {
-			return fmt.Errorf("find user: %w", err)
-		}
-		if verified {
-			return ErrAlreadyVerified
+		var err error
+		if u, err = lockUnverifiedUser(ctx, tx, email); err != nil {
+			return err
 		}
 		var codeHash string
 		var expiresAt time.Time
@@ -205,18 +197,11 @@ func (s *Service) ResendVerification(ctx context.Context, email string) error {
 	cooldownKey := events.ResendCooldownKey(email)
 	claimed := false
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		var id int64
-		var verified bool
-		err := tx.QueryRow(ctx, `SELECT id, is_verified FROM users WHERE email = $1 FOR UPDATE`, email).Scan(&id, &verified)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrUserNotFound
-		}
+		u, err := lockUnverifiedUser(ctx, tx, email)
 		if err != nil {
-			return fmt.Errorf("find user: %w", err)
+			return err
 		}
-		if verified {
-			return ErrAlreadyVerified
-		}
+		id := u.ID
 		// SET NX is the cross-replica gate: one request per cooldown wins it.
 		ok, err := s.redis.SetNX(ctx, cooldownKey, "1", s.cfg.ResendCooldown).Result()
 		if err != nil {
@@ -276,6 +261,23 @@ func (s *Service) Login(ctx context.Context, email, password string) (Token, err
 		return Token{}, fmt.Errorf("sign access token: %w", err)
 	}
 	return Token{AccessToken: signed, TokenType: "Bearer", ExpiresIn: int64(time.Until(expires).Round(time.Second) / time.Second)}, nil
+}
+
+// lockUnverifiedUser reads the user row FOR UPDATE, which serialises everything
+// that touches one user's verification (two verifies, a verify and a resend).
+func lockUnverifiedUser(ctx context.Context, tx pgx.Tx, email string) (User, error) {
+	var u User
+	err := tx.QueryRow(ctx, `SELECT id, email, is_verified, created_at, updated_at FROM users WHERE email = $1 FOR UPDATE`, email).
+		Scan(&u.ID, &u.Email, &u.IsVerified, &u.CreatedAt, &u.UpdatedAt)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return User{}, ErrUserNotFound
+	case err != nil:
+		return User{}, fmt.Errorf("find user: %w", err)
+	case u.IsVerified:
+		return User{}, ErrAlreadyVerified
+	}
+	return u, nil
 }
 
 func (s *Service) findCredentials(ctx context.Context, q *pgxpool.Pool, email string) (id int64, hash []byte, verified bool, err error) {

@@ -5,13 +5,7 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -19,6 +13,7 @@ import (
 	"github.com/kshop/kshop/services/auth"
 	"github.com/kshop/kshop/services/platform/config"
 	"github.com/kshop/kshop/services/platform/logx"
+	"github.com/kshop/kshop/services/platform/process"
 	"github.com/kshop/kshop/services/platform/telemetry"
 )
 
@@ -38,50 +33,28 @@ func main() {
 	if err := config.Load(auth.Prefix, &authCfg); err != nil {
 		config.Exit(err)
 	}
-	level, err := logx.ParseLevel(cfg.Log.Level)
-	if err != nil {
-		config.Exit(fmt.Errorf("config: KSHOP_LOG_LEVEL: %w", err))
-	}
-	logger := logx.New(os.Stdout, "kshop", level)
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
-	cfg.OTel.ServiceName = "kshop"
-	tel, err := telemetry.Setup(ctx, cfg.OTel)
-	if err != nil {
-		config.Exit(err)
-	}
-	defer func() {
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = tel.Shutdown(shutdownCtx)
-	}()
+	p := process.Start("kshop", "KSHOP", cfg.Log, cfg.OTel)
+	defer p.Close()
+	logger := p.Logger
 
 	broker, err := startDevKafka(cfg.DevKafka, logger)
 	if err != nil {
-		logger.Error("start the development Kafka broker", "error", err)
-		os.Exit(1)
+		p.Fail("start the development Kafka broker", err)
 	}
 	defer broker.Close()
 
 	// Each service keeps its own registry, served on its own /metrics, as it
 	// would be in its own pod.
-	authApp, err := auth.New(authCfg, serviceLogger(level, "auth"), prometheus.NewRegistry())
+	authApp, err := auth.New(authCfg, logx.New(os.Stdout, "auth", p.Level), prometheus.NewRegistry())
 	if err != nil {
 		config.Exit(err)
 	}
 
-	g, ctx := errgroup.WithContext(ctx)
+	g, ctx := errgroup.WithContext(p.Context)
 	g.Go(func() error { return authApp.Run(ctx) })
 	logger.Info("platform running", "auth", authCfg.HTTPAddr)
 	if err := g.Wait(); err != nil {
-		logger.Error("a service stopped", "error", err)
-		os.Exit(1)
+		p.Fail("a service stopped", err)
 	}
 	logger.Info("stopped")
-}
-
-func serviceLogger(level slog.Level, service string) *slog.Logger {
-	return logx.New(os.Stdout, service, level)
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,15 +19,7 @@ import (
 var migrationFiles embed.FS
 
 // Migrations creates the inbox table; services apply it with their own migrations.
-var Migrations = pg.Migrations{Source: "inbox", FS: sub(migrationFiles, "migrations")}
-
-func sub(fsys fs.FS, dir string) fs.FS {
-	s, err := fs.Sub(fsys, dir)
-	if err != nil {
-		panic(fmt.Sprintf("embedded migrations: %v", err)) // a build-time mistake
-	}
-	return s
-}
+var Migrations = pg.EmbeddedMigrations("inbox", migrationFiles, "migrations")
 
 // Claim records within tx that consumer processed eventID and reports whether this
 // is the first time. Run the effect in the same tx only when first is true. When

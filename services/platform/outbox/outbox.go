@@ -24,7 +24,7 @@ import (
 var migrationFiles embed.FS
 
 // Migrations creates the outbox table; services apply it with their own migrations.
-var Migrations = pg.Migrations{Source: "outbox", FS: mustSub(migrationFiles, "migrations")}
+var Migrations = pg.EmbeddedMigrations("outbox", migrationFiles, "migrations")
 
 // Destination names the broker a message goes to.
 type Destination string

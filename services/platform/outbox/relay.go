@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"time"
 
@@ -291,12 +290,4 @@ func Prune(ctx context.Context, pool *pgxpool.Pool, olderThan time.Duration) (in
 		return 0, fmt.Errorf("prune outbox: %w", err)
 	}
 	return tag.RowsAffected(), nil
-}
-
-func mustSub(fsys fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(fsys, dir)
-	if err != nil {
-		panic(fmt.Sprintf("embedded migrations: %v", err)) // a build-time mistake, not a runtime condition
-	}
-	return sub
 }

@@ -23,6 +23,17 @@ type Migrations struct {
 	FS     fs.FS
 }
 
+// EmbeddedMigrations is a Migrations of the files in folder dir of an embedded
+// file system (//go:embed migrations/*.sql). A missing folder is a build mistake,
+// so it panics at init instead of failing at run time.
+func EmbeddedMigrations(source string, fsys fs.FS, dir string) Migrations {
+	sub, err := fs.Sub(fsys, dir)
+	if err != nil {
+		panic(fmt.Sprintf("pg: migrations of %s: %v", source, err))
+	}
+	return Migrations{Source: source, FS: sub}
+}
+
 // migrationLockKey is the advisory lock every kshop process takes while migrating,
 // so replicas starting together never migrate twice. Any fixed number works; this
 // one spells "kshop mig" in ASCII.
