@@ -15,8 +15,9 @@ export KSHOP_TESTENV_REDIS_PORT="${KSHOP_RUN_REDIS_PORT:-14379}"
 export KSHOP_TESTENV_RABBITMQ_PORT="${KSHOP_RUN_RABBITMQ_PORT:-14672}"
 kafka_addr="127.0.0.1:${KSHOP_RUN_KAFKA_PORT:-14092}"
 auth_addr="127.0.0.1:${KSHOP_RUN_AUTH_PORT:-8081}"
+product_addr="127.0.0.1:${KSHOP_RUN_PRODUCT_PORT:-8082}"
 # One database per service, as in Kubernetes.
-databases="auth"
+databases="auth product"
 
 hack/install-deps.sh
 
@@ -48,6 +49,7 @@ cat >&2 <<EOF
 
 kshop development platform
   auth        http://$auth_addr   (try: curl -s http://$auth_addr/.well-known/jwks.json)
+  product     http://$product_addr   (try: curl -s http://$product_addr/products)
   PostgreSQL  $pg_url/<service>   (databases: $databases)
   Redis       $redis_addr
   RabbitMQ    $amqp_url
@@ -64,6 +66,9 @@ export KSHOP_AUTH_DATABASE_URL="$pg_url/auth"
 export KSHOP_AUTH_REDIS_ADDRS="$redis_addr"
 export KSHOP_AUTH_AMQP_URL="$amqp_url"
 export KSHOP_AUTH_ADMIN_EMAILS="${KSHOP_AUTH_ADMIN_EMAILS:-admin@kshop.local}"
+export KSHOP_PRODUCT_HTTP_ADDR="$product_addr"
+export KSHOP_PRODUCT_DATABASE_URL="$pg_url/product"
+export KSHOP_PRODUCT_KAFKA_BROKERS="$kafka_addr"
 "$KSHOP_CACHE_DIR/bin/kshop" &
 kshop_pid=$!
 wait "$kshop_pid" || true

@@ -35,7 +35,7 @@ func startDevKafka(cfg DevKafkaConfig, logger *slog.Logger) (*kfake.Cluster, err
 		kfake.NumBrokers(1),
 		kfake.Ports(port),
 		kfake.DefaultNumPartitions(events.DefaultPartitions),
-		kfake.SeedTopics(int32(events.DefaultPartitions), events.Topics...),
+		kfake.SeedTopics(int32(events.DefaultPartitions), devTopics()...),
 	}
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
@@ -44,6 +44,16 @@ func startDevKafka(cfg DevKafkaConfig, logger *slog.Logger) (*kfake.Cluster, err
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	logger.Info("development Kafka broker ready", "bootstrap", cluster.ListenAddrs(), "topics", len(events.Topics))
+	logger.Info("development Kafka broker ready", "bootstrap", cluster.ListenAddrs(), "topics", len(devTopics()))
 	return cluster, nil
+}
+
+// devTopics are the contract's topics and their dead-letter topics, created up
+// front as the controller does in Kubernetes.
+func devTopics() []string {
+	topics := append([]string{}, events.Topics...)
+	for _, t := range events.Topics {
+		topics = append(topics, events.DeadLetterTopic(t))
+	}
+	return topics
 }

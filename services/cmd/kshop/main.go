@@ -15,6 +15,7 @@ import (
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/process"
 	"github.com/kshop/kshop/services/platform/telemetry"
+	"github.com/kshop/kshop/services/product"
 )
 
 // Config is read from KSHOP_* environment variables.
@@ -33,6 +34,10 @@ func main() {
 	if err := config.Load(auth.Prefix, &authCfg); err != nil {
 		config.Exit(err)
 	}
+	var productCfg product.Config
+	if err := config.Load(product.Prefix, &productCfg); err != nil {
+		config.Exit(err)
+	}
 	p := process.Start("kshop", "KSHOP", cfg.Log, cfg.OTel)
 	defer p.Close()
 	logger := p.Logger
@@ -49,10 +54,15 @@ func main() {
 	if err != nil {
 		config.Exit(err)
 	}
+	productApp, err := product.New(productCfg, logx.New(os.Stdout, "product", p.Level), prometheus.NewRegistry())
+	if err != nil {
+		config.Exit(err)
+	}
 
 	g, ctx := errgroup.WithContext(p.Context)
 	g.Go(func() error { return authApp.Run(ctx) })
-	logger.Info("platform running", "auth", authCfg.HTTPAddr)
+	g.Go(func() error { return productApp.Run(ctx) })
+	logger.Info("platform running", "auth", authCfg.HTTPAddr, "product", productCfg.HTTPAddr)
 	if err := g.Wait(); err != nil {
 		p.Fail("a service stopped", err)
 	}

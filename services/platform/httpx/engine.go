@@ -234,7 +234,7 @@ func readiness(checks map[string]func(context.Context) error) gin.HandlerFunc {
 			}
 		}
 		if len(failed) > 0 {
-			c.JSON(http.StatusServiceUnavailable, Response{Message: "not ready", Errors: failed})
+			c.PureJSON(http.StatusServiceUnavailable, Response{Message: "not ready", Errors: failed})
 			return
 		}
 		Message(c, http.StatusOK, "ready")

@@ -60,22 +60,23 @@ const (
 )
 
 // OK writes 200 with data.
-func OK(c *gin.Context, data any) { c.JSON(http.StatusOK, Response{Data: data}) }
+func OK(c *gin.Context, data any) { c.PureJSON(http.StatusOK, Response{Data: data}) }
 
 // Created writes 201 with data.
-func Created(c *gin.Context, data any) { c.JSON(http.StatusCreated, Response{Data: data}) }
+func Created(c *gin.Context, data any) { c.PureJSON(http.StatusCreated, Response{Data: data}) }
 
 // Page writes 200 with a list and its paging.
 func Page(c *gin.Context, data any, paging *Paging) {
-	c.JSON(http.StatusOK, Response{Data: data, Paging: paging})
+	c.PureJSON(http.StatusOK, Response{Data: data, Paging: paging})
 }
 
 // Message writes status with only a message.
-func Message(c *gin.Context, status int, msg string) { c.JSON(status, Response{Message: msg}) }
+func Message(c *gin.Context, status int, msg string) { c.PureJSON(status, Response{Message: msg}) }
 
 // Fail writes an error response and stops the handler chain.
 func Fail(c *gin.Context, status int, msg string, fields ...FieldError) {
-	c.AbortWithStatusJSON(status, Response{Message: msg, Errors: fields})
+	c.Abort()
+	c.PureJSON(status, Response{Message: msg, Errors: fields})
 }
 
 // NewPaging computes the paging of page (1-based) of size items out of total, with

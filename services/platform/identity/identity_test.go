@@ -3,6 +3,7 @@ package identity_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/gin-gonic/gin"
@@ -37,7 +38,7 @@ func TestRequire(t *testing.T) {
 			}
 			rec := httptest.NewRecorder()
 			r.ServeHTTP(rec, req)
-			if rec.Code != tc.status || rec.Body.String() != tc.body {
+			if rec.Code != tc.status || strings.TrimSpace(rec.Body.String()) != tc.body {
 				t.Fatalf("%d %s, want %d %s", rec.Code, rec.Body, tc.status, tc.body)
 			}
 		})

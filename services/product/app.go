@@ -1,0 +1,173 @@
+package product
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/httpx"
+	"github.com/kshop/kshop/services/platform/inbox"
+	"github.com/kshop/kshop/services/platform/kafka"
+	"github.com/kshop/kshop/services/platform/outbox"
+	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/retry"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations are the service's own tables; the outbox's and inbox's come with it.
+var Migrations = pg.EmbeddedMigrations("product", migrationFiles, "migrations")
+
+// App is one running product service.
+type App struct {
+	Handler http.Handler
+	// Stock is exported for tests and benchmarks that drive reservations directly.
+	Stock *Stock
+
+	cfg       Config
+	db        *pg.DB
+	producer  *kafka.Producer
+	consumers []*kafka.Consumer
+	relay     *outbox.Relay
+	migrated  atomic.Bool
+	logger    *slog.Logger
+}
+
+// New wires the service without waiting for any dependency.
+func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, error) {
+	db, err := pg.Open(context.Background(), cfg.Database)
+	if err != nil {
+		return nil, fmt.Errorf("%s_DATABASE_URL: %w", Prefix, err)
+	}
+	producer, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: cfg.KafkaBrokers, ClientID: "product"}, logger)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s_KAFKA_BROKERS: %w", Prefix, err)
+	}
+	app := &App{cfg: cfg, db: db, producer: producer, Stock: &Stock{db: db}, logger: logger}
+	for topic, handle := range map[string]func(context.Context, kafka.Message) error{
+		events.TopicOrderCreated:   app.onOrderCreated,
+		events.TopicOrderCancelled: app.onOrderCancelled,
+	} {
+		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
+			Brokers:     cfg.KafkaBrokers,
+			GroupID:     events.ConsumerGroup("product", topic),
+			Topics:      []string{topic},
+			MaxAttempts: cfg.ConsumerMaxAttempts,
+		}, handle, logger)
+		if err != nil {
+			app.Close()
+			return nil, fmt.Errorf("%s_KAFKA_BROKERS: %w", Prefix, err)
+		}
+		app.consumers = append(app.consumers, consumer)
+	}
+	app.relay = outbox.NewRelay(db.Primary,
+		map[outbox.Destination]outbox.Publisher{outbox.Kafka: outbox.KafkaPublisher(producer)},
+		outbox.RelayConfig{Registerer: registry}, logger)
+
+	engine := httpx.NewEngine(httpx.Options{
+		Service:    "product",
+		Logger:     logger,
+		Registerer: registry,
+		Gatherer:   registry,
+		Ready: map[string]func(context.Context) error{
+			"postgres":   db.Ready,
+			"kafka":      producer.Ready,
+			"migrations": app.migrationsApplied,
+		},
+	})
+	(&handlers{catalogue: &Catalogue{db: db}, logger: logger}).routes(engine)
+	app.Handler = engine
+	return app, nil
+}
+
+func (a *App) migrationsApplied(context.Context) error {
+	if !a.migrated.Load() {
+		return errors.New("database migrations not applied yet")
+	}
+	return nil
+}
+
+// eventID reads and checks a consumed event's id; without one, de-duplication is
+// impossible, so the event goes to the dead-letter topic.
+func eventID(msg kafka.Message) (string, error) {
+	id := msg.Headers[events.HeaderEventID]
+	if uuid.Validate(id) != nil {
+		return "", retry.Permanent(fmt.Errorf("%s at offset %d: event-id header %q is not a UUID", msg.Topic, msg.Offset, id))
+	}
+	return id, nil
+}
+
+func (a *App) onOrderCreated(ctx context.Context, msg kafka.Message) error {
+	id, err := eventID(msg)
+	if err != nil {
+		return err
+	}
+	order, err := events.Decode[events.OrderCreated](msg.Value)
+	if err != nil {
+		return retry.Permanent(err)
+	}
+	return a.Stock.Reserve(ctx, id, order)
+}
+
+func (a *App) onOrderCancelled(ctx context.Context, msg kafka.Message) error {
+	id, err := eventID(msg)
+	if err != nil {
+		return err
+	}
+	cancel, err := events.Decode[events.OrderCancelled](msg.Value)
+	if err != nil {
+		return retry.Permanent(err)
+	}
+	return a.Stock.Release(ctx, id, cancel)
+}
+
+// Run serves HTTP on cfg.HTTPAddr and runs the background work until ctx ends.
+func (a *App) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("%s_HTTP_ADDR=%s: %w", Prefix, a.cfg.HTTPAddr, err)
+	}
+	return a.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened. It closes the app's
+// connections when it returns.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	defer a.Close()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpx.ServeListener(ctx, ln, a.Handler, a.cfg.ShutdownTimeout, a.logger) })
+	g.Go(func() error {
+		if err := pg.MigrateWithRetry(ctx, a.db.Primary, a.logger, Migrations, outbox.Migrations, inbox.Migrations); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		a.migrated.Store(true)
+		work, ctx := errgroup.WithContext(ctx)
+		work.Go(func() error { return a.relay.Run(ctx) })
+		for _, c := range a.consumers {
+			work.Go(func() error { return c.Run(ctx) })
+		}
+		return work.Wait()
+	})
+	return g.Wait()
+}
+
+// Close releases the connections; Serve calls it on the way out.
+func (a *App) Close() {
+	a.producer.Close()
+	a.db.Close()
+}

@@ -1,0 +1,28 @@
+// Package product is kshop's catalogue and stock: products with exact prices,
+// search, and reservations of stock for orders that never oversell (SPEC.md,
+// Products and Kafka).
+package product
+
+import (
+	"time"
+
+	"github.com/kshop/kshop/services/platform/logx"
+	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/telemetry"
+)
+
+// Prefix is where the service's environment variables live: KSHOP_PRODUCT_*.
+const Prefix = "KSHOP_PRODUCT"
+
+// Config is the service's configuration (docs/product.md).
+type Config struct {
+	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8082"`
+	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+	Database        pg.Config        `envconfig:"DATABASE"`
+	KafkaBrokers    string           `envconfig:"KAFKA_BROKERS" required:"true"`
+	Log             logx.Config      `envconfig:"LOG"`
+	OTel            telemetry.Config `envconfig:"OTEL"`
+	// ConsumerMaxAttempts bounds how often one event is tried before it goes to
+	// its dead-letter topic.
+	ConsumerMaxAttempts int `envconfig:"CONSUMER_MAX_ATTEMPTS" default:"5"`
+}

@@ -1,0 +1,213 @@
+package product
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+	"github.com/shopspring/decimal"
+
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/httpx"
+	"github.com/kshop/kshop/services/platform/identity"
+)
+
+// Limits of the contract (SPEC.md, Products).
+const (
+	maxNameChars        = 255
+	maxDescriptionChars = 5000
+	maxQuantity         = 1_000_000
+	defaultLimit        = 10
+	maxLimit            = 25
+)
+
+var maxPrice = decimal.RequireFromString("99999999.99")
+
+// productRequest keeps every field optional at the JSON level so that a missing
+// field is reported by name, and takes the price raw so that "12.345" or "abc"
+// is reported as the price's problem rather than the body's.
+type productRequest struct {
+	Name        *string         `json:"name"`
+	Description *string         `json:"description"`
+	Price       json.RawMessage `json:"price"`
+	Quantity    *int64          `json:"quantity"`
+}
+
+func (r productRequest) fields() (Fields, []httpx.FieldError) {
+	var f Fields
+	var problems []httpx.FieldError
+	bad := func(field, message string) {
+		problems = append(problems, httpx.FieldError{Field: field, Message: message})
+	}
+
+	switch {
+	case r.Name == nil:
+		bad("name", "is required")
+	case utf8.RuneCountInString(*r.Name) < 1 || utf8.RuneCountInString(*r.Name) > maxNameChars:
+		bad("name", "must be 1 to 255 characters")
+	default:
+		f.Name = *r.Name
+	}
+	switch {
+	case r.Description == nil || *r.Description == "":
+		bad("description", "is required")
+	case utf8.RuneCountInString(*r.Description) > maxDescriptionChars:
+		bad("description", "must be at most 5000 characters")
+	default:
+		f.Description = *r.Description
+	}
+	var price events.Money
+	switch {
+	case len(r.Price) == 0:
+		bad("price", "is required")
+	case json.Unmarshal(r.Price, &price) != nil:
+		bad("price", "must be a decimal number or string, such as 25000 or \"25000.00\"")
+	case !price.IsPositive():
+		bad("price", "must be greater than 0")
+	case !price.Equal(price.Round(2)):
+		bad("price", "must have at most 2 decimals")
+	case price.GreaterThan(maxPrice):
+		bad("price", "must be at most 99999999.99")
+	default:
+		f.Price = price
+	}
+	switch {
+	case r.Quantity == nil:
+		bad("quantity", "is required")
+	case *r.Quantity < 0 || *r.Quantity > maxQuantity:
+		bad("quantity", "must be between 0 and 1000000")
+	default:
+		f.Quantity = *r.Quantity
+	}
+	return f, problems
+}
+
+type handlers struct {
+	catalogue *Catalogue
+	logger    *slog.Logger
+}
+
+func (h *handlers) routes(r gin.IRoutes) {
+	r.GET("/products", h.search)
+	r.GET("/products/:id", h.get)
+	admin := identity.Require(identity.RoleAdmin)
+	r.POST("/products", admin, h.create)
+	r.PUT("/products/:id", admin, h.update)
+	r.DELETE("/products/:id", admin, h.delete)
+}
+
+func (h *handlers) bindFields(c *gin.Context) (Fields, bool) {
+	var req productRequest
+	if !httpx.BindJSON(c, &req) {
+		return Fields{}, false
+	}
+	f, problems := req.fields()
+	if len(problems) > 0 {
+		httpx.Fail(c, http.StatusBadRequest, httpx.MsgValidation, problems...)
+		return Fields{}, false
+	}
+	return f, true
+}
+
+func (h *handlers) create(c *gin.Context) {
+	f, ok := h.bindFields(c)
+	if !ok {
+		return
+	}
+	p, err := h.catalogue.Create(c.Request.Context(), f)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	httpx.Created(c, p)
+}
+
+func (h *handlers) update(c *gin.Context) {
+	id, ok := httpx.PathID(c, "id")
+	if !ok {
+		return
+	}
+	f, ok := h.bindFields(c)
+	if !ok {
+		return
+	}
+	p, err := h.catalogue.Update(c.Request.Context(), id, f)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	httpx.OK(c, p)
+}
+
+func (h *handlers) delete(c *gin.Context) {
+	id, ok := httpx.PathID(c, "id")
+	if !ok {
+		return
+	}
+	if err := h.catalogue.Delete(c.Request.Context(), id); err != nil {
+		h.fail(c, err)
+		return
+	}
+	httpx.Message(c, http.StatusOK, httpx.MsgSuccess)
+}
+
+func (h *handlers) get(c *gin.Context) {
+	id, ok := httpx.PathID(c, "id")
+	if !ok {
+		return
+	}
+	p, err := h.catalogue.Get(c.Request.Context(), id)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	httpx.OK(c, p)
+}
+
+func (h *handlers) search(c *gin.Context) {
+	q := Query{Name: c.Query("name"), Description: c.Query("description"), Page: 1, Limit: defaultLimit}
+	var problems []httpx.FieldError
+	readInt := func(name string, dst *int, low, high int) {
+		raw, present := c.GetQuery(name)
+		if !present {
+			return
+		}
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < low || n > high {
+			problems = append(problems, httpx.FieldError{Field: name, Message: "must be an integer from " + strconv.Itoa(low) + " to " + strconv.Itoa(high)})
+			return
+		}
+		*dst = n
+	}
+	readInt("page", &q.Page, 1, 1_000_000)
+	readInt("limit", &q.Limit, 1, maxLimit)
+	if utf8.RuneCountInString(q.Name) > maxNameChars {
+		problems = append(problems, httpx.FieldError{Field: "name", Message: "must be at most 255 characters"})
+	}
+	if utf8.RuneCountInString(q.Description) > maxDescriptionChars {
+		problems = append(problems, httpx.FieldError{Field: "description", Message: "must be at most 5000 characters"})
+	}
+	if len(problems) > 0 {
+		httpx.Fail(c, http.StatusBadRequest, httpx.MsgValidation, problems...)
+		return
+	}
+	list, total, err := h.catalogue.Search(c.Request.Context(), q)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	httpx.Page(c, list, httpx.NewPaging(q.Page, q.Limit, total, c.Request.URL))
+}
+
+func (h *handlers) fail(c *gin.Context, err error) {
+	if errors.Is(err, ErrNotFound) {
+		httpx.Fail(c, http.StatusNotFound, err.Error())
+		return
+	}
+	h.logger.ErrorContext(c.Request.Context(), "request failed", "route", c.FullPath(), "error", err)
+	httpx.Fail(c, http.StatusInternalServerError, httpx.MsgInternal)
+}

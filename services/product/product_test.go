@@ -1,0 +1,679 @@
+package product_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/identity"
+	"github.com/kshop/kshop/services/platform/kafka"
+	"github.com/kshop/kshop/services/platform/kafkatest"
+	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/telemetry"
+	"github.com/kshop/kshop/services/platform/testenv"
+	"github.com/kshop/kshop/services/product"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+var (
+	admin    = identity.User{ID: 1, Email: "admin@kshop.local", Roles: []string{"customer", "admin"}}
+	customer = identity.User{ID: 2, Email: "ann@example.com", Roles: []string{"customer"}}
+	nobody   *identity.User
+)
+
+type service struct {
+	base    string
+	db      *pgxpool.Pool
+	app     *product.App
+	brokers string
+}
+
+func testConfig(t testing.TB, brokers string) product.Config {
+	t.Helper()
+	return product.Config{
+		ShutdownTimeout:     5 * time.Second,
+		Database:            pg.Config{URL: testenv.NewDatabase(t), MaxConns: 20},
+		KafkaBrokers:        brokers,
+		ConsumerMaxAttempts: 3,
+	}
+}
+
+func start(t testing.TB, cfg product.Config) *service {
+	t.Helper()
+	app, err := product.New(cfg, quiet, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("product service stopped with %v", err)
+		}
+	})
+	s := &service{base: "http://" + ln.Addr().String(), app: app, brokers: cfg.KafkaBrokers}
+	testenv.WaitFor(t, 30*time.Second, "product /readyz", func() bool {
+		resp, err := http.Get(s.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	pool, err := pgxpool.New(context.Background(), cfg.Database.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s.db = pool
+	return s
+}
+
+// newCluster starts a Kafka cluster with every topic of the contract, as the
+// controller creates them in Kubernetes: a consumer that subscribes to a topic
+// before it exists only notices it at its next metadata refresh.
+func newCluster(t testing.TB) string {
+	t.Helper()
+	topics := append([]string{}, events.Topics...)
+	for _, topic := range events.Topics {
+		topics = append(topics, kafka.DeadLetterTopic(topic))
+	}
+	return kafkatest.NewCluster(t, kafkatest.WithTopics(events.DefaultPartitions, topics...))
+}
+
+func newService(t testing.TB) *service {
+	t.Helper()
+	return start(t, testConfig(t, newCluster(t)))
+}
+
+func TestMain(m *testing.M) {
+	// A real tracer provider, so the outbox has a trace context to carry.
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "product-test", SampleRatio: 1})
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	_ = tel.Shutdown(context.Background())
+	os.Exit(code)
+}
+
+type envelope struct {
+	Message string          `json:"message"`
+	Data    json.RawMessage `json:"data"`
+	Paging  *struct {
+		Page      int               `json:"page"`
+		Size      int               `json:"size"`
+		TotalItem int               `json:"total_item"`
+		TotalPage int               `json:"total_page"`
+		Links     map[string]string `json:"links"`
+	} `json:"paging"`
+	Errors []struct {
+		Field   string `json:"field"`
+		Message string `json:"message"`
+	} `json:"errors"`
+}
+
+type reply struct {
+	status int
+	body   envelope
+	raw    []byte
+}
+
+func (s *service) do(t testing.TB, as *identity.User, method, path string, body any) reply {
+	t.Helper()
+	var reader io.Reader
+	if body != nil {
+		raw, ok := body.(string)
+		if !ok {
+			data, err := json.Marshal(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw = string(data)
+		}
+		reader = strings.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, s.base+path, reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if as != nil {
+		as.Header(req.Header)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r := reply{status: resp.StatusCode, raw: raw}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &r.body); err != nil {
+			t.Fatalf("%s %s: not the envelope: %v\n%s", method, path, err, raw)
+		}
+	}
+	return r
+}
+
+func (r reply) expect(t testing.TB, status int, message string) reply {
+	t.Helper()
+	if r.status != status || (message != "" && r.body.Message != message) {
+		t.Fatalf("got %d %q, want %d %q\n%s", r.status, r.body.Message, status, message, r.raw)
+	}
+	return r
+}
+
+type productJSON struct {
+	ID          int64     `json:"id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	Price       string    `json:"price"`
+	Quantity    int64     `json:"quantity"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+func (r reply) product(t testing.TB) productJSON {
+	t.Helper()
+	var p productJSON
+	if err := json.Unmarshal(r.body.Data, &p); err != nil {
+		t.Fatalf("decode product: %v\n%s", err, r.raw)
+	}
+	return p
+}
+
+func (r reply) products(t testing.TB) []productJSON {
+	t.Helper()
+	var list []productJSON
+	if err := json.Unmarshal(r.body.Data, &list); err != nil {
+		t.Fatalf("decode products: %v\n%s", err, r.raw)
+	}
+	return list
+}
+
+func (s *service) create(t testing.TB, name string, price any, quantity int) productJSON {
+	t.Helper()
+	return s.do(t, &admin, http.MethodPost, "/products", map[string]any{
+		"name": name, "description": "about " + name, "price": price, "quantity": quantity,
+	}).expect(t, http.StatusCreated, "").product(t)
+}
+
+func count(t testing.TB, db *pgxpool.Pool, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// topicReader collects every message of some topics, in a consumer group of its own.
+type topicReader struct {
+	mu   sync.Mutex
+	msgs []kafka.Message
+}
+
+func readTopics(t testing.TB, brokers string, topics ...string) *topicReader {
+	t.Helper()
+	r := &topicReader{}
+	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, GroupID: "test-reader-" + testenv.RandomSuffix(), Topics: topics},
+		func(_ context.Context, m kafka.Message) error {
+			r.mu.Lock()
+			r.msgs = append(r.msgs, m)
+			r.mu.Unlock()
+			return nil
+		}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = consumer.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return r
+}
+
+func (r *topicReader) where(topic, key string) []kafka.Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []kafka.Message
+	for _, m := range r.msgs {
+		if m.Topic == topic && (key == "" || string(m.Key) == key) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (r *topicReader) await(t testing.TB, topic, key string, n int) []kafka.Message {
+	t.Helper()
+	testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("%d %s events for key %q", n, topic, key), func() bool {
+		return len(r.where(topic, key)) >= n
+	})
+	return r.where(topic, key)
+}
+
+func TestCatalogueLifecycleAnnouncesEveryChange(t *testing.T) {
+	s := newService(t)
+	reader := readTopics(t, s.brokers, events.TopicProductCreated, events.TopicProductUpdated, events.TopicProductDeleted)
+
+	created := s.create(t, "Kopi Luwak", 25000, 10)
+	if created.ID <= 0 || created.Price != "25000.00" || created.Quantity != 10 || created.CreatedAt.IsZero() {
+		t.Fatalf("created %+v", created)
+	}
+	key := fmt.Sprint(created.ID)
+	got := s.do(t, nobody, http.MethodGet, "/products/"+key, nil).expect(t, http.StatusOK, "").product(t)
+	if got != created {
+		t.Fatalf("GET %+v, want %+v", got, created)
+	}
+	updated := s.do(t, &admin, http.MethodPut, "/products/"+key, map[string]any{
+		"name": "Kopi Luwak Premium", "description": "roasted", "price": "0.1", "quantity": 7,
+	}).expect(t, http.StatusOK, "").product(t)
+	if updated.Price != "0.10" || updated.Quantity != 7 || updated.Name != "Kopi Luwak Premium" || !updated.UpdatedAt.After(created.UpdatedAt) {
+		t.Fatalf("updated %+v", updated)
+	}
+	s.do(t, &admin, http.MethodDelete, "/products/"+key, nil).expect(t, http.StatusOK, "success")
+	s.do(t, nobody, http.MethodGet, "/products/"+key, nil).expect(t, http.StatusNotFound, "product not found")
+	s.do(t, &admin, http.MethodPut, "/products/"+key, map[string]any{"name": "x", "description": "y", "price": 1, "quantity": 1}).
+		expect(t, http.StatusNotFound, "product not found")
+	s.do(t, &admin, http.MethodDelete, "/products/"+key, nil).expect(t, http.StatusNotFound, "product not found")
+
+	createdEvent := reader.await(t, events.TopicProductCreated, key, 1)[0]
+	updatedEvent := reader.await(t, events.TopicProductUpdated, key, 1)[0]
+	deletedEvent := reader.await(t, events.TopicProductDeleted, key, 1)[0]
+	for _, m := range []kafka.Message{createdEvent, updatedEvent, deletedEvent} {
+		if uuid.Validate(m.Headers[events.HeaderEventID]) != nil || m.Headers[events.HeaderEventType] != m.Topic ||
+			m.Headers[events.HeaderEventVersion] != "1" || m.Headers[events.HeaderTraceParent] == "" {
+			t.Errorf("%s headers %v", m.Topic, m.Headers)
+		}
+	}
+	first, err := events.Decode[events.Product](createdEvent.Value)
+	if err != nil || first.Version != 1 || first.Price.String() != "25000.00" || first.Quantity != 10 {
+		t.Fatalf("product-created %+v, %v", first, err)
+	}
+	second, err := events.Decode[events.Product](updatedEvent.Value)
+	if err != nil || second.Version != 2 || second.Price.String() != "0.10" {
+		t.Fatalf("product-updated %+v, %v", second, err)
+	}
+	gone, err := events.Decode[events.ProductDeleted](deletedEvent.Value)
+	if err != nil || gone.Version != 3 || gone.ID != created.ID || gone.DeletedAt.IsZero() {
+		t.Fatalf("product-deleted %+v, %v", gone, err)
+	}
+}
+
+func TestOnlyAdminsWrite(t *testing.T) {
+	s := newService(t)
+	body := map[string]any{"name": "x", "description": "y", "price": 1, "quantity": 1}
+	s.do(t, nobody, http.MethodPost, "/products", body).expect(t, http.StatusUnauthorized, "unauthorized")
+	s.do(t, &customer, http.MethodPost, "/products", body).expect(t, http.StatusForbidden, "forbidden")
+	p := s.create(t, "kept", 1, 1)
+	path := fmt.Sprint("/products/", p.ID)
+	s.do(t, &customer, http.MethodPut, path, body).expect(t, http.StatusForbidden, "forbidden")
+	s.do(t, &customer, http.MethodDelete, path, nil).expect(t, http.StatusForbidden, "forbidden")
+	s.do(t, nobody, http.MethodDelete, path, nil).expect(t, http.StatusUnauthorized, "unauthorized")
+	if got := s.do(t, &customer, http.MethodGet, path, nil).expect(t, http.StatusOK, "").product(t); got.Name != "kept" {
+		t.Fatalf("product changed by a customer: %+v", got)
+	}
+	if n := count(t, s.db, `SELECT count(*) FROM products`); n != 1 {
+		t.Fatalf("%d products, want 1", n)
+	}
+}
+
+func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
+	s := newService(t)
+	valid := func(change func(map[string]any)) map[string]any {
+		m := map[string]any{"name": "Tea", "description": "green", "price": "10.50", "quantity": 5}
+		change(m)
+		return m
+	}
+	for name, tc := range map[string]struct {
+		body  any
+		field string
+	}{
+		"zero price":          {valid(func(m map[string]any) { m["price"] = 0 }), "price"},
+		"negative price":      {valid(func(m map[string]any) { m["price"] = "-1" }), "price"},
+		"three decimals":      {valid(func(m map[string]any) { m["price"] = "10.505" }), "price"},
+		"huge price":          {valid(func(m map[string]any) { m["price"] = "100000000" }), "price"},
+		"price not a number":  {valid(func(m map[string]any) { m["price"] = "ten" }), "price"},
+		"price null":          {valid(func(m map[string]any) { m["price"] = nil }), "price"},
+		"price as object":     {valid(func(m map[string]any) { m["price"] = map[string]int{"a": 1} }), "price"},
+		"missing price":       {valid(func(m map[string]any) { delete(m, "price") }), "price"},
+		"fractional quantity": {`{"name":"Tea","description":"green","price":1,"quantity":1.5}`, "quantity"},
+		"negative quantity":   {valid(func(m map[string]any) { m["quantity"] = -1 }), "quantity"},
+		"huge quantity":       {valid(func(m map[string]any) { m["quantity"] = 1_000_001 }), "quantity"},
+		"quantity as string":  {valid(func(m map[string]any) { m["quantity"] = "5" }), "quantity"},
+		"empty name":          {valid(func(m map[string]any) { m["name"] = "" }), "name"},
+		"long name":           {valid(func(m map[string]any) { m["name"] = strings.Repeat("n", 256) }), "name"},
+		"missing description": {valid(func(m map[string]any) { delete(m, "description") }), "description"},
+		"long description":    {valid(func(m map[string]any) { m["description"] = strings.Repeat("d", 5001) }), "description"},
+		"unknown field":       {valid(func(m map[string]any) { m["stock"] = 3 }), "stock"},
+		"malformed JSON":      {`{"name":`, "body"},
+		"not an object":       {`"Tea"`, "body"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := s.do(t, &admin, http.MethodPost, "/products", tc.body).expect(t, http.StatusBadRequest, "input validation error")
+			if len(r.body.Errors) == 0 || r.body.Errors[0].Field != tc.field {
+				t.Fatalf("errors %+v, want %q first", r.body.Errors, tc.field)
+			}
+		})
+	}
+	s.do(t, &admin, http.MethodPost, "/products", "").expect(t, http.StatusBadRequest, "missing body request")
+	s.do(t, &admin, http.MethodGet, "/products/abc", nil).expect(t, http.StatusBadRequest, "expected a numeric value but got 'abc'")
+	s.do(t, &admin, http.MethodGet, "/products/..%2F..%2Fetc", nil).expect(t, http.StatusNotFound, "route not found")
+	s.do(t, &admin, http.MethodGet, "/products/99999999999999999999", nil).expect(t, http.StatusBadRequest, "")
+	s.do(t, &admin, http.MethodGet, "/products/-1", nil).expect(t, http.StatusNotFound, "product not found")
+	if n := count(t, s.db, `SELECT count(*) FROM products`) + count(t, s.db, `SELECT count(*) FROM outbox`); n != 0 {
+		t.Fatalf("bad requests wrote %d rows", n)
+	}
+}
+
+func TestSearchFiltersAndPages(t *testing.T) {
+	s := newService(t)
+	for _, name := range []string{"Blue Shirt", "blue jeans", "Red%Hat", "under_score", "Green tea"} {
+		s.create(t, name, "9.99", 1)
+	}
+	gone := s.create(t, "Blue ghost", 1, 1)
+	s.do(t, &admin, http.MethodDelete, fmt.Sprint("/products/", gone.ID), nil).expect(t, http.StatusOK, "")
+
+	names := func(query string) string {
+		t.Helper()
+		list := s.do(t, nobody, http.MethodGet, "/products?"+query, nil).expect(t, http.StatusOK, "").products(t)
+		out := make([]string, len(list))
+		for i, p := range list {
+			out[i] = p.Name
+		}
+		return strings.Join(out, ",")
+	}
+	for query, want := range map[string]string{
+		"name=blue":                                             "Blue Shirt,blue jeans",
+		"name=BLUE&description=jeans":                           "blue jeans",
+		"name=" + url.QueryEscape("%"):                          "Red%Hat",
+		"name=" + url.QueryEscape("_"):                          "under_score",
+		"name=" + url.QueryEscape("%' OR 1=1 --"):               "",
+		"name=" + url.QueryEscape("'; DROP TABLE products; --"): "",
+		"name=" + url.QueryEscape("茶"):                          "",
+		"description=about+green":                               "Green tea",
+	} {
+		if got := names(query); got != want {
+			t.Errorf("?%s found %q, want %q", query, got, want)
+		}
+	}
+	if n := count(t, s.db, `SELECT count(*) FROM products`); n != 6 {
+		t.Fatalf("the products table has %d rows after hostile searches", n)
+	}
+}
+
+func TestPagination(t *testing.T) {
+	s := newService(t)
+	for i := range 12 {
+		s.create(t, fmt.Sprintf("item %02d", i), 1, 1)
+	}
+	page := func(query string) reply {
+		return s.do(t, nobody, http.MethodGet, "/products?"+query, nil).expect(t, http.StatusOK, "")
+	}
+	first := page("limit=5")
+	if len(first.products(t)) != 5 || first.body.Paging.TotalItem != 12 || first.body.Paging.TotalPage != 3 || first.body.Paging.Page != 1 || first.body.Paging.Size != 5 {
+		t.Fatalf("first page %s", first.raw)
+	}
+	if l := first.body.Paging.Links; l["prev"] != "" || !strings.Contains(l["next"], "page=2") || !strings.Contains(l["last"], "page=3") {
+		t.Fatalf("first page links %v", l)
+	}
+	last := page("limit=5&page=3")
+	if len(last.products(t)) != 2 || last.body.Paging.Links["next"] != "" {
+		t.Fatalf("last page %s", last.raw)
+	}
+	past := page("limit=5&page=9")
+	if len(past.products(t)) != 0 || past.body.Paging.TotalItem != 12 || string(past.body.Data) != "[]" {
+		t.Fatalf("page past the end %s", past.raw)
+	}
+	if got := page("").body.Paging.Size; got != 10 {
+		t.Fatalf("default page size %d, want 10", got)
+	}
+	for _, bad := range []string{"limit=0", "limit=26", "limit=-1", "limit=ten", "page=0", "page=-3", "page=1.5", "page=abc"} {
+		r := s.do(t, nobody, http.MethodGet, "/products?"+bad, nil).expect(t, http.StatusBadRequest, "input validation error")
+		if field := strings.SplitN(bad, "=", 2)[0]; len(r.body.Errors) != 1 || r.body.Errors[0].Field != field {
+			t.Errorf("?%s: errors %+v, want one for %s", bad, r.body.Errors, field)
+		}
+	}
+}
+
+func orderOf(orderID int64, items ...events.OrderCreatedItem) events.OrderCreated {
+	return events.OrderCreated{OrderID: orderID, CustomerID: 9, CustomerEmail: "c@example.com", Items: items,
+		TotalAmount: events.MustMoney("1"), CreatedAt: time.Now()}
+}
+
+func item(productID, quantity int64) events.OrderCreatedItem {
+	return events.OrderCreatedItem{ProductID: productID, Quantity: quantity, Price: events.MustMoney("1")}
+}
+
+func stockOf(t testing.TB, s *service, id int64) int {
+	t.Helper()
+	return count(t, s.db, `SELECT quantity FROM products WHERE id = $1`, id)
+}
+
+func TestConcurrentOrdersNeverOversell(t *testing.T) {
+	s := newService(t)
+	p := s.create(t, "last units", 1, 50)
+	const orders = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, orders)
+	for i := range orders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- s.app.Stock.Reserve(context.Background(), uuid.NewString(), orderOf(int64(1000+i), item(p.ID, 1)))
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := stockOf(t, s, p.ID); got != 0 {
+		t.Fatalf("stock %d after 200 orders for 50 units, want 0", got)
+	}
+	reserved := count(t, s.db, `SELECT count(*) FROM order_stock WHERE status = 'reserved'`)
+	rejected := count(t, s.db, `SELECT count(*) FROM order_stock WHERE status = 'rejected' AND reason = 'insufficient_stock'`)
+	units := count(t, s.db, `SELECT coalesce(sum(quantity), 0) FROM reservations`)
+	if reserved != 50 || rejected != 150 || units != 50 {
+		t.Fatalf("reserved %d orders (%d units), rejected %d; want 50, 50, 150", reserved, units, rejected)
+	}
+	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'stock-reserved'`); n != 50 {
+		t.Fatalf("%d stock-reserved events, want 50", n)
+	}
+	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'stock-rejected'`); n != 150 {
+		t.Fatalf("%d stock-rejected events, want 150", n)
+	}
+}
+
+func TestAnOrderShortOnOneItemReservesNothing(t *testing.T) {
+	s := newService(t)
+	plenty := s.create(t, "plenty", 1, 100)
+	scarce := s.create(t, "scarce", 1, 2)
+	gone := s.create(t, "gone", 1, 5)
+	s.do(t, &admin, http.MethodDelete, fmt.Sprint("/products/", gone.ID), nil).expect(t, http.StatusOK, "")
+	ctx := context.Background()
+
+	if err := s.app.Stock.Reserve(ctx, uuid.NewString(), orderOf(1, item(plenty.ID, 10), item(scarce.ID, 3))); err != nil {
+		t.Fatal(err)
+	}
+	if stockOf(t, s, plenty.ID) != 100 || stockOf(t, s, scarce.ID) != 2 {
+		t.Fatal("a rejected order took stock")
+	}
+	var payload []byte
+	if err := s.db.QueryRow(ctx, `SELECT payload FROM outbox WHERE topic = 'stock-rejected' AND key = '1'`).Scan(&payload); err != nil {
+		t.Fatal(err)
+	}
+	rejected, err := events.Decode[events.StockRejected](payload)
+	if err != nil || rejected.Reason != product.ReasonInsufficientStock || len(rejected.Shortages) != 1 ||
+		rejected.Shortages[0] != (events.Shortage{ProductID: scarce.ID, Requested: 3, Available: 2}) {
+		t.Fatalf("stock-rejected %+v, %v", rejected, err)
+	}
+
+	if err := s.app.Stock.Reserve(ctx, uuid.NewString(), orderOf(2, item(plenty.ID, 1), item(gone.ID, 1), item(424242, 1))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.QueryRow(ctx, `SELECT payload FROM outbox WHERE topic = 'stock-rejected' AND key = '2'`).Scan(&payload); err != nil {
+		t.Fatal(err)
+	}
+	if rejected, _ := events.Decode[events.StockRejected](payload); rejected.Reason != product.ReasonProductUnavailable || len(rejected.Shortages) != 2 {
+		t.Fatalf("order of a deleted and an unknown product: %+v", rejected)
+	}
+
+	// The same product twice in one order counts as the sum.
+	if err := s.app.Stock.Reserve(ctx, uuid.NewString(), orderOf(3, item(scarce.ID, 1), item(scarce.ID, 2))); err != nil {
+		t.Fatal(err)
+	}
+	if got := stockOf(t, s, scarce.ID); got != 2 {
+		t.Fatalf("stock %d, want 2: 1+2 units of 2 must be rejected", got)
+	}
+}
+
+func TestRedeliveredEventsChangeNothing(t *testing.T) {
+	s := newService(t)
+	p := s.create(t, "tea", 1, 10)
+	ctx := context.Background()
+	created := uuid.NewString()
+	order := orderOf(77, item(p.ID, 4))
+	for range 3 {
+		if err := s.app.Stock.Reserve(ctx, created, order); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same order under a new event id (a producer that retried) is still one order.
+	if err := s.app.Stock.Reserve(ctx, uuid.NewString(), order); err != nil {
+		t.Fatal(err)
+	}
+	if got := stockOf(t, s, p.ID); got != 6 {
+		t.Fatalf("stock %d after redelivered order-created, want 6", got)
+	}
+	cancel := events.OrderCancelled{OrderID: 77, CustomerID: 9, Reason: events.CancelCustomer, Items: []events.CancelledItem{{ProductID: p.ID, Quantity: 4}}}
+	cancelled := uuid.NewString()
+	for range 3 {
+		if err := s.app.Stock.Release(ctx, cancelled, cancel); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.app.Stock.Release(ctx, uuid.NewString(), cancel); err != nil {
+		t.Fatal(err)
+	}
+	if got := stockOf(t, s, p.ID); got != 10 {
+		t.Fatalf("stock %d after redelivered order-cancelled, want 10", got)
+	}
+	// A reservation that comes after its order's cancel takes nothing.
+	late := events.OrderCancelled{OrderID: 78, CustomerID: 9, Reason: events.CancelCustomer}
+	if err := s.app.Stock.Release(ctx, uuid.NewString(), late); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.app.Stock.Reserve(ctx, uuid.NewString(), orderOf(78, item(p.ID, 1))); err != nil {
+		t.Fatal(err)
+	}
+	if got := stockOf(t, s, p.ID); got != 10 {
+		t.Fatalf("stock %d, want 10: an order cancelled before its reservation took stock", got)
+	}
+	// Cancelling a rejected order gives nothing back.
+	if err := s.app.Stock.Reserve(ctx, uuid.NewString(), orderOf(79, item(p.ID, 11))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.app.Stock.Release(ctx, uuid.NewString(), events.OrderCancelled{OrderID: 79, CustomerID: 9, Reason: events.CancelOutOfStock}); err != nil {
+		t.Fatal(err)
+	}
+	if got := stockOf(t, s, p.ID); got != 10 {
+		t.Fatalf("stock %d, want 10: cancelling a rejected order restocked", got)
+	}
+}
+
+func publish(t testing.TB, producer *kafka.Producer, topic string, key int64, payload any, eventID string) {
+	t.Helper()
+	body, err := json.Marshal(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := producer.Publish(context.Background(), kafka.Message{
+		Topic: topic, Key: []byte(events.Key(key)), Value: body, Headers: events.Headers(topic, eventID),
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSagaThroughKafkaWithTwoReplicas(t *testing.T) {
+	brokers := newCluster(t)
+	cfg := testConfig(t, brokers)
+	s := start(t, cfg)
+	start(t, cfg) // a second replica in the same consumer groups
+	reader := readTopics(t, brokers, events.TopicStockReserved, events.TopicStockRejected, events.TopicProductUpdated,
+		kafka.DeadLetterTopic(events.TopicOrderCreated))
+	producer, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, ClientID: "order-test"}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(producer.Close)
+	p := s.create(t, "beans", 1, 5)
+
+	publish(t, producer, events.TopicOrderCreated, 500, orderOf(500, item(p.ID, 3)), uuid.NewString())
+	reader.await(t, events.TopicStockReserved, "500", 1)
+	publish(t, producer, events.TopicOrderCreated, 501, orderOf(501, item(p.ID, 3)), uuid.NewString())
+	rejected, err := events.Decode[events.StockRejected](reader.await(t, events.TopicStockRejected, "501", 1)[0].Value)
+	if err != nil || rejected.Shortages[0].Available != 2 {
+		t.Fatalf("stock-rejected %+v, %v", rejected, err)
+	}
+	// The order service's copy learns the stock level from product-updated.
+	updates := reader.await(t, events.TopicProductUpdated, fmt.Sprint(p.ID), 1)
+	if latest, _ := events.Decode[events.Product](updates[len(updates)-1].Value); latest.Quantity != 2 || latest.Version != 2 {
+		t.Fatalf("product-updated after the reservation: %+v", latest)
+	}
+
+	cancelID := uuid.NewString()
+	cancel := events.OrderCancelled{OrderID: 500, CustomerID: 9, Reason: events.CancelExpired, Items: []events.CancelledItem{{ProductID: p.ID, Quantity: 3}}}
+	publish(t, producer, events.TopicOrderCancelled, 500, cancel, cancelID)
+	publish(t, producer, events.TopicOrderCancelled, 500, cancel, cancelID) // redelivered
+	testenv.WaitFor(t, 20*time.Second, "the restock", func() bool { return stockOf(t, s, p.ID) == 5 })
+
+	// A poison message goes to the dead-letter topic and does not block the partition.
+	if err := producer.Publish(context.Background(), kafka.Message{Topic: events.TopicOrderCreated, Key: []byte("502"),
+		Value: []byte(`{"order_id": "not a number"}`), Headers: events.Headers(events.TopicOrderCreated, uuid.NewString())}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, producer, events.TopicOrderCreated, 502, orderOf(502, item(p.ID, 1)), uuid.NewString())
+	reader.await(t, kafka.DeadLetterTopic(events.TopicOrderCreated), "502", 1)
+	reader.await(t, events.TopicStockReserved, "502", 1)
+	time.Sleep(300 * time.Millisecond)
+	if got := stockOf(t, s, p.ID); got != 4 {
+		t.Fatalf("stock %d, want 4 (5 - 3 + 3 - 1)", got)
+	}
+}
+
+func TestConfigNamesMissingBrokers(t *testing.T) {
+	if _, err := product.New(product.Config{Database: pg.Config{URL: "postgres://127.0.0.1:1/x"}}, quiet, prometheus.NewRegistry()); err == nil ||
+		!strings.Contains(err.Error(), "KSHOP_PRODUCT_KAFKA_BROKERS") {
+		t.Fatalf("New without brokers: %v", err)
+	}
+}
+

@@ -1,0 +1,198 @@
+package product
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/inbox"
+	"github.com/kshop/kshop/services/platform/pg"
+)
+
+// Reasons a reservation is rejected.
+const (
+	ReasonInsufficientStock  = "insufficient_stock"
+	ReasonProductUnavailable = "product_unavailable" // unknown or deleted product
+)
+
+// Stock reserves and releases units for orders. Each order gets one decision
+// (order_stock), whatever number of times or under whatever event ids its events
+// arrive, and each event id is handled once (inbox).
+type Stock struct {
+	db *pg.DB
+}
+
+// Consumer names, for the inbox.
+var (
+	reserveConsumer = events.ConsumerGroup("product", events.TopicOrderCreated)
+	releaseConsumer = events.ConsumerGroup("product", events.TopicOrderCancelled)
+)
+
+// Reserve takes every item of the order from stock in one transaction, or
+// nothing, and answers stock-reserved or stock-rejected through the outbox.
+// Product rows are locked in id order, so concurrent orders never deadlock and
+// never both take the last unit; the decrement itself is conditional as well.
+func (s *Stock) Reserve(ctx context.Context, eventID string, order events.OrderCreated) error {
+	return pg.InTx(ctx, s.db.Primary, func(tx pgx.Tx) error {
+		if first, err := inbox.Claim(ctx, tx, reserveConsumer, eventID); err != nil || !first {
+			return err
+		}
+		// The decision row comes first: a twin event for the same order waits on
+		// it, then finds the order decided. A cancel that came first left one too.
+		tag, err := tx.Exec(ctx, `INSERT INTO order_stock (order_id, status) VALUES ($1, 'reserved') ON CONFLICT (order_id) DO NOTHING`, order.OrderID)
+		if err != nil {
+			return fmt.Errorf("record the decision for order %d: %w", order.OrderID, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil
+		}
+
+		wanted := map[int64]int64{}
+		for _, item := range order.Items {
+			wanted[item.ProductID] += item.Quantity
+		}
+		ids := make([]int64, 0, len(wanted))
+		for id := range wanted {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+
+		available := map[int64]int64{}
+		rows, err := tx.Query(ctx, `SELECT id, quantity FROM products WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE`, ids)
+		if err != nil {
+			return fmt.Errorf("lock products of order %d: %w", order.OrderID, err)
+		}
+		for rows.Next() {
+			var id, quantity int64
+			if err := rows.Scan(&id, &quantity); err != nil {
+				rows.Close()
+				return err
+			}
+			available[id] = quantity
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("lock products of order %d: %w", order.OrderID, err)
+		}
+
+		var shortages []events.Shortage
+		reason := ReasonInsufficientStock
+		for _, id := range ids {
+			have, exists := available[id]
+			if !exists {
+				reason = ReasonProductUnavailable
+			}
+			if have < wanted[id] {
+				shortages = append(shortages, events.Shortage{ProductID: id, Requested: wanted[id], Available: have})
+			}
+		}
+		if len(shortages) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE order_stock SET status = 'rejected', reason = $2, updated_at = now() WHERE order_id = $1`, order.OrderID, reason); err != nil {
+				return fmt.Errorf("reject order %d: %w", order.OrderID, err)
+			}
+			return announce(ctx, tx, events.TopicStockRejected, order.OrderID,
+				events.StockRejected{OrderID: order.OrderID, Reason: reason, Shortages: shortages})
+		}
+
+		for _, id := range ids {
+			p, err := scanProduct(tx.QueryRow(ctx, `
+				UPDATE products SET quantity = quantity - $2, version = version + 1, updated_at = now()
+				WHERE id = $1 AND quantity >= $2
+				RETURNING `+productColumns, id, wanted[id]))
+			if err != nil {
+				// Impossible under the row lock; if it ever happens, nothing commits.
+				return fmt.Errorf("take %d of product %d for order %d: %w", wanted[id], id, order.OrderID, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO reservations (order_id, product_id, quantity) VALUES ($1, $2, $3)`, order.OrderID, id, wanted[id]); err != nil {
+				return fmt.Errorf("record reservation of product %d for order %d: %w", id, order.OrderID, err)
+			}
+			// The order service's product copy follows the stock.
+			if err := announce(ctx, tx, events.TopicProductUpdated, p.ID, productEvent(p)); err != nil {
+				return err
+			}
+		}
+		return announce(ctx, tx, events.TopicStockReserved, order.OrderID, events.StockReserved{OrderID: order.OrderID})
+	})
+}
+
+// Release gives back what was reserved for a cancelled order, exactly once. A
+// cancel for an order not seen yet leaves a "cancelled" decision, so the order's
+// late order-created reserves nothing.
+func (s *Stock) Release(ctx context.Context, eventID string, cancel events.OrderCancelled) error {
+	return pg.InTx(ctx, s.db.Primary, func(tx pgx.Tx) error {
+		if first, err := inbox.Claim(ctx, tx, releaseConsumer, eventID); err != nil || !first {
+			return err
+		}
+		var status string
+		for attempt := 0; ; attempt++ {
+			err := tx.QueryRow(ctx, `SELECT status FROM order_stock WHERE order_id = $1 FOR UPDATE`, cancel.OrderID).Scan(&status)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("read the decision for order %d: %w", cancel.OrderID, err)
+			}
+			tag, err := tx.Exec(ctx, `INSERT INTO order_stock (order_id, status, reason) VALUES ($1, 'cancelled', $2) ON CONFLICT (order_id) DO NOTHING`, cancel.OrderID, cancel.Reason)
+			if err != nil {
+				return fmt.Errorf("record the cancel of order %d: %w", cancel.OrderID, err)
+			}
+			if tag.RowsAffected() == 1 {
+				return nil
+			}
+			if attempt > 0 {
+				return fmt.Errorf("the decision for order %d keeps vanishing", cancel.OrderID)
+			}
+			// A reservation committed meanwhile: read it.
+		}
+		if status != "reserved" {
+			return nil // rejected, already released or already cancelled: nothing is held
+		}
+		if _, err := tx.Exec(ctx, `UPDATE order_stock SET status = 'released', reason = $2, updated_at = now() WHERE order_id = $1`, cancel.OrderID, cancel.Reason); err != nil {
+			return fmt.Errorf("release order %d: %w", cancel.OrderID, err)
+		}
+		// Soft-deleted products get their units back too, but are not announced:
+		// a product-updated would bring them back to life in the order service.
+		rows, err := tx.Query(ctx, `
+			UPDATE products p SET quantity = p.quantity + r.quantity, version = p.version + 1, updated_at = now()
+			FROM reservations r
+			WHERE r.order_id = $1 AND r.product_id = p.id
+			RETURNING p.id, p.deleted_at IS NULL`, cancel.OrderID)
+		if err != nil {
+			return fmt.Errorf("restock order %d: %w", cancel.OrderID, err)
+		}
+		var live []int64
+		for rows.Next() {
+			var id int64
+			var isLive bool
+			if err := rows.Scan(&id, &isLive); err != nil {
+				rows.Close()
+				return err
+			}
+			if isLive {
+				live = append(live, id)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("restock order %d: %w", cancel.OrderID, err)
+		}
+		var restocked []Product
+		for _, id := range live {
+			p, err := scanProduct(tx.QueryRow(ctx, `SELECT `+productColumns+` FROM products WHERE id = $1`, id))
+			if err != nil {
+				return fmt.Errorf("read restocked product %d: %w", id, err)
+			}
+			restocked = append(restocked, p)
+		}
+		for _, p := range restocked {
+			if err := announce(ctx, tx, events.TopicProductUpdated, p.ID, productEvent(p)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
