@@ -676,4 +676,3 @@ func TestConfigNamesMissingBrokers(t *testing.T) {
 		t.Fatalf("New without brokers: %v", err)
 	}
 }
-
