@@ -91,16 +91,10 @@ func start(t testing.TB, cfg product.Config) *service {
 	return s
 }
 
-// newCluster starts a Kafka cluster with every topic of the contract, as the
-// controller creates them in Kubernetes: a consumer that subscribes to a topic
-// before it exists only notices it at its next metadata refresh.
+// newCluster starts a Kafka cluster with every topic of the contract.
 func newCluster(t testing.TB) string {
 	t.Helper()
-	topics := append([]string{}, events.Topics...)
-	for _, topic := range events.Topics {
-		topics = append(topics, kafka.DeadLetterTopic(topic))
-	}
-	return kafkatest.NewCluster(t, kafkatest.WithTopics(events.DefaultPartitions, topics...))
+	return kafkatest.NewCluster(t, kafkatest.WithTopicsAndDeadLetters(events.DefaultPartitions, events.Topics...))
 }
 
 func newService(t testing.TB) *service {

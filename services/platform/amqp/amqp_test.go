@@ -319,3 +319,28 @@ func TestRecoversAfterBrokerRestart(t *testing.T) {
 		return false
 	})
 }
+
+// Delayed messages that expire while the broker is down must still reach their
+// target afterwards: the delay queue dead-letters at least once.
+func TestDelayedMessageSurvivesABrokerRestart(t *testing.T) {
+	broker := testenv.Restartable(t)
+	conn := connect(t, broker.URL)
+	// Targets as services declare them: quorum work queues, which come back
+	// later than classic queues when the broker starts.
+	suffix := testenv.RandomSuffix()
+	exchange, queue, delayQueue := "test-timers-"+suffix, "test-timer-work-"+suffix, "test-delay-"+suffix
+	topology := amqp.WorkTopology(amqp.WorkRoute{Exchange: exchange, ExchangeKind: "direct", RoutingKey: "work", Queue: queue})
+	topology.Delays = []amqp.DelayQueue{{Name: delayQueue, Delay: 2 * time.Second, TargetExchange: exchange, TargetRoutingKey: "work"}}
+	if err := conn.Declare(context.Background(), topology); err != nil {
+		t.Fatal(err)
+	}
+	if err := amqp.NewPublisher(conn).Publish(context.Background(), amqp.Message{RoutingKey: delayQueue, MessageID: "timer", Body: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	broker.Stop(t)
+	time.Sleep(2500 * time.Millisecond) // the delay passes while the broker is down
+	broker.Start(t)
+	c := &collector{}
+	run(t, amqp.NewConsumer(conn, amqp.ConsumerConfig{Queue: queue}, c.handle, quiet))
+	testenv.WaitFor(t, 60*time.Second, "the delayed message after the restart", func() bool { return c.count() == 1 })
+}

@@ -85,10 +85,17 @@ func declare(conn *amqp091.Connection, t Topology) error {
 		if d.Delay <= 0 {
 			return fmt.Errorf("delay queue %s: delay must be positive, got %v", d.Name, d.Delay)
 		}
+		// A quorum queue with at-least-once dead-lettering keeps each message
+		// until the target queue confirmed it. A classic queue dead-letters at
+		// most once: messages that expire while the broker restarts are routed
+		// before the target queues are back, and are lost.
 		args := amqp091.Table{
+			"x-queue-type":              "quorum",
 			"x-message-ttl":             d.Delay.Milliseconds(),
 			"x-dead-letter-exchange":    d.TargetExchange,
 			"x-dead-letter-routing-key": d.TargetRoutingKey,
+			"x-dead-letter-strategy":    "at-least-once",
+			"x-overflow":                "reject-publish",
 		}
 		if _, err := ch.QueueDeclare(d.Name, true, false, false, false, args); err != nil {
 			return fmt.Errorf("declare delay queue %s (%v): %w", d.Name, d.Delay, err)

@@ -311,6 +311,33 @@ func TestGracefulShutdownFinishesRequestsInFlight(t *testing.T) {
 	}
 }
 
+// A client that dialled a connection and never used it (pooling clients do)
+// must not hold the shutdown: net/http would wait 5 s for its first request.
+func TestShutdownDoesNotWaitForUnusedConnections(t *testing.T) {
+	e, _ := newEngine(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- ServeListener(ctx, ln, e, 2*time.Second, quiet) }()
+	idle, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/healthz") // the server is up
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cancel()
+	if err := <-served; err != nil {
+		t.Fatalf("Serve returned %v with an unused connection open, want a clean shutdown", err)
+	}
+}
+
 func TestEnvelopeShape(t *testing.T) {
 	data, _ := json.Marshal(Response{Message: "input validation error", Errors: []FieldError{{Field: "email", Message: "must be a valid email"}}})
 	if want := `{"message":"input validation error","errors":[{"field":"email","message":"must be a valid email"}]}`; !bytes.Equal(data, []byte(want)) {

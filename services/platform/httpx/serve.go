@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -26,7 +27,9 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, shutdow
 	if logger == nil {
 		logger = slog.Default()
 	}
+	fresh := &freshConns{conns: map[net.Conn]struct{}{}}
 	srv := &http.Server{
+		ConnState:         fresh.track,
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -46,6 +49,11 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, shutdow
 	logger.Info("http server shutting down; finishing requests in flight", "timeout", shutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	// Shutdown counts a connection that was opened but has not sent a request
+	// yet as busy for its first 5 seconds; clients that dial ahead (every
+	// pooling HTTP client under load) would hold the shutdown that long.
+	srv.SetKeepAlivesEnabled(false)
+	fresh.closeAll()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("http server shutdown: %w", err)
@@ -54,4 +62,29 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, shutdow
 		return fmt.Errorf("http server: %w", err)
 	}
 	return nil
+}
+
+// freshConns tracks connections that have not started a request yet.
+type freshConns struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func (f *freshConns) track(c net.Conn, state http.ConnState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if state == http.StateNew {
+		f.conns[c] = struct{}{}
+	} else {
+		delete(f.conns, c)
+	}
+}
+
+func (f *freshConns) closeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.conns {
+		_ = c.Close()
+		delete(f.conns, c)
+	}
 }

@@ -19,6 +19,17 @@ func WithTopics(partitions int, names ...string) Option {
 	return func(opts *[]kfake.Opt) { *opts = append(*opts, kfake.SeedTopics(int32(partitions), names...)) }
 }
 
+// WithTopicsAndDeadLetters creates each topic and its "<topic>.dlt" before the
+// test starts, as the controller does in Kubernetes: a consumer that subscribes
+// to a topic before it exists only notices it at its next metadata refresh.
+func WithTopicsAndDeadLetters(partitions int, names ...string) Option {
+	all := append([]string{}, names...)
+	for _, n := range names {
+		all = append(all, n+".dlt")
+	}
+	return WithTopics(partitions, all...)
+}
+
 // NewCluster starts a 3-broker cluster on loopback, stops it when the test ends,
 // and returns its bootstrap address list ("host:port,host:port,host:port"). Topics
 // a client asks for are created on demand with 3 partitions, like a Kafka with

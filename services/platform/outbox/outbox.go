@@ -95,5 +95,12 @@ func Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 			return fmt.Errorf("add %s message %s to the outbox: %w", m.Destination, m.EventID, err)
 		}
 	}
+	if len(msgs) > 0 {
+		// Delivered to the relays when tx commits (and collapsed within one
+		// transaction), so they publish without waiting for their next poll.
+		if _, err := tx.Exec(ctx, `SELECT pg_notify('`+notifyChannel+`', '')`); err != nil {
+			return fmt.Errorf("notify the outbox relays: %w", err)
+		}
+	}
 	return nil
 }

@@ -437,3 +437,26 @@ func TestBrokerRestartMidBurstLosesNothingAndDuplicatesNoEffect(t *testing.T) {
 		t.Error("no row needed a second attempt: the outage never reached the relay")
 	}
 }
+
+// A committed row wakes an idle relay: with an hour between polls, only the
+// notification can get it published within the test.
+func TestCommitWakesAnIdleRelay(t *testing.T) {
+	pool := newDatabase(t)
+	publisher := &recordingPublisher{}
+	relay := outbox.NewRelay(pool, map[outbox.Destination]outbox.Publisher{outbox.AMQP: publisher},
+		outbox.RelayConfig{PollInterval: time.Hour}, quiet)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = relay.Run(ctx) }()
+	defer func() { stop(); <-done }()
+	time.Sleep(200 * time.Millisecond) // the relay found the outbox empty and waits
+
+	writeMessages(t, pool, 1, 1, func(int) outbox.Message {
+		return outbox.Message{Destination: outbox.AMQP, Topic: "x", Key: "woken", Payload: []byte("{}")}
+	})
+	testenv.WaitFor(t, 10*time.Second, "the relay to publish the new row", func() bool {
+		publisher.mu.Lock()
+		defer publisher.mu.Unlock()
+		return len(publisher.got) == 1
+	})
+}

@@ -93,6 +93,10 @@ func NewRelay(pool *pgxpool.Pool, publishers map[Destination]Publisher, cfg Rela
 // Run relays until ctx ends. Database and broker failures are logged and retried
 // with backoff; Run returns nil when ctx ends.
 func (r *Relay) Run(ctx context.Context) error {
+	wake := make(chan struct{}, 1)
+	listening, stopListening := context.WithCancel(ctx)
+	defer stopListening()
+	go r.listen(listening, wake)
 	failures := 0
 	lastPrune := time.Time{}
 	for ctx.Err() == nil {
@@ -117,10 +121,56 @@ func (r *Relay) Run(ctx context.Context) error {
 		default:
 			failures = 0
 			r.observeBacklog(ctx)
-			retry.Sleep(ctx, r.cfg.PollInterval)
+			// A commit that added rows wakes the relay at once (Add notifies);
+			// the poll interval is the fallback while notifications are not
+			// arriving, for example after a database restart.
+			timer := time.NewTimer(r.cfg.PollInterval)
+			select {
+			case <-ctx.Done():
+			case <-wake:
+			case <-timer.C:
+			}
+			timer.Stop()
 		}
 	}
 	return nil
+}
+
+// notifyChannel is the PostgreSQL channel Add notifies when it commits rows.
+const notifyChannel = "kshop_outbox"
+
+// listen forwards the outbox notifications to wake, reconnecting with backoff.
+func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		err := r.listenOnce(ctx, wake)
+		if ctx.Err() != nil {
+			return
+		}
+		r.logger.DebugContext(ctx, "outbox notifications interrupted; polling meanwhile", "error", err)
+		retry.Sleep(ctx, r.cfg.Backoff.Delay(attempt))
+	}
+}
+
+func (r *Relay) listenOnce(ctx context.Context, wake chan<- struct{}) error {
+	conn, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// LISTEN state belongs to the session: the connection never goes back to the pool.
+	raw := conn.Hijack()
+	defer raw.Close(context.Background())
+	if _, err := raw.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		return err
+	}
+	for {
+		if _, err := raw.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		select {
+		case wake <- struct{}{}:
+		default: // a wake-up is already pending
+		}
+	}
 }
 
 type claimedRow struct {
