@@ -4,10 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/kafka"
 )
 
 // BenchmarkGetProduct measures GET /products/:id over HTTP, clients in parallel.
@@ -58,4 +63,40 @@ func BenchmarkReserve(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "orders/s")
+}
+
+// BenchmarkOrderCreatedToStockReserved measures the saga's first hop as the
+// order service sees it: from publishing order-created to Kafka until
+// stock-reserved can be read from Kafka (consume, reserve in one transaction,
+// outbox, relay, produce). Orders are sent one at a time; p50 and p99 are
+// reported.
+func BenchmarkOrderCreatedToStockReserved(b *testing.B) {
+	brokers := newCluster(b)
+	s := start(b, testConfig(b, brokers))
+	p := s.create(b, "latency", 1, 1_000_000)
+	reader := readTopics(b, brokers, events.TopicStockReserved)
+	producer, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, ClientID: "bench", LingerMs: 1}, quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer producer.Close()
+	// Warm up: consumer groups joined, connections open.
+	publish(b, producer, events.TopicOrderCreated, 1, orderOf(1, item(p.ID, 1)), uuid.NewString())
+	reader.await(b, events.TopicStockReserved, "1", 1)
+
+	latencies := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		id := int64(i + 2)
+		sent := time.Now()
+		publish(b, producer, events.TopicOrderCreated, id, orderOf(id, item(p.ID, 1)), uuid.NewString())
+		for len(reader.where(events.TopicStockReserved, events.Key(id))) == 0 {
+			time.Sleep(200 * time.Microsecond)
+		}
+		latencies = append(latencies, time.Since(sent))
+	}
+	b.StopTimer()
+	slices.Sort(latencies)
+	b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
 }
