@@ -16,8 +16,9 @@ export KSHOP_TESTENV_RABBITMQ_PORT="${KSHOP_RUN_RABBITMQ_PORT:-14672}"
 kafka_addr="127.0.0.1:${KSHOP_RUN_KAFKA_PORT:-14092}"
 auth_addr="127.0.0.1:${KSHOP_RUN_AUTH_PORT:-8081}"
 product_addr="127.0.0.1:${KSHOP_RUN_PRODUCT_PORT:-8082}"
+order_addr="127.0.0.1:${KSHOP_RUN_ORDER_PORT:-8083}"
 # One database per service, as in Kubernetes.
-databases="auth product"
+databases="auth product order"
 
 hack/install-deps.sh
 
@@ -36,7 +37,7 @@ trap 'exit 130' INT TERM
 hack/testenv.sh up
 pg_url="postgres://postgres@127.0.0.1:$KSHOP_TESTENV_POSTGRES_PORT"
 for db in $databases; do
-	psql -q "$pg_url/postgres" -c "CREATE DATABASE $db" >/dev/null
+	psql -q "$pg_url/postgres" -c "CREATE DATABASE \"$db\"" >/dev/null # quoted: order is a keyword
 done
 redis_addr="127.0.0.1:$KSHOP_TESTENV_REDIS_PORT"
 amqp_url="amqp://guest:guest@127.0.0.1:$KSHOP_TESTENV_RABBITMQ_PORT/"
@@ -50,6 +51,7 @@ cat >&2 <<EOF
 kshop development platform
   auth        http://$auth_addr   (try: curl -s http://$auth_addr/.well-known/jwks.json)
   product     http://$product_addr   (try: curl -s http://$product_addr/products)
+  order       http://$order_addr   (docs/order.md)
   PostgreSQL  $pg_url/<service>   (databases: $databases)
   Redis       $redis_addr
   RabbitMQ    $amqp_url
@@ -69,6 +71,11 @@ export KSHOP_AUTH_ADMIN_EMAILS="${KSHOP_AUTH_ADMIN_EMAILS:-admin@kshop.local}"
 export KSHOP_PRODUCT_HTTP_ADDR="$product_addr"
 export KSHOP_PRODUCT_DATABASE_URL="$pg_url/product"
 export KSHOP_PRODUCT_KAFKA_BROKERS="$kafka_addr"
+export KSHOP_ORDER_HTTP_ADDR="$order_addr"
+export KSHOP_ORDER_DATABASE_URL="$pg_url/order"
+export KSHOP_ORDER_REDIS_ADDRS="$redis_addr"
+export KSHOP_ORDER_KAFKA_BROKERS="$kafka_addr"
+export KSHOP_ORDER_AMQP_URL="$amqp_url"
 "$KSHOP_CACHE_DIR/bin/kshop" &
 kshop_pid=$!
 wait "$kshop_pid" || true

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kshop/kshop/services/auth"
+	"github.com/kshop/kshop/services/order"
 	"github.com/kshop/kshop/services/platform/config"
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/process"
@@ -38,6 +39,10 @@ func main() {
 	if err := config.Load(product.Prefix, &productCfg); err != nil {
 		config.Exit(err)
 	}
+	var orderCfg order.Config
+	if err := config.Load(order.Prefix, &orderCfg); err != nil {
+		config.Exit(err)
+	}
 	p := process.Start("kshop", "KSHOP", cfg.Log, cfg.OTel)
 	defer p.Close()
 	logger := p.Logger
@@ -58,11 +63,16 @@ func main() {
 	if err != nil {
 		config.Exit(err)
 	}
+	orderApp, err := order.New(orderCfg, logx.New(os.Stdout, "order", p.Level), prometheus.NewRegistry())
+	if err != nil {
+		config.Exit(err)
+	}
 
 	g, ctx := errgroup.WithContext(p.Context)
 	g.Go(func() error { return authApp.Run(ctx) })
 	g.Go(func() error { return productApp.Run(ctx) })
-	logger.Info("platform running", "auth", authCfg.HTTPAddr, "product", productCfg.HTTPAddr)
+	g.Go(func() error { return orderApp.Run(ctx) })
+	logger.Info("platform running", "auth", authCfg.HTTPAddr, "product", productCfg.HTTPAddr, "order", orderCfg.HTTPAddr)
 	if err := g.Wait(); err != nil {
 		p.Fail("a service stopped", err)
 	}

@@ -1,0 +1,253 @@
+package order
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/amqp"
+	"github.com/kshop/kshop/services/platform/httpx"
+	"github.com/kshop/kshop/services/platform/inbox"
+	"github.com/kshop/kshop/services/platform/kafka"
+	"github.com/kshop/kshop/services/platform/outbox"
+	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/redisx"
+	"github.com/kshop/kshop/services/platform/retry"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations are the service's own tables; the outbox's and inbox's come with it.
+var Migrations = pg.EmbeddedMigrations("order", migrationFiles, "migrations")
+
+// App is one running order service.
+type App struct {
+	Handler http.Handler
+	// Orders and Saga are exported for tests that drive use cases directly.
+	Orders *Orders
+	Saga   *Saga
+
+	cfg      Config
+	db       *pg.DB
+	redis    redis.UniversalClient
+	producer *kafka.Producer
+	amqp     *amqp.Connection
+	kafkaIn  []*kafka.Consumer
+	timersIn []*amqp.Consumer
+	relay    *outbox.Relay
+	migrated atomic.Bool
+	logger   *slog.Logger
+}
+
+// New wires the service without waiting for any dependency.
+func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, error) {
+	db, err := pg.Open(context.Background(), cfg.Database)
+	if err != nil {
+		return nil, fmt.Errorf("%s_DATABASE_URL: %w", Prefix, err)
+	}
+	producer, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: cfg.KafkaBrokers, ClientID: "order"}, logger)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s_KAFKA_BROKERS: %w", Prefix, err)
+	}
+	outcomes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kshop_order_saga_events_total",
+		Help: "Saga and timer outcomes applied to orders, by kind.",
+	}, []string{"kind"})
+	created := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_orders_created_total", Help: "Orders created."})
+	if registry != nil {
+		registry.MustRegister(outcomes, created)
+	}
+	app := &App{cfg: cfg, db: db, redis: redisx.NewClient(cfg.Redis), producer: producer, amqp: amqp.Dial(cfg.AMQPURL, logger), logger: logger}
+	app.Orders = &Orders{db: db, redis: app.redis, cfg: cfg, logger: logger, created: created.Inc}
+	app.Saga = &Saga{db: db, cfg: cfg, events: func(kind string) { outcomes.WithLabelValues(kind).Inc() }}
+
+	for topic, handle := range map[string]kafka.Handler{
+		events.TopicProductCreated: decoded(func(ctx context.Context, _ string, p events.Product) error { return app.Saga.ProductChanged(ctx, p) }),
+		events.TopicProductUpdated: decoded(func(ctx context.Context, _ string, p events.Product) error { return app.Saga.ProductChanged(ctx, p) }),
+		events.TopicProductDeleted: decoded(app.productDeleted),
+		events.TopicStockReserved:  decoded(app.Saga.StockReserved),
+		events.TopicStockRejected:  decoded(app.Saga.StockRejected),
+	} {
+		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
+			Brokers: cfg.KafkaBrokers, GroupID: events.ConsumerGroup("order", topic), Topics: []string{topic},
+			MaxAttempts: cfg.ConsumerMaxAttempts,
+		}, handle, logger)
+		if err != nil {
+			app.Close()
+			return nil, fmt.Errorf("%s_KAFKA_BROKERS: %w", Prefix, err)
+		}
+		app.kafkaIn = append(app.kafkaIn, consumer)
+	}
+	for queue, handle := range map[string]amqp.Handler{
+		events.QueueOrderReminder:   timerHandler(app.Saga.Remind),
+		events.QueueOrderAutoCancel: timerHandler(app.Saga.Expire),
+	} {
+		app.timersIn = append(app.timersIn, amqp.NewConsumer(app.amqp,
+			amqp.ConsumerConfig{Queue: queue, MaxAttempts: cfg.ConsumerMaxAttempts, Concurrency: 4}, handle, logger))
+	}
+	app.relay = outbox.NewRelay(db.Primary, map[outbox.Destination]outbox.Publisher{
+		outbox.Kafka: outbox.KafkaPublisher(producer),
+		outbox.AMQP:  outbox.AMQPPublisher(amqp.NewPublisher(app.amqp)),
+	}, outbox.RelayConfig{Registerer: registry}, logger)
+
+	engine := httpx.NewEngine(httpx.Options{
+		Service: "order", Logger: logger, Registerer: registry, Gatherer: registry,
+		Ready: map[string]func(context.Context) error{
+			"postgres":   db.Ready,
+			"redis":      func(ctx context.Context) error { return redisx.Ready(ctx, app.redis) },
+			"kafka":      producer.Ready,
+			"rabbitmq":   app.amqp.Ready,
+			"migrations": app.migrationsApplied,
+		},
+	})
+	(&handlers{orders: app.Orders, logger: logger, now: time.Now}).routes(engine)
+	app.Handler = engine
+	return app, nil
+}
+
+func (a *App) productDeleted(ctx context.Context, _ string, p events.ProductDeleted) error {
+	return a.Saga.ProductDeleted(ctx, p)
+}
+
+// decoded adapts a typed event handler to a Kafka handler: a message without a
+// valid event id or with a payload that does not decode is dead-lettered at once.
+func decoded[T events.Payload](handle func(ctx context.Context, eventID string, payload T) error) kafka.Handler {
+	return func(ctx context.Context, msg kafka.Message) error {
+		id := msg.Headers[events.HeaderEventID]
+		if uuid.Validate(id) != nil {
+			return retry.Permanent(fmt.Errorf("%s at offset %d: event-id header %q is not a UUID", msg.Topic, msg.Offset, id))
+		}
+		payload, err := events.Decode[T](msg.Value)
+		if err != nil {
+			return retry.Permanent(err)
+		}
+		return handle(ctx, id, payload)
+	}
+}
+
+// timerHandler adapts a typed timer handler to an AMQP handler, de-duplicating
+// by message id.
+func timerHandler[T events.Payload](handle func(ctx context.Context, messageID string, payload T) error) amqp.Handler {
+	return func(ctx context.Context, d amqp.Delivery) error {
+		if uuid.Validate(d.MessageID) != nil {
+			return retry.Permanent(fmt.Errorf("timer on %s: message id %q is not a UUID", d.RoutingKey, d.MessageID))
+		}
+		payload, err := events.Decode[T](d.Body)
+		if err != nil {
+			return retry.Permanent(err)
+		}
+		return handle(ctx, d.MessageID, payload)
+	}
+}
+
+func (a *App) migrationsApplied(context.Context) error {
+	if !a.migrated.Load() {
+		return errors.New("database migrations not applied yet")
+	}
+	return nil
+}
+
+// Topology is what the order service declares on RabbitMQ: the mail queues it
+// feeds, its own timer queues, and one TTL queue per timer delay.
+func (a *App) Topology() amqp.Topology {
+	var routes []amqp.WorkRoute
+	for _, r := range append(events.Producing("order", events.MailRoutes), events.TimerRoutes...) {
+		routes = append(routes, amqp.WorkRoute{Exchange: r.Exchange, ExchangeKind: events.ExchangeKinds[r.Exchange], RoutingKey: r.RoutingKey, Queue: r.Queue})
+	}
+	t := amqp.WorkTopology(routes...)
+	seen := map[string]bool{}
+	add := func(d time.Duration, key string) {
+		name := events.DelayQueueName(d)
+		if seen[name] {
+			return
+		}
+		seen[name] = true
+		t.Delays = append(t.Delays, amqp.DelayQueue{Name: name, Delay: d, TargetExchange: events.ExchangeOrders, TargetRoutingKey: key})
+	}
+	for _, d := range a.cfg.ReminderDelays {
+		add(d, events.RoutingOrderReminder)
+	}
+	add(a.cfg.ExpiryDelay, events.RoutingOrderAutoCancel)
+	return t
+}
+
+// Run serves HTTP on cfg.HTTPAddr and runs the background work until ctx ends.
+func (a *App) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("%s_HTTP_ADDR=%s: %w", Prefix, a.cfg.HTTPAddr, err)
+	}
+	return a.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened. It closes the app's
+// connections when it returns.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	defer a.Close()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpx.ServeListener(ctx, ln, a.Handler, a.cfg.ShutdownTimeout, a.logger) })
+	// Timer consumers start once their queues exist as declared (a consumer would
+	// otherwise create its dead-letter queue with other arguments first) and the
+	// tables exist (a handler failing on a missing table would dead-letter timers).
+	declared := make(chan struct{})
+	g.Go(func() error {
+		if err := a.amqp.Declare(ctx, a.Topology()); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("declare RabbitMQ topology: %w", err)
+		}
+		close(declared)
+		return nil
+	})
+	g.Go(func() error {
+		if err := pg.MigrateWithRetry(ctx, a.db.Primary, a.logger, Migrations, outbox.Migrations, inbox.Migrations); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		a.migrated.Store(true)
+		work, ctx := errgroup.WithContext(ctx)
+		work.Go(func() error { return a.relay.Run(ctx) })
+		for _, c := range a.kafkaIn {
+			work.Go(func() error { return c.Run(ctx) })
+		}
+		work.Go(func() error {
+			select {
+			case <-declared:
+			case <-ctx.Done():
+				return nil
+			}
+			timers, ctx := errgroup.WithContext(ctx)
+			for _, c := range a.timersIn {
+				timers.Go(func() error { return c.Run(ctx) })
+			}
+			return timers.Wait()
+		})
+		return work.Wait()
+	})
+	return g.Wait()
+}
+
+// Close releases the connections; Serve calls it on the way out.
+func (a *App) Close() {
+	_ = a.amqp.Close()
+	_ = a.redis.Close()
+	a.producer.Close()
+	a.db.Close()
+}

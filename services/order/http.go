@@ -1,0 +1,196 @@
+package order
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/httpx"
+	"github.com/kshop/kshop/services/platform/identity"
+)
+
+type createRequest struct {
+	RequestID   string        `json:"request_id" binding:"required,min=1,max=64"`
+	Description string        `json:"description" binding:"max=500"`
+	Items       []itemRequest `json:"items" binding:"required,min=1,max=50,unique=ProductID,dive"`
+}
+
+type itemRequest struct {
+	ProductID int64 `json:"product_id" binding:"required,min=1"`
+	Quantity  int64 `json:"quantity" binding:"required,min=1,max=1000"`
+}
+
+type actionRequest struct {
+	RequestID string `json:"request_id" binding:"required,min=1,max=64"`
+	OrderID   int64  `json:"order_id" binding:"required,min=1"`
+}
+
+const (
+	dateLayout   = "02-01-2006" // DD-MM-YYYY
+	defaultLimit = 10
+	maxLimit     = 25
+	defaultDays  = 30
+)
+
+type handlers struct {
+	orders *Orders
+	logger *slog.Logger
+	now    func() time.Time
+}
+
+func (h *handlers) routes(r gin.IRoutes) {
+	user := identity.Require()
+	r.POST("/orders", user, h.create)
+	r.POST("/orders/pay", user, h.pay)
+	r.POST("/orders/cancel", user, h.cancel)
+	r.GET("/orders", user, h.list)
+	r.GET("/orders/:id", user, h.get)
+}
+
+func customerOf(c *gin.Context) Customer {
+	u := identity.FromContext(c)
+	return Customer{ID: u.ID, Email: u.Email}
+}
+
+func (h *handlers) create(c *gin.Context) {
+	var req createRequest
+	if !httpx.BindJSON(c, &req) {
+		return
+	}
+	customer := customerOf(c)
+	if customer.Email == "" {
+		httpx.Fail(c, http.StatusUnauthorized, httpx.MsgUnauthorized)
+		return
+	}
+	lines := make([]Line, len(req.Items))
+	for i, it := range req.Items {
+		lines[i] = Line{ProductID: it.ProductID, Quantity: it.Quantity}
+	}
+	order, created, err := h.orders.Create(c.Request.Context(), customer, req.RequestID, req.Description, lines)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	if created {
+		httpx.Created(c, order)
+		return
+	}
+	httpx.OK(c, order)
+}
+
+func (h *handlers) pay(c *gin.Context) {
+	var req actionRequest
+	if !httpx.BindJSON(c, &req) {
+		return
+	}
+	answer, err := h.orders.Pay(c.Request.Context(), customerOf(c), req.RequestID, req.OrderID)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	httpx.OK(c, answer)
+}
+
+func (h *handlers) cancel(c *gin.Context) {
+	var req actionRequest
+	if !httpx.BindJSON(c, &req) {
+		return
+	}
+	answer, err := h.orders.CancelByCustomer(c.Request.Context(), customerOf(c), req.RequestID, req.OrderID)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	httpx.OK(c, answer)
+}
+
+func (h *handlers) get(c *gin.Context) {
+	id, ok := httpx.PathID(c, "id")
+	if !ok {
+		return
+	}
+	order, err := h.orders.Get(c.Request.Context(), customerOf(c).ID, id)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	httpx.OK(c, order)
+}
+
+func (h *handlers) list(c *gin.Context) {
+	today := h.now().UTC().Truncate(24 * time.Hour)
+	q := ListQuery{From: today.AddDate(0, 0, -defaultDays), To: today, Page: 1, Limit: defaultLimit}
+	var problems []httpx.FieldError
+	bad := func(field, message string) {
+		problems = append(problems, httpx.FieldError{Field: field, Message: message})
+	}
+	readDate := func(name string, dst *time.Time) {
+		if raw, ok := c.GetQuery(name); ok {
+			d, err := time.Parse(dateLayout, raw)
+			if err != nil {
+				bad(name, "must be a date as DD-MM-YYYY")
+				return
+			}
+			*dst = d
+		}
+	}
+	readInt := func(name string, dst *int, high int) {
+		if raw, ok := c.GetQuery(name); ok {
+			n, err := strconv.Atoi(raw)
+			if err != nil || n < 1 || n > high {
+				bad(name, "must be an integer from 1 to "+strconv.Itoa(high))
+				return
+			}
+			*dst = n
+		}
+	}
+	readDate("start-date", &q.From)
+	readDate("end-date", &q.To)
+	readInt("page", &q.Page, 1_000_000)
+	readInt("limit", &q.Limit, maxLimit)
+	if len(problems) == 0 && q.To.Before(q.From) {
+		bad("end-date", "must not be before start-date")
+	}
+	if status, ok := c.GetQuery("status"); ok {
+		switch status {
+		case events.StatusPending, events.StatusPaid, events.StatusCompleted, events.StatusCancelled:
+			q.Status = status
+		default:
+			bad("status", "must be one of: PENDING, PAID, COMPLETED, CANCELLED")
+		}
+	}
+	if len(problems) > 0 {
+		httpx.Fail(c, http.StatusBadRequest, httpx.MsgValidation, problems...)
+		return
+	}
+	list, total, err := h.orders.List(c.Request.Context(), customerOf(c).ID, q)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	httpx.Page(c, list, httpx.NewPaging(q.Page, q.Limit, total, c.Request.URL))
+}
+
+// fail maps a use case's error to the contract's status and message.
+func (h *handlers) fail(c *gin.Context, err error) {
+	switch {
+	case errors.Is(err, ErrOrderNotFound):
+		httpx.Fail(c, http.StatusNotFound, ErrOrderNotFound.Error())
+	case errors.Is(err, ErrProductNotFound):
+		httpx.Fail(c, http.StatusNotFound, ErrProductNotFound.Error(), httpx.FieldError{Field: "items", Message: strings.TrimPrefix(err.Error(), ErrProductNotFound.Error()+": ") + " is not a product on sale"})
+	case errors.Is(err, ErrInsufficientStock):
+		httpx.Fail(c, http.StatusConflict, ErrInsufficientStock.Error())
+	case errors.Is(err, ErrRequestDuplicate), errors.Is(err, ErrAlreadyPaid), errors.Is(err, ErrAlreadyCancelled),
+		errors.Is(err, ErrNotReserved), errors.Is(err, ErrRequestReused):
+		httpx.Fail(c, http.StatusConflict, err.Error())
+	default:
+		h.logger.ErrorContext(c.Request.Context(), "request failed", "route", c.FullPath(), "error", err)
+		httpx.Fail(c, http.StatusInternalServerError, httpx.MsgInternal)
+	}
+}

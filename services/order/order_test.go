@@ -1,0 +1,650 @@
+package order_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/order"
+	"github.com/kshop/kshop/services/platform/amqptest"
+	"github.com/kshop/kshop/services/platform/identity"
+	"github.com/kshop/kshop/services/platform/kafka"
+	"github.com/kshop/kshop/services/platform/kafkatest"
+	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/redisx"
+	"github.com/kshop/kshop/services/platform/telemetry"
+	"github.com/kshop/kshop/services/platform/testenv"
+)
+
+var quiet = testLogger()
+
+func testLogger() *slog.Logger {
+	if os.Getenv("KSHOP_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+var (
+	ann = identity.User{ID: 101, Email: "ann@example.com", Roles: []string{"customer"}}
+	bob = identity.User{ID: 102, Email: "bob@example.com", Roles: []string{"customer"}}
+)
+
+func TestMain(m *testing.M) {
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "order-test", SampleRatio: 1})
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	_ = tel.Shutdown(context.Background())
+	os.Exit(code)
+}
+
+type service struct {
+	base    string
+	db      *pgxpool.Pool
+	app     *order.App
+	brokers string
+	amqpURL string
+}
+
+func testConfig(t testing.TB) order.Config {
+	t.Helper()
+	return order.Config{
+		ShutdownTimeout:     5 * time.Second,
+		Database:            pg.Config{URL: testenv.NewDatabase(t), MaxConns: 20},
+		Redis:               redisx.Config{Addrs: []string{testenv.RedisAddr(t)}},
+		KafkaBrokers:        kafkatest.NewCluster(t, kafkatest.WithTopicsAndDeadLetters(events.DefaultPartitions, events.Topics...)),
+		AMQPURL:             testenv.OwnAMQPURL(t),
+		ReminderDelays:      []time.Duration{time.Hour, 2 * time.Hour, 3 * time.Hour},
+		ExpiryDelay:         4 * time.Hour,
+		LockTTL:             10 * time.Second,
+		ConsumerMaxAttempts: 3,
+	}
+}
+
+func start(t testing.TB, cfg order.Config) *service {
+	t.Helper()
+	app, err := order.New(cfg, quiet, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("order service stopped with %v", err)
+		}
+	})
+	s := &service{base: "http://" + ln.Addr().String(), app: app, brokers: cfg.KafkaBrokers, amqpURL: cfg.AMQPURL}
+	testenv.WaitFor(t, 30*time.Second, "order /readyz", func() bool {
+		resp, err := http.Get(s.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	pool, err := pgxpool.New(context.Background(), cfg.Database.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s.db = pool
+	return s
+}
+
+type envelope struct {
+	Message string          `json:"message"`
+	Data    json.RawMessage `json:"data"`
+	Paging  *struct {
+		TotalItem int `json:"total_item"`
+		TotalPage int `json:"total_page"`
+	} `json:"paging"`
+	Errors []struct {
+		Field   string `json:"field"`
+		Message string `json:"message"`
+	} `json:"errors"`
+}
+
+type reply struct {
+	status int
+	body   envelope
+	raw    []byte
+}
+
+func (s *service) do(t testing.TB, as *identity.User, method, path string, body any) reply {
+	t.Helper()
+	var reader io.Reader
+	if body != nil {
+		raw, ok := body.(string)
+		if !ok {
+			data, _ := json.Marshal(body)
+			raw = string(data)
+		}
+		reader = strings.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, s.base+path, reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if as != nil {
+		as.Header(req.Header)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r := reply{status: resp.StatusCode, raw: raw}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &r.body); err != nil {
+			t.Fatalf("%s %s: not the envelope: %v\n%s", method, path, err, raw)
+		}
+	}
+	return r
+}
+
+func (r reply) expect(t testing.TB, status int, message string) reply {
+	t.Helper()
+	if r.status != status || (message != "" && r.body.Message != message) {
+		t.Fatalf("got %d %q, want %d %q\n%s", r.status, r.body.Message, status, message, r.raw)
+	}
+	return r
+}
+
+type orderJSON struct {
+	ID           int64   `json:"id"`
+	TotalAmount  string  `json:"total_amount"`
+	Description  string  `json:"description"`
+	Status       string  `json:"status"`
+	CancelReason *string `json:"cancel_reason"`
+	Items        []struct {
+		ID        int64  `json:"id"`
+		ProductID int64  `json:"product_id"`
+		Quantity  int64  `json:"quantity"`
+		Price     string `json:"price"`
+	} `json:"items"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func (r reply) order(t testing.TB) orderJSON {
+	t.Helper()
+	var o orderJSON
+	if err := json.Unmarshal(r.body.Data, &o); err != nil {
+		t.Fatalf("decode order: %v\n%s", err, r.raw)
+	}
+	return o
+}
+
+func (s *service) product(t testing.TB, id int64, price string, quantity int64) {
+	t.Helper()
+	if err := s.app.Saga.ProductChanged(context.Background(), events.Product{
+		ID: id, Name: fmt.Sprint("product ", id), Description: "d", Price: events.MustMoney(price), Quantity: quantity,
+		Version: time.Now().UnixNano(), CreatedAt: time.Now(), UpdatedAt: time.Now(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func orderBody(requestID string, items ...[2]int64) map[string]any {
+	list := []map[string]int64{}
+	for _, it := range items {
+		list = append(list, map[string]int64{"product_id": it[0], "quantity": it[1]})
+	}
+	return map[string]any{"request_id": requestID, "description": "test order", "items": list}
+}
+
+func (s *service) placeOrder(t testing.TB, as *identity.User, items ...[2]int64) orderJSON {
+	t.Helper()
+	return s.do(t, as, http.MethodPost, "/orders", orderBody(uuid.NewString(), items...)).expect(t, http.StatusCreated, "").order(t)
+}
+
+func (s *service) status(t testing.TB, id int64) (status, reason string) {
+	t.Helper()
+	var r *string
+	if err := s.db.QueryRow(context.Background(), `SELECT status, cancel_reason FROM orders WHERE id = $1`, id).Scan(&status, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r != nil {
+		reason = *r
+	}
+	return status, reason
+}
+
+func count(t testing.TB, db *pgxpool.Pool, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+func (s *service) reserve(t testing.TB, orderID int64) {
+	t.Helper()
+	if err := s.app.Saga.StockReserved(context.Background(), uuid.NewString(), events.StockReserved{OrderID: orderID}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *service) pay(t testing.TB, as *identity.User, orderID int64) reply {
+	t.Helper()
+	return s.do(t, as, http.MethodPost, "/orders/pay", map[string]any{"request_id": uuid.NewString(), "order_id": orderID})
+}
+
+var byOrderID = amqptest.KeyOf("order_id")
+
+func TestCreateComputesTheTotalAndWritesEverythingInOneTransaction(t *testing.T) {
+	s := start(t, testConfig(t))
+	s.product(t, 1, "0.10", 100)
+	s.product(t, 2, "25000.00", 5)
+	o := s.placeOrder(t, &ann, [2]int64{1, 3}, [2]int64{2, 2})
+	if o.TotalAmount != "50000.30" || o.Status != "PENDING" || o.CancelReason != nil || len(o.Items) != 2 || o.Items[0].Price != "0.10" {
+		t.Fatalf("order %+v", o)
+	}
+	for topic, n := range map[string]int{"order-created": 1} {
+		if got := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = $1`, topic); got != n {
+			t.Errorf("%d %s rows", got, topic)
+		}
+	}
+	if got := count(t, s.db, `SELECT count(*) FROM outbox WHERE destination = 'amqp' AND key LIKE 'orders.delay.%'`); got != 4 {
+		t.Errorf("%d timers, want 4", got)
+	}
+	got := s.do(t, &ann, http.MethodGet, fmt.Sprint("/orders/", o.ID), nil).expect(t, http.StatusOK, "").order(t)
+	if got.ID != o.ID || got.TotalAmount != o.TotalAmount || len(got.Items) != 2 {
+		t.Fatalf("GET %+v", got)
+	}
+	s.do(t, &bob, http.MethodGet, fmt.Sprint("/orders/", o.ID), nil).expect(t, http.StatusNotFound, "order not found")
+	s.do(t, nil, http.MethodGet, fmt.Sprint("/orders/", o.ID), nil).expect(t, http.StatusUnauthorized, "unauthorized")
+}
+
+func TestConcurrentIdenticalRequestsCreateOneOrder(t *testing.T) {
+	s := start(t, testConfig(t))
+	s.product(t, 1, "10.00", 1000)
+	requestID := uuid.NewString()
+	const racers = 50
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	ids := map[int64]bool{}
+	for range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := s.do(t, &ann, http.MethodPost, "/orders", orderBody(requestID, [2]int64{1, 2}))
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[r.status]++
+			if r.status == http.StatusOK || r.status == http.StatusCreated {
+				var o orderJSON
+				_ = json.Unmarshal(r.body.Data, &o)
+				ids[o.ID] = true
+			} else if r.status == http.StatusConflict && r.body.Message != "request duplicate" {
+				statuses[-1]++
+			}
+		}()
+	}
+	wg.Wait()
+	if statuses[http.StatusCreated] != 1 || statuses[http.StatusCreated]+statuses[http.StatusOK]+statuses[http.StatusConflict] != racers || len(ids) != 1 {
+		t.Fatalf("statuses %v, order ids %v: want one 201, the rest 200 (same order) or 409 request duplicate", statuses, ids)
+	}
+	if n := count(t, s.db, `SELECT count(*) FROM orders`); n != 1 {
+		t.Fatalf("%d orders, want 1", n)
+	}
+	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'order-created'`); n != 1 {
+		t.Fatalf("%d order-created events, want 1", n)
+	}
+	again := s.do(t, &ann, http.MethodPost, "/orders", orderBody(requestID, [2]int64{1, 2})).expect(t, http.StatusOK, "").order(t)
+	if !ids[again.ID] {
+		t.Fatalf("a retry returned order %d, want the first one", again.ID)
+	}
+	// The same request id from another customer is another order.
+	s.do(t, &bob, http.MethodPost, "/orders", orderBody(requestID, [2]int64{1, 2})).expect(t, http.StatusCreated, "")
+}
+
+func TestOrderErrors(t *testing.T) {
+	s := start(t, testConfig(t))
+	s.product(t, 1, "10.00", 3)
+	s.product(t, 2, "10.00", 3)
+	if err := s.app.Saga.ProductDeleted(context.Background(), events.ProductDeleted{ID: 2, Version: time.Now().UnixNano(), DeletedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	s.do(t, &ann, http.MethodPost, "/orders", orderBody("r1", [2]int64{99, 1})).expect(t, http.StatusNotFound, "product not found")
+	s.do(t, &ann, http.MethodPost, "/orders", orderBody("r2", [2]int64{2, 1})).expect(t, http.StatusNotFound, "product not found")
+	s.do(t, &ann, http.MethodPost, "/orders", orderBody("r3", [2]int64{1, 4})).expect(t, http.StatusConflict, "insufficient product stock")
+	for name, tc := range map[string]struct {
+		body  any
+		field string
+	}{
+		"no items":           {map[string]any{"request_id": "x", "items": []any{}}, "items"},
+		"duplicate products": {orderBody("x", [2]int64{1, 1}, [2]int64{1, 2}), "items"},
+		"zero quantity":      {orderBody("x", [2]int64{1, 0}), "items[0].quantity"},
+		"huge quantity":      {orderBody("x", [2]int64{1, 1001}), "items[0].quantity"},
+		"negative product":   {orderBody("x", [2]int64{-1, 1}), "items[0].product_id"},
+		"no request id":      {orderBody("", [2]int64{1, 1}), "request_id"},
+		"long request id":    {orderBody(strings.Repeat("r", 65), [2]int64{1, 1}), "request_id"},
+		"long description":   {map[string]any{"request_id": "x", "description": strings.Repeat("d", 501), "items": []map[string]int{{"product_id": 1, "quantity": 1}}}, "description"},
+		"quantity as string": {`{"request_id":"x","items":[{"product_id":1,"quantity":"1"}]}`, "items.quantity"},
+		"too many items":     {map[string]any{"request_id": "x", "items": manyItems(51)}, "items"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := s.do(t, &ann, http.MethodPost, "/orders", tc.body).expect(t, http.StatusBadRequest, "input validation error")
+			if len(r.body.Errors) == 0 || r.body.Errors[0].Field != tc.field {
+				t.Fatalf("errors %+v, want %q first", r.body.Errors, tc.field)
+			}
+		})
+	}
+	s.do(t, nil, http.MethodPost, "/orders", orderBody("x", [2]int64{1, 1})).expect(t, http.StatusUnauthorized, "unauthorized")
+	s.do(t, &ann, http.MethodGet, "/orders/abc", nil).expect(t, http.StatusBadRequest, "expected a numeric value but got 'abc'")
+	s.do(t, &ann, http.MethodGet, "/orders/12345", nil).expect(t, http.StatusNotFound, "order not found")
+	if n := count(t, s.db, `SELECT count(*) FROM orders`) + count(t, s.db, `SELECT count(*) FROM outbox`); n != 0 {
+		t.Fatalf("refused requests wrote %d rows", n)
+	}
+}
+
+func manyItems(n int) []map[string]int {
+	out := make([]map[string]int, n)
+	for i := range out {
+		out[i] = map[string]int{"product_id": i + 1, "quantity": 1}
+	}
+	return out
+}
+
+func TestPaymentRules(t *testing.T) {
+	s := start(t, testConfig(t))
+	mail := amqptest.NewReader(t, s.amqpURL)
+	s.product(t, 1, "10.00", 100)
+	o := s.placeOrder(t, &ann, [2]int64{1, 2})
+
+	s.pay(t, &ann, o.ID).expect(t, http.StatusConflict, "order stock is not reserved yet; try again shortly")
+	s.reserve(t, o.ID)
+	s.pay(t, &bob, o.ID).expect(t, http.StatusNotFound, "order not found")
+	s.pay(t, &ann, 999999).expect(t, http.StatusNotFound, "order not found")
+
+	requestID := uuid.NewString()
+	body := map[string]any{"request_id": requestID, "order_id": o.ID}
+	paid := s.do(t, &ann, http.MethodPost, "/orders/pay", body).expect(t, http.StatusOK, "")
+	if string(paid.body.Data) != fmt.Sprintf(`{"order_id":%d,"status":"PAID"}`, o.ID) {
+		t.Fatalf("pay answered %s", paid.body.Data)
+	}
+	again := s.do(t, &ann, http.MethodPost, "/orders/pay", body).expect(t, http.StatusOK, "")
+	if string(again.body.Data) != string(paid.body.Data) {
+		t.Fatalf("repeated pay answered %s", again.body.Data)
+	}
+	s.pay(t, &ann, o.ID).expect(t, http.StatusConflict, "order already paid")
+	s.do(t, &ann, http.MethodPost, "/orders/cancel", map[string]any{"request_id": uuid.NewString(), "order_id": o.ID}).expect(t, http.StatusConflict, "order already paid")
+
+	success, err := events.Decode[events.OrderSuccessMail](mail.Next(events.QueueOrderSuccess, byOrderID, fmt.Sprint(o.ID)).Body)
+	if err != nil || success.Email != ann.Email || success.TotalAmount.String() != "20.00" || len(success.Items) != 1 || success.Items[0].Name != "product 1" {
+		t.Fatalf("order-success mail %+v, %v", success, err)
+	}
+	mail.None(events.QueueOrderSuccess, byOrderID, fmt.Sprint(o.ID), 300*time.Millisecond)
+
+	cancelled := s.placeOrder(t, &ann, [2]int64{1, 1})
+	s.do(t, &ann, http.MethodPost, "/orders/cancel", map[string]any{"request_id": uuid.NewString(), "order_id": cancelled.ID}).expect(t, http.StatusOK, "")
+	s.pay(t, &ann, cancelled.ID).expect(t, http.StatusConflict, "order already cancelled")
+	if st, reason := s.status(t, cancelled.ID); st != "CANCELLED" || reason != "customer" {
+		t.Fatalf("cancelled order is %s (%s)", st, reason)
+	}
+	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'order-cancelled' AND key = $1`, fmt.Sprint(cancelled.ID)); n != 1 {
+		t.Fatalf("%d order-cancelled events for a customer cancel", n)
+	}
+	mail.Next(events.QueueCancelNotification, byOrderID, fmt.Sprint(cancelled.ID))
+}
+
+func publish(t testing.TB, producer *kafka.Producer, topic string, key int64, payload any) {
+	t.Helper()
+	body, _ := json.Marshal(payload)
+	if err := producer.Publish(context.Background(), kafka.Message{
+		Topic: topic, Key: []byte(events.Key(key)), Value: body, Headers: events.Headers(topic, uuid.NewString()),
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSagaThroughKafka(t *testing.T) {
+	s := start(t, testConfig(t))
+	mail := amqptest.NewReader(t, s.amqpURL)
+	producer, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: s.brokers, ClientID: "product-test"}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(producer.Close)
+
+	// The product copy follows the product events, newest version wins.
+	now := time.Now()
+	publish(t, producer, events.TopicProductCreated, 7, events.Product{ID: 7, Name: "tea", Description: "d", Price: events.MustMoney("3.50"), Quantity: 10, Version: 1, CreatedAt: now, UpdatedAt: now})
+	publish(t, producer, events.TopicProductUpdated, 7, events.Product{ID: 7, Name: "tea", Description: "d", Price: events.MustMoney("4.00"), Quantity: 10, Version: 3, CreatedAt: now, UpdatedAt: now})
+	publish(t, producer, events.TopicProductUpdated, 7, events.Product{ID: 7, Name: "tea", Description: "d", Price: events.MustMoney("9.99"), Quantity: 10, Version: 2, CreatedAt: now, UpdatedAt: now})
+	testenv.WaitFor(t, 20*time.Second, "the product copy at version 3", func() bool {
+		return count(t, s.db, `SELECT count(*) FROM products WHERE id = 7 AND version = 3 AND price = 4.00`) == 1
+	})
+	time.Sleep(300 * time.Millisecond)
+	if n := count(t, s.db, `SELECT count(*) FROM products WHERE id = 7 AND version = 3 AND price = 4.00`); n != 1 {
+		t.Fatal("an older product version overwrote a newer one")
+	}
+
+	reserved := s.placeOrder(t, &ann, [2]int64{7, 2})
+	rejected := s.placeOrder(t, &ann, [2]int64{7, 1})
+	publish(t, producer, events.TopicStockReserved, reserved.ID, events.StockReserved{OrderID: reserved.ID})
+	publish(t, producer, events.TopicStockRejected, rejected.ID, events.StockRejected{OrderID: rejected.ID, Reason: "insufficient_stock",
+		Shortages: []events.Shortage{{ProductID: 7, Requested: 1, Available: 0}}})
+	testenv.WaitFor(t, 20*time.Second, "the rejected order to be cancelled", func() bool {
+		st, reason := s.status(t, rejected.ID)
+		return st == "CANCELLED" && reason == "out_of_stock"
+	})
+	cancelMail, err := events.Decode[events.CancelNotificationMail](mail.Next(events.QueueCancelNotification, byOrderID, fmt.Sprint(rejected.ID)).Body)
+	if err != nil || cancelMail.Reason != "out_of_stock" || cancelMail.Email != ann.Email {
+		t.Fatalf("cancellation mail %+v, %v", cancelMail, err)
+	}
+	testenv.WaitFor(t, 20*time.Second, "the reserved order to be payable", func() bool {
+		return s.pay(t, &ann, reserved.ID).status == http.StatusOK
+	})
+
+	publish(t, producer, events.TopicProductDeleted, 7, events.ProductDeleted{ID: 7, Version: 4, DeletedAt: now})
+	testenv.WaitFor(t, 20*time.Second, "the deletion", func() bool {
+		return count(t, s.db, `SELECT count(*) FROM products WHERE id = 7 AND deleted`) == 1
+	})
+	s.do(t, &ann, http.MethodPost, "/orders", orderBody(uuid.NewString(), [2]int64{7, 1})).expect(t, http.StatusNotFound, "product not found")
+}
+
+func TestTimersRemindWhilePendingThenExpire(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.ReminderDelays = []time.Duration{500 * time.Millisecond, time.Second}
+	cfg.ExpiryDelay = 2 * time.Second
+	s := start(t, cfg)
+	mail := amqptest.NewReader(t, s.amqpURL)
+	s.product(t, 1, "5.00", 100)
+
+	unpaid := s.placeOrder(t, &ann, [2]int64{1, 1})
+	paid := s.placeOrder(t, &ann, [2]int64{1, 1})
+	s.reserve(t, paid.ID)
+	s.pay(t, &ann, paid.ID).expect(t, http.StatusOK, "")
+	placed := time.Now()
+
+	for want := 1; want <= 2; want++ {
+		reminder, err := events.Decode[events.PaymentReminderMail](mail.Next(events.QueueReminder, byOrderID, fmt.Sprint(unpaid.ID)).Body)
+		if err != nil || reminder.ReminderNumber != want || reminder.Email != ann.Email || reminder.TotalAmount.String() != "5.00" {
+			t.Fatalf("reminder %d: %+v, %v", want, reminder, err)
+		}
+	}
+	testenv.WaitFor(t, 15*time.Second, "expiry", func() bool {
+		st, _ := s.status(t, unpaid.ID)
+		return st == "CANCELLED"
+	})
+	if elapsed := time.Since(placed); elapsed < 2*time.Second {
+		t.Fatalf("expired after %v, before its 2 s delay", elapsed)
+	}
+	if _, reason := s.status(t, unpaid.ID); reason != "expired" {
+		t.Fatalf("cancel reason %q, want expired", reason)
+	}
+	testenv.WaitFor(t, 15*time.Second, "the paid order to complete", func() bool {
+		st, _ := s.status(t, paid.ID)
+		return st == "COMPLETED"
+	})
+	// A paid order gets no reminders; the expired one restocks through order-cancelled.
+	if n := mail.Count(events.QueueReminder, byOrderID, fmt.Sprint(paid.ID)); n != 0 {
+		t.Fatalf("%d reminders for a paid order", n)
+	}
+	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'order-cancelled' AND key = $1`, fmt.Sprint(unpaid.ID)); n != 1 {
+		t.Fatalf("%d order-cancelled events for the expired order, want 1", n)
+	}
+	mail.Next(events.QueueCancelNotification, byOrderID, fmt.Sprint(unpaid.ID))
+}
+
+func TestPayAndExpiryRaceHasOneWinner(t *testing.T) {
+	s := start(t, testConfig(t))
+	s.product(t, 1, "1.00", 10_000)
+	ctx := context.Background()
+	const rounds = 30
+	paidWins := 0
+	for range rounds {
+		o := s.placeOrder(t, &ann, [2]int64{1, 1})
+		s.reserve(t, o.ID)
+		var payStatus int
+		var expireErr error
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); payStatus = s.pay(t, &ann, o.ID).status }()
+		go func() {
+			defer wg.Done()
+			expireErr = s.app.Saga.Expire(ctx, uuid.NewString(), events.OrderAutoCancel{OrderID: o.ID})
+		}()
+		wg.Wait()
+		if expireErr != nil {
+			t.Fatal(expireErr)
+		}
+		status, _ := s.status(t, o.ID)
+		switch {
+		case payStatus == http.StatusOK && status == "COMPLETED":
+			paidWins++
+		case payStatus == http.StatusConflict && status == "CANCELLED":
+		default:
+			t.Fatalf("pay answered %d and the order is %s: want paid+completed or refused+cancelled", payStatus, status)
+		}
+		var paidAt *time.Time
+		_ = s.db.QueryRow(ctx, `SELECT paid_at FROM orders WHERE id = $1`, o.ID).Scan(&paidAt)
+		if status == "CANCELLED" && paidAt != nil {
+			t.Fatal("a paid order was cancelled")
+		}
+	}
+	t.Logf("pay won %d of %d races", paidWins, rounds)
+}
+
+func TestRedeliveredTimersAndEventsHaveOneEffect(t *testing.T) {
+	s := start(t, testConfig(t))
+	s.product(t, 1, "1.00", 100)
+	ctx := context.Background()
+	o := s.placeOrder(t, &ann, [2]int64{1, 1})
+	timerID := uuid.NewString()
+	for range 3 {
+		if err := s.app.Saga.Remind(ctx, timerID, events.OrderReminder{OrderID: o.ID, ReminderNumber: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.app.Saga.Expire(ctx, timerID, events.OrderAutoCancel{OrderID: o.ID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE key = 'send.payment.reminder'`); n != 1 {
+		t.Fatalf("%d reminders for one redelivered timer", n)
+	}
+	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'order-cancelled'`); n != 1 {
+		t.Fatalf("%d order-cancelled for one redelivered expiry", n)
+	}
+	// A second expiry timer (another id) for an order already cancelled does nothing.
+	if err := s.app.Saga.Expire(ctx, uuid.NewString(), events.OrderAutoCancel{OrderID: o.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'order-cancelled'`); n != 1 {
+		t.Fatal("a second expiry cancelled again")
+	}
+}
+
+func TestTimersSurviveABrokerRestart(t *testing.T) {
+	broker := testenv.Restartable(t)
+	cfg := testConfig(t)
+	cfg.AMQPURL = broker.URL
+	cfg.ReminderDelays = []time.Duration{4 * time.Second}
+	cfg.ExpiryDelay = 6 * time.Second
+	s := start(t, cfg)
+	s.product(t, 1, "1.00", 100)
+	o := s.placeOrder(t, &ann, [2]int64{1, 1})
+	testenv.WaitFor(t, 10*time.Second, "the timers to leave the outbox", func() bool {
+		return count(t, s.db, `SELECT count(*) FROM outbox WHERE destination = 'amqp' AND key LIKE 'orders.delay.%' AND sent_at IS NULL`) == 0
+	})
+	broker.Stop(t)
+	time.Sleep(time.Second)
+	broker.Start(t)
+	testenv.WaitFor(t, 30*time.Second, "the expiry after the restart", func() bool {
+		st, _ := s.status(t, o.ID)
+		return st == "CANCELLED"
+	})
+	// Both timers expired during the outage and arrive together; the reminder
+	// may find the order already cancelled and be dropped, but it must arrive.
+	testenv.WaitFor(t, 30*time.Second, "the reminder timer after the restart", func() bool {
+		return count(t, s.db, `SELECT count(*) FROM inbox WHERE consumer = 'order.order-reminder'`) == 1
+	})
+}
+
+func TestListFiltersByDateStatusAndPage(t *testing.T) {
+	s := start(t, testConfig(t))
+	s.product(t, 1, "1.00", 100)
+	for range 3 {
+		s.placeOrder(t, &ann, [2]int64{1, 1})
+	}
+	o := s.placeOrder(t, &ann, [2]int64{1, 1})
+	s.do(t, &ann, http.MethodPost, "/orders/cancel", map[string]any{"request_id": uuid.NewString(), "order_id": o.ID}).expect(t, http.StatusOK, "")
+	s.placeOrder(t, &bob, [2]int64{1, 1})
+	if _, err := s.db.Exec(context.Background(), `UPDATE orders SET created_at = now() - interval '40 days' WHERE id = (SELECT min(id) FROM orders)`); err != nil {
+		t.Fatal(err)
+	}
+	list := func(query string) (int, []orderJSON) {
+		r := s.do(t, &ann, http.MethodGet, "/orders?"+query, nil).expect(t, http.StatusOK, "")
+		var orders []orderJSON
+		if err := json.Unmarshal(r.body.Data, &orders); err != nil {
+			t.Fatal(err)
+		}
+		return r.body.Paging.TotalItem, orders
+	}
+	if total, orders := list(""); total != 3 || orders[0].ID != o.ID {
+		t.Fatalf("default list: %d orders, first %d; want 3 of the last 30 days, newest (%d) first", total, orders[0].ID, o.ID)
+	}
+	if total, _ := list("status=CANCELLED"); total != 1 {
+		t.Fatalf("%d cancelled orders, want 1", total)
+	}
+	old := time.Now().AddDate(0, 0, -40).Format("02-01-2006")
+	if total, _ := list("start-date=" + old + "&end-date=" + old); total != 1 {
+		t.Fatalf("%d orders on %s, want 1", total, old)
+	}
+	if total, orders := list("limit=2&page=2"); total != 3 || len(orders) != 1 {
+		t.Fatalf("page 2 of 2: %d total, %d orders", total, len(orders))
+	}
+	for _, bad := range []string{"start-date=2026-01-01", "end-date=32-01-2026", "start-date=02-01-2026&end-date=01-01-2026", "status=LOST", "limit=0", "limit=26", "page=0"} {
+		s.do(t, &ann, http.MethodGet, "/orders?"+bad, nil).expect(t, http.StatusBadRequest, "input validation error")
+	}
+}

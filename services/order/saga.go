@@ -1,0 +1,142 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/inbox"
+	"github.com/kshop/kshop/services/platform/pg"
+)
+
+// Saga keeps the product copy current and follows the product service's
+// answers and the order timers. Every handler is idempotent: by version for the
+// product copy, by event id (inbox) and by the order's state for the rest.
+type Saga struct {
+	db     *pg.DB
+	cfg    Config
+	events func(kind string) // counts outcomes for metrics; may be nil
+}
+
+func (s *Saga) count(kind string) {
+	if s.events != nil {
+		s.events(kind)
+	}
+}
+
+// ProductChanged applies product-created or product-updated unless the copy
+// already holds that version or a newer one.
+func (s *Saga) ProductChanged(ctx context.Context, p events.Product) error {
+	_, err := s.db.Primary.Exec(ctx, `
+		INSERT INTO products (id, name, description, price, quantity, version, deleted, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, false, $7)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description,
+			price = excluded.price, quantity = excluded.quantity, version = excluded.version,
+			updated_at = excluded.updated_at
+		WHERE products.version < excluded.version AND NOT products.deleted`,
+		p.ID, p.Name, p.Description, p.Price.String(), p.Quantity, p.Version, p.UpdatedAt)
+	if err != nil {
+		return fmt.Errorf("apply product %d version %d: %w", p.ID, p.Version, err)
+	}
+	return nil
+}
+
+// ProductDeleted marks the copy deleted, whatever arrives after it.
+func (s *Saga) ProductDeleted(ctx context.Context, p events.ProductDeleted) error {
+	_, err := s.db.Primary.Exec(ctx, `
+		INSERT INTO products (id, version, deleted, updated_at) VALUES ($1, $2, true, $3)
+		ON CONFLICT (id) DO UPDATE SET deleted = true, version = greatest(products.version, excluded.version), updated_at = excluded.updated_at`,
+		p.ID, p.Version, p.DeletedAt)
+	if err != nil {
+		return fmt.Errorf("apply deletion of product %d: %w", p.ID, err)
+	}
+	return nil
+}
+
+// Consumer names, for the inbox.
+var (
+	reservedConsumer   = events.ConsumerGroup("order", events.TopicStockReserved)
+	rejectedConsumer   = events.ConsumerGroup("order", events.TopicStockRejected)
+	reminderConsumer   = "order." + events.QueueOrderReminder
+	autoCancelConsumer = "order." + events.QueueOrderAutoCancel
+)
+
+// onOrder runs fn on the locked order unless eventID was handled before.
+func (s *Saga) onOrder(ctx context.Context, consumer, eventID string, orderID int64, fn func(pgx.Tx, Order) error) error {
+	return pg.InTx(ctx, s.db.Primary, func(tx pgx.Tx) error {
+		if first, err := inbox.Claim(ctx, tx, consumer, eventID); err != nil || !first {
+			return err
+		}
+		order, err := lockOrder(ctx, tx, orderID, 0)
+		if errors.Is(err, ErrOrderNotFound) {
+			return nil // not ours (another environment's event); nothing to do
+		}
+		if err != nil {
+			return err
+		}
+		return fn(tx, order)
+	})
+}
+
+// StockReserved makes the order payable.
+func (s *Saga) StockReserved(ctx context.Context, eventID string, e events.StockReserved) error {
+	return s.onOrder(ctx, reservedConsumer, eventID, e.OrderID, func(tx pgx.Tx, o Order) error {
+		if o.stockStatus != "pending" {
+			return nil
+		}
+		_, err := tx.Exec(ctx, `UPDATE orders SET stock_status = 'reserved', updated_at = now() WHERE id = $1`, o.ID)
+		s.count("stock_reserved")
+		return err
+	})
+}
+
+// StockRejected cancels a PENDING order for lack of stock.
+func (s *Saga) StockRejected(ctx context.Context, eventID string, e events.StockRejected) error {
+	return s.onOrder(ctx, rejectedConsumer, eventID, e.OrderID, func(tx pgx.Tx, o Order) error {
+		if _, err := tx.Exec(ctx, `UPDATE orders SET stock_status = 'rejected', updated_at = now() WHERE id = $1 AND stock_status = 'pending'`, o.ID); err != nil {
+			return fmt.Errorf("record rejection of order %d: %w", o.ID, err)
+		}
+		if o.Status != events.StatusPending {
+			return nil
+		}
+		s.count("stock_rejected")
+		return cancel(ctx, tx, o, events.CancelOutOfStock)
+	})
+}
+
+// Remind queues a payment reminder while the order is still PENDING; for any
+// other state the timer is simply consumed.
+func (s *Saga) Remind(ctx context.Context, messageID string, r events.OrderReminder) error {
+	return s.onOrder(ctx, reminderConsumer, messageID, r.OrderID, func(tx pgx.Tx, o Order) error {
+		if o.Status != events.StatusPending {
+			return nil
+		}
+		s.count("reminder")
+		return mail(ctx, tx, events.RoutingPaymentReminder, events.PaymentReminderMail{
+			Email: o.email, OrderID: o.ID, ReminderNumber: r.ReminderNumber,
+			DueAt: o.CreatedAt.Add(s.cfg.ExpiryDelay).UTC().Truncate(time.Second), TotalAmount: o.TotalAmount, Items: mailItems(o.Items),
+		})
+	})
+}
+
+// Expire ends an order's life: an unpaid order is cancelled (and restocked), a
+// paid one completed. Payment takes the same row lock, so one of the two wins
+// cleanly: a paid order is never cancelled.
+func (s *Saga) Expire(ctx context.Context, messageID string, e events.OrderAutoCancel) error {
+	return s.onOrder(ctx, autoCancelConsumer, messageID, e.OrderID, func(tx pgx.Tx, o Order) error {
+		switch o.Status {
+		case events.StatusPending:
+			s.count("expired")
+			return cancel(ctx, tx, o, events.CancelExpired)
+		case events.StatusPaid:
+			s.count("completed")
+			_, err := tx.Exec(ctx, `UPDATE orders SET status = 'COMPLETED', updated_at = now() WHERE id = $1`, o.ID)
+			return err
+		}
+		return nil
+	})
+}
