@@ -3,20 +3,18 @@ package auth
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/httpx"
+	"github.com/kshop/kshop/services/platform/lifecycle"
 	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/redisx"
@@ -33,13 +31,13 @@ var Migrations = pg.EmbeddedMigrations("auth", migrationFiles, "migrations")
 type App struct {
 	Handler http.Handler
 
-	cfg      Config
-	db       *pg.DB
-	redis    redis.UniversalClient
-	amqp     *amqp.Connection
-	relay    *outbox.Relay
-	migrated atomic.Bool
-	logger   *slog.Logger
+	cfg     Config
+	db      *pg.DB
+	redis   redis.UniversalClient
+	amqp    *amqp.Connection
+	relay   *outbox.Relay
+	service *lifecycle.Service
+	logger  *slog.Logger
 }
 
 // New wires the service. Nothing here waits for a dependency: the database,
@@ -65,6 +63,13 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		map[outbox.Destination]outbox.Publisher{outbox.AMQP: outbox.AMQPPublisher(amqp.NewPublisher(app.amqp))},
 		outbox.RelayConfig{DeleteSent: true, Registerer: registry}, logger)
 
+	app.service = &lifecycle.Service{
+		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, Close: app.Close,
+		DB: db.Primary, Migrations: []pg.Migrations{Migrations, outbox.Migrations},
+		// Waits for the broker as long as it takes; redeclared after every reconnect.
+		Background:      []func(context.Context) error{func(ctx context.Context) error { return app.amqp.Declare(ctx, Topology()) }},
+		AfterMigrations: []func(context.Context) error{app.relay.Run},
+	}
 	engine := httpx.NewEngine(httpx.Options{
 		Service:    "auth",
 		Logger:     logger,
@@ -74,19 +79,12 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 			"postgres":   db.Ready,
 			"redis":      func(ctx context.Context) error { return redisx.Ready(ctx, app.redis) },
 			"rabbitmq":   app.amqp.Ready,
-			"migrations": app.migrationsApplied,
+			"migrations": app.service.MigrationsApplied,
 		},
 	})
 	(&handlers{svc: svc, keys: keys, logger: logger}).routes(engine)
-	app.Handler = engine
+	app.Handler, app.service.Handler = engine, engine
 	return app, nil
-}
-
-func (a *App) migrationsApplied(context.Context) error {
-	if !a.migrated.Load() {
-		return errors.New("database migrations not applied yet")
-	}
-	return nil
 }
 
 // Topology is what auth declares on RabbitMQ: the mail work queues it feeds.
@@ -100,38 +98,12 @@ func Topology() amqp.Topology {
 
 // Run serves HTTP on cfg.HTTPAddr and runs the background work until ctx ends.
 func (a *App) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("%s_HTTP_ADDR=%s: %w", Prefix, a.cfg.HTTPAddr, err)
-	}
-	return a.Serve(ctx, ln)
+	return a.service.Run(ctx, a.cfg.HTTPAddr, Prefix+"_HTTP_ADDR")
 }
 
 // Serve is Run on a listener the caller opened (tests use port 0). It closes
 // the app's connections when it returns.
-func (a *App) Serve(ctx context.Context, ln net.Listener) error {
-	defer a.Close()
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return httpx.ServeListener(ctx, ln, a.Handler, a.cfg.ShutdownTimeout, a.logger) })
-	g.Go(func() error {
-		if err := pg.MigrateWithRetry(ctx, a.db.Primary, a.logger, Migrations, outbox.Migrations); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		a.migrated.Store(true)
-		return a.relay.Run(ctx)
-	})
-	g.Go(func() error {
-		// Waits for the broker as long as it takes; redeclared after every reconnect.
-		if err := a.amqp.Declare(ctx, Topology()); err != nil && ctx.Err() == nil {
-			return fmt.Errorf("declare RabbitMQ topology: %w", err)
-		}
-		return nil
-	})
-	return g.Wait()
-}
+func (a *App) Serve(ctx context.Context, ln net.Listener) error { return a.service.Serve(ctx, ln) }
 
 // Close releases the connections; Serve calls it on the way out.
 func (a *App) Close() {

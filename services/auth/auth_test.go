@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,11 +17,12 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	amqp091 "github.com/rabbitmq/amqp091-go"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/kshop/kshop/services/auth"
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/amqptest"
+	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/redisx"
 	"github.com/kshop/kshop/services/platform/testenv"
@@ -33,8 +33,8 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // service is one running auth instance under test.
 type service struct {
-	base string
-	db   *pgxpool.Pool
+	*apitest.Client
+	db *pgxpool.Pool
 }
 
 func testConfig(t testing.TB) auth.Config {
@@ -56,203 +56,57 @@ func testConfig(t testing.TB) auth.Config {
 	}
 }
 
-// serve runs an instance of cfg until the test ends.
-func serve(t testing.TB, cfg auth.Config) *service {
+func newApp(t testing.TB, cfg auth.Config) (*auth.App, *pgxpool.Pool) {
 	t.Helper()
 	app, err := auth.New(cfg, quiet, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("auth service stopped with %v", err)
-		}
-	})
-	return &service{base: "http://" + ln.Addr().String()}
-}
-
-// start is serve, then waits until the instance is ready.
-func start(t testing.TB, cfg auth.Config) *service {
-	t.Helper()
-	s := serve(t, cfg)
-	testenv.WaitFor(t, 30*time.Second, "auth /readyz", func() bool {
-		resp, err := http.Get(s.base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
 	pool, err := pgxpool.New(context.Background(), cfg.Database.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s.db = pool
-	return s
+	return app, pool
 }
 
-type envelope struct {
-	Message string          `json:"message"`
-	Data    json.RawMessage `json:"data"`
-	Errors  []struct {
-		Field   string `json:"field"`
-		Message string `json:"message"`
-	} `json:"errors"`
-}
-
-type reply struct {
-	status int
-	header http.Header
-	body   envelope
-	raw    []byte
-}
-
-func (s *service) post(t testing.TB, path string, body any) reply {
+// serve runs an instance of cfg until the test ends.
+func serve(t testing.TB, cfg auth.Config) *service {
 	t.Helper()
-	data, err := json.Marshal(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s.send(t, http.MethodPost, path, "application/json", data)
+	app, pool := newApp(t, cfg)
+	return &service{Client: apitest.Run(t, app.Serve), db: pool}
 }
 
-func (s *service) send(t testing.TB, method, path, contentType string, body []byte) reply {
+// start is serve, then waits until the instance is ready.
+func start(t testing.TB, cfg auth.Config) *service {
 	t.Helper()
-	req, err := http.NewRequest(method, s.base+path, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := reply{status: resp.StatusCode, header: resp.Header, raw: raw}
-	if len(raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
-		if err := json.Unmarshal(raw, &r.body); err != nil {
-			t.Fatalf("%s %s: response is not the envelope: %v\n%s", method, path, err, raw)
-		}
-	}
-	return r
+	app, pool := newApp(t, cfg)
+	return &service{Client: apitest.Start(t, app.Serve), db: pool}
 }
 
-func (r reply) expect(t testing.TB, status int, message string) {
+func (s *service) post(t testing.TB, path string, body any) apitest.Reply {
 	t.Helper()
-	if r.status != status || (message != "" && r.body.Message != message) {
-		t.Fatalf("got %d %q, want %d %q\n%s", r.status, r.body.Message, status, message, r.raw)
-	}
-}
-
-func (r reply) data(t testing.TB, dst any) {
-	t.Helper()
-	if err := json.Unmarshal(r.body.Data, dst); err != nil {
-		t.Fatalf("decode data: %v\n%s", err, r.raw)
-	}
+	return s.Do(t, nil, http.MethodPost, path, body)
 }
 
 func newEmail(tag string) string {
 	return fmt.Sprintf("%s-%s@example.com", tag, testenv.RandomSuffix())
 }
 
-// mailbox reads the mail service's queues, as the mail service would.
-type mailbox struct {
-	t  testing.TB
-	ch *amqp091.Channel
-	mu sync.Mutex
-	// seen holds messages of other e-mails read while looking for one.
-	seen map[string][]amqp091.Delivery
-}
+var byEmail = amqptest.KeyOf("email")
 
-func openMailbox(t testing.TB) *mailbox {
+func openMailbox(t testing.TB) *amqptest.Reader {
 	t.Helper()
-	conn, err := amqp091.Dial(testenv.OwnAMQPURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &mailbox{t: t, ch: ch, seen: map[string][]amqp091.Delivery{}}
+	return amqptest.NewReader(t, testenv.OwnAMQPURL(t))
 }
 
-// next returns the next message for email on queue, waiting up to 10 s.
-func (m *mailbox) next(queue, email string) amqp091.Delivery {
-	m.t.Helper()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	key := queue + " " + email
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if pending := m.seen[key]; len(pending) > 0 {
-			m.seen[key] = pending[1:]
-			return pending[0]
-		}
-		d, ok, err := m.ch.Get(queue, true)
-		if err != nil {
-			m.t.Fatalf("get from %s: %v", queue, err)
-		}
-		if ok {
-			var to struct{ Email string }
-			_ = json.Unmarshal(d.Body, &to)
-			k := queue + " " + to.Email
-			m.seen[k] = append(m.seen[k], d)
-			continue
-		}
-		if time.Now().After(deadline) {
-			m.t.Fatalf("no message for %s on queue %s within 10 s", email, queue)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// none asserts that no further message for email arrives on queue within wait.
-func (m *mailbox) none(queue, email string, wait time.Duration) {
-	m.t.Helper()
-	time.Sleep(wait)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for {
-		d, ok, err := m.ch.Get(queue, true)
-		if err != nil {
-			m.t.Fatalf("get from %s: %v", queue, err)
-		}
-		if !ok {
-			break
-		}
-		var to struct{ Email string }
-		_ = json.Unmarshal(d.Body, &to)
-		k := queue + " " + to.Email
-		m.seen[k] = append(m.seen[k], d)
-	}
-	if n := len(m.seen[queue+" "+email]); n > 0 {
-		m.t.Fatalf("%d unexpected messages for %s on %s", n, email, queue)
-	}
-}
-
-func (m *mailbox) code(email string) string {
-	m.t.Helper()
-	d := m.next(events.QueueVerification, email)
+// codeFor reads the next verification code mailed to email.
+func codeFor(t testing.TB, mail *amqptest.Reader, email string) string {
+	t.Helper()
+	d := mail.Next(events.QueueVerification, byEmail, email)
 	msg, err := events.Decode[events.VerificationMail](d.Body)
 	if err != nil {
-		m.t.Fatalf("verification message: %v\n%s", err, d.Body)
+		t.Fatalf("verification message: %v\n%s", err, d.Body)
 	}
 	return msg.Token
 }
@@ -273,7 +127,7 @@ func TestRegisterVerifyLoginJourney(t *testing.T) {
 	const password = "correct horse battery"
 
 	registered := s.post(t, "/register", map[string]any{"email": strings.ToUpper(email[:1]) + email[1:], "password": password})
-	registered.expect(t, http.StatusCreated, "")
+	registered.Expect(t, http.StatusCreated, "")
 	var user struct {
 		ID         int64     `json:"id"`
 		Email      string    `json:"email"`
@@ -281,13 +135,13 @@ func TestRegisterVerifyLoginJourney(t *testing.T) {
 		CreatedAt  time.Time `json:"created_at"`
 		UpdatedAt  time.Time `json:"updated_at"`
 	}
-	registered.data(t, &user)
+	registered.Decode(t, &user)
 	if user.ID <= 0 || user.Email != strings.ToLower(email) || user.IsVerified == nil || *user.IsVerified || user.CreatedAt.IsZero() || user.UpdatedAt.IsZero() {
 		t.Fatalf("registered user %+v", user)
 	}
 	email = strings.ToLower(email)
 
-	d := mail.next(events.QueueVerification, email)
+	d := mail.Next(events.QueueVerification, byEmail, email)
 	msg, err := events.Decode[events.VerificationMail](d.Body)
 	if err != nil {
 		t.Fatalf("verification payload: %v\n%s", err, d.Body)
@@ -312,35 +166,35 @@ func TestRegisterVerifyLoginJourney(t *testing.T) {
 		return count(t, s.db, `SELECT count(*) FROM outbox`) == 0
 	})
 
-	s.post(t, "/login", map[string]any{"email": email, "password": password}).expect(t, http.StatusForbidden, "user not verified")
-	s.post(t, "/login", map[string]any{"email": email, "password": "wrong password"}).expect(t, http.StatusUnauthorized, "unauthorized")
+	s.post(t, "/login", map[string]any{"email": email, "password": password}).Expect(t, http.StatusForbidden, "user not verified")
+	s.post(t, "/login", map[string]any{"email": email, "password": "wrong password"}).Expect(t, http.StatusUnauthorized, "unauthorized")
 
 	wrong := "000000"
 	if msg.Token == wrong {
 		wrong = "111111"
 	}
-	s.post(t, "/verify", map[string]any{"email": email, "verification_token": wrong}).expect(t, http.StatusBadRequest, "token is wrong")
+	s.post(t, "/verify", map[string]any{"email": email, "verification_token": wrong}).Expect(t, http.StatusBadRequest, "token is wrong")
 	verified := s.post(t, "/verify", map[string]any{"email": email, "verification_token": msg.Token})
-	verified.expect(t, http.StatusOK, "")
+	verified.Expect(t, http.StatusOK, "")
 	var v map[string]any
-	verified.data(t, &v)
+	verified.Decode(t, &v)
 	if v["is_verified"] != true || v["email"] != email || v["id"] != float64(user.ID) || len(v) != 3 {
 		t.Fatalf("verify answered %v", v)
 	}
-	if got, err := events.Decode[events.AccountVerifiedMail](mail.next(events.QueueVerified, email).Body); err != nil || got.Email != email {
+	if got, err := events.Decode[events.AccountVerifiedMail](mail.Next(events.QueueVerified, byEmail, email).Body); err != nil || got.Email != email {
 		t.Fatalf("account.verified message %+v, %v", got, err)
 	}
-	s.post(t, "/verify", map[string]any{"email": email, "verification_token": msg.Token}).expect(t, http.StatusConflict, "user already verified")
-	s.post(t, "/resend-verification", map[string]any{"email": email}).expect(t, http.StatusConflict, "user already verified")
+	s.post(t, "/verify", map[string]any{"email": email, "verification_token": msg.Token}).Expect(t, http.StatusConflict, "user already verified")
+	s.post(t, "/resend-verification", map[string]any{"email": email}).Expect(t, http.StatusConflict, "user already verified")
 
 	loggedIn := s.post(t, "/login", map[string]any{"email": email, "password": password})
-	loggedIn.expect(t, http.StatusOK, "")
+	loggedIn.Expect(t, http.StatusOK, "")
 	var token struct {
 		AccessToken string `json:"access_token"`
 		TokenType   string `json:"token_type"`
 		ExpiresIn   int64  `json:"expires_in"`
 	}
-	loggedIn.data(t, &token)
+	loggedIn.Decode(t, &token)
 	if token.TokenType != "Bearer" || token.ExpiresIn < 3590 || token.ExpiresIn > 3600 {
 		t.Fatalf("token %+v", token)
 	}
@@ -357,7 +211,7 @@ func TestRegisterVerifyLoginJourney(t *testing.T) {
 // public JWKS the service serves.
 func verifyWithPublishedKeys(t testing.TB, s *service, token string) *tokens.Claims {
 	t.Helper()
-	resp, err := http.Get(s.base + "/.well-known/jwks.json")
+	resp, err := http.Get(s.Base + "/.well-known/jwks.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,20 +232,20 @@ func verifyWithPublishedKeys(t testing.TB, s *service, token string) *tokens.Cla
 	return claims
 }
 
-func registerAndVerify(t testing.TB, s *service, mail *mailbox, email, password string) {
+func registerAndVerify(t testing.TB, s *service, mail *amqptest.Reader, email, password string) {
 	t.Helper()
-	s.post(t, "/register", map[string]any{"email": email, "password": password}).expect(t, http.StatusCreated, "")
-	s.post(t, "/verify", map[string]any{"email": email, "verification_token": mail.code(email)}).expect(t, http.StatusOK, "")
+	s.post(t, "/register", map[string]any{"email": email, "password": password}).Expect(t, http.StatusCreated, "")
+	s.post(t, "/verify", map[string]any{"email": email, "verification_token": codeFor(t, mail, email)}).Expect(t, http.StatusOK, "")
 }
 
 func login(t testing.TB, s *service, email, password string) string {
 	t.Helper()
 	r := s.post(t, "/login", map[string]any{"email": email, "password": password})
-	r.expect(t, http.StatusOK, "")
+	r.Expect(t, http.StatusOK, "")
 	var token struct {
 		AccessToken string `json:"access_token"`
 	}
-	r.data(t, &token)
+	r.Decode(t, &token)
 	return token.AccessToken
 }
 
@@ -440,20 +294,20 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 		"login without password": {"/login", "application/json", `{"email":"a@example.com"}`, 400, "input validation error", "password"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			r := s.send(t, http.MethodPost, tc.path, tc.contentType, []byte(tc.body))
-			r.expect(t, tc.status, tc.message)
-			if tc.field != "" && (len(r.body.Errors) == 0 || r.body.Errors[0].Field != tc.field) {
-				t.Fatalf("errors %+v, want field %q first\n%s", r.body.Errors, tc.field, r.raw)
+			r := s.Send(t, http.MethodPost, tc.path, tc.contentType, []byte(tc.body), nil)
+			r.Expect(t, tc.status, tc.message)
+			if tc.field != "" && (len(r.Body.Errors) == 0 || r.Body.Errors[0].Field != tc.field) {
+				t.Fatalf("errors %+v, want field %q first\n%s", r.Body.Errors, tc.field, r.Raw)
 			}
-			if r.header.Get("X-Request-ID") == "" {
+			if r.Header.Get("X-Request-ID") == "" {
 				t.Fatal("no X-Request-ID on an error response")
 			}
 		})
 	}
 	huge := `{"email":"a@example.com","password":"` + strings.Repeat("x", 2<<20) + `"}`
-	s.send(t, http.MethodPost, "/register", "application/json", []byte(huge)).expect(t, http.StatusRequestEntityTooLarge, "")
-	s.send(t, http.MethodGet, "/register", "", nil).expect(t, http.StatusMethodNotAllowed, "")
-	s.send(t, http.MethodPost, "/nothing-here", "application/json", []byte(`{}`)).expect(t, http.StatusNotFound, "route not found")
+	s.Send(t, http.MethodPost, "/register", "application/json", []byte(huge), nil).Expect(t, http.StatusRequestEntityTooLarge, "")
+	s.Send(t, http.MethodGet, "/register", "", nil, nil).Expect(t, http.StatusMethodNotAllowed, "")
+	s.Send(t, http.MethodPost, "/nothing-here", "application/json", []byte(`{}`), nil).Expect(t, http.StatusNotFound, "route not found")
 
 	if n := count(t, s.db, `SELECT count(*) FROM users`); n != 0 {
 		t.Fatalf("%d users written by bad requests", n)
@@ -475,7 +329,7 @@ func TestConcurrentRegistrationsOfOneEmailCreateOneUser(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			data, _ := json.Marshal(map[string]string{"email": email, "password": "password123"})
-			resp, err := http.Post(s.base+"/register", "application/json", bytes.NewReader(data))
+			resp, err := http.Post(s.Base+"/register", "application/json", bytes.NewReader(data))
 			if err != nil {
 				statuses <- 0
 				return
@@ -501,15 +355,15 @@ func TestConcurrentRegistrationsOfOneEmailCreateOneUser(t *testing.T) {
 	if n := count(t, s.db, `SELECT count(*) FROM users WHERE email = $1`, email); n != 1 {
 		t.Fatalf("%d users for one e-mail", n)
 	}
-	mail.next(events.QueueVerification, email)
-	mail.none(events.QueueVerification, email, 300*time.Millisecond)
+	mail.Next(events.QueueVerification, byEmail, email)
+	mail.None(events.QueueVerification, byEmail, email, 300*time.Millisecond)
 }
 
 func TestUnknownEmail(t *testing.T) {
 	s := start(t, testConfig(t))
 	email := newEmail("nobody")
-	s.post(t, "/verify", map[string]any{"email": email, "verification_token": "123456"}).expect(t, http.StatusNotFound, "user not found")
-	s.post(t, "/resend-verification", map[string]any{"email": email}).expect(t, http.StatusNotFound, "user not found")
+	s.post(t, "/verify", map[string]any{"email": email, "verification_token": "123456"}).Expect(t, http.StatusNotFound, "user not found")
+	s.post(t, "/resend-verification", map[string]any{"email": email}).Expect(t, http.StatusNotFound, "user not found")
 }
 
 func TestExpiredCodeIsRefused(t *testing.T) {
@@ -518,10 +372,10 @@ func TestExpiredCodeIsRefused(t *testing.T) {
 	s := start(t, cfg)
 	mail := openMailbox(t)
 	email := newEmail("late")
-	s.post(t, "/register", map[string]any{"email": email, "password": "password123"}).expect(t, http.StatusCreated, "")
-	code := mail.code(email)
+	s.post(t, "/register", map[string]any{"email": email, "password": "password123"}).Expect(t, http.StatusCreated, "")
+	code := codeFor(t, mail, email)
 	time.Sleep(400 * time.Millisecond)
-	s.post(t, "/verify", map[string]any{"email": email, "verification_token": code}).expect(t, http.StatusBadRequest, "token expired")
+	s.post(t, "/verify", map[string]any{"email": email, "verification_token": code}).Expect(t, http.StatusBadRequest, "token expired")
 	if n := count(t, s.db, `SELECT count(*) FROM users WHERE email = $1 AND is_verified`, email); n != 0 {
 		t.Fatal("an expired code verified the user")
 	}
@@ -533,16 +387,16 @@ func TestWrongGuessesUseUpTheCode(t *testing.T) {
 	s := start(t, cfg)
 	mail := openMailbox(t)
 	email := newEmail("guess")
-	s.post(t, "/register", map[string]any{"email": email, "password": "password123"}).expect(t, http.StatusCreated, "")
-	code := mail.code(email)
+	s.post(t, "/register", map[string]any{"email": email, "password": "password123"}).Expect(t, http.StatusCreated, "")
+	code := codeFor(t, mail, email)
 	wrong := "999999"
 	if code == wrong {
 		wrong = "888888"
 	}
 	for range cfg.CodeMaxAttempts {
-		s.post(t, "/verify", map[string]any{"email": email, "verification_token": wrong}).expect(t, http.StatusBadRequest, "token is wrong")
+		s.post(t, "/verify", map[string]any{"email": email, "verification_token": wrong}).Expect(t, http.StatusBadRequest, "token is wrong")
 	}
-	s.post(t, "/verify", map[string]any{"email": email, "verification_token": code}).expect(t, http.StatusBadRequest, "token expired")
+	s.post(t, "/verify", map[string]any{"email": email, "verification_token": code}).Expect(t, http.StatusBadRequest, "token expired")
 }
 
 func TestResendCooldownHoldsAcrossInstances(t *testing.T) {
@@ -551,12 +405,12 @@ func TestResendCooldownHoldsAcrossInstances(t *testing.T) {
 	a, b := start(t, cfg), start(t, cfg)
 	mail := openMailbox(t)
 	email := newEmail("resend")
-	a.post(t, "/register", map[string]any{"email": email, "password": "password123"}).expect(t, http.StatusCreated, "")
-	first := mail.code(email)
+	a.post(t, "/register", map[string]any{"email": email, "password": "password123"}).Expect(t, http.StatusCreated, "")
+	first := codeFor(t, mail, email)
 
 	refused := b.post(t, "/resend-verification", map[string]any{"email": email})
-	refused.expect(t, http.StatusTooManyRequests, "")
-	if ra := refused.header.Get("Retry-After"); ra != "1" {
+	refused.Expect(t, http.StatusTooManyRequests, "")
+	if ra := refused.Header.Get("Retry-After"); ra != "1" {
 		t.Fatalf("Retry-After %q, want 1", ra)
 	}
 	time.Sleep(1100 * time.Millisecond)
@@ -574,7 +428,7 @@ func TestResendCooldownHoldsAcrossInstances(t *testing.T) {
 				target = b
 			}
 			data, _ := json.Marshal(map[string]string{"email": email})
-			resp, err := http.Post(target.base+"/resend-verification", "application/json", bytes.NewReader(data))
+			resp, err := http.Post(target.Base+"/resend-verification", "application/json", bytes.NewReader(data))
 			if err != nil {
 				return
 			}
@@ -588,12 +442,12 @@ func TestResendCooldownHoldsAcrossInstances(t *testing.T) {
 	if statuses[http.StatusOK] != 1 || statuses[http.StatusTooManyRequests] != 7 {
 		t.Fatalf("racing resends: %v, want one 200 and seven 429", statuses)
 	}
-	second := mail.code(email)
-	mail.none(events.QueueVerification, email, 200*time.Millisecond)
+	second := codeFor(t, mail, email)
+	mail.None(events.QueueVerification, byEmail, email, 200*time.Millisecond)
 	if second != first {
-		a.post(t, "/verify", map[string]any{"email": email, "verification_token": first}).expect(t, http.StatusBadRequest, "token is wrong")
+		a.post(t, "/verify", map[string]any{"email": email, "verification_token": first}).Expect(t, http.StatusBadRequest, "token is wrong")
 	}
-	b.post(t, "/verify", map[string]any{"email": email, "verification_token": second}).expect(t, http.StatusOK, "")
+	b.post(t, "/verify", map[string]any{"email": email, "verification_token": second}).Expect(t, http.StatusOK, "")
 }
 
 func TestLoginDoesNotTellUnknownEmailFromWrongPassword(t *testing.T) {
@@ -603,10 +457,10 @@ func TestLoginDoesNotTellUnknownEmailFromWrongPassword(t *testing.T) {
 	registerAndVerify(t, s, mail, email, "password123")
 	unknown := s.post(t, "/login", map[string]any{"email": newEmail("unknown"), "password": "password123"})
 	wrong := s.post(t, "/login", map[string]any{"email": email, "password": "password124"})
-	unknown.expect(t, http.StatusUnauthorized, "unauthorized")
-	wrong.expect(t, http.StatusUnauthorized, "unauthorized")
-	if !bytes.Equal(unknown.raw, wrong.raw) {
-		t.Fatalf("bodies differ:\n%s\n%s", unknown.raw, wrong.raw)
+	unknown.Expect(t, http.StatusUnauthorized, "unauthorized")
+	wrong.Expect(t, http.StatusUnauthorized, "unauthorized")
+	if !bytes.Equal(unknown.Raw, wrong.Raw) {
+		t.Fatalf("bodies differ:\n%s\n%s", unknown.Raw, wrong.Raw)
 	}
 }
 
@@ -687,8 +541,8 @@ func TestNotReadyWhileDependenciesAreDown(t *testing.T) {
 	cfg.Redis.Addrs = []string{"127.0.0.1:1"}
 	s := serve(t, cfg)
 	testenv.WaitFor(t, 10*time.Second, "a /readyz answer naming redis", func() bool {
-		r := s.send(t, http.MethodGet, "/readyz", "", nil)
-		return r.status == http.StatusServiceUnavailable && bytes.Contains(r.raw, []byte("redis"))
+		r := s.Send(t, http.MethodGet, "/readyz", "", nil, nil)
+		return r.Status == http.StatusServiceUnavailable && bytes.Contains(r.Raw, []byte("redis"))
 	})
-	s.send(t, http.MethodGet, "/healthz", "", nil).expect(t, http.StatusOK, "")
+	s.Send(t, http.MethodGet, "/healthz", "", nil, nil).Expect(t, http.StatusOK, "")
 }

@@ -29,7 +29,7 @@ func BenchmarkLogin(b *testing.B) {
 		body, _ := json.Marshal(map[string]string{"email": tc.email, "password": tc.password})
 		b.Run(tc.name, func(b *testing.B) {
 			for b.Loop() {
-				resp, err := http.Post(s.base+"/login", "application/json", bytes.NewReader(body))
+				resp, err := http.Post(s.Base+"/login", "application/json", bytes.NewReader(body))
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -3,24 +3,22 @@ package order
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/httpx"
 	"github.com/kshop/kshop/services/platform/inbox"
 	"github.com/kshop/kshop/services/platform/kafka"
+	"github.com/kshop/kshop/services/platform/lifecycle"
 	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/redisx"
@@ -48,7 +46,7 @@ type App struct {
 	kafkaIn  []*kafka.Consumer
 	timersIn []*amqp.Consumer
 	relay    *outbox.Relay
-	migrated atomic.Bool
+	service  *lifecycle.Service
 	logger   *slog.Logger
 }
 
@@ -104,6 +102,35 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		outbox.AMQP:  outbox.AMQPPublisher(amqp.NewPublisher(app.amqp)),
 	}, outbox.RelayConfig{Registerer: registry}, logger)
 
+	// Timer consumers start once their queues exist as declared (a consumer would
+	// otherwise create its dead-letter queue with other arguments first) and the
+	// tables exist (a handler failing on a missing table would dead-letter timers).
+	declared := make(chan struct{})
+	app.service = &lifecycle.Service{
+		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, Close: app.Close,
+		DB: db.Primary, Migrations: []pg.Migrations{Migrations, outbox.Migrations, inbox.Migrations},
+		Background: []func(context.Context) error{func(ctx context.Context) error {
+			if err := app.amqp.Declare(ctx, app.Topology()); err != nil {
+				return fmt.Errorf("declare RabbitMQ topology: %w", err)
+			}
+			close(declared)
+			return nil
+		}},
+		AfterMigrations: []func(context.Context) error{app.relay.Run},
+	}
+	for _, c := range app.kafkaIn {
+		app.service.AfterMigrations = append(app.service.AfterMigrations, c.Run)
+	}
+	for _, c := range app.timersIn {
+		app.service.AfterMigrations = append(app.service.AfterMigrations, func(ctx context.Context) error {
+			select {
+			case <-declared:
+				return c.Run(ctx)
+			case <-ctx.Done():
+				return nil
+			}
+		})
+	}
 	engine := httpx.NewEngine(httpx.Options{
 		Service: "order", Logger: logger, Registerer: registry, Gatherer: registry,
 		Ready: map[string]func(context.Context) error{
@@ -111,11 +138,11 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 			"redis":      func(ctx context.Context) error { return redisx.Ready(ctx, app.redis) },
 			"kafka":      producer.Ready,
 			"rabbitmq":   app.amqp.Ready,
-			"migrations": app.migrationsApplied,
+			"migrations": app.service.MigrationsApplied,
 		},
 	})
 	(&handlers{orders: app.Orders, logger: logger, now: time.Now}).routes(engine)
-	app.Handler = engine
+	app.Handler, app.service.Handler = engine, engine
 	return app, nil
 }
 
@@ -154,13 +181,6 @@ func timerHandler[T events.Payload](handle func(ctx context.Context, messageID s
 	}
 }
 
-func (a *App) migrationsApplied(context.Context) error {
-	if !a.migrated.Load() {
-		return errors.New("database migrations not applied yet")
-	}
-	return nil
-}
-
 // Topology is what the order service declares on RabbitMQ: the mail queues it
 // feeds, its own timer queues, and one TTL queue per timer delay.
 func (a *App) Topology() amqp.Topology {
@@ -187,62 +207,12 @@ func (a *App) Topology() amqp.Topology {
 
 // Run serves HTTP on cfg.HTTPAddr and runs the background work until ctx ends.
 func (a *App) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("%s_HTTP_ADDR=%s: %w", Prefix, a.cfg.HTTPAddr, err)
-	}
-	return a.Serve(ctx, ln)
+	return a.service.Run(ctx, a.cfg.HTTPAddr, Prefix+"_HTTP_ADDR")
 }
 
 // Serve is Run on a listener the caller opened. It closes the app's
 // connections when it returns.
-func (a *App) Serve(ctx context.Context, ln net.Listener) error {
-	defer a.Close()
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return httpx.ServeListener(ctx, ln, a.Handler, a.cfg.ShutdownTimeout, a.logger) })
-	// Timer consumers start once their queues exist as declared (a consumer would
-	// otherwise create its dead-letter queue with other arguments first) and the
-	// tables exist (a handler failing on a missing table would dead-letter timers).
-	declared := make(chan struct{})
-	g.Go(func() error {
-		if err := a.amqp.Declare(ctx, a.Topology()); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("declare RabbitMQ topology: %w", err)
-		}
-		close(declared)
-		return nil
-	})
-	g.Go(func() error {
-		if err := pg.MigrateWithRetry(ctx, a.db.Primary, a.logger, Migrations, outbox.Migrations, inbox.Migrations); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		a.migrated.Store(true)
-		work, ctx := errgroup.WithContext(ctx)
-		work.Go(func() error { return a.relay.Run(ctx) })
-		for _, c := range a.kafkaIn {
-			work.Go(func() error { return c.Run(ctx) })
-		}
-		work.Go(func() error {
-			select {
-			case <-declared:
-			case <-ctx.Done():
-				return nil
-			}
-			timers, ctx := errgroup.WithContext(ctx)
-			for _, c := range a.timersIn {
-				timers.Go(func() error { return c.Run(ctx) })
-			}
-			return timers.Wait()
-		})
-		return work.Wait()
-	})
-	return g.Wait()
-}
+func (a *App) Serve(ctx context.Context, ln net.Listener) error { return a.service.Serve(ctx, ln) }
 
 // Close releases the connections; Serve calls it on the way out.
 func (a *App) Close() {

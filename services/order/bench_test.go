@@ -17,9 +17,9 @@ func BenchmarkCreateOrder(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			r := s.do(b, &ann, http.MethodPost, "/orders", orderBody(uuid.NewString(), [2]int64{1, 1}, [2]int64{2, 3}))
-			if r.status != http.StatusCreated {
-				b.Errorf("status %d: %s", r.status, r.raw)
+			r := s.Do(b, &ann, http.MethodPost, "/orders", orderBody(uuid.NewString(), [2]int64{1, 1}, [2]int64{2, 3}))
+			if r.Status != http.StatusCreated {
+				b.Errorf("status %d: %s", r.Status, r.Raw)
 				return
 			}
 		}

@@ -55,8 +55,3 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
-
-// delays lists every timer delay, for declaring one TTL queue per delay.
-func (c *Config) delays() []time.Duration {
-	return append(append([]time.Duration{}, c.ReminderDelays...), c.ExpiryDelay)
-}

@@ -70,7 +70,7 @@ func (h *handlers) create(c *gin.Context) {
 	}
 	lines := make([]Line, len(req.Items))
 	for i, it := range req.Items {
-		lines[i] = Line{ProductID: it.ProductID, Quantity: it.Quantity}
+		lines[i] = Line(it)
 	}
 	order, created, err := h.orders.Create(c.Request.Context(), customer, req.RequestID, req.Description, lines)
 	if err != nil {

@@ -3,21 +3,19 @@ package product
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"sync/atomic"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/httpx"
 	"github.com/kshop/kshop/services/platform/inbox"
 	"github.com/kshop/kshop/services/platform/kafka"
+	"github.com/kshop/kshop/services/platform/lifecycle"
 	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/retry"
@@ -40,7 +38,7 @@ type App struct {
 	producer  *kafka.Producer
 	consumers []*kafka.Consumer
 	relay     *outbox.Relay
-	migrated  atomic.Bool
+	service   *lifecycle.Service
 	logger    *slog.Logger
 }
 
@@ -76,6 +74,14 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		map[outbox.Destination]outbox.Publisher{outbox.Kafka: outbox.KafkaPublisher(producer)},
 		outbox.RelayConfig{Registerer: registry}, logger)
 
+	app.service = &lifecycle.Service{
+		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, Close: app.Close,
+		DB: db.Primary, Migrations: []pg.Migrations{Migrations, outbox.Migrations, inbox.Migrations},
+		AfterMigrations: []func(context.Context) error{app.relay.Run},
+	}
+	for _, c := range app.consumers {
+		app.service.AfterMigrations = append(app.service.AfterMigrations, c.Run)
+	}
 	engine := httpx.NewEngine(httpx.Options{
 		Service:    "product",
 		Logger:     logger,
@@ -84,19 +90,12 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		Ready: map[string]func(context.Context) error{
 			"postgres":   db.Ready,
 			"kafka":      producer.Ready,
-			"migrations": app.migrationsApplied,
+			"migrations": app.service.MigrationsApplied,
 		},
 	})
 	(&handlers{catalogue: &Catalogue{db: db}, logger: logger}).routes(engine)
-	app.Handler = engine
+	app.Handler, app.service.Handler = engine, engine
 	return app, nil
-}
-
-func (a *App) migrationsApplied(context.Context) error {
-	if !a.migrated.Load() {
-		return errors.New("database migrations not applied yet")
-	}
-	return nil
 }
 
 // eventID reads and checks a consumed event's id; without one, de-duplication is
@@ -135,36 +134,12 @@ func (a *App) onOrderCancelled(ctx context.Context, msg kafka.Message) error {
 
 // Run serves HTTP on cfg.HTTPAddr and runs the background work until ctx ends.
 func (a *App) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("%s_HTTP_ADDR=%s: %w", Prefix, a.cfg.HTTPAddr, err)
-	}
-	return a.Serve(ctx, ln)
+	return a.service.Run(ctx, a.cfg.HTTPAddr, Prefix+"_HTTP_ADDR")
 }
 
 // Serve is Run on a listener the caller opened. It closes the app's
 // connections when it returns.
-func (a *App) Serve(ctx context.Context, ln net.Listener) error {
-	defer a.Close()
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return httpx.ServeListener(ctx, ln, a.Handler, a.cfg.ShutdownTimeout, a.logger) })
-	g.Go(func() error {
-		if err := pg.MigrateWithRetry(ctx, a.db.Primary, a.logger, Migrations, outbox.Migrations, inbox.Migrations); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		a.migrated.Store(true)
-		work, ctx := errgroup.WithContext(ctx)
-		work.Go(func() error { return a.relay.Run(ctx) })
-		for _, c := range a.consumers {
-			work.Go(func() error { return c.Run(ctx) })
-		}
-		return work.Wait()
-	})
-	return g.Wait()
-}
+func (a *App) Serve(ctx context.Context, ln net.Listener) error { return a.service.Serve(ctx, ln) }
 
 // Close releases the connections; Serve calls it on the way out.
 func (a *App) Close() {

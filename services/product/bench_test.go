@@ -19,7 +19,7 @@ import (
 func BenchmarkGetProduct(b *testing.B) {
 	s := newService(b)
 	p := s.create(b, "benchmarked", "19.99", 10)
-	url := fmt.Sprintf("%s/products/%d", s.base, p.ID)
+	url := fmt.Sprintf("%s/products/%d", s.Base, p.ID)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.ReportAllocs()
 	b.ResetTimer()

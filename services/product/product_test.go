@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/kafkatest"
@@ -38,7 +38,7 @@ var (
 )
 
 type service struct {
-	base    string
+	*apitest.Client
 	db      *pgxpool.Pool
 	app     *product.App
 	brokers string
@@ -60,35 +60,12 @@ func start(t testing.TB, cfg product.Config) *service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("product service stopped with %v", err)
-		}
-	})
-	s := &service{base: "http://" + ln.Addr().String(), app: app, brokers: cfg.KafkaBrokers}
-	testenv.WaitFor(t, 30*time.Second, "product /readyz", func() bool {
-		resp, err := http.Get(s.base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
 	pool, err := pgxpool.New(context.Background(), cfg.Database.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s.db = pool
-	return s
+	return &service{Client: apitest.Start(t, app.Serve), db: pool, app: app, brokers: cfg.KafkaBrokers}
 }
 
 // newCluster starts a Kafka cluster with every topic of the contract.
@@ -113,75 +90,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type envelope struct {
-	Message string          `json:"message"`
-	Data    json.RawMessage `json:"data"`
-	Paging  *struct {
-		Page      int               `json:"page"`
-		Size      int               `json:"size"`
-		TotalItem int               `json:"total_item"`
-		TotalPage int               `json:"total_page"`
-		Links     map[string]string `json:"links"`
-	} `json:"paging"`
-	Errors []struct {
-		Field   string `json:"field"`
-		Message string `json:"message"`
-	} `json:"errors"`
-}
-
-type reply struct {
-	status int
-	body   envelope
-	raw    []byte
-}
-
-func (s *service) do(t testing.TB, as *identity.User, method, path string, body any) reply {
-	t.Helper()
-	var reader io.Reader
-	if body != nil {
-		raw, ok := body.(string)
-		if !ok {
-			data, err := json.Marshal(body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw = string(data)
-		}
-		reader = strings.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, s.base+path, reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if as != nil {
-		as.Header(req.Header)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	r := reply{status: resp.StatusCode, raw: raw}
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &r.body); err != nil {
-			t.Fatalf("%s %s: not the envelope: %v\n%s", method, path, err, raw)
-		}
-	}
-	return r
-}
-
-func (r reply) expect(t testing.TB, status int, message string) reply {
-	t.Helper()
-	if r.status != status || (message != "" && r.body.Message != message) {
-		t.Fatalf("got %d %q, want %d %q\n%s", r.status, r.body.Message, status, message, r.raw)
-	}
-	return r
-}
-
 type productJSON struct {
 	ID          int64     `json:"id"`
 	Name        string    `json:"name"`
@@ -192,29 +100,25 @@ type productJSON struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 }
 
-func (r reply) product(t testing.TB) productJSON {
+func productIn(t testing.TB, r apitest.Reply) productJSON {
 	t.Helper()
 	var p productJSON
-	if err := json.Unmarshal(r.body.Data, &p); err != nil {
-		t.Fatalf("decode product: %v\n%s", err, r.raw)
-	}
+	r.Decode(t, &p)
 	return p
 }
 
-func (r reply) products(t testing.TB) []productJSON {
+func productsIn(t testing.TB, r apitest.Reply) []productJSON {
 	t.Helper()
 	var list []productJSON
-	if err := json.Unmarshal(r.body.Data, &list); err != nil {
-		t.Fatalf("decode products: %v\n%s", err, r.raw)
-	}
+	r.Decode(t, &list)
 	return list
 }
 
 func (s *service) create(t testing.TB, name string, price any, quantity int) productJSON {
 	t.Helper()
-	return s.do(t, &admin, http.MethodPost, "/products", map[string]any{
+	return productIn(t, s.Do(t, &admin, http.MethodPost, "/products", map[string]any{
 		"name": name, "description": "about " + name, "price": price, "quantity": quantity,
-	}).expect(t, http.StatusCreated, "").product(t)
+	}).Expect(t, http.StatusCreated, ""))
 }
 
 func count(t testing.TB, db *pgxpool.Pool, query string, args ...any) int {
@@ -281,21 +185,21 @@ func TestCatalogueLifecycleAnnouncesEveryChange(t *testing.T) {
 		t.Fatalf("created %+v", created)
 	}
 	key := fmt.Sprint(created.ID)
-	got := s.do(t, nobody, http.MethodGet, "/products/"+key, nil).expect(t, http.StatusOK, "").product(t)
+	got := productIn(t, s.Do(t, nobody, http.MethodGet, "/products/"+key, nil).Expect(t, http.StatusOK, ""))
 	if got != created {
 		t.Fatalf("GET %+v, want %+v", got, created)
 	}
-	updated := s.do(t, &admin, http.MethodPut, "/products/"+key, map[string]any{
+	updated := productIn(t, s.Do(t, &admin, http.MethodPut, "/products/"+key, map[string]any{
 		"name": "Kopi Luwak Premium", "description": "roasted", "price": "0.1", "quantity": 7,
-	}).expect(t, http.StatusOK, "").product(t)
+	}).Expect(t, http.StatusOK, ""))
 	if updated.Price != "0.10" || updated.Quantity != 7 || updated.Name != "Kopi Luwak Premium" || !updated.UpdatedAt.After(created.UpdatedAt) {
 		t.Fatalf("updated %+v", updated)
 	}
-	s.do(t, &admin, http.MethodDelete, "/products/"+key, nil).expect(t, http.StatusOK, "success")
-	s.do(t, nobody, http.MethodGet, "/products/"+key, nil).expect(t, http.StatusNotFound, "product not found")
-	s.do(t, &admin, http.MethodPut, "/products/"+key, map[string]any{"name": "x", "description": "y", "price": 1, "quantity": 1}).
-		expect(t, http.StatusNotFound, "product not found")
-	s.do(t, &admin, http.MethodDelete, "/products/"+key, nil).expect(t, http.StatusNotFound, "product not found")
+	s.Do(t, &admin, http.MethodDelete, "/products/"+key, nil).Expect(t, http.StatusOK, "success")
+	s.Do(t, nobody, http.MethodGet, "/products/"+key, nil).Expect(t, http.StatusNotFound, "product not found")
+	s.Do(t, &admin, http.MethodPut, "/products/"+key, map[string]any{"name": "x", "description": "y", "price": 1, "quantity": 1}).
+		Expect(t, http.StatusNotFound, "product not found")
+	s.Do(t, &admin, http.MethodDelete, "/products/"+key, nil).Expect(t, http.StatusNotFound, "product not found")
 
 	createdEvent := reader.await(t, events.TopicProductCreated, key, 1)[0]
 	updatedEvent := reader.await(t, events.TopicProductUpdated, key, 1)[0]
@@ -323,14 +227,14 @@ func TestCatalogueLifecycleAnnouncesEveryChange(t *testing.T) {
 func TestOnlyAdminsWrite(t *testing.T) {
 	s := newService(t)
 	body := map[string]any{"name": "x", "description": "y", "price": 1, "quantity": 1}
-	s.do(t, nobody, http.MethodPost, "/products", body).expect(t, http.StatusUnauthorized, "unauthorized")
-	s.do(t, &customer, http.MethodPost, "/products", body).expect(t, http.StatusForbidden, "forbidden")
+	s.Do(t, nobody, http.MethodPost, "/products", body).Expect(t, http.StatusUnauthorized, "unauthorized")
+	s.Do(t, &customer, http.MethodPost, "/products", body).Expect(t, http.StatusForbidden, "forbidden")
 	p := s.create(t, "kept", 1, 1)
 	path := fmt.Sprint("/products/", p.ID)
-	s.do(t, &customer, http.MethodPut, path, body).expect(t, http.StatusForbidden, "forbidden")
-	s.do(t, &customer, http.MethodDelete, path, nil).expect(t, http.StatusForbidden, "forbidden")
-	s.do(t, nobody, http.MethodDelete, path, nil).expect(t, http.StatusUnauthorized, "unauthorized")
-	if got := s.do(t, &customer, http.MethodGet, path, nil).expect(t, http.StatusOK, "").product(t); got.Name != "kept" {
+	s.Do(t, &customer, http.MethodPut, path, body).Expect(t, http.StatusForbidden, "forbidden")
+	s.Do(t, &customer, http.MethodDelete, path, nil).Expect(t, http.StatusForbidden, "forbidden")
+	s.Do(t, nobody, http.MethodDelete, path, nil).Expect(t, http.StatusUnauthorized, "unauthorized")
+	if got := productIn(t, s.Do(t, &customer, http.MethodGet, path, nil).Expect(t, http.StatusOK, "")); got.Name != "kept" {
 		t.Fatalf("product changed by a customer: %+v", got)
 	}
 	if n := count(t, s.db, `SELECT count(*) FROM products`); n != 1 {
@@ -370,17 +274,17 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 		"not an object":       {`"Tea"`, "body"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			r := s.do(t, &admin, http.MethodPost, "/products", tc.body).expect(t, http.StatusBadRequest, "input validation error")
-			if len(r.body.Errors) == 0 || r.body.Errors[0].Field != tc.field {
-				t.Fatalf("errors %+v, want %q first", r.body.Errors, tc.field)
+			r := s.Do(t, &admin, http.MethodPost, "/products", tc.body).Expect(t, http.StatusBadRequest, "input validation error")
+			if len(r.Body.Errors) == 0 || r.Body.Errors[0].Field != tc.field {
+				t.Fatalf("errors %+v, want %q first", r.Body.Errors, tc.field)
 			}
 		})
 	}
-	s.do(t, &admin, http.MethodPost, "/products", "").expect(t, http.StatusBadRequest, "missing body request")
-	s.do(t, &admin, http.MethodGet, "/products/abc", nil).expect(t, http.StatusBadRequest, "expected a numeric value but got 'abc'")
-	s.do(t, &admin, http.MethodGet, "/products/..%2F..%2Fetc", nil).expect(t, http.StatusNotFound, "route not found")
-	s.do(t, &admin, http.MethodGet, "/products/99999999999999999999", nil).expect(t, http.StatusBadRequest, "")
-	s.do(t, &admin, http.MethodGet, "/products/-1", nil).expect(t, http.StatusNotFound, "product not found")
+	s.Do(t, &admin, http.MethodPost, "/products", "").Expect(t, http.StatusBadRequest, "missing body request")
+	s.Do(t, &admin, http.MethodGet, "/products/abc", nil).Expect(t, http.StatusBadRequest, "expected a numeric value but got 'abc'")
+	s.Do(t, &admin, http.MethodGet, "/products/..%2F..%2Fetc", nil).Expect(t, http.StatusNotFound, "route not found")
+	s.Do(t, &admin, http.MethodGet, "/products/99999999999999999999", nil).Expect(t, http.StatusBadRequest, "")
+	s.Do(t, &admin, http.MethodGet, "/products/-1", nil).Expect(t, http.StatusNotFound, "product not found")
 	if n := count(t, s.db, `SELECT count(*) FROM products`) + count(t, s.db, `SELECT count(*) FROM outbox`); n != 0 {
 		t.Fatalf("bad requests wrote %d rows", n)
 	}
@@ -392,11 +296,11 @@ func TestSearchFiltersAndPages(t *testing.T) {
 		s.create(t, name, "9.99", 1)
 	}
 	gone := s.create(t, "Blue ghost", 1, 1)
-	s.do(t, &admin, http.MethodDelete, fmt.Sprint("/products/", gone.ID), nil).expect(t, http.StatusOK, "")
+	s.Do(t, &admin, http.MethodDelete, fmt.Sprint("/products/", gone.ID), nil).Expect(t, http.StatusOK, "")
 
 	names := func(query string) string {
 		t.Helper()
-		list := s.do(t, nobody, http.MethodGet, "/products?"+query, nil).expect(t, http.StatusOK, "").products(t)
+		list := productsIn(t, s.Do(t, nobody, http.MethodGet, "/products?"+query, nil).Expect(t, http.StatusOK, ""))
 		out := make([]string, len(list))
 		for i, p := range list {
 			out[i] = p.Name
@@ -427,31 +331,31 @@ func TestPagination(t *testing.T) {
 	for i := range 12 {
 		s.create(t, fmt.Sprintf("item %02d", i), 1, 1)
 	}
-	page := func(query string) reply {
-		return s.do(t, nobody, http.MethodGet, "/products?"+query, nil).expect(t, http.StatusOK, "")
+	page := func(query string) apitest.Reply {
+		return s.Do(t, nobody, http.MethodGet, "/products?"+query, nil).Expect(t, http.StatusOK, "")
 	}
 	first := page("limit=5")
-	if len(first.products(t)) != 5 || first.body.Paging.TotalItem != 12 || first.body.Paging.TotalPage != 3 || first.body.Paging.Page != 1 || first.body.Paging.Size != 5 {
-		t.Fatalf("first page %s", first.raw)
+	if len(productsIn(t, first)) != 5 || first.Body.Paging.TotalItem != 12 || first.Body.Paging.TotalPage != 3 || first.Body.Paging.Page != 1 || first.Body.Paging.Size != 5 {
+		t.Fatalf("first page %s", first.Raw)
 	}
-	if l := first.body.Paging.Links; l["prev"] != "" || !strings.Contains(l["next"], "page=2") || !strings.Contains(l["last"], "page=3") {
+	if l := first.Body.Paging.Links; l.Prev != "" || !strings.Contains(l.Next, "page=2") || !strings.Contains(l.Last, "page=3") {
 		t.Fatalf("first page links %v", l)
 	}
 	last := page("limit=5&page=3")
-	if len(last.products(t)) != 2 || last.body.Paging.Links["next"] != "" {
-		t.Fatalf("last page %s", last.raw)
+	if len(productsIn(t, last)) != 2 || last.Body.Paging.Links.Next != "" {
+		t.Fatalf("last page %s", last.Raw)
 	}
 	past := page("limit=5&page=9")
-	if len(past.products(t)) != 0 || past.body.Paging.TotalItem != 12 || string(past.body.Data) != "[]" {
-		t.Fatalf("page past the end %s", past.raw)
+	if len(productsIn(t, past)) != 0 || past.Body.Paging.TotalItem != 12 || string(past.Body.Data) != "[]" {
+		t.Fatalf("page past the end %s", past.Raw)
 	}
-	if got := page("").body.Paging.Size; got != 10 {
+	if got := page("").Body.Paging.Size; got != 10 {
 		t.Fatalf("default page size %d, want 10", got)
 	}
 	for _, bad := range []string{"limit=0", "limit=26", "limit=-1", "limit=ten", "page=0", "page=-3", "page=1.5", "page=abc"} {
-		r := s.do(t, nobody, http.MethodGet, "/products?"+bad, nil).expect(t, http.StatusBadRequest, "input validation error")
-		if field := strings.SplitN(bad, "=", 2)[0]; len(r.body.Errors) != 1 || r.body.Errors[0].Field != field {
-			t.Errorf("?%s: errors %+v, want one for %s", bad, r.body.Errors, field)
+		r := s.Do(t, nobody, http.MethodGet, "/products?"+bad, nil).Expect(t, http.StatusBadRequest, "input validation error")
+		if field := strings.SplitN(bad, "=", 2)[0]; len(r.Body.Errors) != 1 || r.Body.Errors[0].Field != field {
+			t.Errorf("?%s: errors %+v, want one for %s", bad, r.Body.Errors, field)
 		}
 	}
 }
@@ -512,7 +416,7 @@ func TestAnOrderShortOnOneItemReservesNothing(t *testing.T) {
 	plenty := s.create(t, "plenty", 1, 100)
 	scarce := s.create(t, "scarce", 1, 2)
 	gone := s.create(t, "gone", 1, 5)
-	s.do(t, &admin, http.MethodDelete, fmt.Sprint("/products/", gone.ID), nil).expect(t, http.StatusOK, "")
+	s.Do(t, &admin, http.MethodDelete, fmt.Sprint("/products/", gone.ID), nil).Expect(t, http.StatusOK, "")
 	ctx := context.Background()
 
 	if err := s.app.Stock.Reserve(ctx, uuid.NewString(), orderOf(1, item(plenty.ID, 10), item(scarce.ID, 3))); err != nil {

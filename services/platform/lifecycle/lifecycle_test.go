@@ -1,0 +1,89 @@
+package lifecycle_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kshop/kshop/services/platform/lifecycle"
+	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/testenv"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestWorkStartsAfterMigrationsAndStopsWithTheProcess(t *testing.T) {
+	pool, err := pgxpool.New(context.Background(), testenv.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	migrations := pg.Migrations{Source: "lifecycle_test", FS: fstest.MapFS{
+		"0001_marks.sql": {Data: []byte(`CREATE TABLE marks (name text)`)},
+	}}
+	closed := make(chan struct{})
+	s := &lifecycle.Service{
+		Handler: http.NotFoundHandler(), ShutdownTimeout: time.Second, Logger: quiet,
+		DB: pool, Migrations: []pg.Migrations{migrations},
+		AfterMigrations: []func(context.Context) error{func(ctx context.Context) error {
+			// The table exists when this runs.
+			if _, err := pool.Exec(ctx, `INSERT INTO marks VALUES ('worker')`); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			return ctx.Err() // stopping is not an error
+		}},
+		Close: func() { close(closed) },
+	}
+	if s.MigrationsApplied(context.Background()) == nil {
+		t.Fatal("ready before migrating")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	testenv.WaitFor(t, 10*time.Second, "the worker's mark", func() bool {
+		var n int
+		_ = pool.QueryRow(context.Background(), `SELECT count(*) FROM marks`).Scan(&n)
+		return n == 1
+	})
+	if err := s.MigrationsApplied(context.Background()); err != nil {
+		t.Fatalf("not ready after migrating: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Serve = %v, want nil on a normal stop", err)
+	}
+	<-closed
+}
+
+func TestAFailingPartStopsTheService(t *testing.T) {
+	pool, err := pgxpool.New(context.Background(), testenv.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	broken := errors.New("broker topology refused")
+	s := &lifecycle.Service{
+		Handler: http.NotFoundHandler(), ShutdownTimeout: time.Second, Logger: quiet, DB: pool,
+		Background: []func(context.Context) error{func(context.Context) error { return broken }},
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Serve(context.Background(), ln); !errors.Is(err, broken) {
+		t.Fatalf("Serve = %v, want the failing part's error", err)
+	}
+}
