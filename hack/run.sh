@@ -17,8 +17,9 @@ kafka_addr="127.0.0.1:${KSHOP_RUN_KAFKA_PORT:-14092}"
 auth_addr="127.0.0.1:${KSHOP_RUN_AUTH_PORT:-8081}"
 product_addr="127.0.0.1:${KSHOP_RUN_PRODUCT_PORT:-8082}"
 order_addr="127.0.0.1:${KSHOP_RUN_ORDER_PORT:-8083}"
+mail_addr="127.0.0.1:${KSHOP_RUN_MAIL_PORT:-8084}"
 # One database per service, as in Kubernetes.
-databases="auth product order"
+databases="auth product order mail"
 
 hack/install-deps.sh
 
@@ -52,6 +53,7 @@ kshop development platform
   auth        http://$auth_addr   (try: curl -s http://$auth_addr/.well-known/jwks.json)
   product     http://$product_addr   (try: curl -s http://$product_addr/products)
   order       http://$order_addr   (docs/order.md)
+  mail        http://$mail_addr   (health and metrics; sends to SMTP ${KSHOP_MAIL_SMTP_HOST:-localhost}:${KSHOP_MAIL_SMTP_PORT:-1025})
   PostgreSQL  $pg_url/<service>   (databases: $databases)
   Redis       $redis_addr
   RabbitMQ    $amqp_url
@@ -76,6 +78,9 @@ export KSHOP_ORDER_DATABASE_URL="$pg_url/order"
 export KSHOP_ORDER_REDIS_ADDRS="$redis_addr"
 export KSHOP_ORDER_KAFKA_BROKERS="$kafka_addr"
 export KSHOP_ORDER_AMQP_URL="$amqp_url"
+export KSHOP_MAIL_HTTP_ADDR="$mail_addr"
+export KSHOP_MAIL_DATABASE_URL="$pg_url/mail"
+export KSHOP_MAIL_AMQP_URL="$amqp_url"
 "$KSHOP_CACHE_DIR/bin/kshop" &
 kshop_pid=$!
 wait "$kshop_pid" || true

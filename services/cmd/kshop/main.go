@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kshop/kshop/services/auth"
+	"github.com/kshop/kshop/services/mail"
 	"github.com/kshop/kshop/services/order"
 	"github.com/kshop/kshop/services/platform/config"
 	"github.com/kshop/kshop/services/platform/logx"
@@ -43,6 +44,10 @@ func main() {
 	if err := config.Load(order.Prefix, &orderCfg); err != nil {
 		config.Exit(err)
 	}
+	var mailCfg mail.Config
+	if err := config.Load(mail.Prefix, &mailCfg); err != nil {
+		config.Exit(err)
+	}
 	p := process.Start("kshop", "KSHOP", cfg.Log, cfg.OTel)
 	defer p.Close()
 	logger := p.Logger
@@ -67,12 +72,17 @@ func main() {
 	if err != nil {
 		config.Exit(err)
 	}
+	mailApp, err := mail.New(mailCfg, logx.New(os.Stdout, "mail", p.Level), prometheus.NewRegistry())
+	if err != nil {
+		config.Exit(err)
+	}
 
 	g, ctx := errgroup.WithContext(p.Context)
 	g.Go(func() error { return authApp.Run(ctx) })
 	g.Go(func() error { return productApp.Run(ctx) })
 	g.Go(func() error { return orderApp.Run(ctx) })
-	logger.Info("platform running", "auth", authCfg.HTTPAddr, "product", productCfg.HTTPAddr, "order", orderCfg.HTTPAddr)
+	g.Go(func() error { return mailApp.Run(ctx) })
+	logger.Info("platform running", "auth", authCfg.HTTPAddr, "product", productCfg.HTTPAddr, "order", orderCfg.HTTPAddr, "mail", mailCfg.HTTPAddr)
 	if err := g.Wait(); err != nil {
 		p.Fail("a service stopped", err)
 	}

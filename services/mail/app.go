@@ -1,0 +1,200 @@
+package mail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/amqp"
+	"github.com/kshop/kshop/services/platform/httpx"
+	"github.com/kshop/kshop/services/platform/inbox"
+	"github.com/kshop/kshop/services/platform/lifecycle"
+	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/retry"
+)
+
+// App is one running mail service.
+type App struct {
+	Handler http.Handler
+
+	cfg       Config
+	db        *pg.DB
+	amqp      *amqp.Connection
+	consumers []*amqp.Consumer
+	renderer  *renderer
+	smtp      *smtpSender
+	metrics   *metrics
+	service   *lifecycle.Service
+	logger    *slog.Logger
+	now       func() time.Time
+}
+
+type metrics struct {
+	sent, failed, retried, deadLettered, duplicates *prometheus.CounterVec
+}
+
+func newMetrics(registry *prometheus.Registry) *metrics {
+	counter := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"template"})
+	}
+	m := &metrics{
+		sent:         counter("kshop_mail_sent_total", "E-mails the SMTP server accepted."),
+		failed:       counter("kshop_mail_failed_total", "Send attempts that failed."),
+		retried:      counter("kshop_mail_retried_total", "Failed attempts that will be retried."),
+		deadLettered: counter("kshop_mail_dead_lettered_total", "Messages sent to their dead-letter queue."),
+		duplicates:   counter("kshop_mail_duplicates_total", "Redelivered messages skipped because they were already sent."),
+	}
+	if registry != nil {
+		registry.MustRegister(m.sent, m.failed, m.retried, m.deadLettered, m.duplicates)
+	}
+	return m
+}
+
+// New wires the service without waiting for any dependency.
+func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, error) {
+	r, err := newRenderer()
+	if err != nil {
+		return nil, err
+	}
+	db, err := pg.Open(context.Background(), cfg.Database)
+	if err != nil {
+		return nil, fmt.Errorf("%s_DATABASE_URL: %w", Prefix, err)
+	}
+	app := &App{cfg: cfg, db: db, amqp: amqp.Dial(cfg.AMQPURL, logger), renderer: r, smtp: newSMTPSender(cfg.SMTP),
+		metrics: newMetrics(registry), logger: logger, now: time.Now}
+	backoff := retry.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, Multiplier: 2}
+	for _, k := range kinds {
+		app.consumers = append(app.consumers, amqp.NewConsumer(app.amqp, amqp.ConsumerConfig{
+			Queue: k.Queue, MaxAttempts: cfg.MaxAttempts, Backoff: backoff, Concurrency: cfg.Concurrency,
+		}, app.handler(k), logger))
+	}
+
+	// Consumers start once the queues exist as declared and the inbox table exists.
+	declared := make(chan struct{})
+	app.service = &lifecycle.Service{
+		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, Close: app.Close,
+		// The service's only table is the inbox: the ids of the messages it sent.
+		DB: db.Primary, Migrations: []pg.Migrations{inbox.Migrations},
+		Background: []func(context.Context) error{func(ctx context.Context) error {
+			if err := app.amqp.Declare(ctx, Topology()); err != nil {
+				return fmt.Errorf("declare RabbitMQ topology: %w", err)
+			}
+			close(declared)
+			return nil
+		}},
+	}
+	for _, c := range app.consumers {
+		app.service.AfterMigrations = append(app.service.AfterMigrations, func(ctx context.Context) error {
+			select {
+			case <-declared:
+				return c.Run(ctx)
+			case <-ctx.Done():
+				return nil
+			}
+		})
+	}
+	engine := httpx.NewEngine(httpx.Options{
+		Service: "mail", Logger: logger, Registerer: registry, Gatherer: registry,
+		Ready: map[string]func(context.Context) error{
+			"postgres":   db.Ready,
+			"rabbitmq":   app.amqp.Ready,
+			"migrations": app.service.MigrationsApplied,
+			"topology": func(context.Context) error {
+				select {
+				case <-declared:
+					return nil
+				default:
+					return errors.New("mail queues not declared yet")
+				}
+			},
+		},
+	})
+	app.Handler, app.service.Handler = engine, engine
+	return app, nil
+}
+
+// Topology is what the mail service declares: every mail queue, bound as SPEC.md says.
+func Topology() amqp.Topology {
+	var routes []amqp.WorkRoute
+	for _, r := range events.Consuming("mail", events.MailRoutes) {
+		routes = append(routes, amqp.WorkRoute{Exchange: r.Exchange, ExchangeKind: events.ExchangeKinds[r.Exchange], RoutingKey: r.RoutingKey, Queue: r.Queue})
+	}
+	return amqp.WorkTopology(routes...)
+}
+
+// handler sends one kind of mail. A malformed message, a template failure or a
+// 5xx answer dead-letters at once; other failures are retried with backoff by
+// the consumer until MaxAttempts, then dead-lettered with the reason.
+func (a *App) handler(k kind) amqp.Handler {
+	consumer := "mail." + k.Queue
+	return func(ctx context.Context, d amqp.Delivery) error {
+		if uuid.Validate(d.MessageID) != nil {
+			a.metrics.deadLettered.WithLabelValues(k.Template).Inc()
+			return retry.Permanent(fmt.Errorf("message id %q is not a UUID: cannot de-duplicate", d.MessageID))
+		}
+		v, err := k.decode(d.Body)
+		if err != nil {
+			a.metrics.deadLettered.WithLabelValues(k.Template).Inc()
+			return retry.Permanent(err)
+		}
+		msg, err := a.renderer.render(k.Template, v)
+		if err != nil {
+			a.metrics.deadLettered.WithLabelValues(k.Template).Inc()
+			return retry.Permanent(err)
+		}
+		duplicate := false
+		// The inbox row and the send share a transaction: a send that fails
+		// releases the id for the retry; one that succeeds is remembered.
+		err = pg.InTx(ctx, a.db.Primary, func(tx pgx.Tx) error {
+			first, err := inbox.Claim(ctx, tx, consumer, d.MessageID)
+			if err != nil || !first {
+				duplicate = !first
+				return err
+			}
+			return a.smtp.send(ctx, msg, d.MessageID, a.now())
+		})
+		switch {
+		case err == nil && duplicate:
+			a.metrics.duplicates.WithLabelValues(k.Template).Inc()
+			return nil
+		case err == nil:
+			a.metrics.sent.WithLabelValues(k.Template).Inc()
+			return nil
+		}
+		a.metrics.failed.WithLabelValues(k.Template).Inc()
+		if errors.Is(err, errPermanent) {
+			a.metrics.deadLettered.WithLabelValues(k.Template).Inc()
+			return retry.Permanent(err)
+		}
+		if d.Attempt >= a.cfg.MaxAttempts {
+			a.metrics.deadLettered.WithLabelValues(k.Template).Inc()
+		} else {
+			a.metrics.retried.WithLabelValues(k.Template).Inc()
+		}
+		a.logger.WarnContext(ctx, "send e-mail", "template", k.Template, "attempt", d.Attempt, "error", err)
+		return err
+	}
+}
+
+// Run serves HTTP on cfg.HTTPAddr and consumes until ctx ends.
+func (a *App) Run(ctx context.Context) error {
+	return a.service.Run(ctx, a.cfg.HTTPAddr, Prefix+"_HTTP_ADDR")
+}
+
+// Serve is Run on a listener the caller opened.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error { return a.service.Serve(ctx, ln) }
+
+// Close releases the connections; Serve calls it on the way out.
+func (a *App) Close() {
+	_ = a.amqp.Close()
+	a.db.Close()
+}

@@ -1,0 +1,83 @@
+// Package mail is kshop's mail service: it consumes the mail work queues of
+// SPEC.md, renders each message from embedded templates (text and HTML) and sends
+// it over SMTP, retrying transient failures with backoff and dead-lettering the
+// rest with the reason.
+package mail
+
+import (
+	"errors"
+	"fmt"
+	"net/mail"
+	"time"
+
+	"github.com/kshop/kshop/services/platform/logx"
+	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/telemetry"
+)
+
+// Prefix is where the service's environment variables live: KSHOP_MAIL_*.
+const Prefix = "KSHOP_MAIL"
+
+// TLS modes for the SMTP connection.
+const (
+	TLSNone          = "none"          // plain SMTP (Mailpit, a local relay)
+	TLSOpportunistic = "opportunistic" // STARTTLS when the server offers it
+	TLSStartTLS      = "starttls"      // STARTTLS required
+	TLSImplicit      = "tls"           // SMTPS, TLS from the first byte (port 465)
+)
+
+// Config is the service's configuration (docs/mail.md).
+type Config struct {
+	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8084"`
+	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+	Database        pg.Config        `envconfig:"DATABASE"`
+	AMQPURL         string           `envconfig:"AMQP_URL" required:"true"`
+	Log             logx.Config      `envconfig:"LOG"`
+	OTel            telemetry.Config `envconfig:"OTEL"`
+	SMTP            SMTPConfig       `envconfig:"SMTP"`
+
+	// MaxAttempts bounds the sends of one message before its dead-letter queue.
+	MaxAttempts int `envconfig:"MAX_ATTEMPTS" default:"5"`
+	// RetryInitial and RetryMax pace the retries: exponential with jitter.
+	RetryInitial time.Duration `envconfig:"RETRY_INITIAL" default:"1s"`
+	RetryMax     time.Duration `envconfig:"RETRY_MAX" default:"1m"`
+	// Concurrency is how many messages of one queue are sent at once.
+	Concurrency int `envconfig:"CONCURRENCY" default:"4"`
+}
+
+// SMTPConfig says where and how mail is sent. The defaults reach Mailpit.
+type SMTPConfig struct {
+	Host     string        `envconfig:"HOST" default:"localhost"`
+	Port     int           `envconfig:"PORT" default:"1025"`
+	TLS      string        `envconfig:"TLS" default:"opportunistic"`
+	Username string        `envconfig:"USERNAME"`
+	Password string        `envconfig:"PASSWORD"`
+	From     string        `envconfig:"FROM" default:"kshop <no-reply@kshop.local>"`
+	Timeout  time.Duration `envconfig:"TIMEOUT" default:"15s"`
+}
+
+// Validate checks the rules the types cannot express.
+func (c *Config) Validate() error {
+	var errs []error
+	switch c.SMTP.TLS {
+	case TLSNone, TLSOpportunistic, TLSStartTLS, TLSImplicit:
+	default:
+		errs = append(errs, fmt.Errorf("%s_SMTP_TLS=%q must be one of %s, %s, %s, %s", Prefix, c.SMTP.TLS, TLSNone, TLSOpportunistic, TLSStartTLS, TLSImplicit))
+	}
+	if c.SMTP.Port < 1 || c.SMTP.Port > 65535 {
+		errs = append(errs, fmt.Errorf("%s_SMTP_PORT=%d must be between 1 and 65535", Prefix, c.SMTP.Port))
+	}
+	if _, err := mail.ParseAddress(c.SMTP.From); err != nil {
+		errs = append(errs, fmt.Errorf("%s_SMTP_FROM=%q is not an address: %w", Prefix, c.SMTP.From, err))
+	}
+	if c.MaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("%s_MAX_ATTEMPTS=%d must be at least 1", Prefix, c.MaxAttempts))
+	}
+	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
+		errs = append(errs, fmt.Errorf("%s_RETRY_INITIAL=%v and %s_RETRY_MAX=%v: need 0 < initial <= max", Prefix, c.RetryInitial, Prefix, c.RetryMax))
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("%s_CONCURRENCY=%d must be at least 1", Prefix, c.Concurrency))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,408 @@
+package mail_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	netmail "net/mail"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/mail"
+	"github.com/kshop/kshop/services/platform/apitest"
+	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/testenv"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// smtpServer is a real SMTP server in the test process that records what it
+// accepts and can be told to fail.
+type smtpServer struct {
+	addr string
+	mu   sync.Mutex
+	// fail decides the answer to DATA for the n-th attempt (from 1); nil accepts.
+	fail     func(n int, to string) error
+	attempts []time.Time
+	received []received
+}
+
+type received struct {
+	from, to string
+	msg      *netmail.Message
+	body     string
+}
+
+func newSMTPServer(t testing.TB) *smtpServer {
+	t.Helper()
+	s := &smtpServer{}
+	server := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{server: s}, nil }))
+	server.Domain = "localhost"
+	server.AllowInsecureAuth = true
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = ln.Addr().String()
+	go func() { _ = server.Serve(ln) }()
+	t.Cleanup(func() { server.Close() })
+	return s
+}
+
+type session struct {
+	server   *smtpServer
+	from, to string
+}
+
+func (s *session) Mail(from string, _ *smtp.MailOptions) error { s.from = from; return nil }
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error  { s.to = to; return nil }
+func (s *session) Reset()                                      {}
+func (s *session) Logout() error                               { return nil }
+
+func (s *session) Data(r io.Reader) error {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	srv := s.server
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	srv.attempts = append(srv.attempts, time.Now())
+	if srv.fail != nil {
+		if err := srv.fail(len(srv.attempts), s.to); err != nil {
+			return err
+		}
+	}
+	msg, err := netmail.ReadMessage(strings.NewReader(string(raw)))
+	if err != nil {
+		return err
+	}
+	srv.received = append(srv.received, received{from: s.from, to: s.to, msg: msg, body: string(raw)})
+	return nil
+}
+
+func (s *smtpServer) snapshot() ([]received, []time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]received(nil), s.received...), append([]time.Time(nil), s.attempts...)
+}
+
+var temporary = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
+var rejected = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+
+type harness struct {
+	smtp     *smtpServer
+	amqpURL  string
+	registry *prometheus.Registry
+	db       *pgxpool.Pool
+	ch       *amqp091.Channel
+}
+
+func start(t *testing.T, maxAttempts int) *harness {
+	t.Helper()
+	srv := newSMTPServer(t)
+	host, port, _ := net.SplitHostPort(srv.addr)
+	portNumber, _ := strconv.Atoi(port)
+	cfg := mail.Config{
+		ShutdownTimeout: 5 * time.Second,
+		Database:        pg.Config{URL: testenv.NewDatabase(t), MaxConns: 10},
+		AMQPURL:         testenv.OwnAMQPURL(t),
+		SMTP: mail.SMTPConfig{Host: host, Port: portNumber, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
+		MaxAttempts:  maxAttempts,
+		RetryInitial: 200 * time.Millisecond,
+		RetryMax:     2 * time.Second,
+		Concurrency:  2,
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	registry := prometheus.NewRegistry()
+	app, err := mail.New(cfg, quiet, registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apitest.Start(t, app.Serve)
+	pool, err := pgxpool.New(context.Background(), cfg.Database.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	conn, err := amqp091.Dial(cfg.AMQPURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The queues are declared by the service; purge what earlier tests left.
+	for _, q := range []string{events.QueueVerification, events.QueueVerified, events.QueueReminder, events.QueueOrderSuccess, events.QueueCancelNotification} {
+		_, _ = ch.QueuePurge(q+".dlq", false)
+	}
+	return &harness{smtp: srv, amqpURL: cfg.AMQPURL, registry: registry, db: pool, ch: ch}
+}
+
+func (h *harness) publish(t *testing.T, exchange, key, messageID string, body []byte) {
+	t.Helper()
+	if err := h.ch.PublishWithContext(context.Background(), exchange, key, true, false, amqp091.Publishing{
+		MessageId: messageID, ContentType: "application/json", DeliveryMode: amqp091.Persistent, Body: body,
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *harness) publishJSON(t *testing.T, exchange, key string, payload any) string {
+	t.Helper()
+	body, err := json.Marshal(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.NewString()
+	h.publish(t, exchange, key, id, body)
+	return id
+}
+
+func (h *harness) awaitMail(t *testing.T, to string) received {
+	t.Helper()
+	var got received
+	testenv.WaitFor(t, 20*time.Second, "an e-mail to "+to, func() bool {
+		list, _ := h.smtp.snapshot()
+		for _, r := range list {
+			if r.to == to {
+				got = r
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+func (h *harness) counter(t *testing.T, name, template string) float64 {
+	t.Helper()
+	families, err := h.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if labelValue(m, "template") == template {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func labelValue(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+var order = []events.MailItem{
+	{ProductID: 1, Name: "Kopi Luwak", Quantity: 2, Price: events.MustMoney("12.50")},
+	{ProductID: 2, Name: "Teh <Hijau> & co", Quantity: 1, Price: events.MustMoney("0.10")},
+}
+
+func TestEveryMailIsRenderedAndSent(t *testing.T) {
+	h := start(t, 3)
+	due := time.Date(2026, 11, 26, 10, 30, 0, 0, time.UTC)
+	cases := []struct {
+		exchange, key, to string
+		payload           any
+		subject           string
+		text              []string
+	}{
+		{events.ExchangeNotifications, events.RoutingSendVerification, "ver@example.com",
+			events.VerificationMail{Email: "ver@example.com", Token: "042917", ExpiresAt: due},
+			"Your kshop verification code: 042917", []string{"042917", "2026-11-26 10:30 UTC"}},
+		{events.ExchangeNotifications, events.RoutingAccountVerified, "ok@example.com",
+			events.AccountVerifiedMail{Email: "ok@example.com"}, "Your kshop account is verified", []string{"ok@example.com is verified"}},
+		{events.ExchangePayments, events.RoutingPaymentReminder, "remind@example.com",
+			events.PaymentReminderMail{Email: "remind@example.com", OrderID: 41, ReminderNumber: 2, DueAt: due, TotalAmount: events.MustMoney("25.10"), Items: order},
+			"Reminder 2: order #41 is waiting for payment", []string{"#41", "Kopi Luwak x 2 @ 12.50 = 25.00", "Order total: 25.10", "2026-11-26 10:30 UTC"}},
+		{events.ExchangeNotifications, events.RoutingOrderSuccess, "paid@example.com",
+			events.OrderSuccessMail{Email: "paid@example.com", OrderID: 42, TotalAmount: events.MustMoney("25.10"), Items: order},
+			"Order #42 is paid", []string{"order #42", "Teh <Hijau> & co x 1 @ 0.10 = 0.10", "Order total: 25.10"}},
+		{events.ExchangeNotifications, events.RoutingCancelNotice, "gone@example.com",
+			events.CancelNotificationMail{Email: "gone@example.com", OrderID: 43, Reason: events.CancelExpired, TotalAmount: events.MustMoney("25.10"), Items: order},
+			"Order #43 is cancelled", []string{"#43 is cancelled: it was not paid in time", "Order total: 25.10"}},
+	}
+	ids := map[string]string{}
+	for _, c := range cases {
+		ids[c.to] = h.publishJSON(t, c.exchange, c.key, c.payload)
+	}
+	for _, c := range cases {
+		got := h.awaitMail(t, c.to)
+		header := got.msg.Header
+		if header.Get("To") != "<"+c.to+">" && header.Get("To") != c.to {
+			t.Errorf("%s: To %q", c.to, header.Get("To"))
+		}
+		if !strings.Contains(header.Get("From"), "no-reply@kshop.local") || got.from != "no-reply@kshop.local" {
+			t.Errorf("%s: From %q, envelope from %q", c.to, header.Get("From"), got.from)
+		}
+		if header.Get("Subject") != c.subject {
+			t.Errorf("%s: Subject %q, want %q", c.to, header.Get("Subject"), c.subject)
+		}
+		if header.Get("Message-Id") != "<"+ids[c.to]+"@kshop>" {
+			t.Errorf("%s: Message-ID %q, want the AMQP message id", c.to, header.Get("Message-Id"))
+		}
+		if _, err := header.Date(); err != nil {
+			t.Errorf("%s: Date: %v", c.to, err)
+		}
+		if !strings.HasPrefix(header.Get("Content-Type"), "multipart/alternative") {
+			t.Errorf("%s: Content-Type %q, want multipart/alternative", c.to, header.Get("Content-Type"))
+		}
+		plain := decodedBody(t, got.body)
+		for _, want := range c.text {
+			if !strings.Contains(plain, want) {
+				t.Errorf("%s: body lacks %q\n%s", c.to, want, plain)
+			}
+		}
+	}
+	// The HTML part escapes what it shows.
+	paid := decodedBody(t, h.awaitMail(t, "paid@example.com").body)
+	if !strings.Contains(paid, "Teh &lt;Hijau&gt; &amp; co") {
+		t.Errorf("HTML part does not escape product names:\n%s", paid)
+	}
+	if got := h.counter(t, "kshop_mail_sent_total", "order_success"); got != 1 {
+		t.Errorf("sent counter for order_success = %v", got)
+	}
+}
+
+// decodedBody undoes quoted-printable soft line breaks and escapes, enough to
+// search the text and HTML parts.
+func decodedBody(t *testing.T, raw string) string {
+	t.Helper()
+	r := strings.NewReplacer("=\r\n", "", "=\n", "", "=3D", "=", "=20", " ")
+	return r.Replace(raw)
+}
+
+func TestTransientFailuresAreRetriedWithGrowingGaps(t *testing.T) {
+	h := start(t, 5)
+	h.smtp.fail = func(n int, _ string) error {
+		if n <= 2 {
+			return temporary
+		}
+		return nil
+	}
+	h.publishJSON(t, events.ExchangeNotifications, events.RoutingAccountVerified, events.AccountVerifiedMail{Email: "retry@example.com"})
+	h.awaitMail(t, "retry@example.com")
+	_, attempts := h.smtp.snapshot()
+	if len(attempts) != 3 {
+		t.Fatalf("%d attempts, want 3", len(attempts))
+	}
+	first, second := attempts[1].Sub(attempts[0]), attempts[2].Sub(attempts[1])
+	if second <= first {
+		t.Fatalf("gaps %v then %v: the backoff does not grow", first, second)
+	}
+	t.Logf("gaps between attempts: %v, %v", first, second)
+	if got := h.counter(t, "kshop_mail_retried_total", "verified"); got != 2 {
+		t.Fatalf("retried counter %v, want 2", got)
+	}
+}
+
+func deadLetters(t *testing.T, h *harness, queue string, want int) []amqp091.Delivery {
+	t.Helper()
+	var got []amqp091.Delivery
+	testenv.WaitFor(t, 30*time.Second, fmt.Sprintf("%d messages on %s.dlq", want, queue), func() bool {
+		d, ok, err := h.ch.Get(queue+".dlq", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			got = append(got, d)
+		}
+		return len(got) >= want
+	})
+	return got
+}
+
+func TestAServerThatAlwaysFailsEndsInTheDeadLetterQueue(t *testing.T) {
+	h := start(t, 3)
+	h.smtp.fail = func(int, string) error { return temporary }
+	h.publishJSON(t, events.ExchangeNotifications, events.RoutingAccountVerified, events.AccountVerifiedMail{Email: "never@example.com"})
+	dead := deadLetters(t, h, events.QueueVerified, 1)
+	if _, attempts := h.smtp.snapshot(); len(attempts) != 3 {
+		t.Fatalf("%d attempts before dead-lettering, want 3", len(attempts))
+	}
+	if reason := fmt.Sprint(dead[0].Headers["x-death-reason"]); !strings.Contains(reason, "451") {
+		t.Fatalf("dead letter reason %q does not name the SMTP answer", reason)
+	}
+	if got := h.counter(t, "kshop_mail_dead_lettered_total", "verified"); got != 1 {
+		t.Fatalf("dead-lettered counter %v", got)
+	}
+}
+
+func TestPermanentRejectionIsNotRetried(t *testing.T) {
+	h := start(t, 5)
+	h.smtp.fail = func(int, string) error { return rejected }
+	h.publishJSON(t, events.ExchangeNotifications, events.RoutingAccountVerified, events.AccountVerifiedMail{Email: "nobody@example.com"})
+	deadLetters(t, h, events.QueueVerified, 1)
+	if _, attempts := h.smtp.snapshot(); len(attempts) != 1 {
+		t.Fatalf("%d attempts for a 550, want 1", len(attempts))
+	}
+}
+
+func TestMalformedMessagesAreDeadLetteredWithoutSending(t *testing.T) {
+	h := start(t, 5)
+	h.publish(t, events.ExchangeNotifications, events.RoutingOrderSuccess, uuid.NewString(), []byte(`{"email": 42`))
+	h.publish(t, events.ExchangeNotifications, events.RoutingOrderSuccess, uuid.NewString(), []byte(`{"email":"a@example.com","order_id":-1,"total_amount":"1","items":[]}`))
+	h.publish(t, events.ExchangeNotifications, events.RoutingOrderSuccess, "not-a-uuid", []byte(`{}`))
+	deadLetters(t, h, events.QueueOrderSuccess, 3)
+	// The consumer is still alive.
+	h.publishJSON(t, events.ExchangeNotifications, events.RoutingOrderSuccess,
+		events.OrderSuccessMail{Email: "after@example.com", OrderID: 1, TotalAmount: events.MustMoney("1"), Items: order[:1]})
+	h.awaitMail(t, "after@example.com")
+	if list, _ := h.smtp.snapshot(); len(list) != 1 {
+		t.Fatalf("%d e-mails sent, want only the good one", len(list))
+	}
+}
+
+func TestARedeliveredMessageIsSentOnce(t *testing.T) {
+	h := start(t, 5)
+	body, _ := json.Marshal(events.AccountVerifiedMail{Email: "once@example.com"})
+	id := uuid.NewString()
+	h.publish(t, events.ExchangeNotifications, events.RoutingAccountVerified, id, body)
+	h.awaitMail(t, "once@example.com")
+	h.publish(t, events.ExchangeNotifications, events.RoutingAccountVerified, id, body) // the broker redelivers
+	testenv.WaitFor(t, 10*time.Second, "the duplicate to be consumed", func() bool {
+		return h.counter(t, "kshop_mail_duplicates_total", "verified") == 1
+	})
+	if list, _ := h.smtp.snapshot(); len(list) != 1 {
+		t.Fatalf("%d e-mails for one message id, want 1", len(list))
+	}
+}
+
+// The queue names and bindings are the contract: a publisher that only knows the
+// exchange and routing key reaches the mail service.
+func TestQueuesAreBoundAsTheContractSays(t *testing.T) {
+	h := start(t, 1)
+	for _, r := range events.MailRoutes {
+		if _, err := h.ch.QueueDeclarePassive(r.Queue, true, false, false, false, amqp091.Table{}); err != nil {
+			t.Fatalf("queue %s: %v", r.Queue, err)
+		}
+	}
+}
