@@ -69,7 +69,7 @@ type session struct {
 }
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error { s.from = from; return nil }
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error  { s.to = to; return nil }
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error   { s.to = to; return nil }
 func (s *session) Reset()                                      {}
 func (s *session) Logout() error                               { return nil }
 
@@ -121,11 +121,11 @@ func start(t *testing.T, maxAttempts int) *harness {
 		ShutdownTimeout: 5 * time.Second,
 		Database:        pg.Config{URL: testenv.NewDatabase(t), MaxConns: 10},
 		AMQPURL:         testenv.OwnAMQPURL(t),
-		SMTP: mail.SMTPConfig{Host: host, Port: portNumber, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
-		MaxAttempts:  maxAttempts,
-		RetryInitial: 200 * time.Millisecond,
-		RetryMax:     2 * time.Second,
-		Concurrency:  2,
+		SMTP:            mail.SMTPConfig{Host: host, Port: portNumber, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
+		MaxAttempts:     maxAttempts,
+		RetryInitial:    200 * time.Millisecond,
+		RetryMax:        2 * time.Second,
+		Concurrency:     2,
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
