@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-unformatted="$(gofmt -l $(git ls-files '*.go') 2>/dev/null || true)"
+# Tracked and new files alike (not the ignored ones).
+unformatted="$(gofmt -l $(git ls-files --cached --others --exclude-standard '*.go') 2>/dev/null || true)"
 if [ -n "$unformatted" ]; then
 	echo "lint: these files need gofmt -w:" >&2
 	echo "$unformatted" >&2

@@ -14,6 +14,7 @@ export KSHOP_TESTENV_POSTGRES_PORT="${KSHOP_RUN_POSTGRES_PORT:-14432}"
 export KSHOP_TESTENV_REDIS_PORT="${KSHOP_RUN_REDIS_PORT:-14379}"
 export KSHOP_TESTENV_RABBITMQ_PORT="${KSHOP_RUN_RABBITMQ_PORT:-14672}"
 kafka_addr="127.0.0.1:${KSHOP_RUN_KAFKA_PORT:-14092}"
+gateway_addr="127.0.0.1:${KSHOP_RUN_GATEWAY_PORT:-8080}"
 auth_addr="127.0.0.1:${KSHOP_RUN_AUTH_PORT:-8081}"
 product_addr="127.0.0.1:${KSHOP_RUN_PRODUCT_PORT:-8082}"
 order_addr="127.0.0.1:${KSHOP_RUN_ORDER_PORT:-8083}"
@@ -24,7 +25,11 @@ databases="auth product order mail"
 hack/install-deps.sh
 
 kshop_pid=""
+mailpit_pid=""
 stop_servers() {
+	if [ -n "$mailpit_pid" ]; then
+		kill -TERM "$mailpit_pid" 2>/dev/null || true
+	fi
 	if [ -n "$kshop_pid" ]; then
 		kill -TERM "$kshop_pid" 2>/dev/null || true
 		wait "$kshop_pid" 2>/dev/null || true
@@ -43,6 +48,13 @@ done
 redis_addr="127.0.0.1:$KSHOP_TESTENV_REDIS_PORT"
 amqp_url="amqp://guest:guest@127.0.0.1:$KSHOP_TESTENV_RABBITMQ_PORT/"
 
+mailpit="$(hack/tools.sh mailpit)"
+smtp_port="${KSHOP_RUN_SMTP_PORT:-1025}"
+inbox_addr="127.0.0.1:${KSHOP_RUN_INBOX_PORT:-8025}"
+"$mailpit" --smtp "127.0.0.1:$smtp_port" --listen "$inbox_addr" --disable-version-check --max 2000 \
+	>"$KSHOP_TESTENV_DIR/mailpit.log" 2>&1 &
+mailpit_pid=$!
+
 echo "run: building the kshop binary" >&2
 mkdir -p "$KSHOP_CACHE_DIR/bin"
 go build -o "$KSHOP_CACHE_DIR/bin/kshop" ./services/cmd/kshop
@@ -50,10 +62,12 @@ go build -o "$KSHOP_CACHE_DIR/bin/kshop" ./services/cmd/kshop
 cat >&2 <<EOF
 
 kshop development platform
+  gateway     http://$gateway_addr   (the API: curl -s http://$gateway_addr/products; docs at /openapi.json)
+  mail inbox  http://$inbox_addr   (Mailpit: every e-mail the platform sends)
   auth        http://$auth_addr   (try: curl -s http://$auth_addr/.well-known/jwks.json)
   product     http://$product_addr   (try: curl -s http://$product_addr/products)
   order       http://$order_addr   (docs/order.md)
-  mail        http://$mail_addr   (health and metrics; sends to SMTP ${KSHOP_MAIL_SMTP_HOST:-localhost}:${KSHOP_MAIL_SMTP_PORT:-1025})
+  mail        http://$mail_addr   (health and metrics; sends to Mailpit's SMTP on 127.0.0.1:$smtp_port)
   PostgreSQL  $pg_url/<service>   (databases: $databases)
   Redis       $redis_addr
   RabbitMQ    $amqp_url
@@ -81,6 +95,12 @@ export KSHOP_ORDER_AMQP_URL="$amqp_url"
 export KSHOP_MAIL_HTTP_ADDR="$mail_addr"
 export KSHOP_MAIL_DATABASE_URL="$pg_url/mail"
 export KSHOP_MAIL_AMQP_URL="$amqp_url"
+export KSHOP_MAIL_SMTP_HOST=127.0.0.1 KSHOP_MAIL_SMTP_PORT="$smtp_port" KSHOP_MAIL_SMTP_TLS=none
+export KSHOP_GATEWAY_HTTP_ADDR="$gateway_addr"
+export KSHOP_GATEWAY_REDIS_ADDRS="$redis_addr"
+export KSHOP_GATEWAY_AUTH_URL="http://$auth_addr"
+export KSHOP_GATEWAY_PRODUCT_URL="http://$product_addr"
+export KSHOP_GATEWAY_ORDER_URL="http://$order_addr"
 "$KSHOP_CACHE_DIR/bin/kshop" &
 kshop_pid=$!
 wait "$kshop_pid" || true

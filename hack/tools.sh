@@ -3,6 +3,7 @@
 # prints its path; later calls reuse the build.
 #
 #   hack/tools.sh staticcheck
+#   hack/tools.sh mailpit      (the SMTP sink with a web inbox that make run uses)
 set -euo pipefail
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/cachedir.sh
@@ -20,5 +21,6 @@ build() { # name package version
 
 case "${1:-}" in
 staticcheck) build staticcheck honnef.co/go/tools/cmd/staticcheck v0.8.2 ;;
-*) echo "usage: hack/tools.sh staticcheck" >&2; exit 2 ;;
+mailpit) build mailpit github.com/axllent/mailpit v1.27.11 ;;
+*) echo "usage: hack/tools.sh staticcheck|mailpit" >&2; exit 2 ;;
 esac

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kshop/kshop/services/auth"
+	"github.com/kshop/kshop/services/gateway"
 	"github.com/kshop/kshop/services/mail"
 	"github.com/kshop/kshop/services/order"
 	"github.com/kshop/kshop/services/platform/config"
@@ -48,6 +49,10 @@ func main() {
 	if err := config.Load(mail.Prefix, &mailCfg); err != nil {
 		config.Exit(err)
 	}
+	var gatewayCfg gateway.Config
+	if err := config.Load(gateway.Prefix, &gatewayCfg); err != nil {
+		config.Exit(err)
+	}
 	p := process.Start("kshop", "KSHOP", cfg.Log, cfg.OTel)
 	defer p.Close()
 	logger := p.Logger
@@ -76,13 +81,18 @@ func main() {
 	if err != nil {
 		config.Exit(err)
 	}
+	gatewayApp, err := gateway.New(gatewayCfg, logx.New(os.Stdout, "gateway", p.Level), prometheus.NewRegistry())
+	if err != nil {
+		config.Exit(err)
+	}
 
 	g, ctx := errgroup.WithContext(p.Context)
 	g.Go(func() error { return authApp.Run(ctx) })
 	g.Go(func() error { return productApp.Run(ctx) })
 	g.Go(func() error { return orderApp.Run(ctx) })
 	g.Go(func() error { return mailApp.Run(ctx) })
-	logger.Info("platform running", "auth", authCfg.HTTPAddr, "product", productCfg.HTTPAddr, "order", orderCfg.HTTPAddr, "mail", mailCfg.HTTPAddr)
+	g.Go(func() error { return gatewayApp.Run(ctx) })
+	logger.Info("platform running", "gateway", gatewayCfg.HTTPAddr, "auth", authCfg.HTTPAddr, "product", productCfg.HTTPAddr, "order", orderCfg.HTTPAddr, "mail", mailCfg.HTTPAddr)
 	if err := g.Wait(); err != nil {
 		p.Fail("a service stopped", err)
 	}

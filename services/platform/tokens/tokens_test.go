@@ -8,9 +8,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -336,5 +339,49 @@ func TestKeyFileReloadsWhenTheFileChanges(t *testing.T) {
 	}
 	if _, err := tokens.LoadKeyFile(filepath.Join(dir, "missing.json"), time.Second, quiet); err == nil {
 		t.Fatal("loading a missing file succeeded")
+	}
+}
+
+func TestRemoteKeySetFetchesOnUnknownKidButNotTooOften(t *testing.T) {
+	now := time.Now()
+	first := newKey(t, tokens.EdDSA, now.Add(-time.Hour))
+	var mu sync.Mutex
+	served := tokens.KeySet{Keys: []tokens.Key{first}}
+	fetches := 0
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		fetches++
+		doc, _ := served.Public().MarshalJWKS(false)
+		_, _ = w.Write(doc)
+	}))
+	defer server.Close()
+	remote := tokens.NewRemoteKeySet(server.URL)
+	remote.MinRefresh = 50 * time.Millisecond
+	ctx := context.Background()
+
+	if _, err := remote.Lookup(ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	second := newKey(t, tokens.ES256, now)
+	mu.Lock()
+	served = tokens.KeySet{Keys: []tokens.Key{second, first}}
+	mu.Unlock()
+	// Moments after a fetch, an unknown kid does not trigger another.
+	if _, err := remote.Lookup(ctx, "made-up"); err == nil {
+		t.Fatal("found a made-up kid")
+	}
+	time.Sleep(60 * time.Millisecond)
+	key, err := remote.Lookup(ctx, second.ID)
+	if err != nil || key.Private != nil || key.Algorithm != tokens.ES256 {
+		t.Fatalf("rotated key: %+v, %v", key, err)
+	}
+	for range 20 {
+		_, _ = remote.Lookup(ctx, "made-up-again")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fetches != 2 {
+		t.Fatalf("%d fetches, want 2 (start, then the rotated kid); unknown kids must not hammer auth", fetches)
 	}
 }

@@ -1,0 +1,125 @@
+// Package gateway is kshop's API gateway: one entrance that routes to the
+// services, verifies access tokens and passes the caller's identity on, limits
+// request rates across all gateway replicas, and answers in the contract's
+// envelope when an upstream fails (SPEC.md, Gateway routes).
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+
+	"github.com/kshop/kshop/services/platform/logx"
+	"github.com/kshop/kshop/services/platform/redisx"
+	"github.com/kshop/kshop/services/platform/telemetry"
+)
+
+// Prefix is where the gateway's environment variables live: KSHOP_GATEWAY_*.
+const Prefix = "KSHOP_GATEWAY"
+
+// Config is the gateway's configuration (docs/gateway.md).
+type Config struct {
+	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8080"`
+	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+	Redis           redisx.Config    `envconfig:"REDIS"`
+	Log             logx.Config      `envconfig:"LOG"`
+	OTel            telemetry.Config `envconfig:"OTEL"`
+
+	AuthURL    string `envconfig:"AUTH_URL" required:"true"`
+	ProductURL string `envconfig:"PRODUCT_URL" required:"true"`
+	OrderURL   string `envconfig:"ORDER_URL" required:"true"`
+	// Upstream timeouts: how long to wait for an upstream's response headers.
+	AuthTimeout    time.Duration `envconfig:"AUTH_TIMEOUT" default:"5s"`
+	ProductTimeout time.Duration `envconfig:"PRODUCT_TIMEOUT" default:"5s"`
+	OrderTimeout   time.Duration `envconfig:"ORDER_TIMEOUT" default:"10s"`
+
+	// JWKSURL is where the public keys are (default: the auth service's
+	// /.well-known/jwks.json); JWKSFile reads them from a file instead.
+	JWKSURL       string `envconfig:"JWKS_URL"`
+	JWKSFile      string `envconfig:"JWKS_FILE"`
+	TokenIssuer   string `envconfig:"TOKEN_ISSUER" default:"kshop-auth"`
+	TokenAudience string `envconfig:"TOKEN_AUDIENCE" default:"kshop"`
+
+	// RateLimits per route group and client, as group=N/period (s, m or h):
+	// a GCRA limit of N per period with a burst of N.
+	RateLimits string `envconfig:"RATE_LIMITS" default:"auth=20/m,products=100/s,orders=20/s"`
+	// RateLimitFailClosed refuses requests (503) while Redis is unreachable;
+	// the default lets them through and counts the failures.
+	RateLimitFailClosed bool `envconfig:"RATE_LIMIT_FAIL_CLOSED"`
+	// TrustedProxies may set X-Forwarded-For (CIDRs); by default nobody may,
+	// and the client address is the connection's.
+	TrustedProxies []string `envconfig:"TRUSTED_PROXIES"`
+	// CORSOrigins are the browser origins allowed to call the API ("*" for any).
+	CORSOrigins []string `envconfig:"CORS_ORIGINS"`
+	// BodyLimit caps request bodies in bytes.
+	BodyLimit int64 `envconfig:"BODY_LIMIT" default:"1048576"`
+
+	limits map[string]redis_rate.Limit
+}
+
+// Route groups, the unit of rate limiting.
+const (
+	GroupAuth     = "auth"
+	GroupProducts = "products"
+	GroupOrders   = "orders"
+)
+
+// Validate checks the URLs and parses the rate limits.
+func (c *Config) Validate() error {
+	var errs []error
+	for name, raw := range map[string]string{"AUTH_URL": c.AuthURL, "PRODUCT_URL": c.ProductURL, "ORDER_URL": c.OrderURL, "JWKS_URL": c.JWKSURL} {
+		if raw == "" && name == "JWKS_URL" {
+			continue
+		}
+		if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s_%s=%q must be an http(s) URL", Prefix, name, raw))
+		}
+	}
+	limits, err := ParseRateLimits(c.RateLimits)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("%s_RATE_LIMITS: %w", Prefix, err))
+	}
+	c.limits = limits
+	return errors.Join(errs...)
+}
+
+// ParseRateLimits reads "auth=20/m,products=100/s,orders=20/s". A group left
+// out is not limited.
+func ParseRateLimits(spec string) (map[string]redis_rate.Limit, error) {
+	limits := map[string]redis_rate.Limit{}
+	for _, part := range strings.Split(spec, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		group, rule, ok := strings.Cut(part, "=")
+		count, period, ok2 := strings.Cut(rule, "/")
+		n, err := strconv.Atoi(count)
+		if !ok || !ok2 || err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not group=N/period", part)
+		}
+		switch group {
+		case GroupAuth, GroupProducts, GroupOrders:
+		default:
+			return nil, fmt.Errorf("%q: unknown group %q (auth, products, orders)", part, group)
+		}
+		var d time.Duration
+		switch period {
+		case "s":
+			d = time.Second
+		case "m":
+			d = time.Minute
+		case "h":
+			d = time.Hour
+		default:
+			return nil, fmt.Errorf("%q: period must be s, m or h", part)
+		}
+		limits[group] = redis_rate.Limit{Rate: n, Burst: n, Period: d}
+	}
+	return limits, nil
+}

@@ -1,0 +1,276 @@
+package gateway
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/httpx"
+	"github.com/kshop/kshop/services/platform/identity"
+	"github.com/kshop/kshop/services/platform/redisx"
+	"github.com/kshop/kshop/services/platform/tokens"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// App is one running gateway.
+type App struct {
+	Handler http.Handler
+
+	cfg      Config
+	redis    redis.UniversalClient
+	limiter  *redis_rate.Limiter
+	verifier *tokens.Verifier
+	metrics  *metrics
+	logger   *slog.Logger
+}
+
+type metrics struct {
+	upstreamErrors *prometheus.CounterVec
+	rateLimited    *prometheus.CounterVec
+	limiterErrors  prometheus.Counter
+	rejectedTokens *prometheus.CounterVec
+}
+
+func newMetrics(registry *prometheus.Registry) *metrics {
+	m := &metrics{
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_gateway_upstream_errors_total", Help: "Proxied requests that failed, by upstream and kind (unavailable, timeout)."}, []string{"upstream", "kind"}),
+		rateLimited:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_gateway_rate_limited_total", Help: "Requests refused with 429, by route group."}, []string{"group"}),
+		limiterErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_gateway_rate_limiter_errors_total", Help: "Rate-limit checks that could not reach Redis (the request went through unless failing closed)."}),
+		rejectedTokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_gateway_rejected_tokens_total", Help: "Requests refused for their token, by reason (missing, malformed, expired, invalid)."}, []string{"reason"}),
+	}
+	if registry != nil {
+		registry.MustRegister(m.upstreamErrors, m.rateLimited, m.limiterErrors, m.rejectedTokens)
+	}
+	return m
+}
+
+// New wires the gateway. Upstreams and Redis may be down: requests then get
+// 502 and (by default) no rate limit, never a crash.
+func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, error) {
+	if cfg.limits == nil {
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	app := &App{cfg: cfg, redis: redisx.NewClient(cfg.Redis), metrics: newMetrics(registry), logger: logger}
+	app.limiter = redis_rate.NewLimiter(app.redis)
+
+	var keys tokens.PublicKeys
+	var keysReady func(context.Context) error
+	switch {
+	case cfg.JWKSFile != "":
+		file, err := tokens.LoadKeyFile(cfg.JWKSFile, 10*time.Second, logger)
+		if err != nil {
+			return nil, fmt.Errorf("%s_JWKS_FILE: %w", Prefix, err)
+		}
+		keys, keysReady = tokens.KeySetLookup{Source: file}, func(context.Context) error { return nil }
+	default:
+		jwksURL := cfg.JWKSURL
+		if jwksURL == "" {
+			jwksURL = strings.TrimSuffix(cfg.AuthURL, "/") + "/.well-known/jwks.json"
+		}
+		remote := tokens.NewRemoteKeySet(jwksURL)
+		keys, keysReady = remote, remote.Ready
+	}
+	app.verifier = &tokens.Verifier{Keys: keys, Issuer: cfg.TokenIssuer, Audience: cfg.TokenAudience, Leeway: 30 * time.Second}
+
+	upstreams := map[string]*upstream{}
+	for _, u := range []struct {
+		name, raw, strip string
+		timeout          time.Duration
+	}{
+		{"auth", cfg.AuthURL, "/auth", cfg.AuthTimeout},
+		{"product", cfg.ProductURL, "", cfg.ProductTimeout},
+		{"order", cfg.OrderURL, "", cfg.OrderTimeout},
+	} {
+		target, err := url.Parse(u.raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s upstream %q: %w", u.name, u.raw, err)
+		}
+		upstreams[u.name] = newUpstream(u.name, target, u.strip, u.timeout, app.metrics.upstreamErrors, logger)
+	}
+
+	engine := httpx.NewEngine(httpx.Options{
+		Service: "gateway", Logger: logger, Registerer: registry, Gatherer: registry, BodyLimit: cfg.BodyLimit,
+		Ready: map[string]func(context.Context) error{"jwks": keysReady},
+	})
+	if err := engine.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("%s_TRUSTED_PROXIES: %w", Prefix, err)
+	}
+	if len(cfg.CORSOrigins) > 0 {
+		engine.Use(cors(cfg.CORSOrigins))
+	}
+	engine.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", openAPI) })
+
+	public, user, admin := app.authenticate(false), app.authenticate(true), app.authenticate(true, identity.RoleAdmin)
+	forward := func(u *upstream) gin.HandlerFunc {
+		return func(c *gin.Context) { u.proxy.ServeHTTP(c.Writer, c.Request) }
+	}
+	auth, products, orders := upstreams["auth"], upstreams["product"], upstreams["order"]
+	engine.Any("/auth/*path", public, app.rateLimit(GroupAuth), forward(auth))
+	engine.GET("/products", public, app.rateLimit(GroupProducts), forward(products))
+	engine.GET("/products/:id", public, app.rateLimit(GroupProducts), forward(products))
+	engine.POST("/products", admin, app.rateLimit(GroupProducts), forward(products))
+	engine.PUT("/products/:id", admin, app.rateLimit(GroupProducts), forward(products))
+	engine.DELETE("/products/:id", admin, app.rateLimit(GroupProducts), forward(products))
+	engine.Any("/orders", user, app.rateLimit(GroupOrders), forward(orders))
+	engine.Any("/orders/*path", user, app.rateLimit(GroupOrders), forward(orders))
+	app.Handler = engine
+	return app, nil
+}
+
+var identityHeaders = []string{identity.HeaderUserID, identity.HeaderEmail, identity.HeaderRoles}
+
+const userKey = "gateway.user"
+
+// authenticate ALWAYS removes the identity headers the client sent, then
+// verifies the bearer token when there is one (a present but bad token is 401
+// even on a public route) and passes the verified identity upstream. required
+// makes a token mandatory; roles, when given, must include one the user holds.
+func (a *App) authenticate(required bool, roles ...string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		for _, h := range identityHeaders {
+			c.Request.Header.Del(h)
+		}
+		raw := c.GetHeader("Authorization")
+		if raw == "" {
+			if required {
+				a.refuse(c, "missing")
+				return
+			}
+			c.Next()
+			return
+		}
+		token, ok := strings.CutPrefix(raw, "Bearer ")
+		if !ok || strings.TrimSpace(token) == "" {
+			a.refuse(c, "malformed")
+			return
+		}
+		claims, err := a.verifier.Verify(c.Request.Context(), strings.TrimSpace(token))
+		if err != nil {
+			reason := "invalid"
+			if errors.Is(err, tokens.ErrExpired) {
+				reason = "expired"
+			}
+			a.logger.DebugContext(c.Request.Context(), "token refused", "reason", reason, "error", err)
+			a.refuse(c, reason)
+			return
+		}
+		id, err := strconv.ParseInt(claims.Subject, 10, 64)
+		if err != nil || id <= 0 {
+			a.refuse(c, "invalid")
+			return
+		}
+		u := identity.User{ID: id, Email: claims.Email, Roles: claims.Roles}
+		if len(roles) > 0 && !slices.ContainsFunc(roles, u.HasRole) {
+			httpx.Fail(c, http.StatusForbidden, httpx.MsgForbidden)
+			return
+		}
+		u.Header(c.Request.Header)
+		c.Set(userKey, u)
+		c.Next()
+	}
+}
+
+func (a *App) refuse(c *gin.Context, reason string) {
+	a.metrics.rejectedTokens.WithLabelValues(reason).Inc()
+	c.Header("WWW-Authenticate", `Bearer realm="kshop"`)
+	httpx.Fail(c, http.StatusUnauthorized, httpx.MsgUnauthorized)
+}
+
+// rateLimit applies the group's limit per client: the user when authenticated,
+// otherwise the client address. The counters live in Redis (GCRA), so every
+// gateway replica enforces one shared limit.
+func (a *App) rateLimit(group string) gin.HandlerFunc {
+	limit, limited := a.cfg.limits[group]
+	return func(c *gin.Context) {
+		if !limited {
+			c.Next()
+			return
+		}
+		client := "ip:" + c.ClientIP()
+		if u, ok := c.Get(userKey); ok {
+			client = "user:" + strconv.FormatInt(u.(identity.User).ID, 10)
+		}
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 250*time.Millisecond)
+		res, err := a.limiter.Allow(ctx, events.RateLimitPrefix+group+":"+client, limit)
+		cancel()
+		if err != nil {
+			a.metrics.limiterErrors.Inc()
+			a.logger.WarnContext(c.Request.Context(), "rate limiter unavailable", "fail_closed", a.cfg.RateLimitFailClosed, "error", err)
+			if a.cfg.RateLimitFailClosed {
+				httpx.Fail(c, http.StatusServiceUnavailable, "rate limiter unavailable")
+				return
+			}
+			c.Next()
+			return
+		}
+		c.Header("RateLimit-Limit", strconv.Itoa(limit.Rate))
+		c.Header("RateLimit-Remaining", strconv.Itoa(res.Remaining))
+		c.Header("RateLimit-Reset", strconv.Itoa(int(math.Ceil(res.ResetAfter.Seconds()))))
+		if res.Allowed == 0 {
+			a.metrics.rateLimited.WithLabelValues(group).Inc()
+			c.Header("Retry-After", strconv.Itoa(max(1, int(math.Ceil(res.RetryAfter.Seconds())))))
+			httpx.Fail(c, http.StatusTooManyRequests, "too many requests")
+			return
+		}
+		c.Next()
+	}
+}
+
+// cors answers browsers from the allowed origins, preflights included.
+func cors(origins []string) gin.HandlerFunc {
+	anyOrigin := slices.Contains(origins, "*")
+	return func(c *gin.Context) {
+		origin := c.GetHeader("Origin")
+		if origin == "" || (!anyOrigin && !slices.Contains(origins, origin)) {
+			c.Next()
+			return
+		}
+		h := c.Writer.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Add("Vary", "Origin")
+		h.Set("Access-Control-Expose-Headers", "X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After")
+		if c.Request.Method == http.MethodOptions && c.GetHeader("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-ID")
+			h.Set("Access-Control-Max-Age", "600")
+			c.AbortWithStatus(http.StatusNoContent)
+			return
+		}
+		c.Next()
+	}
+}
+
+// Run serves on cfg.HTTPAddr until ctx ends.
+func (a *App) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("%s_HTTP_ADDR=%s: %w", Prefix, a.cfg.HTTPAddr, err)
+	}
+	return a.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	defer a.redis.Close()
+	return httpx.ServeListener(ctx, ln, a.Handler, a.cfg.ShutdownTimeout, a.logger)
+}

@@ -1,0 +1,478 @@
+package gateway_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kshop/kshop/services/gateway"
+	"github.com/kshop/kshop/services/platform/apitest"
+	"github.com/kshop/kshop/services/platform/redisx"
+	"github.com/kshop/kshop/services/platform/telemetry"
+	"github.com/kshop/kshop/services/platform/testenv"
+	"github.com/kshop/kshop/services/platform/tokens"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestMain(m *testing.M) {
+	// A real tracer provider, so trace context has something to carry.
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "gateway-test", SampleRatio: 1})
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	_ = tel.Shutdown(context.Background())
+	os.Exit(code)
+}
+
+// upstream is a real HTTP server standing in for a service: it records what
+// reached it and answers as told.
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []*http.Request
+	// answer writes the response; nil answers 200 {"data":{"ok":true}}.
+	answer func(w http.ResponseWriter, r *http.Request)
+}
+
+func newUpstream(t testing.TB) *upstream {
+	t.Helper()
+	u := &upstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		u.mu.Lock()
+		u.seen = append(u.seen, r.Clone(context.Background()))
+		answer := u.answer
+		u.mu.Unlock()
+		if answer != nil {
+			answer(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Request-ID", r.Header.Get("X-Request-ID"))
+		_, _ = w.Write([]byte(`{"data":{"ok":true}}`))
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstream) last(t testing.TB) *http.Request {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.seen) == 0 {
+		t.Fatal("the upstream was not called")
+	}
+	return u.seen[len(u.seen)-1]
+}
+
+func (u *upstream) calls() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.seen)
+}
+
+type world struct {
+	auth, product, order *upstream
+	key                  tokens.Key
+	cfg                  gateway.Config
+	registry             *prometheus.Registry
+}
+
+// newWorld serves the auth upstream's JWKS from a real key and returns a config
+// pointing the gateway at the three upstreams.
+func newWorld(t testing.TB) *world {
+	t.Helper()
+	key, err := tokens.GenerateKey(tokens.EdDSA, time.Now(), time.Now().Add(-time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{auth: newUpstream(t), product: newUpstream(t), order: newUpstream(t), key: key}
+	jwks, _ := tokens.KeySet{Keys: []tokens.Key{key}}.Public().MarshalJWKS(false)
+	w.auth.answer = func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/.well-known/jwks.json" {
+			_, _ = rw.Write(jwks)
+			return
+		}
+		_, _ = rw.Write([]byte(`{"data":{"path":"` + r.URL.Path + `"}}`))
+	}
+	w.cfg = gateway.Config{
+		ShutdownTimeout: 5 * time.Second,
+		Redis:           redisx.Config{Addrs: []string{testenv.RedisAddr(t)}},
+		AuthURL:         w.auth.URL, ProductURL: w.product.URL, OrderURL: w.order.URL,
+		AuthTimeout: 5 * time.Second, ProductTimeout: 5 * time.Second, OrderTimeout: 5 * time.Second,
+		TokenIssuer: "kshop-auth", TokenAudience: "kshop",
+		RateLimits: "auth=1000/s,products=1000/s,orders=1000/s",
+		BodyLimit:  1 << 20,
+	}
+	return w
+}
+
+func (w *world) start(t testing.TB) *apitest.Client {
+	t.Helper()
+	cfg := w.cfg
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	w.registry = prometheus.NewRegistry()
+	app, err := gateway.New(cfg, quiet, w.registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return apitest.Start(t, app.Serve)
+}
+
+func (w *world) token(t testing.TB, userID int64, roles ...string) string {
+	t.Helper()
+	signer := &tokens.Signer{Keys: tokens.Static(tokens.KeySet{Keys: []tokens.Key{w.key}}), Issuer: "kshop-auth", Audience: "kshop", TTL: time.Hour}
+	token, _, err := signer.Sign(fmt.Sprint(userID), fmt.Sprintf("user%d@example.com", userID), append([]string{"customer"}, roles...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
+func call(t testing.TB, c *apitest.Client, method, path, token string, header map[string]string) apitest.Reply {
+	t.Helper()
+	h := http.Header{}
+	if token != "" {
+		h.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range header {
+		h.Set(k, v)
+	}
+	var body []byte
+	contentType := ""
+	if method == http.MethodPost || method == http.MethodPut {
+		body, contentType = []byte(`{}`), "application/json"
+	}
+	return c.Send(t, method, path, contentType, body, h)
+}
+
+func TestRoutesIdentityAndHeaders(t *testing.T) {
+	w := newWorld(t)
+	gw := w.start(t)
+	spoof := map[string]string{"X-User-ID": "1", "X-User-Roles": "admin", "X-User-Email": "root@example.com", "X-Forwarded-For": "10.9.9.9"}
+
+	call(t, gw, http.MethodGet, "/products/5?x=1", "", spoof).Expect(t, http.StatusOK, "")
+	seen := w.product.last(t)
+	if seen.URL.Path != "/products/5" || seen.URL.RawQuery != "x=1" {
+		t.Fatalf("upstream got %s", seen.URL)
+	}
+	for _, h := range []string{"X-User-ID", "X-User-Roles", "X-User-Email"} {
+		if v := seen.Header.Get(h); v != "" {
+			t.Fatalf("a spoofed %s=%q reached the upstream", h, v)
+		}
+	}
+	if xff := seen.Header.Get("X-Forwarded-For"); strings.Contains(xff, "10.9.9.9") || !strings.HasPrefix(xff, "127.0.0.1") {
+		t.Fatalf("X-Forwarded-For %q: the client's own value must be replaced by its address", xff)
+	}
+
+	token := w.token(t, 42)
+	r := call(t, gw, http.MethodGet, "/orders/7", token, map[string]string{"X-User-ID": "1", "X-Request-ID": "trace-me-123"}).Expect(t, http.StatusOK, "")
+	seen = w.order.last(t)
+	if seen.Header.Get("X-User-ID") != "42" || seen.Header.Get("X-User-Email") != "user42@example.com" || seen.Header.Get("X-User-Roles") != "customer" {
+		t.Fatalf("identity upstream: %v", seen.Header)
+	}
+	if seen.Header.Get("X-Request-ID") != "trace-me-123" || r.Header.Values("X-Request-ID")[0] != "trace-me-123" || len(r.Header.Values("X-Request-ID")) != 1 {
+		t.Fatalf("request id: upstream %q, response %q", seen.Header.Get("X-Request-ID"), r.Header.Values("X-Request-ID"))
+	}
+	if seen.Header.Get("Traceparent") == "" {
+		t.Error("no trace context passed upstream")
+	}
+	if seen.Header.Get("Authorization") == "" {
+		t.Error("the token should reach the upstream too")
+	}
+
+	auth := call(t, gw, http.MethodPost, "/auth/login", "", nil).Expect(t, http.StatusOK, "")
+	if !strings.Contains(string(auth.Raw), `"path":"/login"`) {
+		t.Fatalf("/auth prefix not stripped: %s", auth.Raw)
+	}
+
+	call(t, gw, http.MethodGet, "/orders", "", nil).Expect(t, http.StatusUnauthorized, "unauthorized")
+	call(t, gw, http.MethodPost, "/products", token, nil).Expect(t, http.StatusForbidden, "forbidden")
+	before := w.product.calls()
+	call(t, gw, http.MethodPost, "/products", w.token(t, 1, "admin"), nil).Expect(t, http.StatusOK, "")
+	if w.product.calls() != before+1 || w.product.last(t).Header.Get("X-User-Roles") != "customer,admin" {
+		t.Fatal("an admin's write did not reach the product service as admin")
+	}
+	call(t, gw, http.MethodGet, "/nowhere", "", nil).Expect(t, http.StatusNotFound, "route not found")
+	call(t, gw, http.MethodPatch, "/products/1", "", nil).Expect(t, http.StatusMethodNotAllowed, "")
+}
+
+func TestHostileTokensAreRefused(t *testing.T) {
+	w := newWorld(t)
+	gw := w.start(t)
+	now := time.Now()
+	claims := func(mutate func(*tokens.Claims)) tokens.Claims {
+		c := tokens.Claims{Email: "x@example.com", Roles: []string{"customer", "admin"}, RegisteredClaims: jwt.RegisteredClaims{
+			Subject: "1", Issuer: "kshop-auth", Audience: jwt.ClaimStrings{"kshop"},
+			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
+		}}
+		if mutate != nil {
+			mutate(&c)
+		}
+		return c
+	}
+	sign := func(method jwt.SigningMethod, c tokens.Claims, kid string, secret any) string {
+		tok := jwt.NewWithClaims(method, c)
+		tok.Header["kid"] = kid
+		s, err := tok.SignedString(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	other, _ := tokens.GenerateKey(tokens.EdDSA, now, now)
+	for name, token := range map[string]string{
+		"forged with another key":   sign(jwt.SigningMethodEdDSA, claims(nil), w.key.ID, other.Private),
+		"expired":                   sign(jwt.SigningMethodEdDSA, claims(func(c *tokens.Claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Hour)) }), w.key.ID, w.key.Private),
+		"alg none":                  sign(jwt.SigningMethodNone, claims(nil), w.key.ID, jwt.UnsafeAllowNoneSignatureType),
+		"HS256 with the public key": sign(jwt.SigningMethodHS256, claims(nil), w.key.ID, []byte(w.key.Public.(ed25519.PublicKey))),
+		"wrong audience":            sign(jwt.SigningMethodEdDSA, claims(func(c *tokens.Claims) { c.Audience = jwt.ClaimStrings{"other"} }), w.key.ID, w.key.Private),
+		"wrong issuer":              sign(jwt.SigningMethodEdDSA, claims(func(c *tokens.Claims) { c.Issuer = "evil" }), w.key.ID, w.key.Private),
+		"non-numeric subject":       sign(jwt.SigningMethodEdDSA, claims(func(c *tokens.Claims) { c.Subject = "admin" }), w.key.ID, w.key.Private),
+		"garbage":                   "not-a-jwt",
+	} {
+		t.Run(name, func(t *testing.T) {
+			before := w.order.calls() + w.product.calls()
+			call(t, gw, http.MethodGet, "/orders", token, nil).Expect(t, http.StatusUnauthorized, "unauthorized")
+			// A bad token is refused even where no token is needed.
+			call(t, gw, http.MethodGet, "/products", token, nil).Expect(t, http.StatusUnauthorized, "unauthorized")
+			if after := w.order.calls() + w.product.calls(); after != before {
+				t.Fatal("a refused request reached an upstream")
+			}
+		})
+	}
+	r := gw.Send(t, http.MethodGet, "/orders", "", nil, http.Header{"Authorization": {"Basic dXNlcjpwYXNz"}})
+	r.Expect(t, http.StatusUnauthorized, "unauthorized")
+	if r.Header.Get("WWW-Authenticate") == "" {
+		t.Error("401 without WWW-Authenticate")
+	}
+}
+
+func TestRateLimitHoldsAcrossTwoGateways(t *testing.T) {
+	w := newWorld(t)
+	w.cfg.RateLimits = "orders=5/m,products=1000/s,auth=1000/s"
+	first, second := w.start(t), w.start(t)
+	user := time.Now().UnixNano() % 1_000_000_000 // fresh counters on a shared Redis
+	token := w.token(t, user)
+	statuses := map[int]int{}
+	var limited apitest.Reply
+	for i := range 10 {
+		gw := first
+		if i%2 == 1 {
+			gw = second
+		}
+		r := call(t, gw, http.MethodGet, "/orders", token, nil)
+		statuses[r.Status]++
+		if r.Status == http.StatusTooManyRequests {
+			limited = r
+		} else if r.Header.Get("RateLimit-Limit") != "5" || r.Header.Get("RateLimit-Remaining") == "" {
+			t.Fatalf("RateLimit headers %v", r.Header)
+		}
+	}
+	if statuses[http.StatusOK] != 5 || statuses[http.StatusTooManyRequests] != 5 {
+		t.Fatalf("statuses %v, want 5 allowed and 5 limited across both gateways", statuses)
+	}
+	if limited.Header.Get("Retry-After") == "" || limited.Header.Get("RateLimit-Remaining") != "0" || limited.Body.Message != "too many requests" {
+		t.Fatalf("429 answer: %v %s", limited.Header, limited.Raw)
+	}
+	// Another user has a budget of their own.
+	call(t, first, http.MethodGet, "/orders", w.token(t, user+1), nil).Expect(t, http.StatusOK, "")
+}
+
+func TestRedisDownFailsOpenOrClosed(t *testing.T) {
+	w := newWorld(t)
+	w.cfg.Redis.Addrs = []string{"127.0.0.1:1"}
+	open := w.start(t)
+	call(t, open, http.MethodGet, "/products", "", nil).Expect(t, http.StatusOK, "")
+	metrics := call(t, open, http.MethodGet, "/metrics", "", nil)
+	if !strings.Contains(string(metrics.Raw), "kshop_gateway_rate_limiter_errors_total 1") {
+		t.Fatal("the fail-open request was not counted")
+	}
+	w.cfg.RateLimitFailClosed = true
+	closed := w.start(t)
+	call(t, closed, http.MethodGet, "/products", "", nil).Expect(t, http.StatusServiceUnavailable, "rate limiter unavailable")
+}
+
+func TestDeadUpstreamIs502AndSlowUpstreamIs504(t *testing.T) {
+	w := newWorld(t)
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadURL := "http://" + dead.Addr().String()
+	dead.Close()
+	w.cfg.ProductURL = deadURL
+	w.cfg.OrderTimeout = 300 * time.Millisecond
+	release := make(chan struct{})
+	w.order.answer = func(rw http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}
+	defer close(release)
+	gw := w.start(t)
+
+	started := time.Now()
+	call(t, gw, http.MethodGet, "/products/1", "", nil).Expect(t, http.StatusBadGateway, "upstream unavailable")
+	if elapsed := time.Since(started); elapsed > w.cfg.ProductTimeout {
+		t.Fatalf("502 after %v: a refused connection must not wait for the timeout", elapsed)
+	}
+	call(t, gw, http.MethodGet, "/orders", w.token(t, 5), nil).Expect(t, http.StatusGatewayTimeout, "upstream timed out")
+	metrics := string(call(t, gw, http.MethodGet, "/metrics", "", nil).Raw)
+	for _, want := range []string{`kshop_gateway_upstream_errors_total{kind="unavailable",upstream="product"} 1`, `kshop_gateway_upstream_errors_total{kind="timeout",upstream="order"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestLargeResponsesStreamThrough(t *testing.T) {
+	w := newWorld(t)
+	firstPartSeen := make(chan struct{})
+	w.product.answer = func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "application/octet-stream")
+		chunk := strings.Repeat("x", 256<<10)
+		_, _ = io.WriteString(rw, chunk)
+		rw.(http.Flusher).Flush()
+		// The rest only comes once the client has the first part: a gateway
+		// that buffered the whole response would wait here for ever.
+		select {
+		case <-firstPartSeen:
+		case <-time.After(10 * time.Second):
+			return
+		}
+		for range 32 {
+			_, _ = io.WriteString(rw, chunk)
+		}
+	}
+	gw := w.start(t)
+	resp, err := http.Get(gw.Base + "/products/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 256<<10)
+	got := make(chan error, 1)
+	go func() { _, err := io.ReadFull(resp.Body, buf); got <- err }()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first part did not arrive while the upstream was still writing: the gateway buffers responses")
+	}
+	close(firstPartSeen)
+	rest, err := io.Copy(io.Discard, resp.Body)
+	if err != nil || rest != 32*256<<10 {
+		t.Fatalf("rest of the body: %d bytes, %v", rest, err)
+	}
+}
+
+func TestUpstreamErrorsBecomeTheEnvelope(t *testing.T) {
+	w := newWorld(t)
+	w.product.answer = func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "text/html")
+		rw.Header().Set("Server", "secret-server/1.2")
+		rw.WriteHeader(http.StatusInternalServerError)
+		_, _ = io.WriteString(rw, "<html>stack trace</html>")
+	}
+	gw := w.start(t)
+	r := call(t, gw, http.MethodGet, "/products/1", "", nil).Expect(t, http.StatusInternalServerError, "internal server error")
+	if strings.Contains(string(r.Raw), "stack trace") || r.Header.Get("Server") != "" {
+		t.Fatalf("upstream internals leaked: %v %s", r.Header, r.Raw)
+	}
+}
+
+func TestBodyLimitAndCORS(t *testing.T) {
+	w := newWorld(t)
+	w.cfg.CORSOrigins = []string{"https://shop.example.com"}
+	gw := w.start(t)
+	big := `{"name":"` + strings.Repeat("x", 2<<20) + `"}`
+	gw.Send(t, http.MethodPost, "/auth/register", "application/json", []byte(big), nil).Expect(t, http.StatusRequestEntityTooLarge, "")
+
+	pre := gw.Send(t, http.MethodOptions, "/orders", "", nil, http.Header{"Origin": {"https://shop.example.com"}, "Access-Control-Request-Method": {"POST"}})
+	if pre.Status != http.StatusNoContent || pre.Header.Get("Access-Control-Allow-Origin") != "https://shop.example.com" || !strings.Contains(pre.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+		t.Fatalf("preflight: %d %v", pre.Status, pre.Header)
+	}
+	other := gw.Send(t, http.MethodGet, "/products", "", nil, http.Header{"Origin": {"https://evil.example.com"}})
+	if other.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatal("CORS allowed an origin not on the list")
+	}
+}
+
+func TestOpenAPIDocumentIsValidAndCoversTheContract(t *testing.T) {
+	w := newWorld(t)
+	gw := w.start(t)
+	r := call(t, gw, http.MethodGet, "/openapi.json", "", nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("status %d", r.Status)
+	}
+	doc, err := openapi3.NewLoader().LoadFromData(r.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("invalid OpenAPI document: %v", err)
+	}
+	for path, methods := range map[string][]string{
+		"/auth/register": {"POST"}, "/auth/verify": {"POST"}, "/auth/resend-verification": {"POST"}, "/auth/login": {"POST"},
+		"/products": {"GET", "POST"}, "/products/{id}": {"GET", "PUT", "DELETE"},
+		"/orders": {"GET", "POST"}, "/orders/{id}": {"GET"}, "/orders/pay": {"POST"}, "/orders/cancel": {"POST"},
+	} {
+		item := doc.Paths.Find(path)
+		if item == nil {
+			t.Errorf("path %s missing", path)
+			continue
+		}
+		for _, m := range methods {
+			if item.GetOperation(m) == nil {
+				t.Errorf("%s %s missing", m, path)
+			}
+		}
+	}
+}
+
+func TestJWKSFromAFileAndConfigErrors(t *testing.T) {
+	w := newWorld(t)
+	path := filepath.Join(t.TempDir(), "jwks.json")
+	doc, _ := tokens.KeySet{Keys: []tokens.Key{w.key}}.Public().MarshalJWKS(false)
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.cfg.JWKSFile = path
+	w.cfg.AuthURL = "http://127.0.0.1:1" // the JWKS no longer comes from auth
+	gw := w.start(t)
+	call(t, gw, http.MethodGet, "/orders", w.token(t, 9), nil).Expect(t, http.StatusOK, "")
+
+	for name, mutate := range map[string]func(*gateway.Config){
+		"bad upstream URL": func(c *gateway.Config) { c.OrderURL = "orders.local" },
+		"bad rate limit":   func(c *gateway.Config) { c.RateLimits = "orders=fast" },
+		"unknown group":    func(c *gateway.Config) { c.RateLimits = "admin=5/s" },
+		"bad period":       func(c *gateway.Config) { c.RateLimits = "orders=5/d" },
+	} {
+		cfg := w.cfg
+		mutate(&cfg)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "KSHOP_GATEWAY_") {
+			t.Errorf("%s: %v, want an error naming the variable", name, err)
+		}
+	}
+}

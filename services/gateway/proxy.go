@@ -1,0 +1,118 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/kshop/kshop/services/platform/httpx"
+)
+
+// upstream is one service behind the gateway.
+type upstream struct {
+	name  string
+	proxy *httputil.ReverseProxy
+}
+
+// newUpstream builds a pooled reverse proxy to target. stripPrefix is removed
+// from the path (/auth/login reaches auth as /login). timeout bounds the wait
+// for the response headers only, so a large response can stream for as long as
+// it takes.
+func newUpstream(name string, target *url.URL, stripPrefix string, timeout time.Duration, errorsTotal *prometheus.CounterVec, logger *slog.Logger) *upstream {
+	transport := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: timeout,
+		ExpectContinueTimeout: time.Second,
+	}
+	u := &upstream{name: name}
+	u.proxy = &httputil.ReverseProxy{
+		// Rewrite (not Director): the incoming X-Forwarded-* headers are dropped
+		// before it runs, so a client cannot forge them.
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			if stripPrefix != "" {
+				pr.Out.URL.Path = "/" + strings.TrimPrefix(strings.TrimPrefix(pr.In.URL.Path, stripPrefix), "/")
+				pr.Out.URL.RawPath = ""
+			}
+			pr.SetXForwarded()
+			pr.Out.Header.Set(httpx.HeaderRequestID, httpx.RequestID(pr.In.Context()))
+		},
+		// The client span and the traceparent header for the upstream.
+		Transport:      otelhttp.NewTransport(transport),
+		ModifyResponse: normaliseResponse,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			status, message, kind := classify(err)
+			if kind == "" {
+				return // the client went away; nobody to answer
+			}
+			if errorsTotal != nil {
+				errorsTotal.WithLabelValues(name, kind).Inc()
+			}
+			logger.WarnContext(r.Context(), "upstream request failed", "upstream", name, "kind", kind, "error", err)
+			writeEnvelope(w, status, message)
+		},
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return u
+}
+
+// classify turns a proxy error into the answer: 504 when the upstream was too
+// slow, 413 when the body was too large, 502 when it could not be reached.
+func classify(err error) (status int, message, kind string) {
+	var tooLarge *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		return 0, "", ""
+	case errors.As(err, &tooLarge):
+		return http.StatusRequestEntityTooLarge, httpx.MsgBodyTooLarge, "body_too_large"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return http.StatusGatewayTimeout, "upstream timed out", "timeout"
+	default:
+		return http.StatusBadGateway, "upstream unavailable", "unavailable"
+	}
+}
+
+// normaliseResponse keeps internal details out of responses and makes every
+// error answer the contract's envelope, whatever produced it upstream.
+func normaliseResponse(resp *http.Response) error {
+	resp.Header.Del("Server")
+	resp.Header.Del("X-Powered-By")
+	// The gateway already set X-Request-ID on its answer (the same id).
+	resp.Header.Del(httpx.HeaderRequestID)
+	if resp.StatusCode < 400 || strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		return nil
+	}
+	_ = resp.Body.Close()
+	body, _ := json.Marshal(httpx.Response{Message: strings.ToLower(http.StatusText(resp.StatusCode))})
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	resp.Header.Set("Content-Type", "application/json; charset=utf-8")
+	resp.Header.Del("Content-Encoding")
+	return nil
+}
+
+func writeEnvelope(w http.ResponseWriter, status int, message string) {
+	body, _ := json.Marshal(httpx.Response{Message: message})
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
