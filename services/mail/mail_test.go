@@ -6,15 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	netmail "net/mail"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,87 +20,14 @@ import (
 	"github.com/kshop/kshop/services/mail"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/smtptest"
 	"github.com/kshop/kshop/services/platform/testenv"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// smtpServer is a real SMTP server in the test process that records what it
-// accepts and can be told to fail.
-type smtpServer struct {
-	addr string
-	mu   sync.Mutex
-	// fail decides the answer to DATA for the n-th attempt (from 1); nil accepts.
-	fail     func(n int, to string) error
-	attempts []time.Time
-	received []received
-}
-
-type received struct {
-	from, to string
-	msg      *netmail.Message
-	body     string
-}
-
-func newSMTPServer(t testing.TB) *smtpServer {
-	t.Helper()
-	s := &smtpServer{}
-	server := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{server: s}, nil }))
-	server.Domain = "localhost"
-	server.AllowInsecureAuth = true
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = ln.Addr().String()
-	go func() { _ = server.Serve(ln) }()
-	t.Cleanup(func() { server.Close() })
-	return s
-}
-
-type session struct {
-	server   *smtpServer
-	from, to string
-}
-
-func (s *session) Mail(from string, _ *smtp.MailOptions) error { s.from = from; return nil }
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error   { s.to = to; return nil }
-func (s *session) Reset()                                      {}
-func (s *session) Logout() error                               { return nil }
-
-func (s *session) Data(r io.Reader) error {
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	srv := s.server
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	srv.attempts = append(srv.attempts, time.Now())
-	if srv.fail != nil {
-		if err := srv.fail(len(srv.attempts), s.to); err != nil {
-			return err
-		}
-	}
-	msg, err := netmail.ReadMessage(strings.NewReader(string(raw)))
-	if err != nil {
-		return err
-	}
-	srv.received = append(srv.received, received{from: s.from, to: s.to, msg: msg, body: string(raw)})
-	return nil
-}
-
-func (s *smtpServer) snapshot() ([]received, []time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]received(nil), s.received...), append([]time.Time(nil), s.attempts...)
-}
-
-var temporary = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
-var rejected = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-
 type harness struct {
-	smtp     *smtpServer
+	smtp     *smtptest.Server
 	amqpURL  string
 	registry *prometheus.Registry
 	db       *pgxpool.Pool
@@ -114,14 +36,12 @@ type harness struct {
 
 func start(t *testing.T, maxAttempts int) *harness {
 	t.Helper()
-	srv := newSMTPServer(t)
-	host, port, _ := net.SplitHostPort(srv.addr)
-	portNumber, _ := strconv.Atoi(port)
+	srv := smtptest.Start(t)
 	cfg := mail.Config{
 		ShutdownTimeout: 5 * time.Second,
 		Database:        pg.Config{URL: testenv.NewDatabase(t), MaxConns: 10},
 		AMQPURL:         testenv.OwnAMQPURL(t),
-		SMTP:            mail.SMTPConfig{Host: host, Port: portNumber, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
+		SMTP:            mail.SMTPConfig{Host: srv.Host, Port: srv.Port, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
 		MaxAttempts:     maxAttempts,
 		RetryInitial:    200 * time.Millisecond,
 		RetryMax:        2 * time.Second,
@@ -177,18 +97,15 @@ func (h *harness) publishJSON(t *testing.T, exchange, key string, payload any) s
 	return id
 }
 
-func (h *harness) awaitMail(t *testing.T, to string) received {
+func (h *harness) awaitMail(t *testing.T, to string) smtptest.Message {
 	t.Helper()
-	var got received
+	var got smtptest.Message
 	testenv.WaitFor(t, 20*time.Second, "an e-mail to "+to, func() bool {
-		list, _ := h.smtp.snapshot()
-		for _, r := range list {
-			if r.to == to {
-				got = r
-				return true
-			}
+		list := h.smtp.To(to)
+		if len(list) > 0 {
+			got = list[0]
 		}
-		return false
+		return len(list) > 0
 	})
 	return got
 }
@@ -256,12 +173,12 @@ func TestEveryMailIsRenderedAndSent(t *testing.T) {
 	}
 	for _, c := range cases {
 		got := h.awaitMail(t, c.to)
-		header := got.msg.Header
+		header := got.Header
 		if header.Get("To") != "<"+c.to+">" && header.Get("To") != c.to {
 			t.Errorf("%s: To %q", c.to, header.Get("To"))
 		}
-		if !strings.Contains(header.Get("From"), "no-reply@kshop.local") || got.from != "no-reply@kshop.local" {
-			t.Errorf("%s: From %q, envelope from %q", c.to, header.Get("From"), got.from)
+		if !strings.Contains(header.Get("From"), "no-reply@kshop.local") || got.From != "no-reply@kshop.local" {
+			t.Errorf("%s: From %q, envelope from %q", c.to, header.Get("From"), got.From)
 		}
 		if header.Get("Subject") != c.subject {
 			t.Errorf("%s: Subject %q, want %q", c.to, header.Get("Subject"), c.subject)
@@ -275,7 +192,7 @@ func TestEveryMailIsRenderedAndSent(t *testing.T) {
 		if !strings.HasPrefix(header.Get("Content-Type"), "multipart/alternative") {
 			t.Errorf("%s: Content-Type %q, want multipart/alternative", c.to, header.Get("Content-Type"))
 		}
-		plain := decodedBody(t, got.body)
+		plain := decodedBody(t, got.Raw)
 		for _, want := range c.text {
 			if !strings.Contains(plain, want) {
 				t.Errorf("%s: body lacks %q\n%s", c.to, want, plain)
@@ -283,7 +200,7 @@ func TestEveryMailIsRenderedAndSent(t *testing.T) {
 		}
 	}
 	// The HTML part escapes what it shows.
-	paid := decodedBody(t, h.awaitMail(t, "paid@example.com").body)
+	paid := decodedBody(t, h.awaitMail(t, "paid@example.com").Raw)
 	if !strings.Contains(paid, "Teh &lt;Hijau&gt; &amp; co") {
 		t.Errorf("HTML part does not escape product names:\n%s", paid)
 	}
@@ -302,15 +219,15 @@ func decodedBody(t *testing.T, raw string) string {
 
 func TestTransientFailuresAreRetriedWithGrowingGaps(t *testing.T) {
 	h := start(t, 5)
-	h.smtp.fail = func(n int, _ string) error {
+	h.smtp.FailWith(func(n int, _ string) error {
 		if n <= 2 {
-			return temporary
+			return smtptest.Temporary
 		}
 		return nil
-	}
+	})
 	h.publishJSON(t, events.ExchangeNotifications, events.RoutingAccountVerified, events.AccountVerifiedMail{Email: "retry@example.com"})
 	h.awaitMail(t, "retry@example.com")
-	_, attempts := h.smtp.snapshot()
+	attempts := h.smtp.Attempts()
 	if len(attempts) != 3 {
 		t.Fatalf("%d attempts, want 3", len(attempts))
 	}
@@ -342,10 +259,10 @@ func deadLetters(t *testing.T, h *harness, queue string, want int) []amqp091.Del
 
 func TestAServerThatAlwaysFailsEndsInTheDeadLetterQueue(t *testing.T) {
 	h := start(t, 3)
-	h.smtp.fail = func(int, string) error { return temporary }
+	h.smtp.FailWith(func(int, string) error { return smtptest.Temporary })
 	h.publishJSON(t, events.ExchangeNotifications, events.RoutingAccountVerified, events.AccountVerifiedMail{Email: "never@example.com"})
 	dead := deadLetters(t, h, events.QueueVerified, 1)
-	if _, attempts := h.smtp.snapshot(); len(attempts) != 3 {
+	if attempts := h.smtp.Attempts(); len(attempts) != 3 {
 		t.Fatalf("%d attempts before dead-lettering, want 3", len(attempts))
 	}
 	if reason := fmt.Sprint(dead[0].Headers["x-death-reason"]); !strings.Contains(reason, "451") {
@@ -358,10 +275,10 @@ func TestAServerThatAlwaysFailsEndsInTheDeadLetterQueue(t *testing.T) {
 
 func TestPermanentRejectionIsNotRetried(t *testing.T) {
 	h := start(t, 5)
-	h.smtp.fail = func(int, string) error { return rejected }
+	h.smtp.FailWith(func(int, string) error { return smtptest.Rejected })
 	h.publishJSON(t, events.ExchangeNotifications, events.RoutingAccountVerified, events.AccountVerifiedMail{Email: "nobody@example.com"})
 	deadLetters(t, h, events.QueueVerified, 1)
-	if _, attempts := h.smtp.snapshot(); len(attempts) != 1 {
+	if attempts := h.smtp.Attempts(); len(attempts) != 1 {
 		t.Fatalf("%d attempts for a 550, want 1", len(attempts))
 	}
 }
@@ -376,7 +293,7 @@ func TestMalformedMessagesAreDeadLetteredWithoutSending(t *testing.T) {
 	h.publishJSON(t, events.ExchangeNotifications, events.RoutingOrderSuccess,
 		events.OrderSuccessMail{Email: "after@example.com", OrderID: 1, TotalAmount: events.MustMoney("1"), Items: order[:1]})
 	h.awaitMail(t, "after@example.com")
-	if list, _ := h.smtp.snapshot(); len(list) != 1 {
+	if list := h.smtp.Messages(); len(list) != 1 {
 		t.Fatalf("%d e-mails sent, want only the good one", len(list))
 	}
 }
@@ -391,7 +308,7 @@ func TestARedeliveredMessageIsSentOnce(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "the duplicate to be consumed", func() bool {
 		return h.counter(t, "kshop_mail_duplicates_total", "verified") == 1
 	})
-	if list, _ := h.smtp.snapshot(); len(list) != 1 {
+	if list := h.smtp.Messages(); len(list) != 1 {
 		t.Fatalf("%d e-mails for one message id, want 1", len(list))
 	}
 }

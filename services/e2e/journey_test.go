@@ -1,0 +1,157 @@
+package e2e_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/kshop/kshop/services/auth"
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/gateway"
+	"github.com/kshop/kshop/services/loadgen"
+	"github.com/kshop/kshop/services/mail"
+	"github.com/kshop/kshop/services/order"
+	"github.com/kshop/kshop/services/platform/apitest"
+	"github.com/kshop/kshop/services/platform/kafkatest"
+	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/redisx"
+	"github.com/kshop/kshop/services/platform/smtptest"
+	"github.com/kshop/kshop/services/platform/telemetry"
+	"github.com/kshop/kshop/services/platform/testenv"
+	"github.com/kshop/kshop/services/platform/tokens"
+	"github.com/kshop/kshop/services/product"
+)
+
+func logger() *slog.Logger {
+	if os.Getenv("KSHOP_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func TestMain(m *testing.M) {
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "e2e", SampleRatio: 1})
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	_ = tel.Shutdown(context.Background())
+	os.Exit(code)
+}
+
+// smtpInbox lets the journey read what reached the test's SMTP server.
+type smtpInbox struct{ server *smtptest.Server }
+
+func (i smtpInbox) Messages(_ context.Context, to string) ([]loadgen.Mail, error) {
+	var out []loadgen.Mail
+	for _, m := range i.server.To(to) {
+		out = append(out, loadgen.Mail{To: m.To, Subject: m.Subject})
+	}
+	return out, nil
+}
+
+func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
+	log := logger()
+	redis := redisx.Config{Addrs: []string{testenv.RedisAddr(t)}}
+	amqpURL := testenv.OwnAMQPURL(t)
+	brokers := kafkatest.NewCluster(t, kafkatest.WithTopicsAndDeadLetters(events.DefaultPartitions, events.Topics...))
+	smtp := smtptest.Start(t)
+	const admin = "admin@kshop.local"
+
+	authApp, err := auth.New(auth.Config{
+		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: testenv.NewDatabase(t), MaxConns: 10},
+		Redis: redis, AMQPURL: amqpURL, BcryptCost: bcrypt.MinCost, AdminEmails: []string{admin},
+		CodeTTL: 10 * time.Minute, CodeMaxAttempts: 5, ResendCooldown: time.Minute,
+		JWKSReload: time.Second, JWKSAlgorithm: tokens.EdDSA, TokenTTL: time.Hour, TokenIssuer: "kshop-auth", TokenAudience: "kshop",
+	}, log.With("service", "auth"), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	authAPI := apitest.Start(t, authApp.Serve)
+
+	productApp, err := product.New(product.Config{
+		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: testenv.NewDatabase(t), MaxConns: 10},
+		KafkaBrokers: brokers, ConsumerMaxAttempts: 3,
+	}, log.With("service", "product"), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	productAPI := apitest.Start(t, productApp.Serve)
+
+	reminders := []time.Duration{2 * time.Second, 3 * time.Second}
+	orderApp, err := order.New(order.Config{
+		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: testenv.NewDatabase(t), MaxConns: 10},
+		Redis: redis, KafkaBrokers: brokers, AMQPURL: amqpURL,
+		ReminderDelays: reminders, ExpiryDelay: 5 * time.Second, LockTTL: 10 * time.Second, ConsumerMaxAttempts: 3,
+	}, log.With("service", "order"), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	orderAPI := apitest.Start(t, orderApp.Serve)
+
+	mailCfg := mail.Config{
+		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: testenv.NewDatabase(t), MaxConns: 10}, AMQPURL: amqpURL,
+		SMTP:        mail.SMTPConfig{Host: smtp.Host, Port: smtp.Port, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
+		MaxAttempts: 3, RetryInitial: 100 * time.Millisecond, RetryMax: time.Second, Concurrency: 2,
+	}
+	mailApp, err := mail.New(mailCfg, log.With("service", "mail"), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	apitest.Start(t, mailApp.Serve)
+
+	gatewayCfg := gateway.Config{
+		ShutdownTimeout: 5 * time.Second, Redis: redis,
+		AuthURL: authAPI.Base, ProductURL: productAPI.Base, OrderURL: orderAPI.Base,
+		AuthTimeout: 5 * time.Second, ProductTimeout: 5 * time.Second, OrderTimeout: 10 * time.Second,
+		TokenIssuer: "kshop-auth", TokenAudience: "kshop",
+		RateLimits: "auth=1000/m,products=1000/s,orders=1000/s", BodyLimit: 1 << 20,
+	}
+	if err := gatewayCfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	gatewayApp, err := gateway.New(gatewayCfg, log.With("service", "gateway"), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := apitest.Start(t, gatewayApp.Serve)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	started := time.Now()
+	err = loadgen.Journey(ctx, loadgen.JourneyConfig{
+		Gateway: gw.Base, Inbox: smtpInbox{smtp}, Admin: admin, AdminPassword: "admin-password",
+		Reminders: len(reminders), ExpiryWithin: 30 * time.Second,
+		Step: func(format string, args ...any) { t.Logf("%6.2fs  "+format, append([]any{time.Since(started).Seconds()}, args...)...) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every message the platform sent went out once: no duplicates per Message-ID.
+	seen := map[string]bool{}
+	for _, m := range smtp.Messages() {
+		id := m.Header.Get("Message-Id")
+		if seen[id] {
+			t.Errorf("e-mail %s (%q to %s) sent twice", id, m.Subject, m.To)
+		}
+		seen[id] = true
+	}
+	if !strings.Contains(strings.Join(subjects(smtp.Messages()), "|"), "Your kshop account is verified") {
+		t.Error("no account-verified e-mail")
+	}
+}
+
+func subjects(list []smtptest.Message) []string {
+	out := make([]string, len(list))
+	for i, m := range list {
+		out[i] = m.Subject
+	}
+	return out
+}
