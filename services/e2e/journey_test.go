@@ -129,7 +129,9 @@ func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 	err = loadgen.Journey(ctx, loadgen.JourneyConfig{
 		Gateway: gw.Base, Inbox: smtpInbox{smtp}, Admin: admin, AdminPassword: "admin-password",
 		Reminders: len(reminders), ExpiryWithin: 30 * time.Second,
-		Step: func(format string, args ...any) { t.Logf("%6.2fs  "+format, append([]any{time.Since(started).Seconds()}, args...)...) },
+		Step: func(format string, args ...any) {
+			t.Logf("%6.2fs  "+format, append([]any{time.Since(started).Seconds()}, args...)...)
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -98,7 +98,7 @@ type session struct {
 }
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error { s.from = from; return nil }
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error  { s.to = to; return nil }
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error   { s.to = to; return nil }
 func (s *session) Reset()                                      {}
 func (s *session) Logout() error                               { return nil }
 
