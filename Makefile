@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 BENCH ?= .
 
-.PHONY: run test bench bench-gateway lint build testenv-up testenv-down help
+.PHONY: run test smoke load bench bench-gateway lint build testenv-up testenv-down help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -16,6 +16,12 @@ test: ## install what is missing, start private servers, go vet, go test -race, 
 
 bench: ## run the benchmarks against the private servers and print the figures
 	@hack/bench.sh '$(BENCH)'
+
+smoke: ## walk the customer journey through a running `make run` (fails on any deviation)
+	@go run ./services/cmd/loadgen smoke
+
+load: ## an open-loop load run against a running `make run` (ARGS="-rate 100 -duration 1m")
+	@go run ./services/cmd/loadgen load $(ARGS)
 
 bench-gateway: ## requests/s and p99 through the gateway vs direct to the upstream, and their ratio
 	@BENCHTIME=20000x hack/bench.sh GatewayVsDirect

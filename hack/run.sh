@@ -73,6 +73,8 @@ kshop development platform
   RabbitMQ    $amqp_url
   Kafka       $kafka_addr (in-process Kafka-protocol broker; try: kcat -b $kafka_addr -L)
   Admin       ${KSHOP_AUTH_ADMIN_EMAILS:-admin@kshop.local} gets the admin role at login
+  Timers      reminders after ${KSHOP_ORDER_REMINDER_DELAYS:-10s,20s,30s}, expiry after ${KSHOP_ORDER_EXPIRY_DELAY:-45s} (shortened for development)
+Check it: make smoke (the whole journey, about a minute); load it: make load.
 Press Ctrl-C to stop everything.
 
 EOF
@@ -92,11 +94,16 @@ export KSHOP_ORDER_DATABASE_URL="$pg_url/order"
 export KSHOP_ORDER_REDIS_ADDRS="$redis_addr"
 export KSHOP_ORDER_KAFKA_BROKERS="$kafka_addr"
 export KSHOP_ORDER_AMQP_URL="$amqp_url"
+# Timers in seconds, so reminders and expiry can be watched (and make smoke checks them).
+export KSHOP_ORDER_REMINDER_DELAYS="${KSHOP_ORDER_REMINDER_DELAYS:-10s,20s,30s}"
+export KSHOP_ORDER_EXPIRY_DELAY="${KSHOP_ORDER_EXPIRY_DELAY:-45s}"
 export KSHOP_MAIL_HTTP_ADDR="$mail_addr"
 export KSHOP_MAIL_DATABASE_URL="$pg_url/mail"
 export KSHOP_MAIL_AMQP_URL="$amqp_url"
 export KSHOP_MAIL_SMTP_HOST=127.0.0.1 KSHOP_MAIL_SMTP_PORT="$smtp_port" KSHOP_MAIL_SMTP_TLS=none
 export KSHOP_GATEWAY_HTTP_ADDR="$gateway_addr"
+# Generous limits: every local client shares 127.0.0.1 (make load sends from it).
+export KSHOP_GATEWAY_RATE_LIMITS="${KSHOP_GATEWAY_RATE_LIMITS:-auth=300/m,products=2000/s,orders=500/s}"
 export KSHOP_GATEWAY_REDIS_ADDRS="$redis_addr"
 export KSHOP_GATEWAY_AUTH_URL="http://$auth_addr"
 export KSHOP_GATEWAY_PRODUCT_URL="http://$product_addr"

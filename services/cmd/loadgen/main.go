@@ -1,0 +1,83 @@
+// Command loadgen drives kshop through its gateway:
+//
+//	loadgen smoke   walk the customer journey once and fail on any deviation (make smoke)
+//	loadgen load    an open-loop load run with a weighted mix, a progress line and a table
+//
+// Both read e-mails (verification codes) from Mailpit's API, as make run starts it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kshop/kshop/services/loadgen"
+)
+
+func main() {
+	if len(os.Args) < 2 || (os.Args[1] != "smoke" && os.Args[1] != "load") {
+		fmt.Fprintln(os.Stderr, "usage: loadgen smoke|load [flags]   (loadgen load -h for the flags)")
+		os.Exit(2)
+	}
+	cmd := os.Args[1]
+	flags := flag.NewFlagSet(cmd, flag.ExitOnError)
+	gateway := flags.String("gateway", "http://127.0.0.1:8080", "the gateway's URL")
+	inbox := flags.String("inbox", "http://127.0.0.1:8025", "Mailpit's URL, where verification codes are read")
+	admin := flags.String("admin", "admin@kshop.local", "an e-mail listed in KSHOP_AUTH_ADMIN_EMAILS")
+	adminPassword := flags.String("admin-password", "admin-password", "the admin's password (set at its first registration)")
+	reminders := flags.Int("reminders", 3, "smoke: payment reminders an unpaid order gets (KSHOP_ORDER_REMINDER_DELAYS)")
+	expiryWithin := flags.Duration("expiry-within", 2*time.Minute, "smoke: how long to wait for an unpaid order to expire")
+	rate := flags.Float64("rate", 50, "load: requests per second, held whatever the latency")
+	duration := flags.Duration("duration", 30*time.Second, "load: how long to send")
+	maxInFlight := flags.Int("max-in-flight", 256, "load: concurrent requests at most; arrivals beyond are dropped and counted")
+	mix := flags.String("mix", "browse=50,search=20,order=20,pay=10", "load: operation weights")
+	users := flags.Int("users", 5, "load: customers to create first")
+	products := flags.Int("products", 20, "load: products to create first")
+	_ = flags.Parse(os.Args[2:])
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	mailpit := loadgen.Mailpit{URL: *inbox}
+	started := time.Now()
+
+	if cmd == "smoke" {
+		err := loadgen.Journey(ctx, loadgen.JourneyConfig{
+			Gateway: *gateway, Inbox: mailpit, Admin: *admin, AdminPassword: *adminPassword,
+			Reminders: *reminders, ExpiryWithin: *expiryWithin,
+			Step: func(format string, args ...any) {
+				fmt.Printf("smoke %6.1fs  ok  %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
+			},
+		})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "smoke %6.1fs  FAILED: %v\n", time.Since(started).Seconds(), err)
+			os.Exit(1)
+		}
+		fmt.Printf("smoke %6.1fs  the whole journey passed\n", time.Since(started).Seconds())
+		return
+	}
+
+	parsedMix, err := loadgen.ParseMix(*mix)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(2)
+	}
+	if *rate <= 0 || *maxInFlight < 1 || *users < 1 || *products < 2 {
+		fmt.Fprintln(os.Stderr, "loadgen: -rate must be positive, -max-in-flight and -users at least 1, -products at least 2")
+		os.Exit(2)
+	}
+	fmt.Fprintf(os.Stderr, "loadgen: preparing %d users and %d products through %s\n", *users, *products, *gateway)
+	report, err := loadgen.Load(ctx, loadgen.LoadConfig{
+		Gateway: *gateway, Inbox: mailpit, Admin: *admin, AdminPassword: *adminPassword,
+		Rate: *rate, Duration: *duration, MaxInFlight: *maxInFlight, Mix: parsedMix,
+		Users: *users, Products: *products, Progress: os.Stderr,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+	report.Print(os.Stdout)
+}
