@@ -26,6 +26,7 @@ import (
 	"github.com/kshop/kshop/services/platform/telemetry"
 	"github.com/kshop/kshop/services/platform/testenv"
 	"github.com/kshop/kshop/services/platform/tokens"
+	"github.com/kshop/kshop/services/platform/tokens/tokenstest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -221,24 +222,9 @@ func TestHostileTokensAreRefused(t *testing.T) {
 	w := newWorld(t)
 	gw := w.start(t)
 	now := time.Now()
-	claims := func(mutate func(*tokens.Claims)) tokens.Claims {
-		c := tokens.Claims{Email: "x@example.com", Roles: []string{"customer", "admin"}, RegisteredClaims: jwt.RegisteredClaims{
-			Subject: "1", Issuer: "kshop-auth", Audience: jwt.ClaimStrings{"kshop"},
-			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
-		}}
-		if mutate != nil {
-			mutate(&c)
-		}
-		return c
-	}
+	claims := func(mutate func(*tokens.Claims)) tokens.Claims { return tokenstest.Claims(now, mutate) }
 	sign := func(method jwt.SigningMethod, c tokens.Claims, kid string, secret any) string {
-		tok := jwt.NewWithClaims(method, c)
-		tok.Header["kid"] = kid
-		s, err := tok.SignedString(secret)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+		return tokenstest.Sign(t, method, c, kid, secret)
 	}
 	other, _ := tokens.GenerateKey(tokens.EdDSA, now, now)
 	for name, token := range map[string]string{

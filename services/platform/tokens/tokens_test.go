@@ -20,6 +20,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/kshop/kshop/services/platform/tokens"
+	"github.com/kshop/kshop/services/platform/tokens/tokenstest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -101,24 +102,9 @@ func TestHostileTokensAreRejected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claims := func(mutate func(*tokens.Claims)) tokens.Claims {
-		c := tokens.Claims{Email: "ann@example.com", Roles: []string{"admin"}, RegisteredClaims: jwt.RegisteredClaims{
-			Subject: "42", Issuer: issuer, Audience: jwt.ClaimStrings{audience},
-			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
-		}}
-		if mutate != nil {
-			mutate(&c)
-		}
-		return c
-	}
+	claims := func(mutate func(*tokens.Claims)) tokens.Claims { return tokenstest.Claims(now, mutate) }
 	sign := func(method jwt.SigningMethod, c tokens.Claims, kid string, secret any) string {
-		tok := jwt.NewWithClaims(method, c)
-		tok.Header["kid"] = kid
-		s, err := tok.SignedString(secret)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+		return tokenstest.Sign(t, method, c, kid, secret)
 	}
 	otherKey := newKey(t, tokens.EdDSA, now)
 	parts := strings.Split(valid, ".")
