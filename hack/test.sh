@@ -7,6 +7,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 hack/install-deps.sh
 
+# The chart tests run helm and a real kube-apiserver + etcd; both are built from
+# the Go module proxy once (about 10 minutes the first time) and cached.
+KUBEBUILDER_ASSETS="$(hack/kube-tools.sh)"
+KSHOP_HELM="$(hack/tools.sh helm)"
+export KUBEBUILDER_ASSETS KSHOP_HELM
+
 stop_servers() { hack/testenv.sh down || true; }
 trap stop_servers EXIT
 trap 'exit 130' INT TERM

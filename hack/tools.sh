@@ -4,6 +4,7 @@
 #
 #   hack/tools.sh staticcheck
 #   hack/tools.sh mailpit      (the SMTP sink with a web inbox that make run uses)
+#   hack/tools.sh helm         (chart checks)
 set -euo pipefail
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/cachedir.sh
@@ -22,5 +23,6 @@ build() { # name package version
 case "${1:-}" in
 staticcheck) build staticcheck honnef.co/go/tools/cmd/staticcheck v0.8.2 ;;
 mailpit) build mailpit github.com/axllent/mailpit v1.27.11 ;;
-*) echo "usage: hack/tools.sh staticcheck|mailpit" >&2; exit 2 ;;
+helm) build helm helm.sh/helm/v3/cmd/helm v3.22.0 ;;
+*) echo "usage: hack/tools.sh staticcheck|mailpit|helm" >&2; exit 2 ;;
 esac
