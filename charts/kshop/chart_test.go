@@ -4,13 +4,16 @@
 package chart_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -23,7 +26,74 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	sigsyaml "sigs.k8s.io/yaml"
 )
+
+type dependency struct {
+	Name       string `json:"name"`
+	Alias      string `json:"alias"`
+	Version    string `json:"version"`
+	Repository string `json:"repository"`
+	Condition  string `json:"condition"`
+}
+
+func dependencies() ([]dependency, error) {
+	raw, err := os.ReadFile("Chart.yaml")
+	if err != nil {
+		return nil, err
+	}
+	var chart struct {
+		Dependencies []dependency `json:"dependencies"`
+	}
+	if err := sigsyaml.Unmarshal(raw, &chart); err != nil {
+		return nil, err
+	}
+	return chart.Dependencies, nil
+}
+
+func stubbedCopy() (string, error) {
+	dir, err := os.MkdirTemp("", "kshop-chart-")
+	if err != nil {
+		return "", err
+	}
+	err = filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == "." {
+			return err
+		}
+		if strings.HasPrefix(path, "testdata") || strings.HasSuffix(path, "_test.go") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dir, path), 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, path), data, 0o644)
+	})
+	if err != nil {
+		return "", err
+	}
+	deps, err := dependencies()
+	if err != nil {
+		return "", err
+	}
+	for _, d := range deps {
+		stub := filepath.Join(dir, "charts", d.Name)
+		if err := os.MkdirAll(stub, 0o755); err != nil {
+			return "", err
+		}
+		meta := fmt.Sprintf("apiVersion: v2\nname: %s\nversion: %s\ndescription: stand-in for %s in the chart tests\n", d.Name, d.Version, d.Repository)
+		if err := os.WriteFile(filepath.Join(stub, "Chart.yaml"), []byte(meta), 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
 
 const namespace = "kshop"
 
@@ -32,13 +102,27 @@ const kubeVersion = "v1.37.2"
 
 var apiServer *rest.Config
 
+// chartDir is a copy of the chart whose remote dependencies are stubs: empty
+// charts of the same name and version. The registries cannot be reached here,
+// and the stubs let helm render everything of ours; the real dependencies are
+// fetched (and Chart.lock written) where they can be.
+var chartDir string
+
 func TestMain(m *testing.M) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" || os.Getenv("KSHOP_HELM") == "" {
 		fmt.Fprintln(os.Stderr, "chart tests need KUBEBUILDER_ASSETS (kube-apiserver and etcd) and KSHOP_HELM (helm): "+
 			"run them with `make test`, or export KUBEBUILDER_ASSETS=$(hack/kube-tools.sh) KSHOP_HELM=$(hack/tools.sh helm)")
 		os.Exit(1)
 	}
-	env := &envtest.Environment{}
+	dir, err := stubbedCopy()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "prepare the chart:", err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(dir)
+	chartDir = dir
+	// The CRDs of the operators whose objects the chart declares (test fixtures).
+	env := &envtest.Environment{CRDDirectoryPaths: []string{"testdata/crds"}, ErrorIfCRDPathMissing: true}
 	cfg, err := env.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start kube-apiserver and etcd:", err)
@@ -54,6 +138,7 @@ func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(os.Getenv("KSHOP_HELM"), args...)
+	cmd.Dir = chartDir
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	if err != nil {
@@ -160,11 +245,11 @@ func TestEveryRenderedObjectIsAcceptedByTheAPIServer(t *testing.T) {
 			if err := applyDryRun(t, objects); err != nil {
 				t.Fatal(err)
 			}
-			want := map[string]int{"Deployment": 5, "Service": 5, "ServiceAccount": 5, "ConfigMap": 5, "NetworkPolicy": 6}
+			want := map[string]int{"Deployment": 5, "Service": 5, "ServiceAccount": 5, "ConfigMap": 5, "NetworkPolicy": 6, "RabbitmqCluster": 1}
 			if name == "staging" {
-				want["HorizontalPodAutoscaler"], want["PodDisruptionBudget"] = 5, 5
+				want["HorizontalPodAutoscaler"], want["PodDisruptionBudget"], want["ServiceMonitor"] = 5, 5, 5
 			} else {
-				want["HorizontalPodAutoscaler"], want["PodDisruptionBudget"] = 0, 0
+				want["HorizontalPodAutoscaler"], want["PodDisruptionBudget"], want["ServiceMonitor"] = 0, 0, 0
 			}
 			for kind, n := range want {
 				if got := count(objects, kind); got != n {
@@ -223,5 +308,45 @@ func TestConfigChangesRollThePods(t *testing.T) {
 	}
 	if checksum() == checksum("--set", "common.logLevel=debug") {
 		t.Fatal("a configuration change does not change the pods' checksum annotation")
+	}
+}
+
+// Every dependency can be switched off and names a version seen published.
+func TestDependenciesAreOptionalAndPublished(t *testing.T) {
+	deps, err := dependencies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := map[string]bool{}
+	file, err := os.Open("testdata/published-versions.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	scanner := bufio.NewScanner(file)
+	for scanner.Scan() {
+		fields := strings.Fields(scanner.Text())
+		if len(fields) >= 2 && !strings.HasPrefix(fields[0], "#") {
+			published[fields[0]+" "+fields[1]] = true
+		}
+	}
+	if len(deps) != 8 {
+		t.Fatalf("%d dependencies, want 4 databases, kafka, redis-cluster, the RabbitMQ operator and mailpit", len(deps))
+	}
+	for _, d := range deps {
+		name := d.Name
+		if d.Alias != "" {
+			name = d.Alias
+		}
+		if d.Condition != name+".enabled" {
+			t.Errorf("%s: condition %q, want %s.enabled", name, d.Condition, name)
+		}
+		if !published[d.Name+" "+d.Version] {
+			t.Errorf("%s %s is not a version seen published (testdata/published-versions.txt)", d.Name, d.Version)
+		}
+	}
+	if _, err := helm(t, "template", "kshop", ".", "--kube-version", kubeVersion,
+		"--set", "authdb.enabled=false,productdb.enabled=false,orderdb.enabled=false,maildb.enabled=false,kafka.enabled=false,redis-cluster.enabled=false,rabbitmq-cluster-operator.enabled=false,mailpit.enabled=false,rabbitmq.enabled=false"); err != nil {
+		t.Fatalf("the chart does not render with every dependency off: %v", err)
 	}
 }
