@@ -10,6 +10,8 @@ ARG GO_VERSION=1.26
 
 FROM golang:${GO_VERSION}-bookworm AS build
 ARG SERVICE
+# skaffold debug passes -gcflags="all=-N -l" here (SKAFFOLD_GO_GCFLAGS) for delve.
+ARG GCFLAGS=""
 ARG TARGETOS=linux
 ARG TARGETARCH
 WORKDIR /src
@@ -26,7 +28,7 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
       *) cgo=0 ;; \
     esac; \
     CGO_ENABLED=$cgo GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags "-s -w" -o /out/app ./services/cmd/$SERVICE
+    go build -trimpath -gcflags "${GCFLAGS}" -ldflags "$([ -n "$GCFLAGS" ] || echo -s -w)" -o /out/app ./services/cmd/$SERVICE
 
 # distroless/base carries glibc for the cgo services and costs the static ones
 # about 20 MB over distroless/static; one runtime keeps the file and the chart simple.

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 BENCH ?= .
 
-.PHONY: run test smoke load bench bench-gateway lint build testenv-up testenv-down help
+.PHONY: run test smoke load kind-up kind-down dev bench bench-gateway lint build testenv-up testenv-down help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -22,6 +22,15 @@ smoke: ## walk the customer journey through a running `make run` (fails on any d
 
 load: ## an open-loop load run against a running `make run` (ARGS="-rate 100 -duration 1m")
 	@go run ./services/cmd/loadgen load $(ARGS)
+
+kind-up: ## create the kind cluster (needs Docker) with metrics-server; idempotent
+	@hack/kind.sh up
+
+kind-down: ## delete the kind cluster
+	@hack/kind.sh down
+
+dev: ## skaffold dev on the kind cluster (build, deploy, follow; PROFILE=full for observability)
+	@"$$(hack/tools.sh skaffold)" dev --kube-context kind-kshop $(if $(PROFILE),--profile $(PROFILE))
 
 bench-gateway: ## requests/s and p99 through the gateway vs direct to the upstream, and their ratio
 	@BENCHTIME=20000x hack/bench.sh GatewayVsDirect

@@ -7,11 +7,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 hack/install-deps.sh
 
-# The chart tests run helm and a real kube-apiserver + etcd; both are built from
-# the Go module proxy once (about 10 minutes the first time) and cached.
+# The chart and skaffold tests run helm, skaffold and a real kube-apiserver +
+# etcd; all are built from the Go module proxy once (about 15 minutes the first
+# time on 2 cores) and cached outside the work tree.
 KUBEBUILDER_ASSETS="$(hack/kube-tools.sh)"
 KSHOP_HELM="$(hack/tools.sh helm)"
-export KUBEBUILDER_ASSETS KSHOP_HELM
+KSHOP_SKAFFOLD="$(hack/tools.sh skaffold)"
+export KUBEBUILDER_ASSETS KSHOP_HELM KSHOP_SKAFFOLD
 
 stop_servers() { hack/testenv.sh down || true; }
 trap stop_servers EXIT

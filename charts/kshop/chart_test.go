@@ -7,100 +7,23 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/kshop/kshop/services/platform/kubetest"
 )
-
-type dependency struct {
-	Name       string `json:"name"`
-	Alias      string `json:"alias"`
-	Version    string `json:"version"`
-	Repository string `json:"repository"`
-	Condition  string `json:"condition"`
-}
-
-func dependencies() ([]dependency, error) {
-	raw, err := os.ReadFile("Chart.yaml")
-	if err != nil {
-		return nil, err
-	}
-	var chart struct {
-		Dependencies []dependency `json:"dependencies"`
-	}
-	if err := sigsyaml.Unmarshal(raw, &chart); err != nil {
-		return nil, err
-	}
-	return chart.Dependencies, nil
-}
-
-func stubbedCopy() (string, error) {
-	dir, err := os.MkdirTemp("", "kshop-chart-")
-	if err != nil {
-		return "", err
-	}
-	err = filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || path == "." {
-			return err
-		}
-		if strings.HasPrefix(path, "testdata") || strings.HasSuffix(path, "_test.go") {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dir, path), 0o755)
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dir, path), data, 0o644)
-	})
-	if err != nil {
-		return "", err
-	}
-	deps, err := dependencies()
-	if err != nil {
-		return "", err
-	}
-	for _, d := range deps {
-		stub := filepath.Join(dir, "charts", d.Name)
-		if err := os.MkdirAll(stub, 0o755); err != nil {
-			return "", err
-		}
-		meta := fmt.Sprintf("apiVersion: v2\nname: %s\nversion: %s\ndescription: stand-in for %s in the chart tests\n", d.Name, d.Version, d.Repository)
-		if err := os.WriteFile(filepath.Join(stub, "Chart.yaml"), []byte(meta), 0o644); err != nil {
-			return "", err
-		}
-	}
-	return dir, nil
-}
 
 const namespace = "kshop"
 
 // kubeVersion is what helm renders for; hack/kube-tools.sh builds the same API server.
 const kubeVersion = "v1.37.2"
 
-var apiServer *rest.Config
+var apiServer *kubetest.APIServer
 
 // chartDir is a copy of the chart whose remote dependencies are stubs: empty
 // charts of the same name and version. The registries cannot be reached here,
@@ -109,28 +32,29 @@ var apiServer *rest.Config
 var chartDir string
 
 func TestMain(m *testing.M) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" || os.Getenv("KSHOP_HELM") == "" {
-		fmt.Fprintln(os.Stderr, "chart tests need KUBEBUILDER_ASSETS (kube-apiserver and etcd) and KSHOP_HELM (helm): "+
-			"run them with `make test`, or export KUBEBUILDER_ASSETS=$(hack/kube-tools.sh) KSHOP_HELM=$(hack/tools.sh helm)")
+	if os.Getenv("KSHOP_HELM") == "" {
+		fmt.Fprintln(os.Stderr, kubetest.HowToRun)
 		os.Exit(1)
 	}
-	dir, err := stubbedCopy()
+	dir, err := os.MkdirTemp("", "kshop-chart-")
+	if err == nil {
+		err = kubetest.CopyChartWithStubs(".", dir)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "prepare the chart:", err)
 		os.Exit(1)
 	}
-	defer os.RemoveAll(dir)
 	chartDir = dir
 	// The CRDs of the operators whose objects the chart declares (test fixtures).
-	env := &envtest.Environment{CRDDirectoryPaths: []string{"testdata/crds"}, ErrorIfCRDPathMissing: true}
-	cfg, err := env.Start()
+	server, err := kubetest.Start("testdata/crds")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "start kube-apiserver and etcd:", err)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	apiServer = cfg
+	apiServer = server
 	code := m.Run()
-	_ = env.Stop()
+	_ = server.Stop()
+	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
 
@@ -173,59 +97,16 @@ func render(t *testing.T, values ...string) []*unstructured.Unstructured {
 
 func decode(t *testing.T, manifests string) []*unstructured.Unstructured {
 	t.Helper()
-	var objects []*unstructured.Unstructured
-	reader := yaml.NewYAMLOrJSONDecoder(strings.NewReader(manifests), 4096)
-	for {
-		obj := &unstructured.Unstructured{}
-		if err := reader.Decode(&obj.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return objects
-			}
-			t.Fatalf("decode rendered manifests: %v", err)
-		}
-		if len(obj.Object) > 0 {
-			objects = append(objects, obj)
-		}
+	objects, err := kubetest.Decode(manifests)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return objects
 }
 
-// applyDryRun sends every object to the API server as a server-side dry run
-// with strict field validation: unknown fields, wrong types and invalid values
-// are errors, as they would be at install time.
 func applyDryRun(t *testing.T, objects []*unstructured.Unstructured) error {
 	t.Helper()
-	ctx := context.Background()
-	client, err := dynamic.NewForConfig(apiServer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	disco, err := discovery.NewDiscoveryClientForConfig(apiServer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco))
-	ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": namespace}}}
-	nsMapping, _ := mapper.RESTMapping(ns.GroupVersionKind().GroupKind(), "v1")
-	_, _ = client.Resource(nsMapping.Resource).Create(ctx, ns, metav1.CreateOptions{})
-
-	var errs []error
-	for _, obj := range objects {
-		gvk := obj.GroupVersionKind()
-		mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", gvk.Kind, obj.GetName(), err))
-			continue
-		}
-		resource := client.Resource(mapping.Resource)
-		var target dynamic.ResourceInterface = resource
-		if mapping.Scope.Name() == "namespace" {
-			target = resource.Namespace(namespace)
-		}
-		if _, err := target.Create(ctx, obj, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"}); err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", gvk.Kind, obj.GetName(), err))
-		}
-	}
-	return errors.Join(errs...)
+	return apiServer.DryRun(context.Background(), namespace, objects)
 }
 
 func count(objects []*unstructured.Unstructured, kind string) int {
@@ -313,7 +194,7 @@ func TestConfigChangesRollThePods(t *testing.T) {
 
 // Every dependency can be switched off and names a version seen published.
 func TestDependenciesAreOptionalAndPublished(t *testing.T) {
-	deps, err := dependencies()
+	deps, err := kubetest.ChartDependencies("Chart.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,9 +17,16 @@ app.kubernetes.io/name: {{ .name }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end -}}
 
+{{/* A service's image: services.<name>.image when set (skaffold sets it to what
+it built), else <registry>/<prefix><name>:<tag>. */}}
 {{- define "kshop.image" -}}
 {{- $img := .root.Values.image -}}
+{{- $svc := get .root.Values.services .name -}}
+{{- if and $svc $svc.image -}}
+{{- $svc.image -}}
+{{- else -}}
 {{- printf "%s/%s%s:%s" $img.registry $img.repositoryPrefix .name (default .root.Chart.AppVersion $img.tag) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* KSHOP_GATEWAY for gateway, and so on. */}}
