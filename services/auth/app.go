@@ -59,6 +59,12 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		app.Close()
 		return nil, err
 	}
+	registered := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_users_registered_total", Help: "Accounts registered."})
+	verified := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_users_verified_total", Help: "Accounts verified with their e-mailed code."})
+	svc.registered, svc.verified = registered.Inc, verified.Inc
+	if registry != nil {
+		registry.MustRegister(registered, verified, pg.NewPoolCollector(db))
+	}
 	app.relay = outbox.NewRelay(db.Primary,
 		map[outbox.Destination]outbox.Publisher{outbox.AMQP: outbox.AMQPPublisher(amqp.NewPublisher(app.amqp))},
 		outbox.RelayConfig{DeleteSent: true, Registerer: registry}, logger)

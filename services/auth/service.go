@@ -73,6 +73,8 @@ type Service struct {
 	dummyHash []byte
 	now       func() time.Time
 	logger    *slog.Logger
+	// registered and verified count the accounts (metrics).
+	registered, verified func()
 }
 
 func newService(db *pg.DB, rdb redis.UniversalClient, signer *tokens.Signer, cfg Config, logger *slog.Logger) (*Service, error) {
@@ -118,6 +120,9 @@ func (s *Service) Register(ctx context.Context, email, password string) (User, e
 	})
 	if err != nil {
 		return User{}, err
+	}
+	if s.registered != nil {
+		s.registered()
 	}
 	// The code just mailed starts the resend cooldown. Best effort: without Redis
 	// the user may get a second code a little early, nothing worse.
@@ -182,6 +187,9 @@ func (s *Service) Verify(ctx context.Context, email, code string) (User, error) 
 	}
 	if outcome != nil {
 		return User{}, outcome
+	}
+	if s.verified != nil {
+		s.verified()
 	}
 	return u, nil
 }

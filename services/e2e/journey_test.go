@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -105,7 +106,7 @@ func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	apitest.Start(t, mailApp.Serve)
+	mailAPI := apitest.Start(t, mailApp.Serve)
 
 	gatewayCfg := gateway.Config{
 		ShutdownTimeout: 5 * time.Second, Redis: redis,
@@ -148,6 +149,48 @@ func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 	if !strings.Contains(strings.Join(subjects(smtp.Messages()), "|"), "Your kshop account is verified") {
 		t.Error("no account-verified e-mail")
 	}
+
+	// Every service tells on /metrics what the journey did.
+	for _, c := range []struct {
+		api    *apitest.Client
+		series string
+		want   float64
+	}{
+		{authAPI, "kshop_users_registered_total", 2},
+		{authAPI, "kshop_users_verified_total", 2},
+		{productAPI, `kshop_stock_reservations_total{outcome="reserved"}`, 2},
+		{orderAPI, "kshop_orders_created_total", 2},
+		{orderAPI, "kshop_orders_paid_total", 1},
+		{orderAPI, `kshop_orders_cancelled_total{reason="expired"}`, 1},
+		{mailAPI, `kshop_mail_sent_total{template="verification"}`, 2},
+		{mailAPI, `kshop_mail_sent_total{template="order_success"}`, 1},
+		{mailAPI, `kshop_mail_sent_total{template="payment_reminder"}`, float64(len(reminders))},
+		{mailAPI, `kshop_mail_sent_total{template="order_cancelled"}`, 1},
+		{orderAPI, `kshop_db_pool_max_connections{pool="primary"}`, 10},
+		{productAPI, "outbox_unsent_rows", 0},
+	} {
+		testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("%s = %v", c.series, c.want), func() bool {
+			return scrape(t, c.api, c.series) == c.want
+		})
+	}
+	if scrape(t, gw, `http_requests_total{method="POST",route="/orders",service="gateway",status="201"}`) < 2 {
+		t.Error("the gateway's RED metrics do not count the orders")
+	}
+}
+
+// scrape reads one series from a service's /metrics; -1 when it is absent.
+func scrape(t *testing.T, api *apitest.Client, series string) float64 {
+	t.Helper()
+	r := api.Send(t, "GET", "/metrics", "", nil, nil)
+	for _, line := range strings.Split(string(r.Raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			var v float64
+			if _, err := fmt.Sscan(rest, &v); err == nil {
+				return v
+			}
+		}
+	}
+	return -1
 }
 
 func subjects(list []smtptest.Message) []string {

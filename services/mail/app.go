@@ -69,6 +69,9 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	if err != nil {
 		return nil, fmt.Errorf("%s_DATABASE_URL: %w", Prefix, err)
 	}
+	if registry != nil {
+		registry.MustRegister(pg.NewPoolCollector(db))
+	}
 	app := &App{cfg: cfg, db: db, amqp: amqp.Dial(cfg.AMQPURL, logger), renderer: r, smtp: newSMTPSender(cfg.SMTP),
 		metrics: newMetrics(registry), logger: logger, now: time.Now}
 	backoff := retry.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, Multiplier: 2}

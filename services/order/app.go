@@ -66,12 +66,19 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		Help: "Saga and timer outcomes applied to orders, by kind.",
 	}, []string{"kind"})
 	created := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_orders_created_total", Help: "Orders created."})
+	paid := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_orders_paid_total", Help: "Orders paid."})
+	completed := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_orders_completed_total", Help: "Paid orders completed at their expiry."})
+	cancelled := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_orders_cancelled_total", Help: "Orders cancelled, by reason (expired, out_of_stock, customer)."}, []string{"reason"})
 	if registry != nil {
-		registry.MustRegister(outcomes, created)
+		registry.MustRegister(outcomes, created, paid, completed, cancelled, pg.NewPoolCollector(db))
+	}
+	counters := orderCounters{
+		paid: paid.Inc, completed: completed.Inc,
+		cancelled: func(reason string) { cancelled.WithLabelValues(reason).Inc() },
 	}
 	app := &App{cfg: cfg, db: db, redis: redisx.NewClient(cfg.Redis), producer: producer, amqp: amqp.Dial(cfg.AMQPURL, logger), logger: logger}
-	app.Orders = &Orders{db: db, redis: app.redis, cfg: cfg, logger: logger, created: created.Inc}
-	app.Saga = &Saga{db: db, cfg: cfg, events: func(kind string) { outcomes.WithLabelValues(kind).Inc() }}
+	app.Orders = &Orders{db: db, redis: app.redis, cfg: cfg, logger: logger, created: created.Inc, counters: counters}
+	app.Saga = &Saga{db: db, cfg: cfg, counters: counters, events: func(kind string) { outcomes.WithLabelValues(kind).Inc() }}
 
 	for topic, handle := range map[string]kafka.Handler{
 		events.TopicProductCreated: decoded(func(ctx context.Context, _ string, p events.Product) error { return app.Saga.ProductChanged(ctx, p) }),

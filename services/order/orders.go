@@ -71,11 +71,37 @@ type Line struct {
 
 // Orders holds the order use cases.
 type Orders struct {
-	db      *pg.DB
-	redis   redis.UniversalClient
-	cfg     Config
-	logger  *slog.Logger
-	created func() // counts creations; tests and metrics hook in
+	db       *pg.DB
+	redis    redis.UniversalClient
+	cfg      Config
+	logger   *slog.Logger
+	created  func() // counts creations; tests and metrics hook in
+	counters orderCounters
+}
+
+// orderCounters count the orders' transitions for metrics; the hooks run only
+// after the transaction that made the change committed.
+type orderCounters struct {
+	paid, completed func()
+	cancelled       func(reason string)
+}
+
+func (c orderCounters) countPaid() {
+	if c.paid != nil {
+		c.paid()
+	}
+}
+
+func (c orderCounters) countCompleted() {
+	if c.completed != nil {
+		c.completed()
+	}
+}
+
+func (c orderCounters) countCancelled(reason string) {
+	if c.cancelled != nil {
+		c.cancelled(reason)
+	}
 }
 
 // Create places an order once per (customer, request id). It returns the order
@@ -330,7 +356,9 @@ type Action struct {
 // Pay marks a reserved PENDING order PAID, once per request id, and queues the
 // order-success e-mail.
 func (o *Orders) Pay(ctx context.Context, c Customer, requestID string, orderID int64) (Action, error) {
-	return o.act(ctx, c, requestID, "pay", orderID, func(tx pgx.Tx, order Order) (Action, error) {
+	changed := false
+	answer, err := o.act(ctx, c, requestID, "pay", orderID, func(tx pgx.Tx, order Order) (Action, error) {
+		changed = true
 		if err := pendingOrWhy(order); err != nil {
 			return Action{}, err
 		}
@@ -347,11 +375,17 @@ func (o *Orders) Pay(ctx context.Context, c Customer, requestID string, orderID 
 		}
 		return Action{OrderID: order.ID, Status: events.StatusPaid}, nil
 	})
+	if err == nil && changed {
+		o.counters.countPaid()
+	}
+	return answer, err
 }
 
 // CancelByCustomer cancels a PENDING order, once per request id.
 func (o *Orders) CancelByCustomer(ctx context.Context, c Customer, requestID string, orderID int64) (Action, error) {
-	return o.act(ctx, c, requestID, "cancel", orderID, func(tx pgx.Tx, order Order) (Action, error) {
+	changed := false
+	answer, err := o.act(ctx, c, requestID, "cancel", orderID, func(tx pgx.Tx, order Order) (Action, error) {
+		changed = true
 		if err := pendingOrWhy(order); err != nil {
 			return Action{}, err
 		}
@@ -360,6 +394,10 @@ func (o *Orders) CancelByCustomer(ctx context.Context, c Customer, requestID str
 		}
 		return Action{OrderID: order.ID, Status: events.StatusCancelled}, nil
 	})
+	if err == nil && changed {
+		o.counters.countCancelled(events.CancelCustomer)
+	}
+	return answer, err
 }
 
 // act runs a customer's action on an order under the order's lock, recording

@@ -17,9 +17,10 @@ import (
 // answers and the order timers. Every handler is idempotent: by version for the
 // product copy, by event id (inbox) and by the order's state for the rest.
 type Saga struct {
-	db     *pg.DB
-	cfg    Config
-	events func(kind string) // counts outcomes for metrics; may be nil
+	db       *pg.DB
+	cfg      Config
+	events   func(kind string) // counts outcomes for metrics; may be nil
+	counters orderCounters
 }
 
 func (s *Saga) count(kind string) {
@@ -66,8 +67,10 @@ var (
 )
 
 // onOrder runs fn on the locked order unless eventID was handled before.
-func (s *Saga) onOrder(ctx context.Context, consumer, eventID string, orderID int64, fn func(pgx.Tx, Order) error) error {
-	return pg.InTx(ctx, s.db.Primary, func(tx pgx.Tx) error {
+func (s *Saga) onOrder(ctx context.Context, consumer, eventID string, orderID int64, fn func(context.Context, pgx.Tx, Order) error) error {
+	var afterCommit []func()
+	ctx = context.WithValue(ctx, afterCommitKey{}, &afterCommit)
+	err := pg.InTx(ctx, s.db.Primary, func(tx pgx.Tx) error {
 		if first, err := inbox.Claim(ctx, tx, consumer, eventID); err != nil || !first {
 			return err
 		}
@@ -78,13 +81,28 @@ func (s *Saga) onOrder(ctx context.Context, consumer, eventID string, orderID in
 		if err != nil {
 			return err
 		}
-		return fn(tx, order)
+		return fn(ctx, tx, order)
 	})
+	if err == nil {
+		for _, f := range afterCommit {
+			f()
+		}
+	}
+	return err
+}
+
+type afterCommitKey struct{}
+
+// onCommit runs f once the transaction of ctx (started by onOrder) commits.
+func onCommit(ctx context.Context, f func()) {
+	if list, ok := ctx.Value(afterCommitKey{}).(*[]func()); ok {
+		*list = append(*list, f)
+	}
 }
 
 // StockReserved makes the order payable.
 func (s *Saga) StockReserved(ctx context.Context, eventID string, e events.StockReserved) error {
-	return s.onOrder(ctx, reservedConsumer, eventID, e.OrderID, func(tx pgx.Tx, o Order) error {
+	return s.onOrder(ctx, reservedConsumer, eventID, e.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
 		if o.stockStatus != "pending" {
 			return nil
 		}
@@ -96,7 +114,7 @@ func (s *Saga) StockReserved(ctx context.Context, eventID string, e events.Stock
 
 // StockRejected cancels a PENDING order for lack of stock.
 func (s *Saga) StockRejected(ctx context.Context, eventID string, e events.StockRejected) error {
-	return s.onOrder(ctx, rejectedConsumer, eventID, e.OrderID, func(tx pgx.Tx, o Order) error {
+	return s.onOrder(ctx, rejectedConsumer, eventID, e.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
 		if _, err := tx.Exec(ctx, `UPDATE orders SET stock_status = 'rejected', updated_at = now() WHERE id = $1 AND stock_status = 'pending'`, o.ID); err != nil {
 			return fmt.Errorf("record rejection of order %d: %w", o.ID, err)
 		}
@@ -104,6 +122,7 @@ func (s *Saga) StockRejected(ctx context.Context, eventID string, e events.Stock
 			return nil
 		}
 		s.count("stock_rejected")
+		onCommit(ctx, func() { s.counters.countCancelled(events.CancelOutOfStock) })
 		return cancel(ctx, tx, o, events.CancelOutOfStock)
 	})
 }
@@ -111,7 +130,7 @@ func (s *Saga) StockRejected(ctx context.Context, eventID string, e events.Stock
 // Remind queues a payment reminder while the order is still PENDING; for any
 // other state the timer is simply consumed.
 func (s *Saga) Remind(ctx context.Context, messageID string, r events.OrderReminder) error {
-	return s.onOrder(ctx, reminderConsumer, messageID, r.OrderID, func(tx pgx.Tx, o Order) error {
+	return s.onOrder(ctx, reminderConsumer, messageID, r.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
 		if o.Status != events.StatusPending {
 			return nil
 		}
@@ -127,13 +146,15 @@ func (s *Saga) Remind(ctx context.Context, messageID string, r events.OrderRemin
 // paid one completed. Payment takes the same row lock, so one of the two wins
 // cleanly: a paid order is never cancelled.
 func (s *Saga) Expire(ctx context.Context, messageID string, e events.OrderAutoCancel) error {
-	return s.onOrder(ctx, autoCancelConsumer, messageID, e.OrderID, func(tx pgx.Tx, o Order) error {
+	return s.onOrder(ctx, autoCancelConsumer, messageID, e.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
 		switch o.Status {
 		case events.StatusPending:
 			s.count("expired")
+			onCommit(ctx, func() { s.counters.countCancelled(events.CancelExpired) })
 			return cancel(ctx, tx, o, events.CancelExpired)
 		case events.StatusPaid:
 			s.count("completed")
+			onCommit(ctx, s.counters.countCompleted)
 			_, err := tx.Exec(ctx, `UPDATE orders SET status = 'COMPLETED', updated_at = now() WHERE id = $1`, o.ID)
 			return err
 		}

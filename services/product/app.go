@@ -53,7 +53,14 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		db.Close()
 		return nil, fmt.Errorf("%s_KAFKA_BROKERS: %w", Prefix, err)
 	}
-	app := &App{cfg: cfg, db: db, producer: producer, Stock: &Stock{db: db}, logger: logger}
+	reservations := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kshop_stock_reservations_total", Help: "Orders whose stock was decided, by outcome (reserved, rejected).",
+	}, []string{"outcome"})
+	if registry != nil {
+		registry.MustRegister(reservations, pg.NewPoolCollector(db))
+	}
+	app := &App{cfg: cfg, db: db, producer: producer, logger: logger,
+		Stock: &Stock{db: db, decided: func(outcome string) { reservations.WithLabelValues(outcome).Inc() }}}
 	for topic, handle := range map[string]func(context.Context, kafka.Message) error{
 		events.TopicOrderCreated:   app.onOrderCreated,
 		events.TopicOrderCancelled: app.onOrderCancelled,

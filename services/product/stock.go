@@ -24,6 +24,14 @@ const (
 // arrive, and each event id is handled once (inbox).
 type Stock struct {
 	db *pg.DB
+	// decided counts reservation outcomes (reserved, rejected) for metrics.
+	decided func(outcome string)
+}
+
+func (s *Stock) count(outcome string) {
+	if s.decided != nil {
+		s.decided(outcome)
+	}
 }
 
 // Consumer names, for the inbox.
@@ -94,6 +102,7 @@ func (s *Stock) Reserve(ctx context.Context, eventID string, order events.OrderC
 			if _, err := tx.Exec(ctx, `UPDATE order_stock SET status = 'rejected', reason = $2, updated_at = now() WHERE order_id = $1`, order.OrderID, reason); err != nil {
 				return fmt.Errorf("reject order %d: %w", order.OrderID, err)
 			}
+			s.count("rejected")
 			return announce(ctx, tx, events.TopicStockRejected, order.OrderID,
 				events.StockRejected{OrderID: order.OrderID, Reason: reason, Shortages: shortages})
 		}
@@ -115,6 +124,7 @@ func (s *Stock) Reserve(ctx context.Context, eventID string, order events.OrderC
 				return err
 			}
 		}
+		s.count("reserved")
 		return announce(ctx, tx, events.TopicStockReserved, order.OrderID, events.StockReserved{OrderID: order.OrderID})
 	})
 }

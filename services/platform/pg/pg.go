@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -58,6 +59,9 @@ func newPool(ctx context.Context, setting, url string, maxConns int32) (*pgxpool
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
+	// A span per query, with the db.* attributes of the semantic conventions,
+	// under whatever request or message span the context carries.
+	cfg.ConnConfig.Tracer = otelpgx.NewTracer()
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create pool for %s: %w", setting, err)

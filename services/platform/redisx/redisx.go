@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -31,10 +32,16 @@ func NewClient(cfg Config) redis.UniversalClient {
 		ReadTimeout:  time.Second,
 		WriteTimeout: time.Second,
 	}
+	var client redis.UniversalClient
 	if cfg.Cluster || len(cfg.Addrs) > 1 {
-		return redis.NewClusterClient(opts.Cluster())
+		client = redis.NewClusterClient(opts.Cluster())
+	} else {
+		client = redis.NewClient(opts.Simple())
 	}
-	return redis.NewClient(opts.Simple())
+	// A span per command under the caller's span; the error only says the
+	// hook could not be added, which never happens to a fresh client.
+	_ = redisotel.InstrumentTracing(client)
+	return client
 }
 
 // Ready reports whether Redis answers.
