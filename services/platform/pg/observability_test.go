@@ -38,7 +38,7 @@ func TestQueriesAreSpansOfTheCallersTrace(t *testing.T) {
 	spans := exporter.GetSpans()
 	for i := range spans {
 		for _, a := range spans[i].Attributes {
-			if strings.HasPrefix(string(a.Key), "db.") && strings.Contains(a.Value.Emit(), "SELECT 1") {
+			if strings.HasPrefix(string(a.Key), "db.") && strings.Contains(a.Value.String(), "SELECT 1") {
 				query = &spans[i]
 			}
 		}
