@@ -11,6 +11,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/kshop/kshop/services/auth"
@@ -24,7 +29,6 @@ import (
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/redisx"
 	"github.com/kshop/kshop/services/platform/smtptest"
-	"github.com/kshop/kshop/services/platform/telemetry"
 	"github.com/kshop/kshop/services/platform/testenv"
 	"github.com/kshop/kshop/services/platform/tokens"
 	"github.com/kshop/kshop/services/product"
@@ -37,13 +41,15 @@ func logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// spans records every span of every service in the test process.
+var spans = tracetest.NewInMemoryExporter()
+
 func TestMain(m *testing.M) {
-	tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "e2e", SampleRatio: 1})
-	if err != nil {
-		panic(err)
-	}
+	provider := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	otel.SetTracerProvider(provider)
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	code := m.Run()
-	_ = tel.Shutdown(context.Background())
+	_ = provider.Shutdown(context.Background())
 	os.Exit(code)
 }
 
@@ -176,6 +182,65 @@ func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 	if scrape(t, gw, `http_requests_total{method="POST",route="/orders",service="gateway",status="201"}`) < 2 {
 		t.Error("the gateway's RED metrics do not count the orders")
 	}
+
+	checkOneTracePerOrder(t)
+}
+
+// checkOneTracePerOrder follows the unpaid order: the mail service's reminder
+// span must belong to the trace the gateway started when the order was placed,
+// through the order service, its outbox, Kafka, the product service, the
+// RabbitMQ timer and the mail queue, every span's parent inside that trace.
+func checkOneTracePerOrder(t *testing.T) {
+	t.Helper()
+	var reminder *tracetest.SpanStub
+	all := spans.GetSpans()
+	for i := range all {
+		if all[i].Name == "reminder process" {
+			reminder = &all[i]
+			break
+		}
+	}
+	if reminder == nil {
+		t.Fatal("no span for the mail service's reminder")
+	}
+	traceID := reminder.SpanContext.TraceID()
+	inTrace := map[trace.SpanID]tracetest.SpanStub{}
+	for _, s := range all {
+		if s.SpanContext.TraceID() == traceID {
+			inTrace[s.SpanContext.SpanID()] = s
+		}
+	}
+	names := map[string]bool{}
+	var roots []string
+	for _, s := range inTrace {
+		names[s.Name] = true
+		if !s.Parent.IsValid() {
+			roots = append(roots, s.Name)
+		} else if _, ok := inTrace[s.Parent.SpanID()]; !ok {
+			t.Errorf("span %q has a parent outside the trace", s.Name)
+		}
+	}
+	if len(roots) != 1 || roots[0] != "POST /orders/*path" && roots[0] != "POST /orders" {
+		t.Errorf("roots of the order's trace: %v, want the gateway's POST /orders", roots)
+	}
+	for _, want := range []string{
+		"order-created publish", "order-created process", // order -> Kafka -> product
+		"stock-reserved publish",                         // product -> Kafka, back to order
+		"order-reminder process",                         // the RabbitMQ timer, back in order
+		"reminder process",                               // the reminder e-mail in the mail service
+	} {
+		if !names[want] {
+			t.Errorf("the order's trace lacks %q; it has %v", want, keys(names))
+		}
+	}
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
 
 // scrape reads one series from a service's /metrics; -1 when it is absent.

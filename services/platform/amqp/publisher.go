@@ -75,7 +75,13 @@ func (p *Publisher) PublishBatch(ctx context.Context, ms []Message) []error {
 		if ids[i] == "" {
 			ids[i] = uuid.NewString()
 		}
-		spanCtx, span := tracer.Start(ctx, destination(m)+" publish", trace.WithSpanKind(trace.SpanKindProducer),
+		// A message that carries a trace context (an outbox row stores the one of
+		// the request that wrote it) publishes within that trace.
+		parent := ctx
+		if m.Headers["traceparent"] != "" {
+			parent = otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(m.Headers))
+		}
+		spanCtx, span := tracer.Start(parent, destination(m)+" publish", trace.WithSpanKind(trace.SpanKindProducer),
 			trace.WithAttributes(
 				attribute.String("messaging.system", "rabbitmq"),
 				attribute.String("messaging.operation.type", "publish"),
@@ -84,14 +90,12 @@ func (p *Publisher) PublishBatch(ctx context.Context, ms []Message) []error {
 				attribute.String("messaging.message.id", ids[i]),
 			))
 		headers := amqp091.Table{}
-		carrier := propagation.MapCarrier{}
-		if m.Headers["traceparent"] == "" {
-			otel.GetTextMapPropagator().Inject(spanCtx, carrier)
-		}
-		for k, v := range carrier {
+		for k, v := range m.Headers {
 			headers[k] = v
 		}
-		for k, v := range m.Headers {
+		carrier := propagation.MapCarrier{}
+		otel.GetTextMapPropagator().Inject(spanCtx, carrier)
+		for k, v := range carrier {
 			headers[k] = v
 		}
 		contentType := m.ContentType

@@ -116,22 +116,29 @@ func (p *Producer) PublishBatch(ctx context.Context, msgs []Message) []error {
 	tracer := otel.Tracer(instrumentation)
 	waiting := 0
 	for i, m := range msgs {
-		_, span := tracer.Start(ctx, m.Topic+" publish", trace.WithSpanKind(trace.SpanKindProducer),
+		// A message that carries a trace context (an outbox row stores the one of
+		// the request that wrote it) publishes within that trace, and the consumer
+		// continues from this publish span.
+		parent := ctx
+		if m.Headers["traceparent"] != "" {
+			parent = otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(m.Headers))
+		}
+		spanCtx, span := tracer.Start(parent, m.Topic+" publish", trace.WithSpanKind(trace.SpanKindProducer),
 			trace.WithAttributes(
 				attribute.String("messaging.system", "kafka"),
 				attribute.String("messaging.operation.type", "publish"),
 				attribute.String("messaging.destination.name", m.Topic),
 				attribute.String("messaging.kafka.message.key", string(m.Key)),
 			))
-		headers := make([]ckafka.Header, 0, len(m.Headers)+1)
-		if m.Headers["traceparent"] == "" {
-			carrier := propagation.MapCarrier{}
-			otel.GetTextMapPropagator().Inject(trace.ContextWithSpan(ctx, span), carrier)
-			for k, v := range carrier {
+		carrier := propagation.MapCarrier{}
+		otel.GetTextMapPropagator().Inject(spanCtx, carrier)
+		headers := make([]ckafka.Header, 0, len(m.Headers)+len(carrier))
+		for k, v := range m.Headers {
+			if _, replaced := carrier[k]; !replaced {
 				headers = append(headers, ckafka.Header{Key: k, Value: []byte(v)})
 			}
 		}
-		for k, v := range m.Headers {
+		for k, v := range carrier {
 			headers = append(headers, ckafka.Header{Key: k, Value: []byte(v)})
 		}
 		topic := m.Topic
