@@ -225,9 +225,9 @@ func checkOneTracePerOrder(t *testing.T) {
 	}
 	for _, want := range []string{
 		"order-created publish", "order-created process", // order -> Kafka -> product
-		"stock-reserved publish",                         // product -> Kafka, back to order
-		"order-reminder process",                         // the RabbitMQ timer, back in order
-		"reminder process",                               // the reminder e-mail in the mail service
+		"stock-reserved publish", // product -> Kafka, back to order
+		"order-reminder process", // the RabbitMQ timer, back in order
+		"reminder process",       // the reminder e-mail in the mail service
 	} {
 		if !names[want] {
 			t.Errorf("the order's trace lacks %q; it has %v", want, keys(names))
