@@ -174,6 +174,8 @@ func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 		{mailAPI, `kshop_mail_sent_total{template="order_cancelled"}`, 1},
 		{orderAPI, `kshop_db_pool_max_connections{pool="primary"}`, 10},
 		{productAPI, "outbox_unsent_rows", 0},
+		{productAPI, `kshop_consumer_handle_seconds_count{outcome="handled",source="order-created",system="kafka"}`, 2},
+		{mailAPI, `kshop_consumer_handle_seconds_count{outcome="handled",source="verification",system="rabbitmq"}`, 2},
 	} {
 		testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("%s = %v", c.series, c.want), func() bool {
 			return scrape(t, c.api, c.series) == c.want

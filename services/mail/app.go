@@ -77,7 +77,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	backoff := retry.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, Multiplier: 2}
 	for _, k := range kinds {
 		app.consumers = append(app.consumers, amqp.NewConsumer(app.amqp, amqp.ConsumerConfig{
-			Queue: k.Queue, MaxAttempts: cfg.MaxAttempts, Backoff: backoff, Concurrency: cfg.Concurrency,
+			Queue: k.Queue, MaxAttempts: cfg.MaxAttempts, Backoff: backoff, Concurrency: cfg.Concurrency, Registerer: registry,
 		}, app.handler(k), logger))
 	}
 

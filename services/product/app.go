@@ -70,6 +70,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 			GroupID:     events.ConsumerGroup("product", topic),
 			Topics:      []string{topic},
 			MaxAttempts: cfg.ConsumerMaxAttempts,
+			Registerer:  registry,
 		}, handle, logger)
 		if err != nil {
 			app.Close()

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kshop/kshop/services/auth"
@@ -64,24 +65,24 @@ func main() {
 	defer broker.Close()
 
 	// Each service keeps its own registry, served on its own /metrics, as it
-	// would be in its own pod.
-	authApp, err := auth.New(authCfg, logx.New(os.Stdout, "auth", p.Level), prometheus.NewRegistry())
+	// would be in its own pod (with the process's runtime metrics in each).
+	authApp, err := auth.New(authCfg, logx.New(os.Stdout, "auth", p.Level), serviceRegistry())
 	if err != nil {
 		config.Exit(err)
 	}
-	productApp, err := product.New(productCfg, logx.New(os.Stdout, "product", p.Level), prometheus.NewRegistry())
+	productApp, err := product.New(productCfg, logx.New(os.Stdout, "product", p.Level), serviceRegistry())
 	if err != nil {
 		config.Exit(err)
 	}
-	orderApp, err := order.New(orderCfg, logx.New(os.Stdout, "order", p.Level), prometheus.NewRegistry())
+	orderApp, err := order.New(orderCfg, logx.New(os.Stdout, "order", p.Level), serviceRegistry())
 	if err != nil {
 		config.Exit(err)
 	}
-	mailApp, err := mail.New(mailCfg, logx.New(os.Stdout, "mail", p.Level), prometheus.NewRegistry())
+	mailApp, err := mail.New(mailCfg, logx.New(os.Stdout, "mail", p.Level), serviceRegistry())
 	if err != nil {
 		config.Exit(err)
 	}
-	gatewayApp, err := gateway.New(gatewayCfg, logx.New(os.Stdout, "gateway", p.Level), prometheus.NewRegistry())
+	gatewayApp, err := gateway.New(gatewayCfg, logx.New(os.Stdout, "gateway", p.Level), serviceRegistry())
 	if err != nil {
 		config.Exit(err)
 	}
@@ -97,4 +98,10 @@ func main() {
 		p.Fail("a service stopped", err)
 	}
 	logger.Info("stopped")
+}
+
+func serviceRegistry() *prometheus.Registry {
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return registry
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/kshop/kshop/services/platform/msgmetrics"
 	"github.com/kshop/kshop/services/platform/retry"
 )
 
@@ -46,6 +48,8 @@ type ConsumerConfig struct {
 	Backoff retry.Backoff
 	// Concurrency is how many messages are handled at once (default 1).
 	Concurrency int
+	// Registerer receives the consumer metrics (msgmetrics); nil: none.
+	Registerer prometheus.Registerer
 }
 
 // Consumer consumes one queue, following its Connection across reconnects.
@@ -55,6 +59,7 @@ type Consumer struct {
 	handler     Handler
 	logger      *slog.Logger
 	deadLetters *Publisher
+	metrics     *msgmetrics.Metrics
 }
 
 // NewConsumer returns a consumer of cfg.Queue; Run starts it.
@@ -74,7 +79,7 @@ func NewConsumer(c *Connection, cfg ConsumerConfig, h Handler, logger *slog.Logg
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Consumer{conn: c, cfg: cfg, handler: h, logger: logger.With("queue", cfg.Queue), deadLetters: NewPublisher(c)}
+	return &Consumer{conn: c, cfg: cfg, handler: h, logger: logger.With("queue", cfg.Queue), deadLetters: NewPublisher(c), metrics: msgmetrics.For(cfg.Registerer)}
 }
 
 // Run consumes until ctx ends, resuming after every reconnect. It returns nil when
@@ -166,6 +171,7 @@ func (c *Consumer) handle(ctx context.Context, d amqp091.Delivery) {
 			attribute.String("messaging.message.id", d.MessageId),
 		))
 	defer span.End()
+	started := time.Now()
 
 	delivery := Delivery{
 		MessageID: d.MessageId, Exchange: d.Exchange, RoutingKey: d.RoutingKey,
@@ -176,6 +182,7 @@ func (c *Consumer) handle(ctx context.Context, d amqp091.Delivery) {
 		delivery.Attempt = attempt
 		err = c.call(msgCtx, delivery)
 		if err == nil {
+			c.metrics.Observe("rabbitmq", c.cfg.Queue, time.Since(started), attempt, false)
 			if ackErr := d.Ack(false); ackErr != nil {
 				// The channel is gone; the broker redelivers, the consumer's inbox absorbs it.
 				c.logger.WarnContext(msgCtx, "ack", "message_id", d.MessageId, "error", ackErr)
@@ -197,6 +204,7 @@ func (c *Consumer) handle(ctx context.Context, d amqp091.Delivery) {
 	}
 	span.RecordError(err)
 	span.SetStatus(codes.Error, err.Error())
+	c.metrics.Observe("rabbitmq", c.cfg.Queue, time.Since(started), delivery.Attempt, true)
 	c.deadLetter(msgCtx, d, delivery, err)
 }
 

@@ -9,12 +9,14 @@ import (
 	"time"
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/kshop/kshop/services/platform/msgmetrics"
 	"github.com/kshop/kshop/services/platform/retry"
 )
 
@@ -44,6 +46,8 @@ type ConsumerConfig struct {
 	MaxAttempts int
 	// Backoff paces the retries of one message.
 	Backoff retry.Backoff
+	// Registerer receives the consumer metrics (msgmetrics); nil: none.
+	Registerer prometheus.Registerer
 }
 
 // Consumer runs one consumer-group member. Messages are handled one at a time, in
@@ -56,6 +60,7 @@ type Consumer struct {
 	logger     *slog.Logger
 	consumer   *ckafka.Consumer
 	deadLetter *Producer
+	metrics    *msgmetrics.Metrics
 }
 
 // NewConsumer creates a consumer; Run starts consuming. The brokers need not be
@@ -98,7 +103,8 @@ func NewConsumer(cfg ConsumerConfig, handler Handler, logger *slog.Logger) (*Con
 		c.Close()
 		return nil, err
 	}
-	return &Consumer{cfg: cfg, handler: handler, logger: logger.With("group", cfg.GroupID), consumer: c, deadLetter: dlt}, nil
+	return &Consumer{cfg: cfg, handler: handler, logger: logger.With("group", cfg.GroupID), consumer: c, deadLetter: dlt,
+		metrics: msgmetrics.For(cfg.Registerer)}, nil
 }
 
 // Run consumes until ctx ends, then commits what was handled and closes. Broker
@@ -149,11 +155,13 @@ func (c *Consumer) handle(ctx context.Context, raw *ckafka.Message) bool {
 			attribute.Int64("messaging.kafka.offset", msg.Offset),
 		))
 	defer span.End()
+	started := time.Now()
 
 	var err error
 	attempt := 1
 	for ; ; attempt++ {
 		if err = c.call(msgCtx, msg); err == nil {
+			c.metrics.Observe("kafka", msg.Topic, time.Since(started), attempt, false)
 			return c.store(ctx, raw)
 		}
 		if retry.IsPermanent(err) || attempt >= c.cfg.MaxAttempts {
@@ -170,6 +178,7 @@ func (c *Consumer) handle(ctx context.Context, raw *ckafka.Message) bool {
 	}
 	span.RecordError(err)
 	span.SetStatus(codes.Error, err.Error())
+	c.metrics.Observe("kafka", msg.Topic, time.Since(started), attempt, true)
 	if !c.sendToDeadLetter(msgCtx, msg, attempt, err) {
 		return false
 	}

@@ -1,0 +1,71 @@
+// Package msgmetrics measures message consumers (Kafka and RabbitMQ alike): how
+// long a message takes to handle, retries included, how often handlers are
+// retried, and how many messages end in a dead-letter topic or queue.
+package msgmetrics
+
+import (
+	"errors"
+
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are one registry's consumer metrics; a nil *Metrics records nothing.
+type Metrics struct {
+	handled      *prometheus.HistogramVec
+	retries      *prometheus.CounterVec
+	deadLettered *prometheus.CounterVec
+}
+
+// For returns the consumer metrics of reg, registering them the first time;
+// every consumer of a process shares them, told apart by labels. nil reg: nil.
+func For(reg prometheus.Registerer) *Metrics {
+	if reg == nil {
+		return nil
+	}
+	labels := []string{"system", "source"}
+	return &Metrics{
+		handled: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "kshop_consumer_handle_seconds",
+			Help:    "Time to handle one message, retries included, by system (kafka, rabbitmq), source (topic or queue) and outcome.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, append(labels, "outcome"))),
+		retries: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kshop_consumer_retries_total",
+			Help: "Handler calls that failed and were tried again.",
+		}, labels)),
+		deadLettered: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kshop_consumer_dead_lettered_total",
+			Help: "Messages sent to their dead-letter topic or queue.",
+		}, labels)),
+	}
+}
+
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if errors.As(err, &already) {
+			return already.ExistingCollector.(C)
+		}
+		panic(err) // a metric definition conflict is a programming error
+	}
+	return c
+}
+
+// Observe records one message: its handling time, how many attempts it took,
+// and whether it ended dead-lettered.
+func (m *Metrics) Observe(system, source string, took time.Duration, attempts int, deadLettered bool) {
+	if m == nil {
+		return
+	}
+	outcome := "handled"
+	if deadLettered {
+		outcome = "dead_lettered"
+		m.deadLettered.WithLabelValues(system, source).Inc()
+	}
+	m.handled.WithLabelValues(system, source, outcome).Observe(took.Seconds())
+	if attempts > 1 {
+		m.retries.WithLabelValues(system, source).Add(float64(attempts - 1))
+	}
+}
