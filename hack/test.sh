@@ -13,7 +13,8 @@ hack/install-deps.sh
 KUBEBUILDER_ASSETS="$(hack/kube-tools.sh)"
 KSHOP_HELM="$(hack/tools.sh helm)"
 KSHOP_SKAFFOLD="$(hack/tools.sh skaffold)"
-export KUBEBUILDER_ASSETS KSHOP_HELM KSHOP_SKAFFOLD
+KSHOP_PROMTOOL="$(hack/tools.sh promtool)"
+export KUBEBUILDER_ASSETS KSHOP_HELM KSHOP_SKAFFOLD KSHOP_PROMTOOL
 
 stop_servers() { hack/testenv.sh down || true; }
 trap stop_servers EXIT

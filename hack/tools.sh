@@ -47,6 +47,18 @@ build_skaffold() { # version
 	printf '%s\n' "$dir/skaffold"
 }
 
+# promtool comes from Debian's prometheus package, unpacked into the cache
+# rather than installed: installing it would also start a Prometheus server.
+build_promtool() {
+	local dir="$KSHOP_CACHE_DIR/tools/promtool-debian"
+	if [ ! -x "$dir/usr/bin/promtool" ]; then
+		echo "tools: unpacking promtool from Debian's prometheus package, cached in $dir" >&2
+		mkdir -p "$dir"
+		(cd "$dir" && apt-get download prometheus >&2 && dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb)
+	fi
+	printf '%s\n' "$dir/usr/bin/promtool"
+}
+
 case "${1:-}" in
 staticcheck) build staticcheck honnef.co/go/tools/cmd/staticcheck v0.8.2 ;;
 mailpit) build mailpit github.com/axllent/mailpit v1.27.11 ;;
@@ -58,5 +70,6 @@ helm) build helm helm.sh/helm/v3/cmd/helm v3.22.0 \
 	v3.22.0-k8s1.37 ;;
 skaffold) build_skaffold v2.24.0 ;;
 kind) build kind sigs.k8s.io/kind v0.33.0 ;;
-*) echo "usage: hack/tools.sh staticcheck|mailpit|helm|skaffold|kind" >&2; exit 2 ;;
+promtool) build_promtool ;;
+*) echo "usage: hack/tools.sh staticcheck|mailpit|helm|skaffold|kind|promtool" >&2; exit 2 ;;
 esac

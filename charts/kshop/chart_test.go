@@ -7,9 +7,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -211,15 +213,18 @@ func TestDependenciesAreOptionalAndPublished(t *testing.T) {
 			published[fields[0]+" "+fields[1]] = true
 		}
 	}
-	if len(deps) != 8 {
-		t.Fatalf("%d dependencies, want 4 databases, kafka, redis-cluster, the RabbitMQ operator and mailpit", len(deps))
+	if len(deps) != 13 {
+		t.Fatalf("%d dependencies, want 4 databases, kafka, redis-cluster, the RabbitMQ operator, mailpit and 5 for observability", len(deps))
 	}
+	observability := map[string]bool{"kube-prometheus-stack": true, "loki": true, "alloy": true, "tempo": true, "opentelemetry-collector": true}
 	for _, d := range deps {
 		name := d.Name
 		if d.Alias != "" {
 			name = d.Alias
 		}
-		if d.Condition != name+".enabled" {
+		if observability[name] && d.Condition == "observability.enabled" {
+			// switched together
+		} else if d.Condition != name+".enabled" {
 			t.Errorf("%s: condition %q, want %s.enabled", name, d.Condition, name)
 		}
 		if !published[d.Name+" "+d.Version] {
@@ -229,5 +234,68 @@ func TestDependenciesAreOptionalAndPublished(t *testing.T) {
 	if _, err := helm(t, "template", "kshop", ".", "--kube-version", kubeVersion,
 		"--set", "authdb.enabled=false,productdb.enabled=false,orderdb.enabled=false,maildb.enabled=false,kafka.enabled=false,redis-cluster.enabled=false,rabbitmq-cluster-operator.enabled=false,mailpit.enabled=false,rabbitmq.enabled=false"); err != nil {
 		t.Fatalf("the chart does not render with every dependency off: %v", err)
+	}
+}
+
+func TestObservabilityObjects(t *testing.T) {
+	objects := render(t, "--set", "observability.enabled=true")
+	if err := applyDryRun(t, objects); err != nil {
+		t.Fatal(err)
+	}
+	dashboards := 0
+	for _, o := range objects {
+		if o.GetKind() == "ConfigMap" && o.GetLabels()["grafana_dashboard"] == "1" {
+			dashboards++
+		}
+	}
+	if dashboards != 6 || count(objects, "PrometheusRule") != 1 || count(objects, "ServiceMonitor") != 5 {
+		t.Fatalf("%d dashboards, %d PrometheusRules, %d ServiceMonitors; want 6, 1, 5",
+			dashboards, count(objects, "PrometheusRule"), count(objects, "ServiceMonitor"))
+	}
+}
+
+func TestDashboardsAreValidJSON(t *testing.T) {
+	files, err := filepath.Glob("files/dashboards/*.json")
+	if err != nil || len(files) != 6 {
+		t.Fatalf("dashboards %v, %v", files, err)
+	}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			UID    string `json:"uid"`
+			Title  string `json:"title"`
+			Panels []struct {
+				Title   string `json:"title"`
+				Targets []struct {
+					Expr string `json:"expr"`
+				} `json:"targets"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal(raw, &d); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if d.UID == "" || d.Title == "" || len(d.Panels) == 0 {
+			t.Errorf("%s: uid %q, title %q, %d panels", f, d.UID, d.Title, len(d.Panels))
+		}
+		for _, p := range d.Panels {
+			if len(p.Targets) == 0 || p.Targets[0].Expr == "" {
+				t.Errorf("%s: panel %q has no query", f, p.Title)
+			}
+		}
+	}
+}
+
+// promtool (Debian's, unpacked by hack/tools.sh) checks the alert rules.
+func TestAlertRulesPassPromtool(t *testing.T) {
+	promtool := os.Getenv("KSHOP_PROMTOOL")
+	if promtool == "" {
+		t.Fatal("KSHOP_PROMTOOL is not set: run with `make test`, or export KSHOP_PROMTOOL=$(hack/tools.sh promtool)")
+	}
+	out, err := exec.Command(promtool, "check", "rules", "files/alerts.yaml").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "SUCCESS") {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
 }

@@ -2,21 +2,26 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/crypto/bcrypt"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/kshop/kshop/services/auth"
 	"github.com/kshop/kshop/services/events"
@@ -77,7 +82,7 @@ func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 		Redis: redis, AMQPURL: amqpURL, BcryptCost: bcrypt.MinCost, AdminEmails: []string{admin},
 		CodeTTL: 10 * time.Minute, CodeMaxAttempts: 5, ResendCooldown: time.Minute,
 		JWKSReload: time.Second, JWKSAlgorithm: tokens.EdDSA, TokenTTL: time.Hour, TokenIssuer: "kshop-auth", TokenAudience: "kshop",
-	}, log.With("service", "auth"), prometheus.NewRegistry())
+	}, log.With("service", "auth"), serviceRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +91,7 @@ func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 	productApp, err := product.New(product.Config{
 		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: testenv.NewDatabase(t), MaxConns: 10},
 		KafkaBrokers: brokers, ConsumerMaxAttempts: 3,
-	}, log.With("service", "product"), prometheus.NewRegistry())
+	}, log.With("service", "product"), serviceRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +102,7 @@ func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: testenv.NewDatabase(t), MaxConns: 10},
 		Redis: redis, KafkaBrokers: brokers, AMQPURL: amqpURL,
 		ReminderDelays: reminders, ExpiryDelay: 5 * time.Second, LockTTL: 10 * time.Second, ConsumerMaxAttempts: 3,
-	}, log.With("service", "order"), prometheus.NewRegistry())
+	}, log.With("service", "order"), serviceRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +113,7 @@ func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 		SMTP:        mail.SMTPConfig{Host: smtp.Host, Port: smtp.Port, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
 		MaxAttempts: 3, RetryInitial: 100 * time.Millisecond, RetryMax: time.Second, Concurrency: 2,
 	}
-	mailApp, err := mail.New(mailCfg, log.With("service", "mail"), prometheus.NewRegistry())
+	mailApp, err := mail.New(mailCfg, log.With("service", "mail"), serviceRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +129,7 @@ func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 	if err := gatewayCfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	gatewayApp, err := gateway.New(gatewayCfg, log.With("service", "gateway"), prometheus.NewRegistry())
+	gatewayApp, err := gateway.New(gatewayCfg, log.With("service", "gateway"), serviceRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +191,92 @@ func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 	}
 
 	checkOneTracePerOrder(t)
+	checkDashboardsAndAlertsUseExportedMetrics(t, authAPI, productAPI, orderAPI, mailAPI, gw)
+}
+
+// serviceRegistry is what a service binary registers into: its own metrics and
+// the Go runtime's (telemetry.Setup does the same).
+func serviceRegistry() *prometheus.Registry {
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return registry
+}
+
+var (
+	promIdentifier = regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*`)
+	promSkip       = regexp.MustCompile(`\{[^}]*\}|\b(by|without|on|ignoring)\s*\([^)]*\)|\[[^\]]*\]|"[^"]*"`)
+	promWords      = map[string]bool{
+		"sum": true, "rate": true, "increase": true, "max": true, "min": true, "avg": true, "histogram_quantile": true,
+		"deriv": true, "and": true, "or": true, "unless": true, "count": true, "irate": true, "by": true,
+	}
+)
+
+// checkDashboardsAndAlertsUseExportedMetrics reads every query of the chart's
+// dashboards and alerts and checks that each metric it names is one a running
+// service exports.
+func checkDashboardsAndAlertsUseExportedMetrics(t *testing.T, services ...*apitest.Client) {
+	t.Helper()
+	exported := map[string]bool{}
+	for _, api := range services {
+		for _, line := range strings.Split(string(api.Send(t, "GET", "/metrics", "", nil, nil).Raw), "\n") {
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			name := line[:strings.IndexAny(line+" ", "{ ")]
+			exported[name] = true
+		}
+	}
+	var queries []string
+	dashboards, _ := filepath.Glob("../../charts/kshop/files/dashboards/*.json")
+	for _, f := range dashboards {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			Panels []struct {
+				Targets []struct{ Expr string } `json:"targets"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal(raw, &d); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, p := range d.Panels {
+			for _, target := range p.Targets {
+				queries = append(queries, target.Expr)
+			}
+		}
+	}
+	rawRules, err := os.ReadFile("../../charts/kshop/files/alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct{ Expr string } `json:"rules"`
+		} `json:"groups"`
+	}
+	if err := sigsyaml.Unmarshal(rawRules, &rules); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			queries = append(queries, r.Expr)
+		}
+	}
+	if len(queries) < 30 {
+		t.Fatalf("only %d queries found in the dashboards and alerts", len(queries))
+	}
+	for _, q := range queries {
+		for _, name := range promIdentifier.FindAllString(promSkip.ReplaceAllString(q, " "), -1) {
+			if promWords[name] || !strings.Contains(name, "_") {
+				continue
+			}
+			if !exported[name] {
+				t.Errorf("%s is queried (%s) but no service exports it", name, q)
+			}
+		}
+	}
 }
 
 // checkOneTracePerOrder follows the unpaid order: the mail service's reminder

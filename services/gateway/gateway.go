@@ -59,6 +59,18 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 	if registry != nil {
 		registry.MustRegister(m.upstreamErrors, m.rateLimited, m.limiterErrors, m.rejectedTokens)
 	}
+	// The series exist from the start, at zero, so rates and alerts work at once.
+	for _, group := range []string{GroupAuth, GroupProducts, GroupOrders} {
+		m.rateLimited.WithLabelValues(group)
+	}
+	for _, upstream := range []string{"auth", "product", "order"} {
+		for _, kind := range []string{"unavailable", "timeout", "body_too_large"} {
+			m.upstreamErrors.WithLabelValues(upstream, kind)
+		}
+	}
+	for _, reason := range []string{"missing", "malformed", "expired", "invalid"} {
+		m.rejectedTokens.WithLabelValues(reason)
+	}
 	return m
 }
 

@@ -56,6 +56,12 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 	if registry != nil {
 		registry.MustRegister(m.sent, m.failed, m.retried, m.deadLettered, m.duplicates)
 	}
+	// Every template's series exist from the start, at zero.
+	for _, k := range kinds {
+		for _, c := range []*prometheus.CounterVec{m.sent, m.failed, m.retried, m.deadLettered, m.duplicates} {
+			c.WithLabelValues(k.Template)
+		}
+	}
 	return m
 }
 

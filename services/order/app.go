@@ -72,6 +72,9 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	if registry != nil {
 		registry.MustRegister(outcomes, created, paid, completed, cancelled, pg.NewPoolCollector(db))
 	}
+	for _, reason := range []string{events.CancelExpired, events.CancelOutOfStock, events.CancelCustomer} {
+		cancelled.WithLabelValues(reason)
+	}
 	counters := orderCounters{
 		paid: paid.Inc, completed: completed.Inc,
 		cancelled: func(reason string) { cancelled.WithLabelValues(reason).Inc() },

@@ -59,6 +59,8 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	if registry != nil {
 		registry.MustRegister(reservations, pg.NewPoolCollector(db))
 	}
+	reservations.WithLabelValues("reserved")
+	reservations.WithLabelValues("rejected")
 	app := &App{cfg: cfg, db: db, producer: producer, logger: logger,
 		Stock: &Stock{db: db, decided: func(outcome string) { reservations.WithLabelValues(outcome).Inc() }}}
 	for topic, handle := range map[string]func(context.Context, kafka.Message) error{

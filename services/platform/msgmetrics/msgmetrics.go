@@ -59,13 +59,18 @@ func (m *Metrics) Observe(system, source string, took time.Duration, attempts in
 	if m == nil {
 		return
 	}
+	// Every source has its series from its first message on, zero or not, so
+	// rates and alerts work from the start.
+	retries, dead := m.retries.WithLabelValues(system, source), m.deadLettered.WithLabelValues(system, source)
+	retries.Add(0)
+	dead.Add(0)
 	outcome := "handled"
 	if deadLettered {
 		outcome = "dead_lettered"
-		m.deadLettered.WithLabelValues(system, source).Inc()
+		dead.Inc()
 	}
 	m.handled.WithLabelValues(system, source, outcome).Observe(took.Seconds())
 	if attempts > 1 {
-		m.retries.WithLabelValues(system, source).Add(float64(attempts - 1))
+		retries.Add(float64(attempts - 1))
 	}
 }

@@ -42,6 +42,9 @@ func newRelayMetrics(reg prometheus.Registerer) *relayMetrics {
 			}
 		}
 	}
+	// Both destinations' failure series exist from the start, at zero.
+	m.publishFail.WithLabelValues(string(Kafka))
+	m.publishFail.WithLabelValues(string(AMQP))
 	return m
 }
 
