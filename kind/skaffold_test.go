@@ -23,7 +23,7 @@ var (
 )
 
 // images stand in for what skaffold would have built.
-var images = []string{"kshop/gateway:test", "kshop/auth:test", "kshop/product:test", "kshop/order:test", "kshop/mail:test", "kshop/loadgen:test"}
+var images = []string{"kshop/gateway:test", "kshop/auth:test", "kshop/product:test", "kshop/order:test", "kshop/mail:test", "kshop/loadgen:test", "kshop/controller:test"}
 
 func TestMain(m *testing.M) {
 	if os.Getenv("KSHOP_SKAFFOLD") == "" || os.Getenv("KSHOP_HELM") == "" {
@@ -119,7 +119,7 @@ func TestRenderEveryProfileForTheAPIServer(t *testing.T) {
 				t.Fatal(err)
 			}
 			// What skaffold built is what the pods run.
-			for _, img := range images[:5] {
+			for _, img := range append(images[:5:5], "kshop/controller:test") {
 				if !strings.Contains(out, "image: "+img) {
 					t.Errorf("no container runs %s", img)
 				}

@@ -1,0 +1,37 @@
+// Command controller runs the platform controller (services/controller):
+// JWT signing-key rotation in a labelled Secret, with leader election.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/kshop/kshop/services/controller"
+	"github.com/kshop/kshop/services/platform/config"
+)
+
+func main() {
+	var cfg controller.Config
+	if err := config.Load(controller.Prefix, &cfg); err != nil {
+		config.Exit(err)
+	}
+	ctrl.SetLogger(zap.New(zap.JSONEncoder(), zap.UseDevMode(cfg.Log.Level == "debug")))
+	restConfig, err := ctrl.GetConfig()
+	if err != nil {
+		config.Exit(fmt.Errorf("kubernetes client configuration: %w", err))
+	}
+	mgr, err := controller.NewManager(restConfig, controller.Options{
+		Namespace: cfg.Namespace, JWKSSecretName: cfg.JWKSSecretName, Policy: cfg.Policy(),
+		MetricsAddr: cfg.MetricsAddr, ProbeAddr: cfg.ProbeAddr, LeaderElection: cfg.LeaderElection,
+	})
+	if err != nil {
+		config.Exit(err)
+	}
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		fmt.Fprintln(os.Stderr, "controller stopped:", err)
+		os.Exit(1)
+	}
+}

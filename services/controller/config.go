@@ -1,0 +1,50 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kshop/kshop/services/platform/logx"
+	"github.com/kshop/kshop/services/platform/tokens"
+)
+
+// Prefix is where the controller's environment variables live: KSHOP_CONTROLLER_*.
+const Prefix = "KSHOP_CONTROLLER"
+
+// Config is the controller's configuration.
+type Config struct {
+	// Namespace is where the Secret and the lease live (the pod's own, from the downward API).
+	Namespace        string        `envconfig:"NAMESPACE" required:"true"`
+	JWKSSecretName   string        `envconfig:"JWKS_SECRET" default:"kshop-jwks"`
+	KeyAlgorithm     string        `envconfig:"KEY_ALGORITHM" default:"EdDSA"`
+	RotationPeriod   time.Duration `envconfig:"ROTATION_PERIOD" default:"168h"`
+	PropagationDelay time.Duration `envconfig:"PROPAGATION_DELAY" default:"10m"`
+	TokenLifetime    time.Duration `envconfig:"TOKEN_LIFETIME" default:"1h"`
+	Grace            time.Duration `envconfig:"GRACE" default:"15m"`
+	MetricsAddr      string        `envconfig:"METRICS_ADDR" default:":8085"`
+	ProbeAddr        string        `envconfig:"PROBE_ADDR" default:":8086"`
+	LeaderElection   bool          `envconfig:"LEADER_ELECTION" default:"true"`
+	Log              logx.Config   `envconfig:"LOG"`
+}
+
+// Validate checks that the rotation can work: a key must have propagated
+// before the next one arrives.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.KeyAlgorithm != tokens.EdDSA && c.KeyAlgorithm != tokens.ES256 {
+		errs = append(errs, fmt.Errorf("%s_KEY_ALGORITHM=%q must be EdDSA or ES256", Prefix, c.KeyAlgorithm))
+	}
+	if c.PropagationDelay <= 0 || c.RotationPeriod <= c.PropagationDelay {
+		errs = append(errs, fmt.Errorf("%s_ROTATION_PERIOD=%v must be longer than %s_PROPAGATION_DELAY=%v (> 0)", Prefix, c.RotationPeriod, Prefix, c.PropagationDelay))
+	}
+	if c.TokenLifetime <= 0 || c.Grace < 0 {
+		errs = append(errs, fmt.Errorf("%s_TOKEN_LIFETIME must be positive and %s_GRACE not negative", Prefix, Prefix))
+	}
+	return errors.Join(errs...)
+}
+
+// Policy is the rotation policy the configuration describes.
+func (c *Config) Policy() RotationPolicy {
+	return RotationPolicy{Algorithm: c.KeyAlgorithm, Period: c.RotationPeriod, PropagationDelay: c.PropagationDelay, TokenLifetime: c.TokenLifetime, Grace: c.Grace}
+}

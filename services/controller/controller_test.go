@@ -1,0 +1,176 @@
+package controller_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/kshop/kshop/services/controller"
+	"github.com/kshop/kshop/services/platform/kubetest"
+	"github.com/kshop/kshop/services/platform/testenv"
+	"github.com/kshop/kshop/services/platform/tokens"
+)
+
+var apiServer *kubetest.APIServer
+
+func TestMain(m *testing.M) {
+	server, err := kubetest.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	apiServer = server
+	code := m.Run()
+	_ = server.Stop()
+	os.Exit(code)
+}
+
+var policy = controller.RotationPolicy{Algorithm: tokens.EdDSA, Period: 24 * time.Hour, PropagationDelay: 10 * time.Minute, TokenLifetime: time.Hour, Grace: 5 * time.Minute}
+
+func namespace(t *testing.T, c client.Client) string {
+	t.Helper()
+	name := "kshop-" + testenv.RandomSuffix()
+	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// clock is a settable time for simulated days.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.now = t }
+
+func TestTheSecretIsCreatedAndRotatedAcrossSimulatedTime(t *testing.T) {
+	ctx := context.Background()
+	c, err := client.New(apiServer.Config, client.Options{Scheme: scheme.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := namespace(t, c)
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	clk := &clock{now: t0}
+	r := &controller.JWKSReconciler{Client: c, Namespace: ns, SecretName: "kshop-jwks", Policy: policy, Now: clk.Now}
+	req := ctrl.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "kshop-jwks"}}
+
+	keysAt := func(at time.Time) tokens.KeySet {
+		t.Helper()
+		clk.Set(at)
+		if _, err := r.Reconcile(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		var secret corev1.Secret
+		if err := c.Get(ctx, req.NamespacedName, &secret); err != nil {
+			t.Fatal(err)
+		}
+		if secret.Labels[controller.JWKSLabel] == "" {
+			t.Fatal("the Secret lacks its label")
+		}
+		set, err := tokens.ParseJWKS(secret.Data[controller.JWKSKey])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return set
+	}
+	signer := func(set tokens.KeySet, at time.Time) string {
+		k, err := set.SigningKey(at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.ID
+	}
+
+	day0 := keysAt(t0) // the Secret does not exist yet: created with a signing key
+	if len(day0.Keys) != 1 {
+		t.Fatalf("created with %d keys", len(day0.Keys))
+	}
+	first := signer(day0, t0)
+	day1 := keysAt(t0.Add(24 * time.Hour))
+	if len(day1.Keys) != 2 || signer(day1, t0.Add(24*time.Hour)) != first {
+		t.Fatalf("day 1: %d keys; the new key must be published, not signing", len(day1.Keys))
+	}
+	switched := t0.Add(24*time.Hour + 10*time.Minute)
+	afterSwitch := keysAt(switched)
+	second := signer(afterSwitch, switched)
+	if second == first || len(afterSwitch.Keys) != 2 {
+		t.Fatal("after the propagation delay the new key must sign, the old one stay")
+	}
+	if gone := keysAt(switched.Add(time.Hour + 5*time.Minute)); len(gone.Keys) != 1 || gone.Keys[0].ID != second {
+		t.Fatalf("after lifetime + grace only the new key should remain: %d keys", len(gone.Keys))
+	}
+}
+
+func TestTwoManagersElectOneLeader(t *testing.T) {
+	c, err := client.New(apiServer.Config, client.Options{Scheme: scheme.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := namespace(t, c)
+	start := func() (manager.Manager, context.CancelFunc, chan error) {
+		mgr, err := controller.NewManager(apiServer.Config, controller.Options{
+			Namespace: ns, JWKSSecretName: "kshop-jwks", Policy: policy, MetricsAddr: "0", ProbeAddr: "0",
+			LeaderElection: true, LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond,
+			SeveralPerProcess: true,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- mgr.Start(ctx) }()
+		return mgr, cancel, done
+	}
+	a, stopA, doneA := start()
+	b, stopB, doneB := start()
+	defer func() { stopB(); <-doneB }()
+
+	var leader, follower manager.Manager
+	var stopLeader context.CancelFunc
+	var leaderDone chan error
+	select {
+	case <-a.Elected():
+		leader, follower, stopLeader, leaderDone = a, b, stopA, doneA
+	case <-b.Elected():
+		leader, follower, stopLeader, leaderDone = b, a, stopB, doneB
+	case <-time.After(20 * time.Second):
+		t.Fatal("no manager became leader")
+	}
+	_ = leader
+	select {
+	case <-follower.Elected():
+		t.Fatal("both managers lead")
+	case <-time.After(1500 * time.Millisecond):
+	}
+	// The leader created the Secret.
+	testenv.WaitFor(t, 10*time.Second, "the JWKS Secret", func() bool {
+		var s corev1.Secret
+		return c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "kshop-jwks"}, &s) == nil
+	})
+	// When the leader stops, the other takes over.
+	stopLeader()
+	<-leaderDone
+	select {
+	case <-follower.Elected():
+	case <-time.After(15 * time.Second):
+		t.Fatal("the follower did not take over")
+	}
+	if follower == a {
+		stopA()
+		<-doneA
+	}
+}

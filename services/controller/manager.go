@@ -1,0 +1,76 @@
+package controller
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+)
+
+// Options place the manager.
+type Options struct {
+	Namespace      string
+	JWKSSecretName string
+	Policy         RotationPolicy
+	// MetricsAddr and ProbeAddr serve /metrics and /healthz, /readyz ("0" turns one off).
+	MetricsAddr, ProbeAddr string
+	// LeaderElection makes one replica of several do the work.
+	LeaderElection bool
+	// LeaseDuration, RenewDeadline and RetryPeriod tune the election (zero: defaults).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Now is the clock of the key rotation; nil means time.Now.
+	Now func() time.Time
+	// SeveralPerProcess allows more than one manager in a process (tests run
+	// two to watch the election); their controllers then share metric names.
+	SeveralPerProcess bool
+}
+
+// NewManager builds the manager: one namespace's Secrets cached, the JWKS
+// rotation registered, health checks and metrics, leader election by a Lease.
+func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	opts := ctrl.Options{
+		Scheme:                  scheme,
+		Cache:                   cache.Options{DefaultNamespaces: map[string]cache.Config{o.Namespace: {}}},
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        "kshop-controller",
+		LeaderElectionNamespace: o.Namespace,
+		// A new leader starts at once when the old one stops cleanly.
+		LeaderElectionReleaseOnCancel: true,
+	}
+	if o.SeveralPerProcess {
+		skip := true
+		opts.Controller = config.Controller{SkipNameValidation: &skip}
+	}
+	if o.LeaseDuration > 0 {
+		opts.LeaseDuration, opts.RenewDeadline, opts.RetryPeriod = &o.LeaseDuration, &o.RenewDeadline, &o.RetryPeriod
+	}
+	mgr, err := ctrl.NewManager(cfg, opts)
+	if err != nil {
+		return nil, fmt.Errorf("controller manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	r := &JWKSReconciler{Client: mgr.GetClient(), Namespace: o.Namespace, SecretName: o.JWKSSecretName, Policy: o.Policy, Now: o.Now}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}

@@ -1,0 +1,120 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/kshop/kshop/services/platform/tokens"
+)
+
+// The Secret's label and key: auth mounts the key and reads jwks.json.
+const (
+	JWKSLabel = "kshop.io/jwks"
+	JWKSKey   = "jwks.json"
+)
+
+// JWKSReconciler keeps the signing keys in the Secret Namespace/SecretName rotated.
+type JWKSReconciler struct {
+	Client     client.Client
+	Namespace  string
+	SecretName string
+	Policy     RotationPolicy
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (r *JWKSReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Reconcile rotates the keys of one Secret and asks to run again when the next
+// change is due.
+func (r *JWKSReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var secret corev1.Secret
+	if err := r.Client.Get(ctx, req.NamespacedName, &secret); err != nil {
+		if apierrors.IsNotFound(err) && req.Name == r.SecretName && req.Namespace == r.Namespace {
+			return ctrl.Result{}, r.EnsureSecret(ctx)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	var set tokens.KeySet
+	if raw := secret.Data[JWKSKey]; len(raw) > 0 {
+		parsed, err := tokens.ParseJWKS(raw)
+		if err != nil {
+			// Never overwrite keys we cannot read: tokens signed with them would die.
+			return ctrl.Result{}, fmt.Errorf("secret %s/%s: %w", secret.Namespace, secret.Name, err)
+		}
+		set = parsed
+	}
+	now := r.now()
+	rotated, changed, err := Rotate(set, now, r.Policy)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if changed {
+		doc, err := rotated.MarshalJWKS(true)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if secret.Data == nil {
+			secret.Data = map[string][]byte{}
+		}
+		secret.Data[JWKSKey] = doc
+		if err := r.Client.Update(ctx, &secret); err != nil {
+			return ctrl.Result{}, fmt.Errorf("update secret %s/%s: %w", secret.Namespace, secret.Name, err)
+		}
+		ctrl.LoggerFrom(ctx).Info("signing keys rotated", "secret", secret.Name, "keys", len(rotated.Keys))
+	}
+	return ctrl.Result{RequeueAfter: NextChange(rotated, now, r.Policy).Sub(now)}, nil
+}
+
+// EnsureSecret creates the Secret with a first key when it does not exist.
+func (r *JWKSReconciler) EnsureSecret(ctx context.Context) error {
+	var existing corev1.Secret
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: r.SecretName}, &existing)
+	if err == nil || !apierrors.IsNotFound(err) {
+		return err
+	}
+	set, _, err := Rotate(tokens.KeySet{}, r.now(), r.Policy)
+	if err != nil {
+		return err
+	}
+	doc, err := set.MarshalJWKS(true)
+	if err != nil {
+		return err
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.SecretName, Labels: map[string]string{JWKSLabel: "true"}},
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{JWKSKey: doc},
+	}
+	if err := r.Client.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create secret %s/%s: %w", r.Namespace, r.SecretName, err)
+	}
+	return nil
+}
+
+// SetupWithManager watches the labelled Secrets and creates the Secret at start.
+func (r *JWKSReconciler) SetupWithManager(mgr manager.Manager) error {
+	labelled := predicate.NewPredicateFuncs(func(o client.Object) bool { _, ok := o.GetLabels()[JWKSLabel]; return ok })
+	if err := mgr.Add(manager.RunnableFunc(r.EnsureSecret)); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).Named("jwks").
+		For(&corev1.Secret{}, builder.WithPredicates(labelled)).
+		Complete(r)
+}
