@@ -54,7 +54,9 @@ build_promtool() {
 	if [ ! -x "$dir/usr/bin/promtool" ]; then
 		echo "tools: unpacking promtool from Debian's prometheus package, cached in $dir" >&2
 		mkdir -p "$dir"
-		(cd "$dir" && apt-get download prometheus >&2 && dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb)
+		# A fresh machine may have no package lists yet: update them once on failure.
+		(cd "$dir" && { apt-get download prometheus >&2 2>/dev/null || { apt-get update -qq >&2 && apt-get download prometheus >&2; }; } &&
+			dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb)
 	fi
 	printf '%s\n' "$dir/usr/bin/promtool"
 }
