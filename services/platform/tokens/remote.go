@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 )
 
 // RemoteKeySet is the public key set served by the auth service
@@ -29,7 +31,9 @@ type RemoteKeySet struct {
 // NewRemoteKeySet returns a cache of the JWKS at url with sensible defaults:
 // refreshed every 5 minutes, on unknown kids at most every 10 seconds.
 func NewRemoteKeySet(url string) *RemoteKeySet {
-	return &RemoteKeySet{URL: url, Client: &http.Client{Timeout: 5 * time.Second}, MaxAge: 5 * time.Minute, MinRefresh: 10 * time.Second}
+	return &RemoteKeySet{URL: url, MaxAge: 5 * time.Minute, MinRefresh: 10 * time.Second,
+		// Fetches are spans of the request that needed the keys.
+		Client: &http.Client{Timeout: 5 * time.Second, Transport: otelhttp.NewTransport(http.DefaultTransport)}}
 }
 
 // Lookup finds kid, fetching the document when the cache is stale or lacks kid.
