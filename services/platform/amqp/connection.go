@@ -148,7 +148,7 @@ func (c *Connection) Declare(ctx context.Context, t Topology) error {
 	if err != nil {
 		return err
 	}
-	if err := declare(conn, t); err != nil {
+	if err := DeclareTopology(conn, t); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -162,7 +162,7 @@ func (c *Connection) redeclare(conn *amqp091.Connection) error {
 	topologies := append([]Topology(nil), c.topologies...)
 	c.mu.Unlock()
 	for _, t := range topologies {
-		if err := declare(conn, t); err != nil {
+		if err := DeclareTopology(conn, t); err != nil {
 			return err
 		}
 	}

@@ -50,7 +50,11 @@ type Topology struct {
 	Delays    []DelayQueue
 }
 
-func declare(conn *amqp091.Connection, t Topology) error {
+// DeclareTopology declares t on conn through a channel of its own. Every
+// declaration is idempotent; one that differs from what exists fails with the
+// broker's 406 PRECONDITION_FAILED (an *amqp091.Error), which closes only that
+// channel.
+func DeclareTopology(conn *amqp091.Connection, t Topology) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("open channel to declare topology: %w", err)
