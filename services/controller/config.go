@@ -22,10 +22,15 @@ type Config struct {
 	PropagationDelay time.Duration `envconfig:"PROPAGATION_DELAY" default:"10m"`
 	TokenLifetime    time.Duration `envconfig:"TOKEN_LIFETIME" default:"1h"`
 	Grace            time.Duration `envconfig:"GRACE" default:"15m"`
-	MetricsAddr      string        `envconfig:"METRICS_ADDR" default:":8085"`
-	ProbeAddr        string        `envconfig:"PROBE_ADDR" default:":8086"`
-	LeaderElection   bool          `envconfig:"LEADER_ELECTION" default:"true"`
-	Log              logx.Config   `envconfig:"LOG"`
+	// KafkaBrokers and AMQPURL reach the brokers the topology ConfigMaps
+	// describe; leave one empty to leave that broker alone.
+	KafkaBrokers   string        `envconfig:"KAFKA_BROKERS"`
+	AMQPURL        string        `envconfig:"AMQP_URL"`
+	TopologyResync time.Duration `envconfig:"TOPOLOGY_RESYNC" default:"5m"`
+	MetricsAddr    string        `envconfig:"METRICS_ADDR" default:":8085"`
+	ProbeAddr      string        `envconfig:"PROBE_ADDR" default:":8086"`
+	LeaderElection bool          `envconfig:"LEADER_ELECTION" default:"true"`
+	Log            logx.Config   `envconfig:"LOG"`
 }
 
 // Validate checks that the rotation can work: a key must have propagated
@@ -40,6 +45,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TokenLifetime <= 0 || c.Grace < 0 {
 		errs = append(errs, fmt.Errorf("%s_TOKEN_LIFETIME must be positive and %s_GRACE not negative", Prefix, Prefix))
+	}
+	if c.TopologyResync < time.Second {
+		errs = append(errs, fmt.Errorf("%s_TOPOLOGY_RESYNC=%v must be at least 1s", Prefix, c.TopologyResync))
 	}
 	return errors.Join(errs...)
 }

@@ -7,7 +7,7 @@ import (
 )
 
 func TestConfigRefusesARotationThatCannotPropagate(t *testing.T) {
-	ok := Config{Namespace: "kshop", KeyAlgorithm: "EdDSA", RotationPeriod: 168 * time.Hour, PropagationDelay: 10 * time.Minute, TokenLifetime: time.Hour, Grace: 15 * time.Minute}
+	ok := Config{Namespace: "kshop", KeyAlgorithm: "EdDSA", RotationPeriod: 168 * time.Hour, PropagationDelay: 10 * time.Minute, TokenLifetime: time.Hour, Grace: 15 * time.Minute, TopologyResync: 5 * time.Minute}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -15,6 +15,7 @@ func TestConfigRefusesARotationThatCannotPropagate(t *testing.T) {
 		"period shorter than propagation": func(c *Config) { c.RotationPeriod = 5 * time.Minute },
 		"HMAC keys":                       func(c *Config) { c.KeyAlgorithm = "HS256" },
 		"no token lifetime":               func(c *Config) { c.TokenLifetime = 0 },
+		"topology re-checked constantly":  func(c *Config) { c.TopologyResync = 10 * time.Millisecond },
 	} {
 		c := ok
 		mutate(&c)
@@ -24,5 +25,34 @@ func TestConfigRefusesARotationThatCannotPropagate(t *testing.T) {
 	}
 	if p := ok.Policy(); p.Period != ok.RotationPeriod || p.TokenLifetime != time.Hour || p.Grace != 15*time.Minute {
 		t.Fatalf("policy %+v", p)
+	}
+}
+
+func TestTopologyDocumentsNameTheFieldInError(t *testing.T) {
+	for doc, want := range map[string]string{
+		"topics:\n  - {name: a, partitions: 0}\n":                               "topics[0].partitions",
+		"topics:\n  - {name: 'a b', partitions: 1}\n":                           "topics[0].name",
+		"topics:\n  - {name: a, partitions: 1}\n  - {name: a, partitions: 2}\n": "listed twice",
+		"topics:\n  - {name: a, partitions: 1, replicas: 3}\n":                  "unknown field",
+	} {
+		if _, err := ParseKafkaTopology(doc); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error with %q", doc, err, want)
+		}
+	}
+	for doc, want := range map[string]string{
+		"exchanges:\n  - {name: e, type: x-delayed-message}\n": "exchanges[0].type",
+		"queues:\n  - {name: amq.q, type: quorum}\n":           "queues[0].name",
+		"queues:\n  - {name: q, type: stream}\n":               "queues[0].type",
+		"delayQueues:\n  - {name: d, delay: 0s}\n":             "delayQueues[0].delay",
+		"delayQueues:\n  - {name: d, delay: soon}\n":           "duration",
+		"bindings:\n  - {exchange: e}\n":                       "bindings[0]",
+	} {
+		if _, err := ParseRabbitMQTopology(doc); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error with %q", doc, err, want)
+		}
+	}
+	good, err := ParseRabbitMQTopology("delayQueues:\n  - {name: orders.delay.4h, delay: 4h, exchange: orders, routingKey: order.reminder}\n")
+	if err != nil || good.DelayQueues[0].Delay.Duration != 4*time.Hour {
+		t.Fatalf("%+v, %v", good, err)
 	}
 }

@@ -28,13 +28,18 @@ type Options struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// Now is the clock of the key rotation; nil means time.Now.
 	Now func() time.Time
+	// KafkaBrokers and AMQPURL are the brokers whose topology the labelled
+	// ConfigMaps describe; an empty one leaves that kind unmanaged.
+	KafkaBrokers, AMQPURL string
+	// TopologyResync is how often every topology is checked again (zero: 5 min).
+	TopologyResync time.Duration
 	// SeveralPerProcess allows more than one manager in a process (tests run
 	// two to watch the election); their controllers then share metric names.
 	SeveralPerProcess bool
 }
 
 // NewManager builds the manager: one namespace's Secrets cached, the JWKS
-// rotation registered, health checks and metrics, leader election by a Lease.
+// rotation and the messaging topology registered, health checks and metrics, leader election by a Lease.
 func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -72,5 +77,21 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
+	brokers := map[string]TopologyBroker{}
+	if o.KafkaBrokers != "" {
+		brokers[TopologyKafka] = KafkaBroker{Brokers: o.KafkaBrokers}
+	}
+	if o.AMQPURL != "" {
+		brokers[TopologyRabbitMQ] = RabbitMQBroker{URL: o.AMQPURL}
+	}
+	resync := o.TopologyResync
+	if resync <= 0 {
+		resync = 5 * time.Minute
+	}
+	topology := &TopologyReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("kshop-controller"), Brokers: brokers, Resync: resync}
+	if err := topology.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	mgr.GetLogger().Info("topology brokers", "served", describeBrokers(brokers), "resync", resync)
 	return mgr, nil
 }

@@ -1,5 +1,6 @@
 // Command controller runs the platform controller (services/controller):
-// JWT signing-key rotation in a labelled Secret, with leader election.
+// JWT signing-key rotation in a labelled Secret and the Kafka and RabbitMQ
+// topology of labelled ConfigMaps, with leader election.
 package main
 
 import (
@@ -26,6 +27,7 @@ func main() {
 	mgr, err := controller.NewManager(restConfig, controller.Options{
 		Namespace: cfg.Namespace, JWKSSecretName: cfg.JWKSSecretName, Policy: cfg.Policy(),
 		MetricsAddr: cfg.MetricsAddr, ProbeAddr: cfg.ProbeAddr, LeaderElection: cfg.LeaderElection,
+		KafkaBrokers: cfg.KafkaBrokers, AMQPURL: cfg.AMQPURL, TopologyResync: cfg.TopologyResync,
 	})
 	if err != nil {
 		config.Exit(err)
