@@ -128,7 +128,7 @@ func TestEveryRenderedObjectIsAcceptedByTheAPIServer(t *testing.T) {
 			if err := applyDryRun(t, objects); err != nil {
 				t.Fatal(err)
 			}
-			want := map[string]int{"Deployment": 6, "Service": 5, "ServiceAccount": 6, "ConfigMap": 5, "NetworkPolicy": 7, "RabbitmqCluster": 1, "Role": 1, "RoleBinding": 1}
+			want := map[string]int{"Deployment": 6, "Service": 5, "ServiceAccount": 6, "ConfigMap": 7, "NetworkPolicy": 7, "RabbitmqCluster": 1, "Role": 1, "RoleBinding": 1}
 			if name == "staging" {
 				want["HorizontalPodAutoscaler"], want["PodDisruptionBudget"], want["ServiceMonitor"] = 5, 5, 5
 			} else {

@@ -1,0 +1,81 @@
+package chart_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/kshop/kshop/services/controller"
+	"github.com/kshop/kshop/services/events"
+)
+
+// TestTheTopologyConfigMapsDeclareWhatTheServicesUse renders the topology
+// documents the controller applies and checks them against the contract the
+// services are built from (services/events): every topic with its dead-letter
+// topic, every mail and timer queue bound as SPEC.md says, and one delay queue
+// per configured order timer, named as the order service names it.
+func TestTheTopologyConfigMapsDeclareWhatTheServicesUse(t *testing.T) {
+	cases := map[string]struct {
+		values    []string
+		reminders []time.Duration
+		expiry    time.Duration
+	}{
+		"default": {nil, events.DefaultReminderDelays, events.DefaultAutoCancelDelay},
+		"kind":    {[]string{"-f", "values-kind.yaml"}, []time.Duration{30 * time.Second, time.Minute, 90 * time.Second}, 2 * time.Minute},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			docs := map[string]string{}
+			for _, o := range render(t, c.values...) {
+				if kind := o.GetLabels()[controller.TopologyLabel]; o.GetKind() == "ConfigMap" && kind != "" {
+					data, _, _ := unstructured.NestedString(o.Object, "data", controller.TopologyKey)
+					docs[kind] = data
+				}
+			}
+
+			kafka, err := controller.ParseKafkaTopology(docs[controller.TopologyKafka])
+			if err != nil {
+				t.Fatalf("kafka document: %v\n%s", err, docs[controller.TopologyKafka])
+			}
+			var topics []string
+			for _, topic := range kafka.Topics {
+				topics = append(topics, topic.Name)
+			}
+			var want []string
+			for _, topic := range events.Topics {
+				want = append(want, topic, events.DeadLetterTopic(topic))
+			}
+			slices.Sort(topics)
+			slices.Sort(want)
+			if !slices.Equal(topics, want) {
+				t.Errorf("kafka topics %v, want %v", topics, want)
+			}
+
+			rabbit, err := controller.ParseRabbitMQTopology(docs[controller.TopologyRabbitMQ])
+			if err != nil {
+				t.Fatalf("rabbitmq document: %v\n%s", err, docs[controller.TopologyRabbitMQ])
+			}
+			for _, r := range append(slices.Clone(events.MailRoutes), events.TimerRoutes...) {
+				if !slices.Contains(rabbit.Bindings, controller.RabbitMQBinding{Exchange: r.Exchange, Queue: r.Queue, RoutingKey: r.RoutingKey}) {
+					t.Errorf("no binding %s -[%s]-> %s", r.Exchange, r.RoutingKey, r.Queue)
+				}
+				if !slices.Contains(rabbit.Queues, controller.RabbitMQQueue{Name: r.Queue, Type: "quorum", DeadLetterQueue: true}) {
+					t.Errorf("queue %s is not a quorum queue with a dead-letter queue, as the services declare it", r.Queue)
+				}
+				if !slices.Contains(rabbit.Exchanges, controller.RabbitMQExchange{Name: r.Exchange, Type: events.ExchangeKinds[r.Exchange]}) {
+					t.Errorf("exchange %s is not declared as a %s exchange", r.Exchange, events.ExchangeKinds[r.Exchange])
+				}
+			}
+			var delays []controller.RabbitMQDelayQueue
+			for _, d := range c.reminders {
+				delays = append(delays, controller.RabbitMQDelayQueue{Name: events.DelayQueueName(d), Delay: controller.Duration{Duration: d}, Exchange: events.ExchangeOrders, RoutingKey: events.RoutingOrderReminder})
+			}
+			delays = append(delays, controller.RabbitMQDelayQueue{Name: events.DelayQueueName(c.expiry), Delay: controller.Duration{Duration: c.expiry}, Exchange: events.ExchangeOrders, RoutingKey: events.RoutingOrderAutoCancel})
+			if !slices.Equal(rabbit.DelayQueues, delays) {
+				t.Errorf("delay queues\n%+v\nwant\n%+v", rabbit.DelayQueues, delays)
+			}
+		})
+	}
+}
