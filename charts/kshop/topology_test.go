@@ -79,3 +79,23 @@ func TestTheTopologyConfigMapsDeclareWhatTheServicesUse(t *testing.T) {
 		})
 	}
 }
+
+func TestStagingReplicatesEveryTopicThreeTimes(t *testing.T) {
+	for _, o := range render(t, "-f", "values-staging.yaml") {
+		if o.GetLabels()[controller.TopologyLabel] != controller.TopologyKafka {
+			continue
+		}
+		doc, _, _ := unstructured.NestedString(o.Object, "data", controller.TopologyKey)
+		kafka, err := controller.ParseKafkaTopology(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, topic := range kafka.Topics {
+			if topic.ReplicationFactor != 3 || topic.Config["min.insync.replicas"] != "2" || topic.Config["retention.ms"] == "" {
+				t.Errorf("topic %s: replication %d, config %v", topic.Name, topic.ReplicationFactor, topic.Config)
+			}
+		}
+		return
+	}
+	t.Fatal("no kafka topology rendered for staging")
+}
