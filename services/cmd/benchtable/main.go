@@ -26,7 +26,7 @@ type step struct {
 }
 
 var steps = []step{
-	{"./services/gateway", "^(BenchmarkGatewayVsDirect|BenchmarkBareGin)$", "20000x", "gateway vs direct, and the bare gin ceiling (about 30 s)"},
+	{"./services/gateway", "^(BenchmarkGatewayVsDirect|BenchmarkBareGin)$", "20000x", "gateway vs direct, and the bare gin ceiling (1-3 min with the build)"},
 	{"./services/product", "^BenchmarkGetProduct$", "20000x", "GET /products/:id (about 15 s)"},
 	{"./services/product", "^BenchmarkReserve$", "3s", "one stock reservation transaction (about 15 s)"},
 	{"./services/product", "^BenchmarkOrderCreatedToStockReserved$", "300x", "order-created to stock-reserved latency (about 20 s)"},

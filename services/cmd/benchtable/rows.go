@@ -41,7 +41,7 @@ func rows(r Results, pg *pgbenchResult) []Row {
 		},
 		{
 			Measure: fmt.Sprintf("Order placement: %s orders, 16 clients, one product with stock for half of them", m(placement, "runs")),
-			Figure: fmt.Sprintf("%s orders/s decided (%s/s accepted); %s rejected; oversold: %s units",
+			Figure: fmt.Sprintf("%s orders/s decided (%s/s accepted); %s rejected; units oversold: %s",
 				m(placement, "decided-orders/s"), m(placement, "accepted-orders/s"), m(placement, "rejected-orders"), m(placement, "oversold-units")),
 			Comparison: fmt.Sprintf("the reservation transaction alone: %s orders/s; ceiling, pgbench: %s tps", m(reserve, "orders/s"), pgTPS),
 		},
@@ -55,7 +55,8 @@ func rows(r Results, pg *pgbenchResult) []Row {
 			Figure: fmt.Sprintf("reminders p50 %s ms, p99 %s ms, max %s ms; expiry p50 %s ms, p99 %s ms, max %s ms",
 				m(timers, "reminder-late-p50-ms"), m(timers, "reminder-late-p99-ms"), m(timers, "reminder-late-max-ms"),
 				m(timers, "expiry-late-p50-ms"), m(timers, "expiry-late-p99-ms"), m(timers, "expiry-late-max-ms")),
-			Comparison: fmt.Sprintf("the orders were placed at %s/s, so their timers fall due at that rate", m(timers, "placed-orders/s")),
+			Comparison: fmt.Sprintf("of which the outbox relay's lag putting the timers on their delay queues: p50 %s ms, p99 %s ms; the orders were placed at %s/s, so their timers fall due at that rate",
+				m(timers, "timer-relay-lag-p50-ms"), m(timers, "timer-relay-lag-p99-ms"), m(timers, "placed-orders/s")),
 		},
 	}
 	for _, service := range []string{"gateway", "auth", "product", "order", "mail"} {

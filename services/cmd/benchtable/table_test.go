@@ -84,3 +84,30 @@ func TestWriteTableEscapesPipesAndMarksEmptyCells(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)
 	}
 }
+
+func TestRowsSayWhatWasNotMeasured(t *testing.T) {
+	table := rows(Results{bareGin: {"req/s": 28315, "p99-ms": 4.808}}, nil)
+	if len(table) != 13 {
+		t.Fatalf("%d rows, want 13 (2 gateway, product, placement, saga, timers, 5 processes, 2 ceilings)", len(table))
+	}
+	last := table[len(table)-1]
+	if !strings.Contains(last.Figure, "not measured") {
+		t.Errorf("pgbench row without a pgbench result: %q", last.Figure)
+	}
+	if got := table[2].Comparison; got != "ceiling, bare gin: 28 315 req/s, p99 4.81 ms" {
+		t.Errorf("product row's ceiling: %q", got)
+	}
+	if !strings.Contains(table[3].Figure, "units oversold: not measured") {
+		t.Errorf("placement row without results: %q", table[3].Figure)
+	}
+}
+
+func TestWithDatabaseSwapsOnlyTheDatabase(t *testing.T) {
+	got, err := withDatabase("postgres://postgres@127.0.0.1:15432/postgres?sslmode=disable", "scratch")
+	if err != nil || got != "postgres://postgres@127.0.0.1:15432/scratch?sslmode=disable" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if _, err := withDatabase("127.0.0.1:15432", "scratch"); err == nil {
+		t.Fatal("no error for a URL without a scheme")
+	}
+}
