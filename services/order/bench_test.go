@@ -112,6 +112,17 @@ func BenchmarkTimerLateness(b *testing.B) {
 	relayP50, relayP99, relayMax := lateness(`
 		SELECT extract(epoch FROM sent_at - created_at) * 1000 AS late
 		FROM outbox WHERE key IN ($1, $2)`, events.DelayQueueName(reminder), events.DelayQueueName(expiry))
+	// How fast the timers fired once due, against the rate they fell due at.
+	firedPerSecond := func(query string, args ...any) float64 {
+		b.Helper()
+		var seconds float64
+		if err := s.db.QueryRow(ctx, `SELECT extract(epoch FROM max(at) - min(at)) FROM (`+query+`) AS fired`, args...).Scan(&seconds); err != nil {
+			b.Fatal(err)
+		}
+		return pending / max(seconds, 0.001)
+	}
+	remindersPerSecond := firedPerSecond(`SELECT created_at AS at FROM outbox WHERE key = $1`, events.RoutingPaymentReminder)
+	expiriesPerSecond := firedPerSecond(`SELECT updated_at AS at FROM orders WHERE cancel_reason = 'expired'`)
 	purgeMailQueues(b, s.amqpURL)
 
 	b.ReportMetric(pending, "pending-orders")
@@ -122,6 +133,8 @@ func BenchmarkTimerLateness(b *testing.B) {
 	b.ReportMetric(ep50, "expiry-late-p50-ms")
 	b.ReportMetric(ep99, "expiry-late-p99-ms")
 	b.ReportMetric(emax, "expiry-late-max-ms")
+	b.ReportMetric(remindersPerSecond, "reminders-fired/s")
+	b.ReportMetric(expiriesPerSecond, "expiries-fired/s")
 	b.ReportMetric(relayP50, "timer-relay-lag-p50-ms")
 	b.ReportMetric(relayP99, "timer-relay-lag-p99-ms")
 	b.ReportMetric(relayMax, "timer-relay-lag-max-ms")

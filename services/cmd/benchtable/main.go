@@ -150,9 +150,11 @@ func runPgbench(ctx context.Context, pgURL string) (*pgbenchResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	setup := `CREATE TABLE accounts (id integer PRIMARY KEY, balance bigint NOT NULL);
-		INSERT INTO accounts SELECT i, 0 FROM generate_series(1, 100000) AS i; VACUUM ANALYZE accounts;`
-	if out, err := exec.CommandContext(ctx, "psql", dbURL, "-qc", setup).CombinedOutput(); err != nil {
+	// One -c each: psql runs a multi-statement -c in one transaction, where VACUUM may not run.
+	if out, err := exec.CommandContext(ctx, "psql", dbURL, "-q", "-v", "ON_ERROR_STOP=1",
+		"-c", "CREATE TABLE accounts (id integer PRIMARY KEY, balance bigint NOT NULL)",
+		"-c", "INSERT INTO accounts SELECT i, 0 FROM generate_series(1, 100000) AS i",
+		"-c", "VACUUM ANALYZE accounts").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("fill %s: %v\n%s", db, err, out)
 	}
 	script := filepath.Join(os.TempDir(), db+".sql")
