@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -108,14 +109,24 @@ func describeMachine(ctx context.Context, pgURL string) {
 	meminfo, _ := os.ReadFile("/proc/meminfo")
 	fmt.Printf("- Date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Printf("- CPU: %s, %s cores (nproc)\n", first(string(cpuinfo), "model name"), command(ctx, "nproc"))
-	fmt.Printf("- Memory: %s\n", first(string(meminfo), "MemTotal"))
+	fmt.Printf("- Memory: %s\n", gibibytes(first(string(meminfo), "MemTotal")))
 	fmt.Printf("- Kernel: %s\n", command(ctx, "uname", "-sr"))
 	fmt.Printf("- Go: %s\n", command(ctx, "go", "env", "GOVERSION"))
 	fmt.Printf("- PostgreSQL: %s\n", command(ctx, "psql", pgURL, "-Atc", "SHOW server_version"))
-	fmt.Printf("- Redis: %s\n", first(command(ctx, "redis-server", "--version"), "Redis server"))
+	redisVersion, _, _ := strings.Cut(first(command(ctx, "redis-server", "--version"), "Redis server v="), " ")
+	fmt.Printf("- Redis: %s\n", redisVersion)
 	fmt.Printf("- RabbitMQ: %s (Debian package)\n", command(ctx, "dpkg-query", "-W", "-f", "${Version}", "rabbitmq-server"))
 	fmt.Println("- Kafka: franz-go kfake in the benchmark's process")
 	fmt.Println()
+}
+
+// gibibytes turns /proc/meminfo's "24684084 kB" into "23.5 GiB".
+func gibibytes(meminfo string) string {
+	kB, err := strconv.ParseFloat(strings.TrimSuffix(meminfo, " kB"), 64)
+	if err != nil {
+		return meminfo
+	}
+	return fmt.Sprintf("%.1f GiB", kB/(1<<20))
 }
 
 func command(ctx context.Context, name string, args ...string) string {

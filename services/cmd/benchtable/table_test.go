@@ -111,3 +111,12 @@ func TestWithDatabaseSwapsOnlyTheDatabase(t *testing.T) {
 		t.Fatal("no error for a URL without a scheme")
 	}
 }
+
+func TestGibibytes(t *testing.T) {
+	if got := gibibytes("24684084 kB"); got != "23.5 GiB" {
+		t.Errorf("got %q", got)
+	}
+	if got := gibibytes("unknown"); got != "unknown" {
+		t.Errorf("got %q", got)
+	}
+}
