@@ -14,7 +14,7 @@ run: ## start the platform locally (infrastructure and the all-in-one binary); C
 test: ## install what is missing, start private servers, go vet, go test -race, stop servers
 	@hack/test.sh
 
-bench: ## run the benchmarks against the private servers and print the figures
+bench: ## print the benchmark table (BENCH=pattern: only the matching Go benchmarks); servers of its own
 	@hack/bench.sh '$(BENCH)'
 
 smoke: ## walk the customer journey through a running `make run` (fails on any deviation)

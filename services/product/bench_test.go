@@ -3,8 +3,11 @@ package product_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,29 +18,49 @@ import (
 	"github.com/kshop/kshop/services/platform/kafka"
 )
 
-// BenchmarkGetProduct measures GET /products/:id over HTTP, clients in parallel.
+// BenchmarkGetProduct measures GET /products/:id over HTTP, clients in
+// parallel (16 on two cores, as many as the gateway benchmark's load client),
+// and reports requests/s and the p99 of one request.
 func BenchmarkGetProduct(b *testing.B) {
 	s := newService(b)
 	p := s.create(b, "benchmarked", "19.99", 10)
 	url := fmt.Sprintf("%s/products/%d", s.Base, p.ID)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	var mu sync.Mutex
+	var latencies []time.Duration
 	b.ReportAllocs()
+	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
+		defer func() {
+			mu.Lock()
+			latencies = append(latencies, mine...)
+			mu.Unlock()
+		}()
 		for pb.Next() {
+			began := time.Now()
 			resp, err := client.Get(url)
 			if err != nil {
 				b.Error(err)
 				return
 			}
+			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
 				b.Errorf("status %d", resp.StatusCode)
 				return
 			}
+			mine = append(mine, time.Since(began))
 		}
 	})
+	b.StopTimer()
+	if len(latencies) == 0 {
+		b.Fatal("no request succeeded")
+	}
+	slices.Sort(latencies)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
 }
 
 // BenchmarkReserve measures stock reservations (one transaction each: inbox,

@@ -1,0 +1,85 @@
+package main
+
+import "fmt"
+
+// Benchmark names as go test prints them, without the -GOMAXPROCS suffix.
+const (
+	gatewayInstant = "BenchmarkGatewayVsDirect/upstream=0s"
+	gatewaySlow    = "BenchmarkGatewayVsDirect/upstream=1ms"
+	bareGin        = "BenchmarkBareGin"
+	getProduct     = "BenchmarkGetProduct"
+	reserve        = "BenchmarkReserve"
+	sagaLatency    = "BenchmarkOrderCreatedToStockReserved"
+	placement      = "BenchmarkOrderPlacement"
+	timers         = "BenchmarkTimerLateness"
+	processes      = "BenchmarkServiceProcesses"
+)
+
+// rows turns the figures into the table, each beside what it compares with.
+func rows(r Results, pg *pgbenchResult) []Row {
+	m := func(benchmark, unit string) string { return metric(r, benchmark, unit) }
+	ginCeiling := fmt.Sprintf("ceiling, bare gin: %s req/s, p99 %s ms", m(bareGin, "req/s"), m(bareGin, "p99-ms"))
+	pgTPS, pgLatency := "not measured", "not measured"
+	if pg != nil {
+		pgTPS, pgLatency = Number(pg.tps), Number(pg.latencyMs)
+	}
+	gateway := func(benchmark, upstream string) Row {
+		return Row{
+			Measure: "Gateway: GET /products/1, 16 clients, upstream " + upstream,
+			Figure:  fmt.Sprintf("%s req/s, p99 %s ms", m(benchmark, "gateway-req/s"), m(benchmark, "gateway-p99-ms")),
+			Comparison: fmt.Sprintf("direct to the upstream: %s req/s, p99 %s ms; ratio %s; %s",
+				m(benchmark, "direct-req/s"), m(benchmark, "direct-p99-ms"), m(benchmark, "ratio"), ginCeiling),
+		}
+	}
+	table := []Row{
+		gateway(gatewayInstant, "answering at once"),
+		gateway(gatewaySlow, "working 1 ms"),
+		{
+			Measure:    "Product service: GET /products/:id, 16 clients",
+			Figure:     fmt.Sprintf("%s req/s, p99 %s ms", m(getProduct, "req/s"), m(getProduct, "p99-ms")),
+			Comparison: ginCeiling,
+		},
+		{
+			Measure: fmt.Sprintf("Order placement: %s orders, 16 clients, one product with stock for half of them", m(placement, "runs")),
+			Figure: fmt.Sprintf("%s orders/s decided (%s/s accepted); %s rejected; units oversold: %s",
+				m(placement, "decided-orders/s"), m(placement, "accepted-orders/s"), m(placement, "rejected-orders"), m(placement, "oversold-units")),
+			Comparison: fmt.Sprintf("the reservation transaction alone: %s orders/s; ceiling, pgbench: %s tps", m(reserve, "orders/s"), pgTPS),
+		},
+		{
+			Measure:    "order-created → stock-reserved, one order at a time",
+			Figure:     fmt.Sprintf("p50 %s ms, p99 %s ms", m(sagaLatency, "p50-ms"), m(sagaLatency, "p99-ms")),
+			Comparison: fmt.Sprintf("ceiling, pgbench: %s ms a single-row UPDATE (average, 8 clients)", pgLatency),
+		},
+		{
+			Measure: fmt.Sprintf("Timer lateness, %s orders pending (reminder at 40 s, expiry at 60 s)", m(timers, "pending-orders")),
+			Figure: fmt.Sprintf("reminders p50 %s ms, p99 %s ms, max %s ms; expiry p50 %s ms, p99 %s ms, max %s ms",
+				m(timers, "reminder-late-p50-ms"), m(timers, "reminder-late-p99-ms"), m(timers, "reminder-late-max-ms"),
+				m(timers, "expiry-late-p50-ms"), m(timers, "expiry-late-p99-ms"), m(timers, "expiry-late-max-ms")),
+			Comparison: fmt.Sprintf("timers fell due at %s/s (the placement rate); reminders fired at %s/s, expiries at %s/s; "+
+				"the outbox relay's lag putting timers on their delay queues: p50 %s ms, p99 %s ms",
+				m(timers, "placed-orders/s"), m(timers, "reminders-fired/s"), m(timers, "expiries-fired/s"),
+				m(timers, "timer-relay-lag-p50-ms"), m(timers, "timer-relay-lag-p99-ms")),
+		},
+	}
+	for _, service := range []string{"gateway", "auth", "product", "order", "mail"} {
+		table = append(table, Row{
+			Measure: service + " process: start to ready, resident memory (VmRSS)",
+			Figure: fmt.Sprintf("ready in %s ms; %s MB idle, %s MB under load",
+				m(processes, service+"-ready-ms"), m(processes, service+"-idle-rss-MB"), m(processes, service+"-load-rss-MB")),
+			Comparison: fmt.Sprintf("load: %s req/s of browse, search, order, pay through the gateway for 20 s, %s failed",
+				m(processes, "load-req/s"), m(processes, "load-failed-requests")),
+		})
+	}
+	return append(table,
+		Row{
+			Measure:    "Ceiling: a bare gin handler on loopback, same client as the gateway row",
+			Figure:     fmt.Sprintf("%s req/s, p99 %s ms", m(bareGin, "req/s"), m(bareGin, "p99-ms")),
+			Comparison: "gin.New(), one route, no middleware",
+		},
+		Row{
+			Measure:    "Ceiling: pgbench, single-row UPDATE by primary key on the same PostgreSQL",
+			Figure:     fmt.Sprintf("%s tps, %s ms average", pgTPS, pgLatency),
+			Comparison: "pgbench -n -f update.sql -c 8 -j 2 -T 10, 100 000 rows",
+		},
+	)
+}
