@@ -41,7 +41,7 @@ const (
 	defaultSettle   = 4 * time.Minute
 	outage          = 5 * time.Second // how long each server stays down
 	products        = 8
-	stockPerProduct = 150 // scarce: the run sells out, so overselling would show
+	stockPerProduct = 80 // scarce: the run sells out, so overselling would show
 	expiryDelay     = 20 * time.Second
 )
 
@@ -294,10 +294,10 @@ func startPlatform(t *testing.T, brokers string) platform {
 	}
 	p.authAPI = apitest.Start(t, authApp.Serve)
 
-	// Production defaults for retries: the faults must be ridden out as they would be.
+	// Every retry budget is the production default: the faults must be ridden out as they would be.
 	productApp, err := product.New(product.Config{
 		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: p.productDB, MaxConns: 10},
-		KafkaBrokers: brokers, ConsumerMaxAttempts: 5,
+		KafkaBrokers: brokers, ConsumerMaxAttempts: 5, ConsumerRetryInitial: time.Second, ConsumerRetryMax: time.Minute,
 	}, log.With("service", "product"), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -307,7 +307,8 @@ func startPlatform(t *testing.T, brokers string) platform {
 	orderApp, err := order.New(order.Config{
 		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: p.orderDB, MaxConns: 10},
 		Redis: redis, KafkaBrokers: brokers, AMQPURL: p.amqpURL,
-		ReminderDelays: reminderDelays, ExpiryDelay: expiryDelay, LockTTL: 10 * time.Second, ConsumerMaxAttempts: 5,
+		ReminderDelays: reminderDelays, ExpiryDelay: expiryDelay, LockTTL: 10 * time.Second,
+		ConsumerMaxAttempts: 5, ConsumerRetryInitial: time.Second, ConsumerRetryMax: time.Minute,
 	}, log.With("service", "order"), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -317,7 +318,7 @@ func startPlatform(t *testing.T, brokers string) platform {
 	mailApp, err := mail.New(mail.Config{
 		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: p.mailDB, MaxConns: 10}, AMQPURL: p.amqpURL,
 		SMTP:        mail.SMTPConfig{Host: p.smtp.Host, Port: p.smtp.Port, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
-		MaxAttempts: 5, RetryInitial: 200 * time.Millisecond, RetryMax: 5 * time.Second, Concurrency: 4,
+		MaxAttempts: 5, RetryInitial: time.Second, RetryMax: time.Minute, Concurrency: 4,
 	}, log.With("service", "mail"), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)

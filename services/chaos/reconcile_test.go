@@ -356,7 +356,8 @@ func (w *world) reconcile(t *testing.T, accepted []loadgen.Accepted) table {
 	info("  of which COMPLETED", byStatus["COMPLETED"])
 	info("  of which CANCELLED", byStatus["CANCELLED"])
 	info("units held by reservations (sold)", unitsHeld)
-	info("records read back from Kafka", kafka.records)
+	info("order-created records read back from Kafka", kafka.records)
+	info("  of which repeats (at-least-once relay; the inbox absorbs them)", kafka.repeats)
 	info("e-mails received by the SMTP server", len(messageIDs(w.smtp)))
 	count("2xx orders missing from the order database", 0, missing)
 	count("2xx payments whose order is not COMPLETED", 0, paidNotCompleted)
@@ -383,7 +384,8 @@ func (w *world) reconcile(t *testing.T, accepted []loadgen.Accepted) table {
 
 // kafkaContents is what the order and stock topics hold.
 type kafkaContents struct {
-	records     int
+	records     int // order-created records
+	repeats     int // order-created records of an order seen before
 	created     map[int64]bool
 	deadLetters map[string]int
 }
@@ -421,11 +423,14 @@ func (w *world) readTopics(ctx context.Context) (kafkaContents, error) {
 				c.deadLetters[r.Topic]++
 				return
 			}
+			c.records++
 			if id, err := strconv.ParseInt(string(r.Key), 10, 64); err == nil {
+				if c.created[id] {
+					c.repeats++
+				}
 				c.created[id] = true
 			}
 		})
-		c.records += n
 		if n == 0 {
 			idle++
 		} else {
