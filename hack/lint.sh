@@ -12,4 +12,7 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 "$(hack/tools.sh staticcheck)" ./...
+# The chaos test hides behind a build tag (make chaos); check it too.
+go vet -tags chaos ./services/chaos/
+"$(hack/tools.sh staticcheck)" -tags chaos ./services/chaos/
 echo "lint: ok" >&2

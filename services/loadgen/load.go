@@ -32,6 +32,15 @@ type LoadConfig struct {
 	Mix map[string]int
 	// Users and Products are created before the run starts.
 	Users, Products int
+	// Stock is each product's starting quantity; 0 means a million (never sold out).
+	Stock int
+	// Accepted, when set, is told of every order and payment the gateway
+	// answered 2xx, as it happens (from many goroutines at once), so a caller
+	// can later prove that each one exists.
+	Accepted func(Accepted)
+	// OnStart, when set, is called once the users and products are ready and
+	// the timed run begins.
+	OnStart func()
 	// Progress receives a line a second; nil: quiet.
 	Progress io.Writer
 }
@@ -61,6 +70,14 @@ func ParseMix(spec string) (map[string]int, error) {
 		}
 	}
 	return mix, nil
+}
+
+// Accepted is an order or a payment the platform said yes to.
+type Accepted struct {
+	Op      string    `json:"op"` // OpOrder or OpPay
+	OrderID int64     `json:"order_id"`
+	Status  int       `json:"status"`
+	At      time.Time `json:"at"`
 }
 
 // OpStats is what one operation did.
@@ -137,6 +154,9 @@ func Load(ctx context.Context, cfg LoadConfig) (Report, error) {
 	var inFlight atomic.Int64
 	var wg sync.WaitGroup
 	started := time.Now()
+	if cfg.OnStart != nil {
+		cfg.OnStart()
+	}
 loop:
 	for {
 		select {
@@ -172,11 +192,15 @@ func (s *loadState) prepare(ctx context.Context) error {
 		return fmt.Errorf("sign in the admin %s: %w", s.cfg.Admin, err)
 	}
 	tag := fmt.Sprint(time.Now().Unix())
+	stock := s.cfg.Stock
+	if stock == 0 {
+		stock = 1_000_000
+	}
 	for i := range s.cfg.Products {
 		var p product
 		name := fmt.Sprintf("Load %s item %03d", tag, i)
 		if err := admin.Expect(ctx, http.StatusCreated, http.MethodPost, "/products",
-			map[string]any{"name": name, "description": "load test stock", "price": fmt.Sprintf("%d.50", 1+i%50), "quantity": 1_000_000}, &p); err != nil {
+			map[string]any{"name": name, "description": "load test stock", "price": fmt.Sprintf("%d.50", 1+i%50), "quantity": stock}, &p); err != nil {
 			return err
 		}
 		s.products, s.names = append(s.products, p.ID), append(s.names, name)
@@ -196,6 +220,9 @@ func (s *loadState) prepare(ctx context.Context) error {
 			map[string]any{"request_id": "load-probe-" + tag, "items": []map[string]any{{"product_id": s.products[len(s.products)-1], "quantity": 1}}}, &o); err != nil {
 			return err
 		}
+		if s.cfg.Accepted != nil {
+			s.cfg.Accepted(Accepted{Op: OpOrder, OrderID: o.ID, Status: http.StatusCreated, At: time.Now()})
+		}
 		return nil
 	})
 }
@@ -204,6 +231,7 @@ func (s *loadState) do(ctx context.Context, op string) {
 	user := s.users[rand.IntN(len(s.users))]
 	var method, path string
 	var body any
+	var payingFor int64
 	switch op {
 	case OpBrowse:
 		method, path = http.MethodGet, fmt.Sprintf("/products?page=%d&limit=10", 1+rand.IntN(3))
@@ -223,7 +251,7 @@ func (s *loadState) do(ctx context.Context, op string) {
 			if wait := time.Until(p.placed.Add(500 * time.Millisecond)); wait > 0 {
 				time.Sleep(wait) // give the stock reservation its moment
 			}
-			user = p.user
+			user, payingFor = p.user, p.orderID
 			method, path, body = http.MethodPost, "/orders/pay", map[string]any{"request_id": fmt.Sprintf("pay-%d", p.orderID), "order_id": p.orderID}
 		default:
 			s.do(ctx, OpOrder) // nothing to pay yet: place an order instead
@@ -246,9 +274,18 @@ func (s *loadState) do(ctx context.Context, op string) {
 		stats.ByStatus[r.Status]++
 	}
 	s.mu.Unlock()
-	if op == OpOrder && err == nil && r.Status == http.StatusCreated {
+	if err != nil || r.Status < 200 || r.Status >= 300 {
+		return
+	}
+	if op == OpPay && s.cfg.Accepted != nil {
+		s.cfg.Accepted(Accepted{Op: OpPay, OrderID: payingFor, Status: r.Status, At: time.Now()})
+	}
+	if op == OpOrder && r.Status == http.StatusCreated {
 		var o struct{ ID int64 }
 		if jsonDecode(r.Data, &o) == nil {
+			if s.cfg.Accepted != nil {
+				s.cfg.Accepted(Accepted{Op: OpOrder, OrderID: o.ID, Status: r.Status, At: time.Now()})
+			}
 			select {
 			case s.unpaid <- payable{user: user, orderID: o.ID, placed: time.Now()}:
 			default:

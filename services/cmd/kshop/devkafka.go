@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/process"
 )
 
 // DevKafkaConfig places the development broker: an in-process cluster speaking the
@@ -46,6 +47,23 @@ func startDevKafka(cfg DevKafkaConfig, logger *slog.Logger) (*kfake.Cluster, err
 	}
 	logger.Info("development Kafka broker ready", "bootstrap", cluster.ListenAddrs(), "topics", len(devTopics()))
 	return cluster, nil
+}
+
+// runDevKafka is `kshop devkafka`: the broker alone until SIGINT or SIGTERM,
+// then a clean close that writes its state to the data directory, if any.
+func runDevKafka(cfg Config) {
+	p := process.Start("devkafka", "KSHOP", cfg.Log, cfg.OTel)
+	defer p.Close()
+	if cfg.DevKafka.DataDir == "" {
+		p.Logger.Warn("KSHOP_DEV_KAFKA_DATA_DIR is not set: a restart loses every topic")
+	}
+	broker, err := startDevKafka(cfg.DevKafka, p.Logger)
+	if err != nil {
+		p.Fail("start the development Kafka broker", err)
+	}
+	<-p.Context.Done()
+	broker.Close()
+	p.Logger.Info("development Kafka broker stopped", "data_dir", cfg.DevKafka.DataDir)
 }
 
 // devTopics are the contract's topics and their dead-letter topics, created up

@@ -2,9 +2,14 @@
 // development Kafka-protocol broker and every service that has landed, each on
 // its own port with its own configuration prefix (KSHOP_AUTH_*, ...), exactly as
 // the one-service binaries would run them.
+//
+// `kshop devkafka` runs the development broker alone, so it can be stopped and
+// started on its own (make chaos does); with KSHOP_DEV_KAFKA_DATA_DIR set its
+// topics and consumer offsets survive the restart.
 package main
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +38,13 @@ func main() {
 	var cfg Config
 	if err := config.Load("KSHOP", &cfg); err != nil {
 		config.Exit(err)
+	}
+	if len(os.Args) > 1 {
+		if os.Args[1] != "devkafka" {
+			config.Exit(fmt.Errorf("usage: kshop [devkafka]   (unknown command %q)", os.Args[1]))
+		}
+		runDevKafka(cfg)
+		return
 	}
 	var authCfg auth.Config
 	if err := config.Load(auth.Prefix, &authCfg); err != nil {

@@ -8,10 +8,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -37,6 +39,8 @@ func main() {
 	mix := flags.String("mix", "browse=50,search=20,order=20,pay=10", "load: operation weights")
 	users := flags.Int("users", 5, "load: customers to create first")
 	products := flags.Int("products", 20, "load: products to create first")
+	stock := flags.Int("stock", 0, "load: each product's starting quantity (0: a million, never sold out)")
+	acceptedFile := flags.String("accepted", "", "load: write every order and payment answered 2xx to this file, one JSON object a line")
 	_ = flags.Parse(os.Args[2:])
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -69,11 +73,29 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadgen: -rate must be positive, -max-in-flight and -users at least 1, -products at least 2")
 		os.Exit(2)
 	}
+	var accepted func(loadgen.Accepted)
+	if *acceptedFile != "" {
+		f, err := os.Create(*acceptedFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+		var mu sync.Mutex
+		enc := json.NewEncoder(f)
+		accepted = func(a loadgen.Accepted) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err := enc.Encode(a); err != nil {
+				fmt.Fprintln(os.Stderr, "loadgen: record an accepted request:", err)
+			}
+		}
+	}
 	fmt.Fprintf(os.Stderr, "loadgen: preparing %d users and %d products through %s\n", *users, *products, *gateway)
 	report, err := loadgen.Load(ctx, loadgen.LoadConfig{
 		Gateway: *gateway, Inbox: mailpit, Admin: *admin, AdminPassword: *adminPassword,
 		Rate: *rate, Duration: *duration, MaxInFlight: *maxInFlight, Mix: parsedMix,
-		Users: *users, Products: *products, Progress: os.Stderr,
+		Users: *users, Products: *products, Stock: *stock, Accepted: accepted, Progress: os.Stderr,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
