@@ -30,3 +30,8 @@ go vet ./...
 # servers. -count=1 because results depend on servers, not only on code.
 echo "test: go test -race ./... (first run compiles confluent-kafka-go's cgo part, about a minute)" >&2
 go test -race -count=1 -timeout 20m ${GO_TEST_FLAGS:-} ./...
+
+# The chaos run (docs/chaos.md): load while RabbitMQ, the Kafka broker and
+# PostgreSQL restart, then a reconciliation of everything. It uses servers of
+# its own, so it cannot disturb the ones above; about 2 minutes.
+hack/chaos.sh
