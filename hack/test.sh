@@ -33,5 +33,7 @@ go test -race -count=1 -timeout 20m ${GO_TEST_FLAGS:-} ./...
 
 # The chaos run (docs/chaos.md): load while RabbitMQ, the Kafka broker and
 # PostgreSQL restart, then a reconciliation of everything. It uses servers of
-# its own, so it cannot disturb the ones above; about 2 minutes.
+# its own; the test servers are stopped first to leave it the machine.
+stop_servers
+trap - EXIT
 hack/chaos.sh
