@@ -29,6 +29,7 @@ import (
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/redisx"
+	"github.com/kshop/kshop/services/platform/retry"
 	"github.com/kshop/kshop/services/platform/smtptest"
 	"github.com/kshop/kshop/services/platform/testenv"
 	"github.com/kshop/kshop/services/platform/tokens"
@@ -297,7 +298,7 @@ func startPlatform(t *testing.T, brokers string) platform {
 	// Every retry budget is the production default: the faults must be ridden out as they would be.
 	productApp, err := product.New(product.Config{
 		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: p.productDB, MaxConns: 10},
-		KafkaBrokers: brokers, ConsumerMaxAttempts: 5, ConsumerRetryInitial: time.Second, ConsumerRetryMax: time.Minute,
+		KafkaBrokers: brokers, ConsumerMaxAttempts: 5, ConsumerRetry: retry.Pace{Initial: time.Second, Max: time.Minute},
 	}, log.With("service", "product"), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -308,7 +309,7 @@ func startPlatform(t *testing.T, brokers string) platform {
 		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: p.orderDB, MaxConns: 10},
 		Redis: redis, KafkaBrokers: brokers, AMQPURL: p.amqpURL,
 		ReminderDelays: reminderDelays, ExpiryDelay: expiryDelay, LockTTL: 10 * time.Second,
-		ConsumerMaxAttempts: 5, ConsumerRetryInitial: time.Second, ConsumerRetryMax: time.Minute,
+		ConsumerMaxAttempts: 5, ConsumerRetry: retry.Pace{Initial: time.Second, Max: time.Minute},
 	}, log.With("service", "order"), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)

@@ -92,7 +92,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	} {
 		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
 			Brokers: cfg.KafkaBrokers, GroupID: events.ConsumerGroup("order", topic), Topics: []string{topic},
-			MaxAttempts: cfg.ConsumerMaxAttempts, Backoff: cfg.consumerBackoff(), Registerer: registry,
+			MaxAttempts: cfg.ConsumerMaxAttempts, Backoff: cfg.ConsumerRetry.Backoff(), Registerer: registry,
 		}, handle, logger)
 		if err != nil {
 			app.Close()
@@ -105,7 +105,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		events.QueueOrderAutoCancel: timerHandler(app.Saga.Expire),
 	} {
 		app.timersIn = append(app.timersIn, amqp.NewConsumer(app.amqp,
-			amqp.ConsumerConfig{Queue: queue, MaxAttempts: cfg.ConsumerMaxAttempts, Backoff: cfg.consumerBackoff(), Concurrency: 4, Registerer: registry}, handle, logger))
+			amqp.ConsumerConfig{Queue: queue, MaxAttempts: cfg.ConsumerMaxAttempts, Backoff: cfg.ConsumerRetry.Backoff(), Concurrency: 4, Registerer: registry}, handle, logger))
 	}
 	app.relay = outbox.NewRelay(db.Primary, map[outbox.Destination]outbox.Publisher{
 		outbox.Kafka: outbox.KafkaPublisher(producer),

@@ -38,12 +38,10 @@ type Config struct {
 	// ConsumerMaxAttempts bounds the tries of one event or timer before its
 	// dead-letter topic or queue.
 	ConsumerMaxAttempts int `envconfig:"CONSUMER_MAX_ATTEMPTS" default:"5"`
-	// ConsumerRetryInitial and ConsumerRetryMax pace those tries (doubling):
-	// the defaults let the attempts span about 15 s, longer than a restart of
-	// PostgreSQL or a broker, so a short outage dead-letters nothing. Zero
-	// keeps the platform's short redelivery pace (tests that want speed).
-	ConsumerRetryInitial time.Duration `envconfig:"CONSUMER_RETRY_INITIAL" default:"1s"`
-	ConsumerRetryMax     time.Duration `envconfig:"CONSUMER_RETRY_MAX" default:"1m"`
+	// ConsumerRetry paces those tries (KSHOP_..._CONSUMER_RETRY_INITIAL, _MAX);
+	// an initial of zero keeps the platform's short redelivery pace (tests
+	// that want speed).
+	ConsumerRetry retry.Pace `envconfig:"CONSUMER_RETRY"`
 }
 
 // Validate checks the rules the types cannot express.
@@ -61,13 +59,4 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%s_LOCK_TTL=%v must be positive", Prefix, c.LockTTL))
 	}
 	return errors.Join(errs...)
-}
-
-// consumerBackoff paces the consumers' retries; the zero Backoff means the
-// platform's default redelivery pace.
-func (c Config) consumerBackoff() retry.Backoff {
-	if c.ConsumerRetryInitial <= 0 {
-		return retry.Backoff{}
-	}
-	return retry.Backoff{Initial: c.ConsumerRetryInitial, Max: max(c.ConsumerRetryMax, c.ConsumerRetryInitial), Multiplier: 2}
 }

@@ -72,7 +72,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 			GroupID:     events.ConsumerGroup("product", topic),
 			Topics:      []string{topic},
 			MaxAttempts: cfg.ConsumerMaxAttempts,
-			Backoff:     cfg.consumerBackoff(),
+			Backoff:     cfg.ConsumerRetry.Backoff(),
 			Registerer:  registry,
 		}, handle, logger)
 		if err != nil {

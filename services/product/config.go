@@ -26,19 +26,8 @@ type Config struct {
 	// ConsumerMaxAttempts bounds how often one event is tried before it goes to
 	// its dead-letter topic.
 	ConsumerMaxAttempts int `envconfig:"CONSUMER_MAX_ATTEMPTS" default:"5"`
-	// ConsumerRetryInitial and ConsumerRetryMax pace those tries (doubling):
-	// the defaults let the attempts span about 15 s, longer than a restart of
-	// PostgreSQL or a broker, so a short outage dead-letters nothing. Zero
-	// keeps the platform's short redelivery pace (tests that want speed).
-	ConsumerRetryInitial time.Duration `envconfig:"CONSUMER_RETRY_INITIAL" default:"1s"`
-	ConsumerRetryMax     time.Duration `envconfig:"CONSUMER_RETRY_MAX" default:"1m"`
-}
-
-// consumerBackoff paces the consumers' retries; the zero Backoff means the
-// platform's default redelivery pace.
-func (c Config) consumerBackoff() retry.Backoff {
-	if c.ConsumerRetryInitial <= 0 {
-		return retry.Backoff{}
-	}
-	return retry.Backoff{Initial: c.ConsumerRetryInitial, Max: max(c.ConsumerRetryMax, c.ConsumerRetryInitial), Multiplier: 2}
+	// ConsumerRetry paces those tries (KSHOP_..._CONSUMER_RETRY_INITIAL, _MAX);
+	// an initial of zero keeps the platform's short redelivery pace (tests
+	// that want speed).
+	ConsumerRetry retry.Pace `envconfig:"CONSUMER_RETRY"`
 }

@@ -109,3 +109,21 @@ func Do(ctx context.Context, b Backoff, attempts int, op func(context.Context) e
 	}
 	return last
 }
+
+// Pace is a doubling Backoff as a service's configuration reads it:
+// <PREFIX>_INITIAL and <PREFIX>_MAX. The defaults let five attempts span about
+// 15 s, longer than a restart of PostgreSQL or a broker, so a short outage
+// dead-letters nothing.
+type Pace struct {
+	Initial time.Duration `envconfig:"INITIAL" default:"1s"`
+	Max     time.Duration `envconfig:"MAX" default:"1m"`
+}
+
+// Backoff is the pace as a Backoff; a zero Initial gives the zero Backoff,
+// which consumers read as their default (Redelivery).
+func (p Pace) Backoff() Backoff {
+	if p.Initial <= 0 {
+		return Backoff{}
+	}
+	return Backoff{Initial: p.Initial, Max: max(p.Max, p.Initial), Multiplier: 2}
+}

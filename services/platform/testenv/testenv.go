@@ -197,6 +197,14 @@ func Restartable(t testing.TB) *RestartableRabbitMQ {
 		_ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 		lock.Close()
 	})
+	// Only the lock's holder stops the node, so a node found down here was left
+	// down by a test process that was killed before its cleanup: start it.
+	if conn, err := net.DialTimeout("tcp", hostOf(t, u), time.Second); err == nil {
+		conn.Close()
+	} else {
+		t.Logf("the restartable RabbitMQ was left stopped by an earlier, interrupted test; starting it")
+		r.Start(t)
+	}
 	requireReachable(t, "the restartable RabbitMQ", hostOf(t, u))
 	return r
 }
