@@ -59,7 +59,7 @@ func NewEngine(opts Options) *gin.Engine {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true // c.Done/c.Value follow the request context
-	e.Use(requestID(), tracing(opts.Service), observe(opts.Logger, metrics), recovery(opts.Logger), limitBody(opts.BodyLimit))
+	e.Use(requestID(), tracing(opts.Service), observe(opts.Logger, metrics), recovery(opts.Logger), limitBody(opts.BodyLimit), strictQuery())
 	e.NoRoute(func(c *gin.Context) { Fail(c, http.StatusNotFound, MsgRouteNotFound) })
 	e.NoMethod(func(c *gin.Context) { Fail(c, http.StatusMethodNotAllowed, MsgMethodNotAllow) })
 
