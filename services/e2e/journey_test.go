@@ -20,23 +20,12 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/crypto/bcrypt"
 	sigsyaml "sigs.k8s.io/yaml"
 
-	"github.com/kshop/kshop/services/auth"
-	"github.com/kshop/kshop/services/events"
-	"github.com/kshop/kshop/services/gateway"
 	"github.com/kshop/kshop/services/loadgen"
-	"github.com/kshop/kshop/services/mail"
-	"github.com/kshop/kshop/services/order"
 	"github.com/kshop/kshop/services/platform/apitest"
-	"github.com/kshop/kshop/services/platform/kafkatest"
-	"github.com/kshop/kshop/services/platform/pg"
-	"github.com/kshop/kshop/services/platform/redisx"
 	"github.com/kshop/kshop/services/platform/smtptest"
 	"github.com/kshop/kshop/services/platform/testenv"
-	"github.com/kshop/kshop/services/platform/tokens"
-	"github.com/kshop/kshop/services/product"
 )
 
 func logger() *slog.Logger {
@@ -70,75 +59,14 @@ func (i smtpInbox) Messages(_ context.Context, to string) ([]loadgen.Mail, error
 }
 
 func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
-	log := logger()
-	redis := redisx.Config{Addrs: []string{testenv.RedisAddr(t)}}
-	amqpURL := testenv.OwnAMQPURL(t)
-	brokers := kafkatest.NewCluster(t, kafkatest.WithTopicsAndDeadLetters(events.DefaultPartitions, events.Topics...))
-	smtp := smtptest.Start(t)
-	const admin = "admin@kshop.local"
-
-	authApp, err := auth.New(auth.Config{
-		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: testenv.NewDatabase(t), MaxConns: 10},
-		Redis: redis, AMQPURL: amqpURL, BcryptCost: bcrypt.MinCost, AdminEmails: []string{admin},
-		CodeTTL: 10 * time.Minute, CodeMaxAttempts: 5, ResendCooldown: time.Minute,
-		JWKSReload: time.Second, JWKSAlgorithm: tokens.EdDSA, TokenTTL: time.Hour, TokenIssuer: "kshop-auth", TokenAudience: "kshop",
-	}, log.With("service", "auth"), serviceRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	authAPI := apitest.Start(t, authApp.Serve)
-
-	productApp, err := product.New(product.Config{
-		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: testenv.NewDatabase(t), MaxConns: 10},
-		KafkaBrokers: brokers, ConsumerMaxAttempts: 3,
-	}, log.With("service", "product"), serviceRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	productAPI := apitest.Start(t, productApp.Serve)
-
 	reminders := []time.Duration{2 * time.Second, 3 * time.Second}
-	orderApp, err := order.New(order.Config{
-		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: testenv.NewDatabase(t), MaxConns: 10},
-		Redis: redis, KafkaBrokers: brokers, AMQPURL: amqpURL,
-		ReminderDelays: reminders, ExpiryDelay: 5 * time.Second, LockTTL: 10 * time.Second, ConsumerMaxAttempts: 3,
-	}, log.With("service", "order"), serviceRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	orderAPI := apitest.Start(t, orderApp.Serve)
-
-	mailCfg := mail.Config{
-		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: testenv.NewDatabase(t), MaxConns: 10}, AMQPURL: amqpURL,
-		SMTP:        mail.SMTPConfig{Host: smtp.Host, Port: smtp.Port, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
-		MaxAttempts: 3, RetryInitial: 100 * time.Millisecond, RetryMax: time.Second, Concurrency: 2,
-	}
-	mailApp, err := mail.New(mailCfg, log.With("service", "mail"), serviceRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	mailAPI := apitest.Start(t, mailApp.Serve)
-
-	gatewayCfg := gateway.Config{
-		ShutdownTimeout: 5 * time.Second, Redis: redis,
-		AuthURL: authAPI.Base, ProductURL: productAPI.Base, OrderURL: orderAPI.Base,
-		AuthTimeout: 5 * time.Second, ProductTimeout: 5 * time.Second, OrderTimeout: 10 * time.Second,
-		TokenIssuer: "kshop-auth", TokenAudience: "kshop",
-		RateLimits: "auth=1000/m,products=1000/s,orders=1000/s", BodyLimit: 1 << 20,
-	}
-	if err := gatewayCfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	gatewayApp, err := gateway.New(gatewayCfg, log.With("service", "gateway"), serviceRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw := apitest.Start(t, gatewayApp.Serve)
+	p := startPlatform(t, platformConfig{Reminders: reminders, Expiry: 5 * time.Second})
+	smtp, authAPI, productAPI, orderAPI, mailAPI, gw := p.SMTP, p.Auth, p.Product, p.Order, p.Mail, p.Gateway
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	started := time.Now()
-	err = loadgen.Journey(ctx, loadgen.JourneyConfig{
+	err := loadgen.Journey(ctx, loadgen.JourneyConfig{
 		Gateway: gw.Base, Inbox: smtpInbox{smtp}, Admin: admin, AdminPassword: "admin-password",
 		Reminders: len(reminders), ExpiryWithin: 30 * time.Second,
 		Step: func(format string, args ...any) {

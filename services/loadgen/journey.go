@@ -54,12 +54,12 @@ func Journey(ctx context.Context, cfg JourneyConfig) error {
 	tag := fmt.Sprint(time.Now().UnixNano())
 	email := "smoke-" + tag + "@example.com"
 
-	customer, err := signUp(ctx, api, cfg.Inbox, email, "journey-password")
+	customer, err := SignUp(ctx, api, cfg.Inbox, email, "journey-password")
 	if err != nil {
 		return err
 	}
 	step("registered, verified through the mailed code and logged in as %s", email)
-	admin, err := signUp(ctx, api, cfg.Inbox, cfg.Admin, cfg.AdminPassword)
+	admin, err := SignUp(ctx, api, cfg.Inbox, cfg.Admin, cfg.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("admin %s: %w", cfg.Admin, err)
 	}
@@ -147,9 +147,9 @@ func Journey(ctx context.Context, cfg JourneyConfig) error {
 	return nil
 }
 
-// signUp registers (or finds) an account, verifies it with the mailed code and
+// SignUp registers (or finds) an account, verifies it with the mailed code and
 // logs in, returning a client that sends its token.
-func signUp(ctx context.Context, api *Client, inbox Inbox, email, password string) (*Client, error) {
+func SignUp(ctx context.Context, api *Client, inbox Inbox, email, password string) (*Client, error) {
 	r, err := api.Call(ctx, http.MethodPost, "/auth/register", map[string]any{"email": email, "password": password})
 	if err != nil {
 		return nil, err

@@ -187,7 +187,7 @@ loop:
 }
 
 func (s *loadState) prepare(ctx context.Context) error {
-	admin, err := signUp(ctx, s.api, s.cfg.Inbox, s.cfg.Admin, s.cfg.AdminPassword)
+	admin, err := SignUp(ctx, s.api, s.cfg.Inbox, s.cfg.Admin, s.cfg.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("sign in the admin %s: %w", s.cfg.Admin, err)
 	}
@@ -206,7 +206,7 @@ func (s *loadState) prepare(ctx context.Context) error {
 		s.products, s.names = append(s.products, p.ID), append(s.names, name)
 	}
 	for i := range s.cfg.Users {
-		user, err := signUp(ctx, s.api, s.cfg.Inbox, fmt.Sprintf("load-%s-%d@example.com", tag, i), "load-password")
+		user, err := SignUp(ctx, s.api, s.cfg.Inbox, fmt.Sprintf("load-%s-%d@example.com", tag, i), "load-password")
 		if err != nil {
 			return err
 		}
