@@ -319,7 +319,7 @@ func startPlatform(t *testing.T, brokers string) platform {
 	mailApp, err := mail.New(mail.Config{
 		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: p.mailDB, MaxConns: 10}, AMQPURL: p.amqpURL,
 		SMTP:        mail.SMTPConfig{Host: p.smtp.Host, Port: p.smtp.Port, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
-		MaxAttempts: 5, RetryInitial: time.Second, RetryMax: time.Minute, Concurrency: 4,
+		MaxAttempts: 5, Retry: retry.Pace{Initial: time.Second, Max: time.Minute}, Concurrency: 4,
 	}, log.With("service", "mail"), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)

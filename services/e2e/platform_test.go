@@ -15,6 +15,7 @@ import (
 	"github.com/kshop/kshop/services/platform/kafkatest"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/redisx"
+	"github.com/kshop/kshop/services/platform/retry"
 	"github.com/kshop/kshop/services/platform/smtptest"
 	"github.com/kshop/kshop/services/platform/testenv"
 	"github.com/kshop/kshop/services/platform/tokens"
@@ -91,7 +92,7 @@ func startPlatform(t *testing.T, cfg platformConfig) *platform {
 	mailApp, err := mail.New(mail.Config{
 		ShutdownTimeout: 5 * time.Second, Database: database("mail"), AMQPURL: amqpURL,
 		SMTP:        mail.SMTPConfig{Host: p.SMTP.Host, Port: p.SMTP.Port, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
-		MaxAttempts: 3, RetryInitial: 100 * time.Millisecond, RetryMax: time.Second, Concurrency: 2,
+		MaxAttempts: 3, Retry: retry.Pace{Initial: 100 * time.Millisecond, Max: time.Second}, Concurrency: 2,
 	}, log.With("service", "mail"), serviceRegistry())
 	if err != nil {
 		t.Fatal(err)

@@ -80,7 +80,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	}
 	app := &App{cfg: cfg, db: db, amqp: amqp.Dial(cfg.AMQPURL, logger), renderer: r, smtp: newSMTPSender(cfg.SMTP),
 		metrics: newMetrics(registry), logger: logger, now: time.Now}
-	backoff := retry.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, Multiplier: 2}
+	backoff := cfg.Retry.Backoff()
 	for _, k := range kinds {
 		app.consumers = append(app.consumers, amqp.NewConsumer(app.amqp, amqp.ConsumerConfig{
 			Queue: k.Queue, MaxAttempts: cfg.MaxAttempts, Backoff: backoff, Concurrency: cfg.Concurrency, Registerer: registry,

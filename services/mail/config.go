@@ -12,6 +12,7 @@ import (
 
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/retry"
 	"github.com/kshop/kshop/services/platform/telemetry"
 )
 
@@ -38,9 +39,9 @@ type Config struct {
 
 	// MaxAttempts bounds the sends of one message before its dead-letter queue.
 	MaxAttempts int `envconfig:"MAX_ATTEMPTS" default:"5"`
-	// RetryInitial and RetryMax pace the retries: exponential with jitter.
-	RetryInitial time.Duration `envconfig:"RETRY_INITIAL" default:"1s"`
-	RetryMax     time.Duration `envconfig:"RETRY_MAX" default:"1m"`
+	// Retry paces the sends (KSHOP_MAIL_RETRY_INITIAL, _MAX): doubling with
+	// jitter, the same pace as the other services' consumers.
+	Retry retry.Pace `envconfig:"RETRY"`
 	// Concurrency is how many messages of one queue are sent at once.
 	Concurrency int `envconfig:"CONCURRENCY" default:"4"`
 }
@@ -73,8 +74,8 @@ func (c *Config) Validate() error {
 	if c.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("%s_MAX_ATTEMPTS=%d must be at least 1", Prefix, c.MaxAttempts))
 	}
-	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
-		errs = append(errs, fmt.Errorf("%s_RETRY_INITIAL=%v and %s_RETRY_MAX=%v: need 0 < initial <= max", Prefix, c.RetryInitial, Prefix, c.RetryMax))
+	if c.Retry.Initial <= 0 || c.Retry.Max < c.Retry.Initial {
+		errs = append(errs, fmt.Errorf("%s_RETRY_INITIAL=%v and %s_RETRY_MAX=%v: need 0 < initial <= max", Prefix, c.Retry.Initial, Prefix, c.Retry.Max))
 	}
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("%s_CONCURRENCY=%d must be at least 1", Prefix, c.Concurrency))

@@ -20,6 +20,7 @@ import (
 	"github.com/kshop/kshop/services/mail"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/retry"
 	"github.com/kshop/kshop/services/platform/smtptest"
 	"github.com/kshop/kshop/services/platform/testenv"
 )
@@ -43,8 +44,7 @@ func start(t *testing.T, maxAttempts int) *harness {
 		AMQPURL:         testenv.OwnAMQPURL(t),
 		SMTP:            mail.SMTPConfig{Host: srv.Host, Port: srv.Port, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
 		MaxAttempts:     maxAttempts,
-		RetryInitial:    200 * time.Millisecond,
-		RetryMax:        2 * time.Second,
+		Retry:           retry.Pace{Initial: 200 * time.Millisecond, Max: 2 * time.Second},
 		Concurrency:     2,
 	}
 	if err := cfg.Validate(); err != nil {
