@@ -74,10 +74,12 @@ func TestMoneyIsExact(t *testing.T) {
 	if string(out) != `"99999999.99"` {
 		t.Fatalf("99999999.99 marshals to %s", out)
 	}
-	for _, bad := range []string{`"abc"`, `null`, `true`, `{}`, `[]`, `"1e"`, `""`} {
+	for _, bad := range []string{`"abc"`, `null`, `true`, `{}`, `[]`, `"1e"`, `""`,
+		// Amounts too large to compute with: each would hold a CPU for minutes.
+		`"1e2000000000"`, `1e-2000000000`, `"-1e31"`, `"1e-31"`, `"` + strings.Repeat("9", 41) + `"`} {
 		var m Money
 		if err := json.Unmarshal([]byte(bad), &m); err == nil {
-			t.Errorf("Money accepted %s", bad)
+			t.Errorf("Money accepted %.50s", bad)
 		}
 	}
 }
@@ -143,5 +145,14 @@ func TestRoutesAreConsistent(t *testing.T) {
 	}
 	if h := Headers(TopicOrderCreated, "id-1"); !reflect.DeepEqual(h, map[string]string{"event-id": "id-1", "event-type": "order-created", "event-version": "1"}) {
 		t.Errorf("Headers = %v", h)
+	}
+}
+
+func TestMoneyAcceptsAmountsAtItsBounds(t *testing.T) {
+	for _, ok := range []string{`"1e30"`, `"1e-30"`, `"-12.50"`, `"` + strings.Repeat("9", 40) + `"`, `"0.` + strings.Repeat("0", 29) + `1"`} {
+		var m Money
+		if err := json.Unmarshal([]byte(ok), &m); err != nil {
+			t.Errorf("Money refused %s: %v", ok, err)
+		}
 	}
 }

@@ -17,11 +17,26 @@ type Money struct{ decimal.Decimal }
 // MustMoney parses s or panics; for literals in code and tests.
 func MustMoney(s string) Money { return Money{decimal.RequireFromString(s)} }
 
-// ParseMoney parses a decimal string.
+// An amount's size is bounded before anyone computes with it: "1e2000000000"
+// is a valid decimal, and comparing or rounding it makes the decimal library
+// build a number of two billion digits, which holds a CPU for minutes.
+const (
+	maxAmountExponent = 30
+	maxAmountDigits   = 40
+)
+
+// ParseMoney parses a decimal string of at most 40 significant digits whose
+// exponent lies within ±30.
 func ParseMoney(s string) (Money, error) {
 	d, err := decimal.NewFromString(s)
 	if err != nil {
-		return Money{}, fmt.Errorf("%q is not a decimal amount", s)
+		return Money{}, fmt.Errorf("%.40q is not a decimal amount", s)
+	}
+	if exp := d.Exponent(); exp < -maxAmountExponent || exp > maxAmountExponent {
+		return Money{}, fmt.Errorf("%.40q: the amount's exponent is outside ±%d", s, maxAmountExponent)
+	}
+	if coefficient := d.Coefficient(); len(coefficient.Abs(coefficient).Text(10)) > maxAmountDigits {
+		return Money{}, fmt.Errorf("%.40q: the amount has more than %d digits", s, maxAmountDigits)
 	}
 	return Money{d}, nil
 }
