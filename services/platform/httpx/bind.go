@@ -62,6 +62,13 @@ func BindJSON(c *gin.Context, dst any) bool {
 		Fail(c, http.StatusBadRequest, MsgValidation, FieldError{Field: "body", Message: "must hold exactly one JSON value"})
 		return false
 	}
+	if field, found := textWithNUL(reflect.ValueOf(dst), ""); found {
+		if field == "" {
+			field = "body"
+		}
+		Fail(c, http.StatusBadRequest, MsgValidation, FieldError{Field: field, Message: "must not contain NUL characters"})
+		return false
+	}
 	if err := validate().Struct(dst); err != nil {
 		var invalid validator.ValidationErrors
 		if errors.As(err, &invalid) {
@@ -76,6 +83,63 @@ func BindJSON(c *gin.Context, dst any) bool {
 		}
 	}
 	return true
+}
+
+// textWithNUL finds the first string in v holding a NUL character and returns
+// its JSON path ("items[2].note"). PostgreSQL cannot store NUL in text, so such a
+// value would otherwise travel to the database and come back as a 500. Raw
+// bytes (json.RawMessage) are the handler's to read.
+func textWithNUL(v reflect.Value, path string) (string, bool) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return "", false
+		}
+		return textWithNUL(v.Elem(), path)
+	case reflect.String:
+		return path, strings.ContainsRune(v.String(), 0)
+	case reflect.Struct:
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "-" {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			if path != "" {
+				name = path + "." + name
+			}
+			if p, found := textWithNUL(v.Field(i), name); found {
+				return p, true
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return "", false
+		}
+		for i := range v.Len() {
+			if p, found := textWithNUL(v.Index(i), fmt.Sprintf("%s[%d]", path, i)); found {
+				return p, true
+			}
+		}
+	case reflect.Map:
+		iter := v.MapRange()
+		for iter.Next() {
+			key := fmt.Sprint(iter.Key().Interface())
+			if strings.ContainsRune(key, 0) {
+				return path, true
+			}
+			if p, found := textWithNUL(iter.Value(), fmt.Sprintf("%s[%s]", path, key)); found {
+				return p, true
+			}
+		}
+	}
+	return "", false
 }
 
 func failDecode(c *gin.Context, err error) {

@@ -119,7 +119,10 @@ func TestBindJSONErrors(t *testing.T) {
 		"nested rule": {"application/json", `{"request_id":"r","items":[{"product_id":1,"quantity":2},{"product_id":2,"quantity":5000}]}`, 400, MsgValidation,
 			"items[1].quantity", "must be at most 1000"},
 		"empty list": {"application/json", `{"request_id":"r","items":[]}`, 400, MsgValidation, "items", "must have at least 1 items"},
-		"too large":  {"application/json", `{"request_id":"r","description":"` + strings.Repeat("x", 2000) + `","items":[]}`, 413, MsgBodyTooLarge, "", ""},
+		// PostgreSQL cannot store NUL in text: refused here rather than a 500 there.
+		"NUL in text": {"application/json", `{"request_id":"r","description":"gift\u0000","items":[{"product_id":1,"quantity":2}]}`, 400, MsgValidation,
+			"description", "must not contain NUL characters"},
+		"too large": {"application/json", `{"request_id":"r","description":"` + strings.Repeat("x", 2000) + `","items":[]}`, 413, MsgBodyTooLarge, "", ""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := do(t, e, "POST", "/orders", tc.contentType, tc.body)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 
 	"github.com/gin-gonic/gin"
@@ -42,6 +43,37 @@ func TestQueryStringsThatCannotBeReadAreRefused(t *testing.T) {
 		}
 		if body.Message != MsgValidation || len(body.Errors) != 1 || body.Errors[0].Field != c.field {
 			t.Errorf("?%s: got %s, want one error for %q", c.query, rec.Body, c.field)
+		}
+	}
+}
+
+func TestTextWithNULIsFoundAtItsJSONPath(t *testing.T) {
+	type line struct {
+		Note *string `json:"note"`
+	}
+	type request struct {
+		Name  string            `json:"name"`
+		Lines []line            `json:"lines"`
+		Tags  map[string]string `json:"tags"`
+		Raw   json.RawMessage   `json:"raw"`
+		Plain string
+	}
+	nul, clean := "a\x00b", "ab"
+	for _, c := range []struct {
+		req   request
+		field string
+		found bool
+	}{
+		{request{Name: clean, Lines: []line{{&clean}}, Raw: json.RawMessage("\"\x00\"")}, "", false},
+		{request{Name: nul}, "name", true},
+		{request{Lines: []line{{&clean}, {&nul}}}, "lines[1].note", true},
+		{request{Tags: map[string]string{"colour": nul}}, "tags[colour]", true},
+		{request{Tags: map[string]string{nul: clean}}, "tags", true},
+		{request{Plain: nul}, "Plain", true},
+	} {
+		field, found := textWithNUL(reflect.ValueOf(&c.req), "")
+		if field != c.field || found != c.found {
+			t.Errorf("%+v: got %q %v, want %q %v", c.req, field, found, c.field, c.found)
 		}
 	}
 }
