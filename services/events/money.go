@@ -19,24 +19,27 @@ func MustMoney(s string) Money { return Money{decimal.RequireFromString(s)} }
 
 // An amount's size is bounded before anyone computes with it: "1e2000000000"
 // is a valid decimal, and comparing or rounding it makes the decimal library
-// build a number of two billion digits, which holds a CPU for minutes.
+// build a number of two billion digits, which holds a CPU for minutes. The
+// bounds are far beyond any price, and what they admit still parses after
+// being written with two decimals.
 const (
-	maxAmountExponent = 30
-	maxAmountDigits   = 40
+	maxAmountDecimals      = 30
+	maxAmountIntegerDigits = 30
 )
 
-// ParseMoney parses a decimal string of at most 40 significant digits whose
-// exponent lies within ±30.
+// ParseMoney parses a decimal string below 10^30 in magnitude with at most 30
+// decimals.
 func ParseMoney(s string) (Money, error) {
 	d, err := decimal.NewFromString(s)
 	if err != nil {
 		return Money{}, fmt.Errorf("%.40q is not a decimal amount", s)
 	}
-	if exp := d.Exponent(); exp < -maxAmountExponent || exp > maxAmountExponent {
-		return Money{}, fmt.Errorf("%.40q: the amount's exponent is outside ±%d", s, maxAmountExponent)
+	if d.Exponent() < -maxAmountDecimals {
+		return Money{}, fmt.Errorf("%.40q: an amount has at most %d decimals", s, maxAmountDecimals)
 	}
-	if coefficient := d.Coefficient(); len(coefficient.Abs(coefficient).Text(10)) > maxAmountDigits {
-		return Money{}, fmt.Errorf("%.40q: the amount has more than %d digits", s, maxAmountDigits)
+	coefficient := d.Coefficient()
+	if integerDigits := int64(len(coefficient.Abs(coefficient).Text(10))) + int64(d.Exponent()); integerDigits > maxAmountIntegerDigits {
+		return Money{}, fmt.Errorf("%.40q: an amount is below 10^%d", s, maxAmountIntegerDigits)
 	}
 	return Money{d}, nil
 }
