@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/mail"
+	"strings"
 	"time"
 )
 
@@ -61,7 +63,7 @@ type OrderCreated struct {
 
 // Validate checks what a consumer relies on.
 func (o OrderCreated) Validate() error {
-	errs := []error{positive("order_id", o.OrderID), positive("customer_id", o.CustomerID), notEmpty("customer_email", o.CustomerEmail)}
+	errs := []error{positive("order_id", o.OrderID), positive("customer_id", o.CustomerID), address("customer_email", o.CustomerEmail)}
 	if len(o.Items) == 0 {
 		errs = append(errs, errors.New("items: must not be empty"))
 	}
@@ -140,7 +142,7 @@ type VerificationMail struct {
 
 // Validate checks what the mail service relies on.
 func (m VerificationMail) Validate() error {
-	return firstError(notEmpty("email", m.Email), notEmpty("token", m.Token), notZero("expires_at", m.ExpiresAt))
+	return firstError(address("email", m.Email), code("token", m.Token), notZero("expires_at", m.ExpiresAt))
 }
 
 // AccountVerifiedMail confirms a verified account.
@@ -149,7 +151,7 @@ type AccountVerifiedMail struct {
 }
 
 // Validate checks what the mail service relies on.
-func (m AccountVerifiedMail) Validate() error { return notEmpty("email", m.Email) }
+func (m AccountVerifiedMail) Validate() error { return address("email", m.Email) }
 
 // PaymentReminderMail reminds a customer to pay.
 type PaymentReminderMail struct {
@@ -163,7 +165,7 @@ type PaymentReminderMail struct {
 
 // Validate checks what the mail service relies on.
 func (m PaymentReminderMail) Validate() error {
-	return firstError(notEmpty("email", m.Email), positive("order_id", m.OrderID),
+	return firstError(address("email", m.Email), positive("order_id", m.OrderID),
 		positive("reminder_number", int64(m.ReminderNumber)), notZero("due_at", m.DueAt), items(m.Items))
 }
 
@@ -177,7 +179,7 @@ type OrderSuccessMail struct {
 
 // Validate checks what the mail service relies on.
 func (m OrderSuccessMail) Validate() error {
-	return firstError(notEmpty("email", m.Email), positive("order_id", m.OrderID), items(m.Items))
+	return firstError(address("email", m.Email), positive("order_id", m.OrderID), items(m.Items))
 }
 
 // CancelNotificationMail tells a customer an order was cancelled.
@@ -191,7 +193,7 @@ type CancelNotificationMail struct {
 
 // Validate checks what the mail service relies on.
 func (m CancelNotificationMail) Validate() error {
-	return firstError(notEmpty("email", m.Email), positive("order_id", m.OrderID),
+	return firstError(address("email", m.Email), positive("order_id", m.OrderID),
 		oneOf("reason", m.Reason, CancelExpired, CancelOutOfStock, CancelCustomer), items(m.Items))
 }
 
@@ -253,6 +255,30 @@ func nonNegative(field string, n int64) error {
 func notEmpty(field, s string) error {
 	if s == "" {
 		return fmt.Errorf("%s: must not be empty", field)
+	}
+	return nil
+}
+
+// code accepts a verification code: six ASCII digits, which the e-mail's
+// subject carries.
+func code(field, s string) error {
+	if len(s) != 6 || strings.Trim(s, "0123456789") != "" {
+		return fmt.Errorf("%s: %.20q is not six digits", field, s)
+	}
+	return nil
+}
+
+// address accepts one bare e-mail address, as auth stores them: no display
+// name, no list, and no line break that could add a header to the e-mail.
+func address(field, s string) error {
+	if s == "" {
+		return fmt.Errorf("%s: must not be empty", field)
+	}
+	// Not parsed.Address == s: auth accepts quoted local parts ("a b"@x.com),
+	// which parsing unquotes.
+	parsed, err := mail.ParseAddress(s)
+	if err != nil || parsed.Name != "" || strings.ContainsAny(s, "\r\n") {
+		return fmt.Errorf("%s: %.80q is not one e-mail address", field, s)
 	}
 	return nil
 }
