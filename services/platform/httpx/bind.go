@@ -142,6 +142,13 @@ func textWithNUL(v reflect.Value, path string) (string, bool) {
 	return "", false
 }
 
+// Bind is BindJSON into a new T, for handlers whose decoding is nothing more.
+func Bind[T any](c *gin.Context) (T, bool) {
+	var req T
+	ok := BindJSON(c, &req)
+	return req, ok
+}
+
 func failDecode(c *gin.Context, err error) {
 	var tooLarge *http.MaxBytesError
 	var syntax *json.SyntaxError
@@ -161,6 +168,10 @@ func failDecode(c *gin.Context, err error) {
 		Fail(c, http.StatusBadRequest, MsgValidation, FieldError{Field: field, Message: "must be " + describeType(wrongType.Type)})
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		if field == "" {
+			Fail(c, http.StatusBadRequest, MsgValidation, FieldError{Field: "body", Message: "holds a member with an empty name"})
+			return
+		}
 		Fail(c, http.StatusBadRequest, MsgValidation, FieldError{Field: field, Message: "is not a known field"})
 	default:
 		Fail(c, http.StatusBadRequest, MsgValidation, FieldError{Field: "body", Message: "must be valid JSON"})

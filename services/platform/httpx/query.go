@@ -36,7 +36,11 @@ func strictQuery() gin.HandlerFunc {
 				// The name itself cannot be echoed back as a field name.
 				problems = append(problems, FieldError{Field: "query", Message: "parameter names must be UTF-8 text without NUL characters"})
 			case slices.ContainsFunc(values[name], unstorableText):
-				problems = append(problems, FieldError{Field: name, Message: "must be UTF-8 text without NUL characters"})
+				field := name
+				if field == "" { // "?=%FF"
+					field = "query"
+				}
+				problems = append(problems, FieldError{Field: field, Message: "must be UTF-8 text without NUL characters"})
 			}
 		}
 		if len(problems) > 0 {

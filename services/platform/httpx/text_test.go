@@ -27,6 +27,7 @@ func TestQueryStringsThatCannotBeReadAreRefused(t *testing.T) {
 		{"name=%FF%FE", http.StatusBadRequest, "name"},
 		{"page=1&name=ok&name=%00", http.StatusBadRequest, "name"},
 		{"%00=1", http.StatusBadRequest, "query"},
+		{"=%FF", http.StatusBadRequest, "query"},
 	} {
 		rec := httptest.NewRecorder()
 		e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/search?"+c.query, nil))
