@@ -24,7 +24,7 @@ type registerRequest struct {
 
 type verifyRequest struct {
 	Email             string `json:"email" binding:"required,email,max=255"`
-	VerificationToken string `json:"verification_token" binding:"required,len=6,numeric"`
+	VerificationToken string `json:"verification_token" binding:"required,len=6,number"`
 }
 
 type resendRequest struct {
@@ -56,9 +56,21 @@ func (h *handlers) routes(r gin.IRoutes) {
 	r.GET("/.well-known/jwks.json", h.jwks)
 }
 
+// bindRegister and bindLogin add bcrypt's byte limit on passwords to the
+// binding tags, which count characters.
+func bindRegister(c *gin.Context) (registerRequest, bool) {
+	req, ok := httpx.Bind[registerRequest](c)
+	return req, ok && passwordFits(c, req.Password)
+}
+
+func bindLogin(c *gin.Context) (loginRequest, bool) {
+	req, ok := httpx.Bind[loginRequest](c)
+	return req, ok && passwordFits(c, req.Password)
+}
+
 func (h *handlers) register(c *gin.Context) {
-	var req registerRequest
-	if !httpx.BindJSON(c, &req) || !passwordFits(c, req.Password) {
+	req, ok := bindRegister(c)
+	if !ok {
 		return
 	}
 	user, err := h.svc.Register(c.Request.Context(), req.Email, req.Password)
@@ -70,8 +82,8 @@ func (h *handlers) register(c *gin.Context) {
 }
 
 func (h *handlers) verify(c *gin.Context) {
-	var req verifyRequest
-	if !httpx.BindJSON(c, &req) {
+	req, ok := httpx.Bind[verifyRequest](c)
+	if !ok {
 		return
 	}
 	user, err := h.svc.Verify(c.Request.Context(), req.Email, req.VerificationToken)
@@ -83,8 +95,8 @@ func (h *handlers) verify(c *gin.Context) {
 }
 
 func (h *handlers) resend(c *gin.Context) {
-	var req resendRequest
-	if !httpx.BindJSON(c, &req) {
+	req, ok := httpx.Bind[resendRequest](c)
+	if !ok {
 		return
 	}
 	if err := h.svc.ResendVerification(c.Request.Context(), req.Email); err != nil {
@@ -95,8 +107,8 @@ func (h *handlers) resend(c *gin.Context) {
 }
 
 func (h *handlers) login(c *gin.Context) {
-	var req loginRequest
-	if !httpx.BindJSON(c, &req) || !passwordFits(c, req.Password) {
+	req, ok := bindLogin(c)
+	if !ok {
 		return
 	}
 	token, err := h.svc.Login(c.Request.Context(), req.Email, req.Password)
