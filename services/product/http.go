@@ -100,7 +100,8 @@ func (h *handlers) routes(r gin.IRoutes) {
 	r.DELETE("/products/:id", admin, h.delete)
 }
 
-func (h *handlers) bindFields(c *gin.Context) (Fields, bool) {
+// bindFields decodes a product's four fields, or writes the 400.
+func bindFields(c *gin.Context) (Fields, bool) {
 	var req productRequest
 	if !httpx.BindJSON(c, &req) {
 		return Fields{}, false
@@ -114,7 +115,7 @@ func (h *handlers) bindFields(c *gin.Context) (Fields, bool) {
 }
 
 func (h *handlers) create(c *gin.Context) {
-	f, ok := h.bindFields(c)
+	f, ok := bindFields(c)
 	if !ok {
 		return
 	}
@@ -131,7 +132,7 @@ func (h *handlers) update(c *gin.Context) {
 	if !ok {
 		return
 	}
-	f, ok := h.bindFields(c)
+	f, ok := bindFields(c)
 	if !ok {
 		return
 	}
@@ -169,6 +170,20 @@ func (h *handlers) get(c *gin.Context) {
 }
 
 func (h *handlers) search(c *gin.Context) {
+	q, ok := searchQuery(c)
+	if !ok {
+		return
+	}
+	list, total, err := h.catalogue.Search(c.Request.Context(), q)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	httpx.Page(c, list, httpx.NewPaging(q.Page, q.Limit, total, c.Request.URL))
+}
+
+// searchQuery reads the search's text and paging, or writes the 400.
+func searchQuery(c *gin.Context) (Query, bool) {
 	q := Query{Name: c.Query("name"), Description: c.Query("description"), Page: 1, Limit: defaultLimit}
 	var problems []httpx.FieldError
 	readInt := func(name string, dst *int, low, high int) {
@@ -193,14 +208,9 @@ func (h *handlers) search(c *gin.Context) {
 	}
 	if len(problems) > 0 {
 		httpx.Fail(c, http.StatusBadRequest, httpx.MsgValidation, problems...)
-		return
+		return Query{}, false
 	}
-	list, total, err := h.catalogue.Search(c.Request.Context(), q)
-	if err != nil {
-		h.fail(c, err)
-		return
-	}
-	httpx.Page(c, list, httpx.NewPaging(q.Page, q.Limit, total, c.Request.URL))
+	return q, true
 }
 
 func (h *handlers) fail(c *gin.Context, err error) {
