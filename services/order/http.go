@@ -59,8 +59,8 @@ func customerOf(c *gin.Context) Customer {
 }
 
 func (h *handlers) create(c *gin.Context) {
-	var req createRequest
-	if !httpx.BindJSON(c, &req) {
+	req, ok := httpx.Bind[createRequest](c)
+	if !ok {
 		return
 	}
 	customer := customerOf(c)
@@ -85,8 +85,8 @@ func (h *handlers) create(c *gin.Context) {
 }
 
 func (h *handlers) pay(c *gin.Context) {
-	var req actionRequest
-	if !httpx.BindJSON(c, &req) {
+	req, ok := httpx.Bind[actionRequest](c)
+	if !ok {
 		return
 	}
 	answer, err := h.orders.Pay(c.Request.Context(), customerOf(c), req.RequestID, req.OrderID)
@@ -98,8 +98,8 @@ func (h *handlers) pay(c *gin.Context) {
 }
 
 func (h *handlers) cancel(c *gin.Context) {
-	var req actionRequest
-	if !httpx.BindJSON(c, &req) {
+	req, ok := httpx.Bind[actionRequest](c)
+	if !ok {
 		return
 	}
 	answer, err := h.orders.CancelByCustomer(c.Request.Context(), customerOf(c), req.RequestID, req.OrderID)
@@ -124,6 +124,20 @@ func (h *handlers) get(c *gin.Context) {
 }
 
 func (h *handlers) list(c *gin.Context) {
+	q, ok := h.listQuery(c)
+	if !ok {
+		return
+	}
+	list, total, err := h.orders.List(c.Request.Context(), customerOf(c).ID, q)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	httpx.Page(c, list, httpx.NewPaging(q.Page, q.Limit, total, c.Request.URL))
+}
+
+// listQuery reads the list's filters and paging, or writes the 400.
+func (h *handlers) listQuery(c *gin.Context) (ListQuery, bool) {
 	today := h.now().UTC().Truncate(24 * time.Hour)
 	q := ListQuery{From: today.AddDate(0, 0, -defaultDays), To: today, Page: 1, Limit: defaultLimit}
 	var problems []httpx.FieldError
@@ -167,14 +181,9 @@ func (h *handlers) list(c *gin.Context) {
 	}
 	if len(problems) > 0 {
 		httpx.Fail(c, http.StatusBadRequest, httpx.MsgValidation, problems...)
-		return
+		return ListQuery{}, false
 	}
-	list, total, err := h.orders.List(c.Request.Context(), customerOf(c).ID, q)
-	if err != nil {
-		h.fail(c, err)
-		return
-	}
-	httpx.Page(c, list, httpx.NewPaging(q.Page, q.Limit, total, c.Request.URL))
+	return q, true
 }
 
 // fail maps a use case's error to the contract's status and message.
