@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 BENCH ?= .
 
-.PHONY: run test chaos smoke load kind-up kind-down dev bench bench-gateway lint build testenv-up testenv-down help
+.PHONY: run test chaos fuzz smoke load kind-up kind-down dev bench bench-gateway lint build testenv-up testenv-down help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ test: ## install what is missing, start private servers, go vet, go test -race, 
 
 chaos: ## load the platform while RabbitMQ, Kafka and PostgreSQL restart, then reconcile everything (own servers)
 	@hack/chaos.sh
+
+fuzz: ## run every Go fuzz target for FUZZTIME each (default 15s); MATCH=pattern for some
+	@hack/fuzz.sh '$(or $(MATCH),.)'
 
 bench: ## print the benchmark table (BENCH=pattern: only the matching Go benchmarks); servers of its own
 	@hack/bench.sh '$(BENCH)'
