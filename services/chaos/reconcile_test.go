@@ -158,8 +158,9 @@ func (tb table) print(w io.Writer) {
 }
 
 type orderRow struct {
-	status, stock string
-	paid          bool
+	status, stock, cancelReason string
+	paid                        bool
+	createdAt, updatedAt        time.Time
 }
 
 // reconcile compares what the load generator was told with what every
@@ -177,12 +178,12 @@ func (w *world) reconcile(t *testing.T, accepted []loadgen.Accepted) table {
 
 	// The order database.
 	orders := map[int64]orderRow{}
-	rows, err := w.order.Query(ctx, `SELECT id, status, stock_status, paid_at IS NOT NULL FROM orders`)
+	rows, err := w.order.Query(ctx, `SELECT id, status, stock_status, coalesce(cancel_reason, ''), paid_at IS NOT NULL, created_at, updated_at FROM orders`)
 	must(err)
 	for rows.Next() {
 		var id int64
 		var o orderRow
-		must(rows.Scan(&id, &o.status, &o.stock, &o.paid))
+		must(rows.Scan(&id, &o.status, &o.stock, &o.cancelReason, &o.paid, &o.createdAt, &o.updatedAt))
 		orders[id] = o
 	}
 	must(rows.Err())
@@ -272,7 +273,7 @@ func (w *world) reconcile(t *testing.T, accepted []loadgen.Accepted) table {
 		}
 	}
 	byStatus := map[string]int{}
-	var notFinal, noDecision, stockDisagrees, paid int
+	var notFinal, noDecision, stockDisagrees, paid, cancelNotInKafka int
 	for id, o := range orders {
 		byStatus[o.status]++
 		if o.paid {
@@ -288,6 +289,11 @@ func (w *world) reconcile(t *testing.T, accepted []loadgen.Accepted) table {
 		case o.status == "COMPLETED" && d != "reserved",
 			o.status == "CANCELLED" && d == "reserved":
 			stockDisagrees++
+			t.Logf("order %d: %s (cancel reason %q, stock %q in the order db), created %s, last changed %s; the product service's decision: %q; order-cancelled in Kafka: %v",
+				id, o.status, o.cancelReason, o.stock, o.createdAt.Format(time.RFC3339Nano), o.updatedAt.Format(time.RFC3339Nano), d, kafka.cancelled[id])
+		}
+		if o.status == "CANCELLED" && !kafka.cancelled[id] {
+			cancelNotInKafka++
 		}
 	}
 	var phantom int
@@ -375,6 +381,7 @@ func (w *world) reconcile(t *testing.T, accepted []loadgen.Accepted) table {
 	count("cancel notices vs cancelled orders", byStatus["CANCELLED"], perConsumer["mail."+events.QueueCancelNotification])
 	count("orders missing from Kafka order-created", 0, notInKafka)
 	count("order-created records of unknown orders", 0, kafkaUnknown)
+	count("cancelled orders missing from Kafka order-cancelled", 0, cancelNotInKafka)
 	count("records in Kafka dead-letter topics", 0, deadLetters)
 	count("messages left in RabbitMQ work and delay queues", 0, queued)
 	count("messages in RabbitMQ dead-letter queues", 0, dlq)
@@ -387,13 +394,14 @@ type kafkaContents struct {
 	records     int // order-created records
 	repeats     int // order-created records of an order seen before
 	created     map[int64]bool
+	cancelled   map[int64]bool // orders with an order-cancelled record
 	deadLetters map[string]int
 }
 
-// readTopics reads order-created and every dead-letter topic from the start
+// readTopics reads order-created, order-cancelled and every dead-letter topic from the start
 // until nothing more arrives for a few seconds (the platform has settled).
 func (w *world) readTopics(ctx context.Context) (kafkaContents, error) {
-	topics := []string{events.TopicOrderCreated}
+	topics := []string{events.TopicOrderCreated, events.TopicOrderCancelled}
 	for _, topic := range events.Topics {
 		topics = append(topics, events.DeadLetterTopic(topic))
 	}
@@ -403,7 +411,7 @@ func (w *world) readTopics(ctx context.Context) (kafkaContents, error) {
 		return kafkaContents{}, err
 	}
 	defer client.Close()
-	c := kafkaContents{created: map[int64]bool{}, deadLetters: map[string]int{}}
+	c := kafkaContents{created: map[int64]bool{}, cancelled: map[int64]bool{}, deadLetters: map[string]int{}}
 	for idle := 0; idle < 3; {
 		pollCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		fetches := client.PollFetches(pollCtx)
@@ -419,6 +427,12 @@ func (w *world) readTopics(ctx context.Context) (kafkaContents, error) {
 		n := 0
 		fetches.EachRecord(func(r *kgo.Record) {
 			n++
+			if r.Topic == events.TopicOrderCancelled {
+				if id, err := strconv.ParseInt(string(r.Key), 10, 64); err == nil {
+					c.cancelled[id] = true
+				}
+				return
+			}
 			if r.Topic != events.TopicOrderCreated {
 				c.deadLetters[r.Topic]++
 				return
