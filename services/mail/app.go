@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -36,6 +37,40 @@ type App struct {
 	service   *lifecycle.Service
 	logger    *slog.Logger
 	now       func() time.Time
+	// unrecorded holds the message ids the SMTP server accepted whose inbox
+	// row did not commit (the database went away between the two).
+	unrecorded unrecordedSends
+}
+
+// unrecordedSends remembers sends the database does not know of yet, so a
+// redelivery in this process records the message instead of sending it
+// again. That closes the duplicate window for a database or broker outage;
+// only a crash of the process between the send and the commit still
+// duplicates (docs/mail.md).
+type unrecordedSends struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+func (u *unrecordedSends) has(id string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.ids[id]
+}
+
+func (u *unrecordedSends) add(id string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.ids == nil {
+		u.ids = map[string]bool{}
+	}
+	u.ids[id] = true
+}
+
+func (u *unrecordedSends) remove(id string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.ids, id)
 }
 
 type metrics struct {
@@ -161,6 +196,7 @@ func (a *App) handler(k kind) amqp.Handler {
 			return retry.Permanent(err)
 		}
 		duplicate := false
+		sentBefore := a.unrecorded.has(d.MessageID)
 		// The inbox row and the send share a transaction: a send that fails
 		// releases the id for the retry; one that succeeds is remembered.
 		err = pg.InTx(ctx, a.db.Primary, func(tx pgx.Tx) error {
@@ -169,8 +205,18 @@ func (a *App) handler(k kind) amqp.Handler {
 				duplicate = !first
 				return err
 			}
-			return a.smtp.send(ctx, msg, d.MessageID, a.now())
+			if sentBefore {
+				return nil // accepted by the SMTP server on an earlier try: record it only
+			}
+			if err := a.smtp.send(ctx, msg, d.MessageID, a.now()); err != nil {
+				return err
+			}
+			a.unrecorded.add(d.MessageID) // until the commit below succeeds
+			return nil
 		})
+		if err == nil {
+			a.unrecorded.remove(d.MessageID)
+		}
 		switch {
 		case err == nil && duplicate:
 			a.metrics.duplicates.WithLabelValues(k.Template).Inc()

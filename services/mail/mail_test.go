@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -323,5 +324,37 @@ func TestQueuesAreBoundAsTheContractSays(t *testing.T) {
 		if _, err := h.ch.QueueDeclarePassive(r.Queue, true, false, false, false, amqp091.Table{}); err != nil {
 			t.Fatalf("queue %s: %v", r.Queue, err)
 		}
+	}
+}
+
+// The database goes away after the SMTP server accepted a message and before
+// its inbox row committed: the redelivered message is recorded, not sent again.
+func TestAMessageSentButNotRecordedIsNotSentAgain(t *testing.T) {
+	h := start(t, 5)
+	var killed atomic.Bool
+	h.smtp.FailWith(func(attempt int, to string) error {
+		if killed.CompareAndSwap(false, true) {
+			// Every connection of the service's database, its open transaction included.
+			if _, err := h.db.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+				WHERE datname = current_database() AND pid <> pg_backend_pid()`); err != nil {
+				t.Errorf("terminate the service's connections: %v", err)
+			}
+		}
+		return nil // accepted
+	})
+	id := h.publishJSON(t, events.ExchangeNotifications, events.RoutingAccountVerified, events.AccountVerifiedMail{Email: "unrecorded@example.com"})
+	testenv.WaitFor(t, 20*time.Second, "the message to be recorded as sent", func() bool {
+		var n int
+		err := h.db.QueryRow(context.Background(), `SELECT count(*) FROM inbox WHERE event_id = $1`, id).Scan(&n)
+		return err == nil && n == 1
+	})
+	if !killed.Load() {
+		t.Fatal("the SMTP server was never reached")
+	}
+	if list := h.smtp.To("unrecorded@example.com"); len(list) != 1 {
+		t.Fatalf("%d e-mails for one message, want 1", len(list))
+	}
+	if n := h.counter(t, "kshop_mail_sent_total", "verified"); n != 1 {
+		t.Fatalf("kshop_mail_sent_total = %v, want 1", n)
 	}
 }
