@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp091 "github.com/rabbitmq/amqp091-go"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kshop/kshop/services/events"
@@ -45,9 +46,12 @@ func connect(t *testing.T, p platform, kafka string) *world {
 // settleState is what is still moving.
 type settleState struct {
 	open, unsent, queued int
+	unconsumed           int64 // Kafka records the consumer groups have not committed yet
 }
 
-func (s settleState) settled() bool { return s.open == 0 && s.unsent == 0 && s.queued == 0 }
+func (s settleState) settled() bool {
+	return s.open == 0 && s.unsent == 0 && s.queued == 0 && s.unconsumed == 0
+}
 
 func (w *world) settleState(ctx context.Context) (settleState, error) {
 	var s settleState
@@ -70,6 +74,24 @@ func (w *world) settleState(ctx context.Context) (settleState, error) {
 			s.queued += n
 		}
 	}
+	// An order can be final in the order database while its order-cancelled
+	// still waits in Kafka for the product service (whose consumer may be in
+	// its retry pace after the PostgreSQL restart): settled means consumed too.
+	client, err := kgo.NewClient(kgo.SeedBrokers(w.kafka))
+	if err != nil {
+		return s, err
+	}
+	defer client.Close()
+	lags, err := kadm.NewClient(client).Lag(ctx)
+	if err != nil {
+		return s, fmt.Errorf("read consumer group lag: %w", err)
+	}
+	for _, g := range lags.Sorted() {
+		if err := g.Error(); err != nil {
+			return s, fmt.Errorf("lag of consumer group %s: %w", g.Group, err)
+		}
+		s.unconsumed += g.Lag.Total()
+	}
 	return s, nil
 }
 
@@ -86,7 +108,7 @@ func (w *world) waitUntilSettled(t *testing.T, limit time.Duration, say func(str
 		cancel()
 		switch {
 		case err == nil && s.settled():
-			say("settled: every order is final, outboxes and work queues are empty")
+			say("settled: every order is final, outboxes, work queues and Kafka consumer lag are empty")
 			return
 		case time.Now().After(deadline):
 			say("NOT settled after %v (%+v, %v); reconciling what there is", limit, s, err)
@@ -95,7 +117,8 @@ func (w *world) waitUntilSettled(t *testing.T, limit time.Duration, say func(str
 			if err != nil {
 				say("settling: %v", err)
 			} else {
-				say("settling: %d orders not final yet, %d outbox rows unsent, %d messages in RabbitMQ queues", s.open, s.unsent, s.queued)
+				say("settling: %d orders not final yet, %d outbox rows unsent, %d messages in RabbitMQ queues, %d Kafka records not consumed",
+					s.open, s.unsent, s.queued, s.unconsumed)
 			}
 			last = time.Now()
 		}
