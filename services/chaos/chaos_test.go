@@ -5,7 +5,6 @@ package chaos_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -17,23 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/crypto/bcrypt"
-
-	"github.com/kshop/kshop/services/auth"
+	"github.com/kshop/kshop/services/e2e"
 	"github.com/kshop/kshop/services/events"
-	"github.com/kshop/kshop/services/gateway"
 	"github.com/kshop/kshop/services/loadgen"
-	"github.com/kshop/kshop/services/mail"
-	"github.com/kshop/kshop/services/order"
-	"github.com/kshop/kshop/services/platform/apitest"
-	"github.com/kshop/kshop/services/platform/pg"
-	"github.com/kshop/kshop/services/platform/redisx"
 	"github.com/kshop/kshop/services/platform/retry"
-	"github.com/kshop/kshop/services/platform/smtptest"
 	"github.com/kshop/kshop/services/platform/testenv"
-	"github.com/kshop/kshop/services/platform/tokens"
-	"github.com/kshop/kshop/services/product"
 )
 
 // Shape of the run; the environment can change the first two.
@@ -64,7 +51,7 @@ func TestOrdersSurviveRestartsOfRabbitMQKafkaAndPostgreSQL(t *testing.T) {
 	broker := startBrokerProcess(t, say)
 	say("Kafka broker process %d on %s, data in %s", broker.cmd.Process.Pid, broker.addr, broker.dataDir)
 	platform := startPlatform(t, broker.addr)
-	say("services running in this process; gateway %s", platform.gateway)
+	say("services running in this process; gateway %s", platform.Gateway.Base)
 
 	var (
 		mu       sync.Mutex
@@ -86,7 +73,7 @@ func TestOrdersSurviveRestartsOfRabbitMQKafkaAndPostgreSQL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), duration+5*time.Minute)
 	defer cancel()
 	report, err := loadgen.Load(ctx, loadgen.LoadConfig{
-		Gateway: platform.gateway, Inbox: platform.inbox, Admin: admin, AdminPassword: "admin-password",
+		Gateway: platform.Gateway.Base, Inbox: e2e.Inbox{Server: platform.SMTP}, Admin: e2e.Admin, AdminPassword: "admin-password",
 		Rate: envFloat(t, "KSHOP_CHAOS_RATE", 30), Duration: duration, MaxInFlight: 128,
 		Mix:   map[string]int{loadgen.OpBrowse: 20, loadgen.OpOrder: 50, loadgen.OpPay: 30},
 		Users: 10, Products: products, Stock: stockPerProduct,
@@ -249,99 +236,24 @@ func (b *brokerProcess) stop() error {
 	}
 }
 
-const admin = "admin@kshop.local"
-
-// platform is every service, run in this test process against the servers.
-type platform struct {
-	gateway                       string
-	inbox                         smtpInbox
-	smtp                          *smtptest.Server
-	orderDB, productDB, mailDB    string
-	amqpURL                       string
-	authAPI, productAPI, orderAPI *apitest.Client
-}
-
-// smtpInbox lets the load generator read verification codes from the test's SMTP server.
-type smtpInbox struct{ server *smtptest.Server }
-
-func (i smtpInbox) Messages(_ context.Context, to string) ([]loadgen.Mail, error) {
-	var out []loadgen.Mail
-	for _, m := range i.server.To(to) {
-		out = append(out, loadgen.Mail{To: m.To, Subject: m.Subject})
-	}
-	return out, nil
-}
-
-func startPlatform(t *testing.T, brokers string) platform {
+// startPlatform runs every service in this test process against the chaos
+// servers and the broker process, with the production retry budgets: the
+// faults must be ridden out as they would be.
+func startPlatform(t *testing.T, brokers string) *e2e.Platform {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var log *slog.Logger
 	if os.Getenv("KSHOP_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	p := platform{amqpURL: testenv.AMQPURL(t), smtp: smtptest.Start(t)}
-	p.inbox = smtpInbox{p.smtp}
-	redis := redisx.Config{Addrs: []string{testenv.RedisAddr(t)}}
-	authDB := testenv.NewDatabase(t)
-	p.productDB, p.orderDB, p.mailDB = testenv.NewDatabase(t), testenv.NewDatabase(t), testenv.NewDatabase(t)
-
-	authApp, err := auth.New(auth.Config{
-		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: authDB, MaxConns: 10},
-		Redis: redis, AMQPURL: p.amqpURL, BcryptCost: bcrypt.MinCost, AdminEmails: []string{admin},
-		CodeTTL: 10 * time.Minute, CodeMaxAttempts: 5, ResendCooldown: time.Minute,
-		JWKSReload: time.Second, JWKSAlgorithm: tokens.EdDSA, TokenTTL: time.Hour, TokenIssuer: "kshop-auth", TokenAudience: "kshop",
-	}, log.With("service", "auth"), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.authAPI = apitest.Start(t, authApp.Serve)
-
-	// Every retry budget is the production default: the faults must be ridden out as they would be.
-	productApp, err := product.New(product.Config{
-		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: p.productDB, MaxConns: 10},
-		KafkaBrokers: brokers, ConsumerMaxAttempts: 5, ConsumerRetry: retry.Pace{Initial: time.Second, Max: time.Minute},
-	}, log.With("service", "product"), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.productAPI = apitest.Start(t, productApp.Serve)
-
-	orderApp, err := order.New(order.Config{
-		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: p.orderDB, MaxConns: 10},
-		Redis: redis, KafkaBrokers: brokers, AMQPURL: p.amqpURL,
-		ReminderDelays: reminderDelays, ExpiryDelay: expiryDelay, LockTTL: 10 * time.Second,
-		ConsumerMaxAttempts: 5, ConsumerRetry: retry.Pace{Initial: time.Second, Max: time.Minute},
-	}, log.With("service", "order"), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.orderAPI = apitest.Start(t, orderApp.Serve)
-
-	mailApp, err := mail.New(mail.Config{
-		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: p.mailDB, MaxConns: 10}, AMQPURL: p.amqpURL,
-		SMTP:        mail.SMTPConfig{Host: p.smtp.Host, Port: p.smtp.Port, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
-		MaxAttempts: 5, Retry: retry.Pace{Initial: time.Second, Max: time.Minute}, Concurrency: 4,
-	}, log.With("service", "mail"), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	apitest.Start(t, mailApp.Serve)
-
-	gatewayCfg := gateway.Config{
-		ShutdownTimeout: 5 * time.Second, Redis: redis,
-		AuthURL: p.authAPI.Base, ProductURL: p.productAPI.Base, OrderURL: p.orderAPI.Base,
-		AuthTimeout: 5 * time.Second, ProductTimeout: 5 * time.Second, OrderTimeout: 10 * time.Second,
-		TokenIssuer: "kshop-auth", TokenAudience: "kshop",
-		RateLimits: "auth=1000/m,products=5000/s,orders=5000/s", BodyLimit: 1 << 20,
-	}
-	if err := gatewayCfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	gatewayApp, err := gateway.New(gatewayCfg, log.With("service", "gateway"), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.gateway = apitest.Start(t, gatewayApp.Serve).Base
-	return p
+	production := retry.Pace{Initial: time.Second, Max: time.Minute}
+	return e2e.Start(t, e2e.Config{
+		Reminders: reminderDelays, Expiry: expiryDelay,
+		KafkaBrokers: brokers, AMQPURL: testenv.AMQPURL(t),
+		ConsumerAttempts: 5, ConsumerRetry: production,
+		MailAttempts: 5, MailRetry: production, MailConcurrency: 4,
+		RateLimits: "auth=1000/m,products=5000/s,orders=5000/s",
+		Logger:     log,
+	})
 }
 
 func lookup(t *testing.T, name string) string {

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kshop/kshop/services/e2e"
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/loadgen"
 	"github.com/kshop/kshop/services/platform/smtptest"
@@ -30,7 +31,7 @@ type world struct {
 	smtp                 *smtptest.Server
 }
 
-func connect(t *testing.T, p platform, kafka string) *world {
+func connect(t *testing.T, p *e2e.Platform, kafka string) *world {
 	t.Helper()
 	pool := func(url string) *pgxpool.Pool {
 		db, err := pgxpool.New(context.Background(), url)
@@ -40,7 +41,8 @@ func connect(t *testing.T, p platform, kafka string) *world {
 		t.Cleanup(db.Close)
 		return db
 	}
-	return &world{order: pool(p.orderDB), product: pool(p.productDB), mail: pool(p.mailDB), amqpURL: p.amqpURL, kafka: kafka, smtp: p.smtp}
+	return &world{order: pool(p.Databases["order"]), product: pool(p.Databases["product"]), mail: pool(p.Databases["mail"]),
+		amqpURL: p.AMQPURL, kafka: kafka, smtp: p.SMTP}
 }
 
 // settleState is what is still moving.

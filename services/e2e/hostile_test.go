@@ -20,6 +20,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/kshop/kshop/services/e2e"
 	"github.com/kshop/kshop/services/loadgen"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/httpx"
@@ -69,13 +70,13 @@ func TestHostileInputThroughTheGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Timers far away: nothing may change the databases while the cases run.
-	p := startPlatform(t, platformConfig{Reminders: []time.Duration{time.Hour}, Expiry: 2 * time.Hour, JWKSFile: jwksFile})
+	p := startPlatform(t, e2e.Config{Reminders: []time.Duration{time.Hour}, Expiry: 2 * time.Hour, JWKSFile: jwksFile})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	api := loadgen.NewClient(p.Gateway.Base)
-	inbox := smtpInbox{p.SMTP}
-	adminAPI, err := loadgen.SignUp(ctx, api, inbox, admin, "admin-password")
+	inbox := e2e.Inbox{Server: p.SMTP}
+	adminAPI, err := loadgen.SignUp(ctx, api, inbox, e2e.Admin, "admin-password")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func TestHostileInputThroughTheGateway(t *testing.T) {
 	// Tokens: each differs from a valid admin token in one respect.
 	claims := func(mutate func(*tokens.Claims)) tokens.Claims {
 		return tokenstest.Claims(time.Now(), func(c *tokens.Claims) {
-			c.Subject, c.Email = "1", admin
+			c.Subject, c.Email = "1", e2e.Admin
 			if mutate != nil {
 				mutate(c)
 			}
@@ -166,7 +167,7 @@ func TestHostileInputThroughTheGateway(t *testing.T) {
 
 	// Identity headers are the gateway's to set, never the client's.
 	spoofed := http.Header{
-		identity.HeaderUserID: {"1"}, identity.HeaderEmail: {admin}, identity.HeaderRoles: {"admin,customer"},
+		identity.HeaderUserID: {"1"}, identity.HeaderEmail: {e2e.Admin}, identity.HeaderRoles: {"admin,customer"},
 	}
 	cases = append(cases,
 		hostileCase{name: "admin identity headers without a token", method: "POST", path: "/products", body: validProduct,

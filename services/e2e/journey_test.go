@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/kshop/kshop/services/e2e"
 	"github.com/kshop/kshop/services/loadgen"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/smtptest"
@@ -47,27 +48,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// smtpInbox lets the journey read what reached the test's SMTP server.
-type smtpInbox struct{ server *smtptest.Server }
-
-func (i smtpInbox) Messages(_ context.Context, to string) ([]loadgen.Mail, error) {
-	var out []loadgen.Mail
-	for _, m := range i.server.To(to) {
-		out = append(out, loadgen.Mail{To: m.To, Subject: m.Subject})
-	}
-	return out, nil
-}
-
 func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 	reminders := []time.Duration{2 * time.Second, 3 * time.Second}
-	p := startPlatform(t, platformConfig{Reminders: reminders, Expiry: 5 * time.Second})
+	p := startPlatform(t, e2e.Config{Reminders: reminders, Expiry: 5 * time.Second})
 	smtp, authAPI, productAPI, orderAPI, mailAPI, gw := p.SMTP, p.Auth, p.Product, p.Order, p.Mail, p.Gateway
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	started := time.Now()
 	err := loadgen.Journey(ctx, loadgen.JourneyConfig{
-		Gateway: gw.Base, Inbox: smtpInbox{smtp}, Admin: admin, AdminPassword: "admin-password",
+		Gateway: gw.Base, Inbox: e2e.Inbox{Server: smtp}, Admin: e2e.Admin, AdminPassword: "admin-password",
 		Reminders: len(reminders), ExpiryWithin: 30 * time.Second,
 		Step: func(format string, args ...any) {
 			t.Logf("%6.2fs  "+format, append([]any{time.Since(started).Seconds()}, args...)...)

@@ -1,0 +1,167 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/kshop/kshop/services/auth"
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/gateway"
+	"github.com/kshop/kshop/services/loadgen"
+	"github.com/kshop/kshop/services/mail"
+	"github.com/kshop/kshop/services/order"
+	"github.com/kshop/kshop/services/platform/apitest"
+	"github.com/kshop/kshop/services/platform/kafkatest"
+	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/redisx"
+	"github.com/kshop/kshop/services/platform/retry"
+	"github.com/kshop/kshop/services/platform/smtptest"
+	"github.com/kshop/kshop/services/platform/testenv"
+	"github.com/kshop/kshop/services/platform/tokens"
+	"github.com/kshop/kshop/services/product"
+)
+
+// Admin is the address auth gives the admin role (AUTH_ADMIN_EMAILS).
+const Admin = "admin@kshop.local"
+
+// Config is what the tests that run the whole platform vary between runs.
+type Config struct {
+	// Reminders and Expiry are the order timers.
+	Reminders []time.Duration
+	Expiry    time.Duration
+	// JWKSFile is auth's private key set; empty: auth generates a key of its own.
+	JWKSFile string
+	// KafkaBrokers is a running broker; empty: an in-process kfake cluster.
+	KafkaBrokers string
+	// AMQPURL is a RabbitMQ virtual host; empty: one of the test's own.
+	AMQPURL string
+	// ConsumerAttempts and ConsumerRetry are the product and order consumers'
+	// budget (a zero pace: the platform's short redelivery pace).
+	ConsumerAttempts int
+	ConsumerRetry    retry.Pace
+	// MailAttempts, MailRetry and MailConcurrency are the mail service's.
+	MailAttempts    int
+	MailRetry       retry.Pace
+	MailConcurrency int
+	// RateLimits is the gateway's KSHOP_GATEWAY_RATE_LIMITS.
+	RateLimits string
+	// Logger receives every service's logs; nil discards them.
+	Logger *slog.Logger
+	// Registry makes each service's metrics registry; nil: an empty one.
+	Registry func() *prometheus.Registry
+}
+
+// Platform is every service running in the test process against the real
+// servers, with a client per service and the databases they own.
+type Platform struct {
+	Gateway, Auth, Product, Order, Mail *apitest.Client
+	SMTP                                *smtptest.Server
+	AMQPURL                             string
+	// Databases maps each service to the URL of its database.
+	Databases map[string]string
+}
+
+// Start runs the four services and the gateway, each on its own database,
+// sharing one Redis, one RabbitMQ virtual host and one Kafka cluster, and
+// waits until every one is ready. Everything stops when the test ends.
+func Start(t *testing.T, cfg Config) *Platform {
+	t.Helper()
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	registry := cfg.Registry
+	if registry == nil {
+		registry = prometheus.NewRegistry
+	}
+	if cfg.KafkaBrokers == "" {
+		cfg.KafkaBrokers = kafkatest.NewCluster(t, kafkatest.WithTopicsAndDeadLetters(events.DefaultPartitions, events.Topics...))
+	}
+	if cfg.AMQPURL == "" {
+		cfg.AMQPURL = testenv.OwnAMQPURL(t)
+	}
+	redis := redisx.Config{Addrs: []string{testenv.RedisAddr(t)}}
+	p := &Platform{SMTP: smtptest.Start(t), AMQPURL: cfg.AMQPURL, Databases: map[string]string{}}
+	database := func(service string) pg.Config {
+		p.Databases[service] = testenv.NewDatabase(t)
+		return pg.Config{URL: p.Databases[service], MaxConns: 10}
+	}
+
+	authApp, err := auth.New(auth.Config{
+		ShutdownTimeout: 5 * time.Second, Database: database("auth"),
+		Redis: redis, AMQPURL: cfg.AMQPURL, BcryptCost: bcrypt.MinCost, AdminEmails: []string{Admin},
+		CodeTTL: 10 * time.Minute, CodeMaxAttempts: 5, ResendCooldown: time.Minute,
+		JWKSFile: cfg.JWKSFile, JWKSReload: time.Second, JWKSAlgorithm: tokens.EdDSA,
+		TokenTTL: time.Hour, TokenIssuer: "kshop-auth", TokenAudience: "kshop",
+	}, log.With("service", "auth"), registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Auth = apitest.Start(t, authApp.Serve)
+
+	productApp, err := product.New(product.Config{
+		ShutdownTimeout: 5 * time.Second, Database: database("product"),
+		KafkaBrokers: cfg.KafkaBrokers, ConsumerMaxAttempts: cfg.ConsumerAttempts, ConsumerRetry: cfg.ConsumerRetry,
+	}, log.With("service", "product"), registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Product = apitest.Start(t, productApp.Serve)
+
+	orderApp, err := order.New(order.Config{
+		ShutdownTimeout: 5 * time.Second, Database: database("order"),
+		Redis: redis, KafkaBrokers: cfg.KafkaBrokers, AMQPURL: cfg.AMQPURL,
+		ReminderDelays: cfg.Reminders, ExpiryDelay: cfg.Expiry, LockTTL: 10 * time.Second,
+		ConsumerMaxAttempts: cfg.ConsumerAttempts, ConsumerRetry: cfg.ConsumerRetry,
+	}, log.With("service", "order"), registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Order = apitest.Start(t, orderApp.Serve)
+
+	mailApp, err := mail.New(mail.Config{
+		ShutdownTimeout: 5 * time.Second, Database: database("mail"), AMQPURL: cfg.AMQPURL,
+		SMTP:        mail.SMTPConfig{Host: p.SMTP.Host, Port: p.SMTP.Port, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
+		MaxAttempts: cfg.MailAttempts, Retry: cfg.MailRetry, Concurrency: cfg.MailConcurrency,
+	}, log.With("service", "mail"), registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Mail = apitest.Start(t, mailApp.Serve)
+
+	gatewayCfg := gateway.Config{
+		ShutdownTimeout: 5 * time.Second, Redis: redis,
+		AuthURL: p.Auth.Base, ProductURL: p.Product.Base, OrderURL: p.Order.Base,
+		AuthTimeout: 5 * time.Second, ProductTimeout: 5 * time.Second, OrderTimeout: 10 * time.Second,
+		TokenIssuer: "kshop-auth", TokenAudience: "kshop",
+		RateLimits: cfg.RateLimits, BodyLimit: 1 << 20,
+	}
+	if err := gatewayCfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	gatewayApp, err := gateway.New(gatewayCfg, log.With("service", "gateway"), registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Gateway = apitest.Start(t, gatewayApp.Serve)
+	return p
+}
+
+// Inbox lets the load generator and the journey read what reached the test's
+// SMTP server, as they read Mailpit under `make run`.
+type Inbox struct{ Server *smtptest.Server }
+
+// Messages lists the e-mails to the address.
+func (i Inbox) Messages(_ context.Context, to string) ([]loadgen.Mail, error) {
+	var out []loadgen.Mail
+	for _, m := range i.Server.To(to) {
+		out = append(out, loadgen.Mail{To: m.To, Subject: m.Subject})
+	}
+	return out, nil
+}
