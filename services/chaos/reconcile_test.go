@@ -29,6 +29,7 @@ type world struct {
 	order, product, mail *pgxpool.Pool
 	amqpURL, kafka       string
 	smtp                 *smtptest.Server
+	kafkaAdmin           *kadm.Client // reads the consumer groups' lag while settling
 }
 
 func connect(t *testing.T, p *e2e.Platform, kafka string) *world {
@@ -41,8 +42,13 @@ func connect(t *testing.T, p *e2e.Platform, kafka string) *world {
 		t.Cleanup(db.Close)
 		return db
 	}
+	client, err := kgo.NewClient(kgo.SeedBrokers(kafka))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
 	return &world{order: pool(p.Databases["order"]), product: pool(p.Databases["product"]), mail: pool(p.Databases["mail"]),
-		amqpURL: p.AMQPURL, kafka: kafka, smtp: p.SMTP}
+		amqpURL: p.AMQPURL, kafka: kafka, smtp: p.SMTP, kafkaAdmin: kadm.NewClient(client)}
 }
 
 // settleState is what is still moving.
@@ -79,12 +85,7 @@ func (w *world) settleState(ctx context.Context) (settleState, error) {
 	// An order can be final in the order database while its order-cancelled
 	// still waits in Kafka for the product service (whose consumer may be in
 	// its retry pace after the PostgreSQL restart): settled means consumed too.
-	client, err := kgo.NewClient(kgo.SeedBrokers(w.kafka))
-	if err != nil {
-		return s, err
-	}
-	defer client.Close()
-	lags, err := kadm.NewClient(client).Lag(ctx)
+	lags, err := w.kafkaAdmin.Lag(ctx)
 	if err != nil {
 		return s, fmt.Errorf("read consumer group lag: %w", err)
 	}
