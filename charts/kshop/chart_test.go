@@ -20,7 +20,11 @@ import (
 	"github.com/kshop/kshop/services/platform/kubetest"
 )
 
-const namespace = "kshop"
+// The release and namespace the tests install as, unless a test says otherwise.
+const (
+	releaseName = "kshop"
+	namespace   = "kshop"
+)
 
 // kubeVersion is what helm renders for; hack/kube-tools.sh builds the same API server.
 const kubeVersion = "v1.37.2"
@@ -73,11 +77,15 @@ func helm(t *testing.T, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-// valueSets are the ways the chart is installed.
+// valueSets are the ways the chart is installed (docs/kubernetes.md).
 var valueSets = map[string][]string{
 	"default": nil,
 	"kind":    {"-f", "values-kind.yaml"},
 	"staging": {"-f", "values-staging.yaml"},
+	// staging with managed services: every dependency outside the cluster
+	"external": {"-f", "values-staging.yaml", "-f", "values-external.yaml"},
+	// the local test cluster (hack/cluster.sh): dependencies on the host
+	"local": {"-f", "values-local.yaml"},
 }
 
 func TestLintStrict(t *testing.T) {
@@ -90,11 +98,24 @@ func TestLintStrict(t *testing.T) {
 
 func render(t *testing.T, values ...string) []*unstructured.Unstructured {
 	t.Helper()
-	out, err := helm(t, append([]string{"template", "kshop", ".", "--namespace", namespace, "--kube-version", kubeVersion}, values...)...)
+	return renderAs(t, releaseName, namespace, values...)
+}
+
+// renderAs renders the chart as `helm template` does for release in namespace.
+func renderAs(t *testing.T, release, ns string, values ...string) []*unstructured.Unstructured {
+	t.Helper()
+	out, err := helm(t, append([]string{"template", release, ".", "--namespace", ns, "--kube-version", kubeVersion}, values...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return decode(t, out)
+}
+
+// renderError renders and returns the failure (nil when the render succeeds).
+func renderError(t *testing.T, values ...string) error {
+	t.Helper()
+	_, err := helm(t, append([]string{"template", releaseName, ".", "--namespace", namespace, "--kube-version", kubeVersion}, values...)...)
+	return err
 }
 
 func decode(t *testing.T, manifests string) []*unstructured.Unstructured {
@@ -111,6 +132,15 @@ func applyDryRun(t *testing.T, objects []*unstructured.Unstructured) error {
 	return apiServer.DryRun(context.Background(), namespace, objects)
 }
 
+func find(objects []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	for _, o := range objects {
+		if o.GetKind() == kind && o.GetName() == name {
+			return o
+		}
+	}
+	return nil
+}
+
 func count(objects []*unstructured.Unstructured, kind string) int {
 	n := 0
 	for _, o := range objects {
@@ -122,19 +152,43 @@ func count(objects []*unstructured.Unstructured, kind string) int {
 }
 
 func TestEveryRenderedObjectIsAcceptedByTheAPIServer(t *testing.T) {
+	// What each value set renders of the chart's own (the dependencies are stubs).
+	// Every set: 6 Deployments (5 services, the controller), their Services,
+	// ServiceAccounts and ConfigMaps (the controller has no ConfigMap, and two
+	// topology ConfigMaps are added), one Role and RoleBinding.
+	base := map[string]int{"Deployment": 6, "Service": 6, "ServiceAccount": 6, "ConfigMap": 7, "Role": 1, "RoleBinding": 1}
+	want := map[string]map[string]int{
+		// default deny + 5 services + controller + the loadgen (test) pods; the
+		// RabbitmqCluster; the Redis password Secret; the helm test Pod.
+		"default": {"NetworkPolicy": 8, "RabbitmqCluster": 1, "Secret": 1, "Pod": 1},
+		"kind":    {"NetworkPolicy": 8, "RabbitmqCluster": 1, "Secret": 1, "Pod": 1},
+		// HPAs from 2, PDBs for them and the 2 controllers; no smoke test
+		// (no Mailpit), no ServiceMonitor (the API server of this test, like a
+		// cluster without the Prometheus Operator, is not asked: helm template).
+		"staging":  {"NetworkPolicy": 7, "RabbitmqCluster": 1, "Secret": 1, "HorizontalPodAutoscaler": 5, "PodDisruptionBudget": 6},
+		"external": {"NetworkPolicy": 7, "HorizontalPodAutoscaler": 5, "PodDisruptionBudget": 6},
+		// the gateway's HPA from 1, a PDB for product's 2 replicas
+		"local": {"NetworkPolicy": 8, "Pod": 1, "HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 1},
+	}
 	for name, values := range valueSets {
 		t.Run(name, func(t *testing.T) {
 			objects := render(t, values...)
 			if err := applyDryRun(t, objects); err != nil {
 				t.Fatal(err)
 			}
-			want := map[string]int{"Deployment": 6, "Service": 5, "ServiceAccount": 6, "ConfigMap": 7, "NetworkPolicy": 7, "RabbitmqCluster": 1, "Role": 1, "RoleBinding": 1}
-			if name == "staging" {
-				want["HorizontalPodAutoscaler"], want["PodDisruptionBudget"], want["ServiceMonitor"] = 5, 5, 5
-			} else {
-				want["HorizontalPodAutoscaler"], want["PodDisruptionBudget"], want["ServiceMonitor"] = 0, 0, 0
+			kinds := map[string]int{}
+			for k, n := range base {
+				kinds[k] = n
 			}
-			for kind, n := range want {
+			for k, n := range want[name] {
+				kinds[k] = n
+			}
+			for _, o := range objects {
+				if _, ok := kinds[o.GetKind()]; !ok {
+					kinds[o.GetKind()] = 0 // an unexpected kind fails below
+				}
+			}
+			for kind, n := range kinds {
 				if got := count(objects, kind); got != n {
 					t.Errorf("%d %s objects, want %d", got, kind, n)
 				}
@@ -169,6 +223,11 @@ func TestTheSchemaRejectsTyposAndBadValues(t *testing.T) {
 		"env not KSHOP_":         "services.order.env.PATH=/tmp",
 		"TLS mode that is not":   "connections.smtp.tls=ssl",
 		"dependency not allowed": "services.mail.allowTo={postgresql,mongodb}",
+		"the old kafkaBrokers":   "connections.kafkaBrokers=kafka:9092",
+		"SASL mechanism unknown": "connections.kafka.sasl.mechanism=GSSAPI",
+		"sslmode unknown":        "connections.databases.auth.sslmode=on",
+		"preStop of minutes":     "rollout.preStopSeconds=600",
+		"inbox without a scheme": "smokeTest.inboxURL=mailpit:8025",
 	} {
 		if _, err := helm(t, "template", "kshop", ".", "--kube-version", kubeVersion, "--set", set); err == nil {
 			t.Errorf("%s: --set %s was accepted", name, set)
@@ -231,9 +290,12 @@ func TestDependenciesAreOptionalAndPublished(t *testing.T) {
 			t.Errorf("%s %s is not a version seen published (testdata/published-versions.txt)", d.Name, d.Version)
 		}
 	}
-	if _, err := helm(t, "template", "kshop", ".", "--kube-version", kubeVersion,
-		"--set", "authdb.enabled=false,productdb.enabled=false,orderdb.enabled=false,maildb.enabled=false,kafka.enabled=false,redis-cluster.enabled=false,rabbitmq-cluster-operator.enabled=false,mailpit.enabled=false,rabbitmq.enabled=false"); err != nil {
-		t.Fatalf("the chart does not render with every dependency off: %v", err)
+	// values-local.yaml switches every dependency off and names each outside.
+	// Nothing of the chart's own that stands for a dependency stays: the
+	// RabbitmqCluster, the Redis Cluster's password Secret.
+	objects := render(t, "-f", "values-local.yaml")
+	if n, m := count(objects, "RabbitmqCluster"), count(objects, "Secret"); n != 0 || m != 0 {
+		t.Errorf("with every dependency off: %d RabbitmqClusters, %d Secrets", n, m)
 	}
 }
 
@@ -248,9 +310,53 @@ func TestObservabilityObjects(t *testing.T) {
 			dashboards++
 		}
 	}
-	if dashboards != 6 || count(objects, "PrometheusRule") != 1 || count(objects, "ServiceMonitor") != 5 {
-		t.Fatalf("%d dashboards, %d PrometheusRules, %d ServiceMonitors; want 6, 1, 5",
+	// A ServiceMonitor per service and one for the controller.
+	if dashboards != 6 || count(objects, "PrometheusRule") != 1 || count(objects, "ServiceMonitor") != 6 {
+		t.Fatalf("%d dashboards, %d PrometheusRules, %d ServiceMonitors; want 6, 1, 6",
 			dashboards, count(objects, "PrometheusRule"), count(objects, "ServiceMonitor"))
+	}
+	// The services send their traces to the release's own collector.
+	cm := find(objects, "ConfigMap", "kshop-order")
+	if cm == nil {
+		t.Fatal("no ConfigMap kshop-order")
+	}
+	if got, _, _ := unstructured.NestedString(cm.Object, "data", "KSHOP_ORDER_OTEL_EXPORTER_OTLP_ENDPOINT"); got != "http://kshop-opentelemetry-collector:4317" {
+		t.Errorf("KSHOP_ORDER_OTEL_EXPORTER_OTLP_ENDPOINT=%q, want the release's collector", got)
+	}
+}
+
+// ServiceMonitors and the PrometheusRule exist only where the cluster serves
+// their API (helm passes what it serves as .Capabilities; --api-versions stands
+// in for it here) or where observability.enabled installs the operator's CRDs.
+func TestMonitoringObjectsFollowTheCRDs(t *testing.T) {
+	cases := []struct {
+		name           string
+		values         []string
+		monitors, rule int
+	}{
+		{"staging, no Prometheus Operator", []string{"-f", "values-staging.yaml"}, 0, 0},
+		{"staging, the operator's CRDs served", []string{"-f", "values-staging.yaml",
+			"--api-versions", "monitoring.coreos.com/v1/ServiceMonitor", "--api-versions", "monitoring.coreos.com/v1/PrometheusRule"}, 6, 1},
+		{"CRDs served but serviceMonitor off", []string{"--api-versions", "monitoring.coreos.com/v1/ServiceMonitor", "--api-versions", "monitoring.coreos.com/v1/PrometheusRule"}, 0, 0},
+		{"observability on brings the CRDs", []string{"--set", "observability.enabled=true"}, 6, 1},
+	}
+	for _, c := range cases {
+		objects := render(t, c.values...)
+		if m, r := count(objects, "ServiceMonitor"), count(objects, "PrometheusRule"); m != c.monitors || r != c.rule {
+			t.Errorf("%s: %d ServiceMonitors and %d PrometheusRules, want %d and %d", c.name, m, r, c.monitors, c.rule)
+		}
+	}
+	// The controller's metrics are scraped through a Service of its own.
+	objects := render(t, "--set", "observability.enabled=true")
+	sm := find(objects, "ServiceMonitor", "kshop-controller")
+	svc := find(objects, "Service", "kshop-controller")
+	if sm == nil || svc == nil {
+		t.Fatal("no ServiceMonitor or Service kshop-controller")
+	}
+	ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+	endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+	if len(ports) != 1 || len(endpoints) != 1 || ports[0].(map[string]any)["name"] != endpoints[0].(map[string]any)["port"] {
+		t.Errorf("the controller's ServiceMonitor endpoints %v do not name its Service's port %v", endpoints, ports)
 	}
 }
 

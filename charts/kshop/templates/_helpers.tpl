@@ -49,3 +49,333 @@ The suffix of a delay queue's name as the order service makes it
 {{- else if eq 0 (mod $ms 1000) }}{{ div $ms 1000 }}s
 {{- else }}{{ $ms }}ms{{ end }}
 {{- end }}
+
+{{/*
+The name a dependency chart gives its objects, computed the way their fullname
+helpers do (Bitnami's common.names.fullname, loki.fullname, tempo.fullname,
+...): fullnameOverride, else <release>-<chart or nameOverride>, or the release
+name alone when it already contains the chart's name; 63 characters at most.
+Takes (dict "release" NAME "chart" CHART-OR-ALIAS "values" ITS-VALUES); values
+may be left out where they cannot be seen (in another subchart's tpl).
+*/}}
+{{- define "kshop.dependencyFullname" -}}
+{{- $values := .values | default dict -}}
+{{- if $values.fullnameOverride -}}
+{{- $values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .chart $values.nameOverride -}}
+{{- if contains $name .release -}}
+{{- .release | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .release $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Prometheus's URL under kube-prometheus-stack, whose fullname is cut to 26
+characters (kshop-kube-prometheus-stac for release kshop). Takes the release name.
+*/}}
+{{- define "kshop.prometheusURL" -}}
+{{- $chart := "kube-prometheus-stack" -}}
+{{- $full := ternary . (printf "%s-%s" . $chart) (contains $chart .) | trunc 26 | trimSuffix "-" -}}
+{{- printf "http://%s-prometheus:9090" $full -}}
+{{- end -}}
+
+{{/*
+host:port[,host:port...] -> {items: [{host, port}]}; fails naming the value when
+an entry is not host:port. Takes (dict "value" STRING "name" VALUE-PATH).
+*/}}
+{{- define "kshop.endpoints" -}}
+{{- $items := list -}}
+{{- range splitList "," .value -}}
+{{- $entry := trim . -}}
+{{- if $entry -}}
+{{- if not (regexMatch "^([^:\\[\\]]+|\\[[0-9a-fA-F:.]+\\]):[0-9]{1,5}$" $entry) -}}
+{{- fail (printf "%s: %q is not host:port" $.name $entry) -}}
+{{- end -}}
+{{- $items = append $items (dict "host" (regexReplaceAll ":[0-9]+$" $entry "" | trimPrefix "[" | trimSuffix "]") "port" (regexFind "[0-9]+$" $entry | atoi)) -}}
+{{- end -}}
+{{- end -}}
+{{- dict "items" $items | toYaml -}}
+{{- end -}}
+
+{{/*
+A NetworkPolicy egress rule to endpoints outside the chart's own pods: their
+TCP ports, and, when every host is an IP address, only those addresses (a name
+can resolve anywhere, so a rule for names can only name ports).
+Takes (dict "ports" LIST "hosts" LIST).
+*/}}
+{{- define "kshop.egressRule" -}}
+{{- $ports := list -}}
+{{- range uniq .ports }}{{ $ports = append $ports (dict "port" (int .) "protocol" "TCP") }}{{ end -}}
+{{- $to := list -}}
+{{- $allAddresses := gt (len .hosts) 0 -}}
+{{- range uniq .hosts -}}
+{{- if regexMatch "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$" . -}}
+{{- $to = append $to (dict "ipBlock" (dict "cidr" (printf "%s/32" .))) -}}
+{{- else if regexMatch "^[0-9a-fA-F:]+:[0-9a-fA-F:.]*$" . -}}
+{{- $to = append $to (dict "ipBlock" (dict "cidr" (printf "%s/128" .))) -}}
+{{- else -}}
+{{- $allAddresses = false -}}
+{{- end -}}
+{{- end -}}
+{{- $rule := dict "ports" $ports -}}
+{{- if $allAddresses }}{{ $_ := set $rule "to" $to }}{{ end -}}
+{{- toYaml $rule -}}
+{{- end -}}
+
+{{/*
+A Secret reference {name, key} where an empty name means the in-chart
+dependency's Secret. Takes (dict "ref" {name, key} "default" NAME).
+*/}}
+{{- define "kshop.secretRef" -}}
+{{- dict "name" (default .default .ref.name) "key" .ref.key | toYaml -}}
+{{- end -}}
+
+{{/*
+Every connection of the release, resolved: what the values name, or, where they
+leave a host or Secret empty, the in-chart dependency of this release (its
+objects are named as that chart names them). A dependency that is switched off
+and not named in connections fails the render with the value to set; only what
+an enabled service (or the controller) uses is resolved. The templates read the
+result with: include "kshop.connections" . | fromYaml.
+*/}}
+{{- define "kshop.connections" -}}
+{{- $v := .Values -}}
+{{- $c := $v.connections -}}
+{{- $release := .Release.Name -}}
+{{- $out := dict -}}
+
+{{- /* What the enabled services and the controller use. */ -}}
+{{- $uses := dict -}}
+{{- range $name, $svc := $v.services -}}
+{{- if $svc.enabled -}}
+{{- range $svc.allowTo }}{{ $_ := set $uses . true }}{{ end -}}
+{{- if hasKey $c.databases $name }}{{ $_ := set $uses (printf "db-%s" $name) true }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- if $v.controller.enabled -}}
+{{- if $v.topology.kafka.enabled }}{{ $_ := set $uses "kafka" true }}{{ end -}}
+{{- if $v.topology.rabbitmq.enabled }}{{ $_ := set $uses "rabbitmq" true }}{{ end -}}
+{{- end -}}
+{{- if $v.services.mail.enabled }}{{ $_ := set $uses "smtp" true }}{{ end -}}
+
+{{- /* A CA bundle of the user's, for dependencies whose certificates a private CA signed. */ -}}
+{{- $ca := dict -}}
+{{- if $c.tlsCA.secretName -}}
+{{- $ca = dict "secretName" $c.tlsCA.secretName "key" $c.tlsCA.key "dir" "/etc/kshop/tls-ca" "file" (printf "/etc/kshop/tls-ca/%s" $c.tlsCA.key) -}}
+{{- end -}}
+{{- $_ := set $out "tlsCA" $ca -}}
+
+{{- /* Traces: the endpoint given, or the release's own collector when observability is on. */ -}}
+{{- $otlp := $v.common.otlpEndpoint -}}
+{{- if and (not $otlp) $v.observability.enabled -}}
+{{- $otlp = printf "http://%s:4317" (include "kshop.dependencyFullname" (dict "release" $release "chart" "opentelemetry-collector" "values" (index $v "opentelemetry-collector"))) -}}
+{{- end -}}
+{{- if $otlp -}}
+{{- $u := urlParse $otlp -}}
+{{- $host := regexReplaceAll ":[0-9]+$" $u.host "" | trimPrefix "[" | trimSuffix "]" -}}
+{{- $port := regexFind ":[0-9]+$" $u.host | trimPrefix ":" | default "4317" -}}
+{{- /* 4317 (gRPC) and 4318 (HTTP) are the collectors' pod ports whatever port their Service shows. */ -}}
+{{- $_ := set $out "otlp" (dict "endpoint" $otlp "egress" (include "kshop.egressRule" (dict "ports" (list (atoi $port) 4317 4318) "hosts" (list $host)) | fromYaml)) -}}
+{{- else -}}
+{{- $_ := set $out "otlp" (dict "endpoint" "") -}}
+{{- end -}}
+
+{{- /* PostgreSQL: one database per service (<release>-<svc>db of postgresql-ha: pgpool in front, the password in <release>-<svc>db-postgresql). */ -}}
+{{- $dbs := dict -}}
+{{- range $name, $db := $c.databases -}}
+{{- if hasKey $uses (printf "db-%s" $name) -}}
+{{- $alias := printf "%sdb" $name -}}
+{{- $dep := get $v $alias | default dict -}}
+{{- $host := $db.host -}}
+{{- $secret := $db.passwordSecret.name -}}
+{{- if $dep.enabled -}}
+{{- $full := include "kshop.dependencyFullname" (dict "release" $release "chart" $alias "values" $dep) -}}
+{{- $host = default (printf "%s-pgpool" $full) $host -}}
+{{- $secret = default (printf "%s-postgresql" $full) $secret -}}
+{{- end -}}
+{{- $host = required (printf "connections.databases.%s.host: %s.enabled is false, so give the host of the %s service's PostgreSQL database" $name $alias $name) $host -}}
+{{- $secret = required (printf "connections.databases.%s.passwordSecret.name: %s.enabled is false, so name the Secret that holds the password of PostgreSQL user %s (key %s)" $name $alias $db.user $db.passwordSecret.key) $secret -}}
+{{- $url := printf "postgres://%s@%s:%v/%s?sslmode=%s" $db.user (ternary (printf "[%s]" $host) $host (contains ":" $host)) $db.port $db.database $db.sslmode -}}
+{{- $_ := set $dbs $name (dict "url" $url "passwordSecret" (dict "name" $secret "key" $db.passwordSecret.key) "egress" (include "kshop.egressRule" (dict "ports" (list $db.port) "hosts" (list $host)) | fromYaml)) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $out "databases" $dbs -}}
+
+{{- /* Kafka: <release>-kafka:9092, PLAINTEXT inside the cluster. */ -}}
+{{- if $uses.kafka -}}
+{{- $k := $c.kafka -}}
+{{- $brokers := $k.brokers -}}
+{{- if and (not $brokers) $v.kafka.enabled -}}
+{{- $brokers = printf "%s:9092" (include "kshop.dependencyFullname" (dict "release" $release "chart" "kafka" "values" $v.kafka)) -}}
+{{- end -}}
+{{- $brokers = required "connections.kafka.brokers: kafka.enabled is false, so give your Kafka's bootstrap brokers as host:port[,host:port]" $brokers -}}
+{{- $eps := (include "kshop.endpoints" (dict "value" $brokers "name" "connections.kafka.brokers") | fromYaml).items -}}
+{{- $ports := list -}}{{- $hosts := list -}}
+{{- range $eps }}{{ $ports = append $ports .port }}{{ $hosts = append $hosts .host }}{{ end -}}
+{{- $sasl := dict "mechanism" $k.sasl.mechanism -}}
+{{- if $k.sasl.mechanism -}}
+{{- $_ := set $sasl "username" (required (printf "connections.kafka.sasl.username: SASL mechanism %s needs a user name" $k.sasl.mechanism) $k.sasl.username) -}}
+{{- $_ := set $sasl "passwordSecret" (dict "name" (required (printf "connections.kafka.sasl.passwordSecret.name: SASL mechanism %s needs the Secret holding the password (key %s)" $k.sasl.mechanism $k.sasl.passwordSecret.key) $k.sasl.passwordSecret.name) "key" $k.sasl.passwordSecret.key) -}}
+{{- end -}}
+{{- $_ := set $out "kafka" (dict "brokers" (join "," (splitList "," $brokers | compact)) "tls" $k.tls "caFile" (ternary (get $ca "file") "" (and $k.tls (hasKey $ca "file"))) "sasl" $sasl "egress" (include "kshop.egressRule" (dict "ports" $ports "hosts" $hosts) | fromYaml)) -}}
+{{- end -}}
+
+{{- /* Redis: <release>-redis-cluster:6379; its password is this chart's Secret of the same name (templates/redis-password.yaml). */ -}}
+{{- if $uses.redis -}}
+{{- $r := $c.redis -}}
+{{- $dep := index $v "redis-cluster" | default dict -}}
+{{- $addrs := $r.addrs -}}
+{{- $secret := $r.passwordSecret.name -}}
+{{- if $dep.enabled -}}
+{{- $full := include "kshop.dependencyFullname" (dict "release" $release "chart" "redis-cluster" "values" $dep) -}}
+{{- $addrs = default (printf "%s:6379" $full) $addrs -}}
+{{- $secret = default $full $secret -}}
+{{- end -}}
+{{- $addrs = required "connections.redis.addrs: redis-cluster.enabled is false, so give your Redis as host:port (a cluster: any nodes, comma-separated)" $addrs -}}
+{{- $secret = required (printf "connections.redis.passwordSecret.name: redis-cluster.enabled is false, so name the Secret that holds your Redis password (key %s)" $r.passwordSecret.key) $secret -}}
+{{- $eps := (include "kshop.endpoints" (dict "value" $addrs "name" "connections.redis.addrs") | fromYaml).items -}}
+{{- $ports := list -}}{{- $hosts := list -}}
+{{- range $eps }}{{ $ports = append $ports .port }}{{ $hosts = append $hosts .host }}{{ end -}}
+{{- $_ := set $out "redis" (dict "addrs" (join "," (splitList "," $addrs | compact)) "cluster" $r.cluster "tls" $r.tls "username" $r.username "passwordSecret" (dict "name" $secret "key" $r.passwordSecret.key) "egress" (include "kshop.egressRule" (dict "ports" $ports "hosts" $hosts) | fromYaml)) -}}
+{{- end -}}
+
+{{- /* RabbitMQ: the RabbitmqCluster <release>-rabbitmq; its operator writes the credentials into <release>-rabbitmq-default-user. */ -}}
+{{- if $uses.rabbitmq -}}
+{{- $a := $c.amqp -}}
+{{- $host := $a.host -}}
+{{- $userSecret := $a.userSecret.name -}}
+{{- $passwordSecret := $a.passwordSecret.name -}}
+{{- if $v.rabbitmq.enabled -}}
+{{- $full := include "kshop.fullname" (dict "root" $ "name" "rabbitmq") -}}
+{{- $host = default $full $host -}}
+{{- $userSecret = default (printf "%s-default-user" $full) $userSecret -}}
+{{- $passwordSecret = default (printf "%s-default-user" $full) $passwordSecret -}}
+{{- end -}}
+{{- $host = required "connections.amqp.host: rabbitmq.enabled is false, so give your RabbitMQ's host" $host -}}
+{{- $userSecret = required (printf "connections.amqp.userSecret.name: rabbitmq.enabled is false, so name the Secret that holds the RabbitMQ user name (key %s)" $a.userSecret.key) $userSecret -}}
+{{- $passwordSecret = required (printf "connections.amqp.passwordSecret.name: rabbitmq.enabled is false, so name the Secret that holds the RabbitMQ password (key %s)" $a.passwordSecret.key) $passwordSecret -}}
+{{- /* The vhost is the URL's path, escaped ("/" is %2F); the default vhost "/" is written as an empty path. */ -}}
+{{- $vhost := ternary "" (urlquery $a.vhost) (eq $a.vhost "/") -}}
+{{- $url := printf "%s://%s:%v/%s" (ternary "amqps" "amqp" $a.tls) (ternary (printf "[%s]" $host) $host (contains ":" $host)) $a.port $vhost -}}
+{{- $_ := set $out "amqp" (dict "url" $url "userSecret" (dict "name" $userSecret "key" $a.userSecret.key) "passwordSecret" (dict "name" $passwordSecret "key" $a.passwordSecret.key) "egress" (include "kshop.egressRule" (dict "ports" (list $a.port) "hosts" (list $host)) | fromYaml)) -}}
+{{- end -}}
+
+{{- /* SMTP: Mailpit's <release>-mailpit-smtp (port 25 on the Service, 1025 on its pods), or the relay given. */ -}}
+{{- if $uses.smtp -}}
+{{- $s := $c.smtp -}}
+{{- $smtp := dict "host" $s.host "port" $s.port "tls" $s.tls "from" $s.from "username" $s.username -}}
+{{- $podPorts := list $s.port -}}
+{{- if and (not $s.host) $v.mailpit.enabled -}}
+{{- $_ := set $smtp "host" (printf "%s-smtp" (include "kshop.dependencyFullname" (dict "release" $release "chart" "mailpit" "values" $v.mailpit))) -}}
+{{- $podPorts = list 1025 -}}
+{{- end -}}
+{{- $_ := required "connections.smtp.host: mailpit.enabled is false, so give the SMTP relay the mail service sends through (host, port, tls, and a username with passwordSecret if it asks for a login)" $smtp.host -}}
+{{- if $s.username -}}
+{{- $_ := set $smtp "passwordSecret" (dict "name" (required (printf "connections.smtp.passwordSecret.name: SMTP user %s needs the Secret holding its password (key %s)" $s.username $s.passwordSecret.key) $s.passwordSecret.name) "key" $s.passwordSecret.key) -}}
+{{- end -}}
+{{- $_ := set $smtp "egress" (include "kshop.egressRule" (dict "ports" $podPorts "hosts" (list $smtp.host)) | fromYaml) -}}
+{{- $_ := set $out "smtp" $smtp -}}
+{{- end -}}
+
+{{- toYaml $out -}}
+{{- end -}}
+
+{{/*
+The smoke test's inbox: smokeTest.inboxURL, or this release's Mailpit
+(<release>-mailpit-http:80, its pods on 8025). {url, egress}.
+*/}}
+{{- define "kshop.inbox" -}}
+{{- $url := .Values.smokeTest.inboxURL -}}
+{{- $ports := list -}}
+{{- if and (not $url) .Values.mailpit.enabled -}}
+{{- $url = printf "http://%s-http:80" (include "kshop.dependencyFullname" (dict "release" .Release.Name "chart" "mailpit" "values" .Values.mailpit)) -}}
+{{- $ports = list 8025 -}}
+{{- end -}}
+{{- $url = required "smokeTest.inboxURL: mailpit.enabled is false, so give the URL of the Mailpit the mail service sends to (its web API), or set smokeTest.enabled=false" $url -}}
+{{- $u := urlParse $url -}}
+{{- $host := regexReplaceAll ":[0-9]+$" $u.host "" | trimPrefix "[" | trimSuffix "]" -}}
+{{- if not $ports -}}
+{{- $ports = list (regexFind ":[0-9]+$" $u.host | trimPrefix ":" | default (ternary "443" "80" (eq $u.scheme "https")) | atoi) -}}
+{{- end -}}
+{{- dict "url" $url "egress" (include "kshop.egressRule" (dict "ports" $ports "hosts" (list $host)) | fromYaml) | toYaml -}}
+{{- end -}}
+
+{{/* Monitoring objects are rendered when the cluster serves their API, or when
+observability.enabled brings the Prometheus Operator's CRDs in this release
+(helm installs a chart's CRDs before it renders the templates). */}}
+{{- define "kshop.serviceMonitors" -}}
+{{- if and (or .Values.serviceMonitor.enabled .Values.observability.enabled) (or .Values.observability.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor")) -}}
+true
+{{- end -}}
+{{- end -}}
+{{- define "kshop.prometheusRule" -}}
+{{- if and (or .Values.serviceMonitor.enabled .Values.observability.enabled) (or .Values.observability.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PrometheusRule")) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The JWKS Secret the controller keeps: jwks.secretName, else <release>-jwks. */}}
+{{- define "kshop.jwksSecret" -}}
+{{- default (include "kshop.fullname" (dict "root" . "name" "jwks")) .Values.jwks.secretName -}}
+{{- end -}}
+
+{{/* The Kafka settings a client reads, as KEY: "value" lines (services' ConfigMaps, the controller's env).
+Takes (dict "prefix" KSHOP_X "kafka" RESOLVED-KAFKA "env" BOOL). */}}
+{{- define "kshop.kafkaConfig" -}}
+{{- $p := .prefix -}}
+{{- $settings := dict (printf "%s_KAFKA_BROKERS" $p) .kafka.brokers (printf "%s_KAFKA_TLS" $p) (toString .kafka.tls) -}}
+{{- with .kafka.caFile }}{{ $_ := set $settings (printf "%s_KAFKA_TLS_CA_FILE" $p) . }}{{ end -}}
+{{- with .kafka.sasl.mechanism -}}
+{{- $_ := set $settings (printf "%s_KAFKA_SASL_MECHANISM" $p) . -}}
+{{- $_ := set $settings (printf "%s_KAFKA_SASL_USERNAME" $p) $.kafka.sasl.username -}}
+{{- end -}}
+{{- range $key := keys $settings | sortAlpha }}
+{{- if $.env }}
+- {name: {{ $key }}, value: {{ get $settings $key | quote }}}
+{{- else }}
+{{ $key }}: {{ get $settings $key | quote }}
+{{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The env entries every pod of a service (or the controller) takes from Secrets:
+the passwords of what it connects to, and the CA bundle's location.
+Takes (dict "prefix" KSHOP_X "conn" CONNECTIONS "database" NAME-OR-"" "redis" BOOL "kafka" BOOL "amqp" BOOL "smtp" BOOL).
+*/}}
+{{- define "kshop.secretEnv" -}}
+{{- $p := .prefix -}}
+{{- $conn := .conn -}}
+{{- with .database }}
+{{- with (get $conn.databases .) }}
+- name: PGPASSWORD
+  valueFrom: {secretKeyRef: {name: {{ .passwordSecret.name }}, key: {{ .passwordSecret.key }}}}
+{{- end }}
+{{- end }}
+{{- if .redis }}
+- name: {{ $p }}_REDIS_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ $conn.redis.passwordSecret.name }}, key: {{ $conn.redis.passwordSecret.key }}}}
+{{- end }}
+{{- if and .kafka $conn.kafka.sasl.mechanism }}
+- name: {{ $p }}_KAFKA_SASL_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ $conn.kafka.sasl.passwordSecret.name }}, key: {{ $conn.kafka.sasl.passwordSecret.key }}}}
+{{- end }}
+{{- if .amqp }}
+- name: {{ $p }}_AMQP_USERNAME
+  valueFrom: {secretKeyRef: {name: {{ $conn.amqp.userSecret.name }}, key: {{ $conn.amqp.userSecret.key }}}}
+- name: {{ $p }}_AMQP_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ $conn.amqp.passwordSecret.name }}, key: {{ $conn.amqp.passwordSecret.key }}}}
+{{- end }}
+{{- if and .smtp $conn.smtp.passwordSecret }}
+- name: {{ $p }}_SMTP_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ $conn.smtp.passwordSecret.name }}, key: {{ $conn.smtp.passwordSecret.key }}}}
+{{- end }}
+{{- with $conn.tlsCA.file }}
+# Go's TLS clients add this file to the system's roots (the directories of
+# /etc/ssl/certs stay trusted); librdkafka reads _KAFKA_TLS_CA_FILE.
+- {name: SSL_CERT_FILE, value: {{ . | quote }}}
+{{- end }}
+{{- end -}}
