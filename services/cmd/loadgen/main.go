@@ -41,6 +41,7 @@ func main() {
 	products := flags.Int("products", 20, "load: products to create first")
 	stock := flags.Int("stock", 0, "load: each product's starting quantity (0: a million, never sold out)")
 	acceptedFile := flags.String("accepted", "", "load: write every order and payment answered 2xx to this file, one JSON object a line")
+	summaryJSON := flags.Bool("json", false, "load: also print the outcome as one JSON line (\"loadgen summary: {...}\") for programs")
 	_ = flags.Parse(os.Args[2:])
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -102,4 +103,10 @@ func main() {
 		os.Exit(1)
 	}
 	report.Print(os.Stdout)
+	if *summaryJSON {
+		if err := report.PrintJSON(os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(1)
+		}
+	}
 }
