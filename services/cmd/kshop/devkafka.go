@@ -35,9 +35,20 @@ func startDevKafka(cfg DevKafkaConfig, logger *slog.Logger) (*kfake.Cluster, err
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || ip.IsUnspecified()) {
 		return nil, fmt.Errorf("KSHOP_DEV_KAFKA_ADDR=%q: name one address of this machine (127.0.0.1, or the test cluster's 10.213.0.1), not a host name or every interface", cfg.Addr)
 	}
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(port),
+		// kfake listens on 127.0.0.1; the broker advertises what it listens on.
+		kfake.ListenFn(func(network, address string) (net.Listener, error) {
+			_, port, err := net.SplitHostPort(address)
+			if err != nil {
+				return nil, err
+			}
+			return net.Listen(network, net.JoinHostPort(host, port))
+		}),
 		kfake.DefaultNumPartitions(events.DefaultPartitions),
 		kfake.SeedTopics(int32(events.DefaultPartitions), devTopics()...),
 	}

@@ -23,3 +23,16 @@ func TestTheDevelopmentBrokerRefusesEveryInterface(t *testing.T) {
 	}
 	b.Close()
 }
+
+// On another address of this machine the broker listens and advertises there,
+// so clients that can reach only that address (pods) are sent back to it.
+func TestTheDevelopmentBrokerAdvertisesTheAddressItListensOn(t *testing.T) {
+	b, err := startDevKafka(DevKafkaConfig{Addr: "127.0.0.2:0"}, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if addrs := b.ListenAddrs(); len(addrs) != 1 || !strings.HasPrefix(addrs[0], "127.0.0.2:") {
+		t.Fatalf("listens on %v, want 127.0.0.2", addrs)
+	}
+}
