@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 BENCH ?= .
 
-.PHONY: run test chaos fuzz smoke load kind-up kind-down dev bench bench-gateway lint build testenv-up testenv-down help
+.PHONY: run test cluster-test chaos fuzz smoke load kind-up kind-down dev bench bench-gateway lint build testenv-up testenv-down help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -13,6 +13,9 @@ run: ## start the platform locally (infrastructure and the all-in-one binary); C
 
 test: ## install what is missing, start private servers, go vet, go test -race, stop servers
 	@hack/test.sh
+
+cluster-test: ## the chart on a real one-node Kubernetes: install, helm test, rolling upgrade, HPA, PDB, NetworkPolicy (own cluster and servers)
+	@hack/cluster-test.sh
 
 chaos: ## load the platform while RabbitMQ, Kafka and PostgreSQL restart, then reconcile everything (own servers)
 	@hack/chaos.sh

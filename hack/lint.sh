@@ -12,7 +12,10 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 "$(hack/tools.sh staticcheck)" ./...
-# The chaos test hides behind a build tag (make chaos); check it too.
+# The chaos and cluster tests hide behind build tags (make chaos, make
+# cluster-test); check them too.
 go vet -tags chaos ./services/chaos/
 "$(hack/tools.sh staticcheck)" -tags chaos ./services/chaos/
+go vet -tags cluster ./charts/kshop/clustertest/
+"$(hack/tools.sh staticcheck)" -tags cluster ./charts/kshop/clustertest/
 echo "lint: ok" >&2

@@ -25,15 +25,20 @@ eval "$(hack/testenv.sh env)"
 
 echo "test: go vet ./..." >&2
 go vet ./...
+go vet -tags cluster ./charts/kshop/clustertest/
 
 # Each package's tests run in their own process; two at a time fits 2 cores and the
 # servers. -count=1 because results depend on servers, not only on code.
 echo "test: go test -race ./... (first run compiles confluent-kafka-go's cgo part, about a minute)" >&2
 go test -race -count=1 -timeout 20m ${GO_TEST_FLAGS:-} ./...
 
-# The chaos run (docs/chaos.md): load while RabbitMQ, the Kafka broker and
-# PostgreSQL restart, then a reconciliation of everything. It uses servers of
-# its own; the test servers are stopped first to leave it the machine.
+# The chart on a real one-node Kubernetes (docs/kubernetes.md, "The test
+# cluster"): its own cluster and infrastructure, so the test servers go first.
 stop_servers
 trap - EXIT
+hack/cluster-test.sh
+
+# The chaos run (docs/chaos.md): load while RabbitMQ, the Kafka broker and
+# PostgreSQL restart, then a reconciliation of everything. It uses servers of
+# its own.
 hack/chaos.sh

@@ -12,9 +12,15 @@
 #   hack/testenv.sh stop NAME     stop one server (postgres, redis, redis-cluster, rabbitmq, rabbitmq-restartable)
 #   hack/testenv.sh start NAME    start one server again, keeping its data
 #   hack/testenv.sh vhost NAME    create a RabbitMQ virtual host on the shared node (tests use it)
+#   hack/testenv.sh user NAME PASSWORD [VHOST]
+#                                 create a RabbitMQ user with every right on VHOST (default /) of the shared node
 #
 # Ports and folder can be moved with KSHOP_TESTENV_DIR and KSHOP_TESTENV_*_PORT
 # (see below); KSHOP_TESTENV_SERVERS="postgres redis rabbitmq" starts a subset.
+# KSHOP_TESTENV_HOST listens on another local address than 127.0.0.1 (the test
+# cluster's bridge address, for servers that pods reach); KSHOP_TESTENV_CLIENTS
+# (a CIDR) lets those clients into PostgreSQL with a password, and
+# KSHOP_TESTENV_REDIS_PASSWORD makes Redis ask for one.
 set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,7 +28,12 @@ HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HACK_DIR/cachedir.sh"
 
 STATE_DIR="${KSHOP_TESTENV_DIR:-$KSHOP_CACHE_DIR/testenv}"
-HOST=127.0.0.1
+HOST="${KSHOP_TESTENV_HOST:-127.0.0.1}"
+# Clients other than this machine itself (pods of the test cluster) that may log
+# in to PostgreSQL with a password; the machine's own addresses are trusted.
+CLIENTS="${KSHOP_TESTENV_CLIENTS:-}"
+# redis-cli reads the password from the environment, so it never shows in ps.
+if [ -n "${KSHOP_TESTENV_REDIS_PASSWORD:-}" ]; then export REDISCLI_AUTH="$KSHOP_TESTENV_REDIS_PASSWORD"; fi
 # Every port sits below Linux's ephemeral range (32768-60999): a listener on an
 # ephemeral port can find it taken by some outgoing connection's source port, or
 # by a readiness probe connecting to itself, and then fail with EADDRINUSE. The
@@ -80,6 +91,12 @@ postgres_start() {
 			wal_level = replica
 			max_wal_senders = 4
 		EOF
+		if [ "$HOST" != 127.0.0.1 ]; then
+			echo "host all all $HOST/32 trust" >>"$dir/data/pg_hba.conf"
+		fi
+		if [ -n "$CLIENTS" ]; then
+			echo "host all all $CLIENTS scram-sha-256" >>"$dir/data/pg_hba.conf"
+		fi
 	fi
 	log "starting PostgreSQL on $HOST:$POSTGRES_PORT"
 	as_postgres "$(pg_bin pg_ctl)" --pgdata="$dir/data" --log="$dir/postgres.log" --wait --timeout=60 start >/dev/null ||
@@ -112,8 +129,10 @@ redis_node_stop() { # dir port
 }
 
 redis_start() {
+	local auth=()
+	[ -z "${KSHOP_TESTENV_REDIS_PASSWORD:-}" ] || auth=(--requirepass "$KSHOP_TESTENV_REDIS_PASSWORD")
 	log "starting Redis on $HOST:$REDIS_PORT"
-	redis_node_start "$STATE_DIR/redis" "$REDIS_PORT"
+	redis_node_start "$STATE_DIR/redis" "$REDIS_PORT" "${auth[@]}"
 	wait_for_port redis "$REDIS_PORT" 10
 }
 
@@ -234,6 +253,17 @@ rabbitmq_vhost() { # name
 	rm -f "$file"
 }
 
+# rabbitmq_user adds a user with a password and every right on one virtual host
+# of the shared node: clients that are not on loopback cannot log in as guest.
+rabbitmq_user() { # name password [vhost]
+	local name=$1 password=$2 vhost=${3:-/}
+	rabbitmq_ctl rabbitmq "$RABBITMQ_PORT" add_user "$name" "$password" >/dev/null 2>&1 ||
+		rabbitmq_ctl rabbitmq "$RABBITMQ_PORT" change_password "$name" "$password" >/dev/null ||
+		die "could not create RabbitMQ user $name"
+	rabbitmq_ctl rabbitmq "$RABBITMQ_PORT" set_permissions -p "$vhost" "$name" '.*' '.*' '.*' >/dev/null ||
+		die "could not give RabbitMQ user $name its rights on $vhost"
+}
+
 # ---------------------------------------------------------------- bookkeeping
 kill_pidfile() {
 	local file=$1 pid i
@@ -337,5 +367,6 @@ status) status ;;
 start) start_one "${2:?name a server}" ;;
 stop) stop_one "${2:?name a server}" ;;
 vhost) rabbitmq_vhost "${2:?name the vhost}" ;;
-*) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+user) rabbitmq_user "${2:?name the user}" "${3:?give the password}" "${4:-/}" ;;
+*) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -337,6 +338,59 @@ func (r Report) Print(w io.Writer) {
 	tw.Flush()
 	fmt.Fprintf(w, "elapsed %v, arrivals dropped at the in-flight cap: %d\n", r.Elapsed.Round(time.Millisecond), r.Dropped)
 }
+
+// Summary is a report in a form programs read (loadgen load -json): counts per
+// operation, answers by status, and the latency percentiles in milliseconds.
+type Summary struct {
+	ElapsedSeconds float64              `json:"elapsed_seconds"`
+	Dropped        int64                `json:"dropped"`
+	Ops            map[string]OpSummary `json:"ops"`
+}
+
+// OpSummary is one operation's part of a Summary.
+type OpSummary struct {
+	Requests int            `json:"requests"`
+	OK       int            `json:"ok"`
+	ByStatus map[string]int `json:"by_status,omitempty"` // non-2xx answers by code
+	NoAnswer int            `json:"no_answer"`           // connection errors and timeouts
+	P50Ms    float64        `json:"p50_ms"`
+	P99Ms    float64        `json:"p99_ms"`
+	MaxMs    float64        `json:"max_ms"`
+}
+
+// Summary condenses the report.
+func (r Report) Summary() Summary {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	out := Summary{ElapsedSeconds: r.Elapsed.Seconds(), Dropped: r.Dropped, Ops: map[string]OpSummary{}}
+	for op, st := range r.Ops {
+		if st.Requests == 0 {
+			continue
+		}
+		lat := slices.Clone(st.Latencies)
+		slices.Sort(lat)
+		byStatus := map[string]int{}
+		for code, n := range st.ByStatus {
+			byStatus[fmt.Sprint(code)] = n
+		}
+		out.Ops[op] = OpSummary{Requests: st.Requests, OK: st.OK, ByStatus: byStatus, NoAnswer: st.Failures,
+			P50Ms: ms(percentile(lat, 0.50)), P99Ms: ms(percentile(lat, 0.99)), MaxMs: ms(lat[len(lat)-1])}
+	}
+	return out
+}
+
+// PrintJSON writes the summary as one line starting with SummaryPrefix, so it
+// can be found among log lines (a Job's log, for example).
+func (r Report) PrintJSON(w io.Writer) error {
+	data, err := json.Marshal(r.Summary())
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s%s\n", SummaryPrefix, data)
+	return err
+}
+
+// SummaryPrefix starts the line PrintJSON writes.
+const SummaryPrefix = "loadgen summary: "
 
 func errorSummary(st *OpStats) string {
 	if len(st.ByStatus) == 0 && st.Failures == 0 {

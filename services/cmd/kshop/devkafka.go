@@ -16,6 +16,7 @@ import (
 // Kafka protocol (franz-go's kfake), so `make run` needs no JVM and no Docker. In
 // Kubernetes the real Kafka chart takes its place.
 type DevKafkaConfig struct {
+	// Addr is one address of this machine and a port (never 0.0.0.0).
 	Addr    string `envconfig:"ADDR" default:"127.0.0.1:14092"`
 	DataDir string `envconfig:"DATA_DIR"` // empty: topics live in memory only
 }
@@ -29,12 +30,25 @@ func startDevKafka(cfg DevKafkaConfig, logger *slog.Logger) (*kfake.Cluster, err
 	if err != nil {
 		return nil, fmt.Errorf("KSHOP_DEV_KAFKA_ADDR=%q has no numeric port: %w", cfg.Addr, err)
 	}
-	if host != "127.0.0.1" && host != "localhost" {
-		return nil, fmt.Errorf("KSHOP_DEV_KAFKA_ADDR=%q: the development broker listens on loopback only", cfg.Addr)
+	// The broker has no authentication: it listens on one named address of this
+	// machine (loopback, or the test cluster's bridge for pods), never on all.
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || ip.IsUnspecified()) {
+		return nil, fmt.Errorf("KSHOP_DEV_KAFKA_ADDR=%q: name one address of this machine (127.0.0.1, or the test cluster's 10.213.0.1), not a host name or every interface", cfg.Addr)
+	}
+	if host == "localhost" {
+		host = "127.0.0.1"
 	}
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(port),
+		// kfake listens on 127.0.0.1; the broker advertises what it listens on.
+		kfake.ListenFn(func(network, address string) (net.Listener, error) {
+			_, port, err := net.SplitHostPort(address)
+			if err != nil {
+				return nil, err
+			}
+			return net.Listen(network, net.JoinHostPort(host, port))
+		}),
 		kfake.DefaultNumPartitions(events.DefaultPartitions),
 		kfake.SeedTopics(int32(events.DefaultPartitions), devTopics()...),
 	}

@@ -2,6 +2,7 @@
 //
 //	loadgen smoke   walk the customer journey once and fail on any deviation (make smoke)
 //	loadgen load    an open-loop load run with a weighted mix, a progress line and a table
+//	loadgen probe   ask one URL once and say what answered (exit 1: nothing did)
 //
 // Both read e-mails (verification codes) from Mailpit's API, as make run starts it.
 package main
@@ -21,11 +22,15 @@ import (
 )
 
 func main() {
-	if len(os.Args) < 2 || (os.Args[1] != "smoke" && os.Args[1] != "load") {
-		fmt.Fprintln(os.Stderr, "usage: loadgen smoke|load [flags]   (loadgen load -h for the flags)")
+	if len(os.Args) < 2 || (os.Args[1] != "smoke" && os.Args[1] != "load" && os.Args[1] != "probe") {
+		fmt.Fprintln(os.Stderr, "usage: loadgen smoke|load [flags] | loadgen probe [-timeout 3s] URL   (loadgen load -h for the flags)")
 		os.Exit(2)
 	}
 	cmd := os.Args[1]
+	if cmd == "probe" {
+		probe(os.Args[2:])
+		return
+	}
 	flags := flag.NewFlagSet(cmd, flag.ExitOnError)
 	gateway := flags.String("gateway", "http://127.0.0.1:8080", "the gateway's URL")
 	inbox := flags.String("inbox", "http://127.0.0.1:8025", "Mailpit's URL, where verification codes are read")
@@ -41,6 +46,7 @@ func main() {
 	products := flags.Int("products", 20, "load: products to create first")
 	stock := flags.Int("stock", 0, "load: each product's starting quantity (0: a million, never sold out)")
 	acceptedFile := flags.String("accepted", "", "load: write every order and payment answered 2xx to this file, one JSON object a line")
+	summaryJSON := flags.Bool("json", false, "load: also print the outcome as one JSON line (\"loadgen summary: {...}\") for programs")
 	_ = flags.Parse(os.Args[2:])
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -102,4 +108,27 @@ func main() {
 		os.Exit(1)
 	}
 	report.Print(os.Stdout)
+	if *summaryJSON {
+		if err := report.PrintJSON(os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// probe is `loadgen probe URL`: from a pod, whether that pod may reach URL.
+func probe(args []string) {
+	flags := flag.NewFlagSet("probe", flag.ExitOnError)
+	timeout := flags.Duration("timeout", 3*time.Second, "how long to wait for an answer")
+	_ = flags.Parse(args)
+	if flags.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: loadgen probe [-timeout 3s] URL")
+		os.Exit(2)
+	}
+	status, err := loadgen.Probe(context.Background(), flags.Arg(0), *timeout)
+	if err != nil {
+		fmt.Println("probe: no answer:", err)
+		os.Exit(1)
+	}
+	fmt.Println("probe: answered", status)
 }
