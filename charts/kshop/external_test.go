@@ -141,11 +141,11 @@ func TestLocalValues(t *testing.T) {
 	objects := render(t, "-f", "values-local.yaml")
 	data, secrets, _ := configOf(t, objects, "order")
 	for key, want := range map[string]string{
-		"KSHOP_ORDER_DATABASE_URL":  "postgres://kshop@10.213.0.1:15432/order?sslmode=disable",
-		"KSHOP_ORDER_REDIS_ADDRS":   "10.213.0.1:16379",
+		"KSHOP_ORDER_DATABASE_URL":  "postgres://kshop@10.213.0.1:13432/order?sslmode=disable",
+		"KSHOP_ORDER_REDIS_ADDRS":   "10.213.0.1:13379",
 		"KSHOP_ORDER_REDIS_CLUSTER": "false",
-		"KSHOP_ORDER_KAFKA_BROKERS": "10.213.0.1:19092",
-		"KSHOP_ORDER_AMQP_URL":      "amqp://10.213.0.1:18672/",
+		"KSHOP_ORDER_KAFKA_BROKERS": "10.213.0.1:13092",
+		"KSHOP_ORDER_AMQP_URL":      "amqp://10.213.0.1:13672/",
 	} {
 		if data[key] != want {
 			t.Errorf("%s=%q, want %q", key, data[key], want)
@@ -156,7 +156,7 @@ func TestLocalValues(t *testing.T) {
 		t.Errorf("secrets %v", secrets)
 	}
 	mail, _, _ := configOf(t, objects, "mail")
-	if mail["KSHOP_MAIL_SMTP_HOST"] != "10.213.0.1" || mail["KSHOP_MAIL_SMTP_PORT"] != "11025" {
+	if mail["KSHOP_MAIL_SMTP_HOST"] != "10.213.0.1" || mail["KSHOP_MAIL_SMTP_PORT"] != "13025" {
 		t.Errorf("SMTP %s:%s", mail["KSHOP_MAIL_SMTP_HOST"], mail["KSHOP_MAIL_SMTP_PORT"])
 	}
 	// Images built on the machine, never pulled.

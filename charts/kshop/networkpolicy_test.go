@@ -184,7 +184,7 @@ func TestTheSmokePodReachesDNSTheGatewayAndTheInbox(t *testing.T) {
 		}},
 		// Mailpit outside the cluster, on the host.
 		"local": {[]string{"-f", "values-local.yaml"}, func([]*unstructured.Unstructured) conn {
-			return conn{peer{ip: "10.213.0.1"}, 18025, corev1.ProtocolTCP, true, "the inbox on 10.213.0.1:18025"}
+			return conn{peer{ip: "10.213.0.1"}, 13080, corev1.ProtocolTCP, true, "the inbox on 10.213.0.1:13080"}
 		}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -198,7 +198,7 @@ func TestTheSmokePodReachesDNSTheGatewayAndTheInbox(t *testing.T) {
 				{gateway, 8080, corev1.ProtocolTCP, true, "the gateway"},
 				c.inbox(objects),
 				{product, 8082, corev1.ProtocolTCP, false, "the product service"},
-				{peer{ip: "10.213.0.1"}, 15432, corev1.ProtocolTCP, false, "PostgreSQL on the host"},
+				{peer{ip: "10.213.0.1"}, 13432, corev1.ProtocolTCP, false, "PostgreSQL on the host"},
 				{peer{ip: "192.0.2.10"}, 443, corev1.ProtocolTCP, false, "an address outside"},
 			} {
 				if got := ps.allows(smoke, x.to, x.port, x.proto); got != x.want {
@@ -234,23 +234,23 @@ func TestExternalDependenciesAreReachable(t *testing.T) {
 		port int32
 		want bool
 	}{
-		{"auth", host("10.213.0.1"), 15432, true},
-		{"auth", host("10.213.0.1"), 16379, true},
-		{"auth", host("10.213.0.1"), 18672, true},
-		{"auth", host("10.213.0.1"), 19092, false}, // auth does not use Kafka
-		{"product", host("10.213.0.1"), 19092, true},
-		{"product", host("10.213.0.1"), 16379, false},
-		{"order", host("10.213.0.1"), 15432, true},
-		{"order", host("10.213.0.1"), 16379, true},
-		{"order", host("10.213.0.1"), 19092, true},
-		{"order", host("10.213.0.1"), 18672, true},
-		{"order", host("10.213.0.2"), 15432, false}, // the address is the host's, not any
-		{"mail", host("10.213.0.1"), 11025, true},
+		{"auth", host("10.213.0.1"), 13432, true},
+		{"auth", host("10.213.0.1"), 13379, true},
+		{"auth", host("10.213.0.1"), 13672, true},
+		{"auth", host("10.213.0.1"), 13092, false}, // auth does not use Kafka
+		{"product", host("10.213.0.1"), 13092, true},
+		{"product", host("10.213.0.1"), 13379, false},
+		{"order", host("10.213.0.1"), 13432, true},
+		{"order", host("10.213.0.1"), 13379, true},
+		{"order", host("10.213.0.1"), 13092, true},
+		{"order", host("10.213.0.1"), 13672, true},
+		{"order", host("10.213.0.2"), 13432, false}, // the address is the host's, not any
+		{"mail", host("10.213.0.1"), 13025, true},
 		{"mail", host("10.213.0.1"), 25, false},
-		{"gateway", host("10.213.0.1"), 16379, true},
-		{"gateway", host("10.213.0.1"), 15432, false},
-		{"controller", host("10.213.0.1"), 19092, true},
-		{"controller", host("10.213.0.1"), 18672, true},
+		{"gateway", host("10.213.0.1"), 13379, true},
+		{"gateway", host("10.213.0.1"), 13432, false},
+		{"controller", host("10.213.0.1"), 13092, true},
+		{"controller", host("10.213.0.1"), 13672, true},
 		{"controller", host("10.213.0.1"), 6443, true}, // the API server behind the kubernetes Service
 	}
 	for _, c := range cases {
