@@ -155,8 +155,9 @@ func TestEveryRenderedObjectIsAcceptedByTheAPIServer(t *testing.T) {
 	// What each value set renders of the chart's own (the dependencies are stubs).
 	// Every set: 6 Deployments (5 services, the controller), their Services,
 	// ServiceAccounts and ConfigMaps (the controller has no ConfigMap, and two
-	// topology ConfigMaps are added), one Role and RoleBinding.
-	base := map[string]int{"Deployment": 6, "Service": 6, "ServiceAccount": 6, "ConfigMap": 7, "Role": 1, "RoleBinding": 1}
+	// topology ConfigMaps are added), one Role and RoleBinding, the controller's
+	// election Lease.
+	base := map[string]int{"Deployment": 6, "Service": 6, "ServiceAccount": 6, "ConfigMap": 7, "Role": 1, "RoleBinding": 1, "Lease": 1}
 	want := map[string]map[string]int{
 		// default deny + 5 services + controller + the loadgen (test) pods; the
 		// RabbitmqCluster; the Redis password Secret; the helm test Pod.

@@ -15,8 +15,11 @@ const Prefix = "KSHOP_CONTROLLER"
 // Config is the controller's configuration.
 type Config struct {
 	// Namespace is where the Secret and the lease live (the pod's own, from the downward API).
-	Namespace        string        `envconfig:"NAMESPACE" required:"true"`
-	JWKSSecretName   string        `envconfig:"JWKS_SECRET" default:"kshop-jwks"`
+	Namespace      string `envconfig:"NAMESPACE" required:"true"`
+	JWKSSecretName string `envconfig:"JWKS_SECRET" default:"kshop-jwks"`
+	// JWKSOwner is the controller's own Deployment: the Secret it creates is
+	// owned by it, so removing the controller removes the keys.
+	JWKSOwner        string        `envconfig:"JWKS_OWNER"`
 	KeyAlgorithm     string        `envconfig:"KEY_ALGORITHM" default:"EdDSA"`
 	RotationPeriod   time.Duration `envconfig:"ROTATION_PERIOD" default:"168h"`
 	PropagationDelay time.Duration `envconfig:"PROPAGATION_DELAY" default:"10m"`
@@ -30,7 +33,10 @@ type Config struct {
 	MetricsAddr    string        `envconfig:"METRICS_ADDR" default:":8085"`
 	ProbeAddr      string        `envconfig:"PROBE_ADDR" default:":8086"`
 	LeaderElection bool          `envconfig:"LEADER_ELECTION" default:"true"`
-	Log            logx.Config   `envconfig:"LOG"`
+	// LeaderElectionID names the election's Lease: one per release, so two
+	// releases in one namespace do not wait on each other's leader.
+	LeaderElectionID string      `envconfig:"LEADER_ELECTION_ID" default:"kshop-controller"`
+	Log              logx.Config `envconfig:"LOG"`
 }
 
 // Validate checks that the rotation can work: a key must have propagated

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -115,16 +118,23 @@ func TestTheSecretIsCreatedAndRotatedAcrossSimulatedTime(t *testing.T) {
 	}
 }
 
+// Two replicas elect one leader on the Lease the chart renders for the release
+// (empty, so helm uninstall removes it with the release).
 func TestTwoManagersElectOneLeader(t *testing.T) {
 	c, err := client.New(apiServer.Config, client.Options{Scheme: scheme.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ns := namespace(t, c)
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-controller"}}
+	if err := c.Create(context.Background(), lease); err != nil {
+		t.Fatal(err)
+	}
 	start := func() (manager.Manager, context.CancelFunc, chan error) {
 		mgr, err := controller.NewManager(apiServer.Config, controller.Options{
 			Namespace: ns, JWKSSecretName: "kshop-jwks", Policy: policy, MetricsAddr: "0", ProbeAddr: "0",
-			LeaderElection: true, LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond,
+			LeaderElection: true, LeaderElectionID: "shop-controller",
+			LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond,
 			SeveralPerProcess: true,
 		})
 		if err != nil {
@@ -151,6 +161,9 @@ func TestTwoManagersElectOneLeader(t *testing.T) {
 		t.Fatal("no manager became leader")
 	}
 	_ = leader
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(lease), lease); err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+		t.Fatalf("the release's Lease has no holder: %v %+v", err, lease.Spec)
+	}
 	select {
 	case <-follower.Elected():
 		t.Fatal("both managers lead")
@@ -172,5 +185,46 @@ func TestTwoManagersElectOneLeader(t *testing.T) {
 	if follower == a {
 		stopA()
 		<-doneA
+	}
+}
+
+// The Secret the controller creates belongs to the controller's Deployment:
+// deleting the Deployment (helm uninstall) lets the garbage collector take the
+// keys too.
+func TestTheSecretBelongsToTheControllerDeployment(t *testing.T) {
+	ctx := context.Background()
+	c, err := client.New(apiServer.Config, client.Options{Scheme: scheme.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := namespace(t, c)
+	r := &controller.JWKSReconciler{Client: c, Reader: c, Namespace: ns, SecretName: "shop-jwks", Policy: policy, OwnerDeployment: "shop-controller"}
+	if err := r.EnsureSecret(ctx); err == nil || !strings.Contains(err.Error(), "shop-controller") {
+		t.Fatalf("without its owner the Secret was made, or the error does not name the owner: %v", err)
+	}
+	labels := map[string]string{"app": "controller"}
+	owner := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-controller"},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "controller", Image: "kshop/controller"}}},
+			},
+		},
+	}
+	if err := c.Create(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.EnsureSecret(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var secret corev1.Secret
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "shop-jwks"}, &secret); err != nil {
+		t.Fatal(err)
+	}
+	refs := secret.OwnerReferences
+	if len(refs) != 1 || refs[0].Kind != "Deployment" || refs[0].Name != "shop-controller" || refs[0].UID != owner.UID {
+		t.Fatalf("owner references %+v, want the Deployment shop-controller (%s)", refs, owner.UID)
 	}
 }

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 
@@ -19,11 +20,15 @@ import (
 type Options struct {
 	Namespace      string
 	JWKSSecretName string
-	Policy         RotationPolicy
+	// JWKSOwner names the Deployment that owns the Secret it creates (empty: none).
+	JWKSOwner string
+	Policy    RotationPolicy
 	// MetricsAddr and ProbeAddr serve /metrics and /healthz, /readyz ("0" turns one off).
 	MetricsAddr, ProbeAddr string
-	// LeaderElection makes one replica of several do the work.
-	LeaderElection bool
+	// LeaderElection makes one replica of several do the work, holding the
+	// Lease LeaderElectionID (default kshop-controller).
+	LeaderElection   bool
+	LeaderElectionID string
 	// LeaseDuration, RenewDeadline and RetryPeriod tune the election (zero: defaults).
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// Now is the clock of the key rotation; nil means time.Now.
@@ -51,7 +56,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:  o.ProbeAddr,
 		LeaderElection:          o.LeaderElection,
-		LeaderElectionID:        "kshop-controller",
+		LeaderElectionID:        cmp.Or(o.LeaderElectionID, "kshop-controller"),
 		LeaderElectionNamespace: o.Namespace,
 		// A new leader starts at once when the old one stops cleanly.
 		LeaderElectionReleaseOnCancel: true,
@@ -73,7 +78,8 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}
-	r := &JWKSReconciler{Client: mgr.GetClient(), Namespace: o.Namespace, SecretName: o.JWKSSecretName, Policy: o.Policy, Now: o.Now}
+	r := &JWKSReconciler{Client: mgr.GetClient(), Namespace: o.Namespace, SecretName: o.JWKSSecretName, Policy: o.Policy, Now: o.Now,
+		OwnerDeployment: o.JWKSOwner, Reader: mgr.GetAPIReader()}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}

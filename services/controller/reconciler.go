@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +31,11 @@ type JWKSReconciler struct {
 	Namespace  string
 	SecretName string
 	Policy     RotationPolicy
+	// OwnerDeployment, when set, names the Deployment (of Namespace) that owns
+	// the Secret the reconciler creates, so deleting it (helm uninstall)
+	// deletes the keys too; Reader reads it without a cache (get, not watch).
+	OwnerDeployment string
+	Reader          client.Reader
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -101,6 +107,13 @@ func (r *JWKSReconciler) EnsureSecret(ctx context.Context) error {
 		ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.SecretName, Labels: map[string]string{JWKSLabel: "true"}},
 		Type:       corev1.SecretTypeOpaque,
 		Data:       map[string][]byte{JWKSKey: doc},
+	}
+	if r.OwnerDeployment != "" {
+		var owner appsv1.Deployment
+		if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: r.OwnerDeployment}, &owner); err != nil {
+			return fmt.Errorf("the Deployment %s/%s that is to own the signing keys: %w", r.Namespace, r.OwnerDeployment, err)
+		}
+		secret.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: owner.Name, UID: owner.UID}}
 	}
 	if err := r.Client.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create secret %s/%s: %w", r.Namespace, r.SecretName, err)

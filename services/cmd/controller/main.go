@@ -25,9 +25,10 @@ func main() {
 		config.Exit(fmt.Errorf("kubernetes client configuration: %w", err))
 	}
 	mgr, err := controller.NewManager(restConfig, controller.Options{
-		Namespace: cfg.Namespace, JWKSSecretName: cfg.JWKSSecretName, Policy: cfg.Policy(),
+		Namespace: cfg.Namespace, JWKSSecretName: cfg.JWKSSecretName, JWKSOwner: cfg.JWKSOwner, Policy: cfg.Policy(),
 		MetricsAddr: cfg.MetricsAddr, ProbeAddr: cfg.ProbeAddr, LeaderElection: cfg.LeaderElection,
-		KafkaBrokers: cfg.KafkaBrokers, AMQPURL: cfg.AMQPURL, TopologyResync: cfg.TopologyResync,
+		LeaderElectionID: cfg.LeaderElectionID,
+		KafkaBrokers:     cfg.KafkaBrokers, AMQPURL: cfg.AMQPURL, TopologyResync: cfg.TopologyResync,
 	})
 	if err != nil {
 		config.Exit(err)
