@@ -171,8 +171,10 @@ func parseAdd(spec string) (addedFile, error) {
 }
 
 // referencePattern is a Docker image reference with a tag and no digest: an
-// optional registry host (with port), lowercase path components, a tag.
-var referencePattern = regexp.MustCompile(`^([a-zA-Z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+// optional registry host (a first component with a dot or a port, or
+// localhost), lowercase path components, a tag.
+var referencePattern = regexp.MustCompile(`^((localhost|[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)+)(:[0-9]+)?/|[a-zA-Z0-9-]+:[0-9]+/)?` +
+	`[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 
 func validReference(ref string) bool { return referencePattern.MatchString(ref) }
 

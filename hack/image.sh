@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# image.sh builds one kshop service's image without Docker: the same binary the
+# Dockerfile's build stage compiles, on the same distroless base (made from
+# Debian packages by hack/ociimage), as a docker-archive tarball.
+# hack/ociimage's tests check that this script and the Dockerfile agree.
+#
+#   hack/image.sh SERVICE REF [OUT.tar]
+#
+# SERVICE is gateway, auth, product, order, mail, controller or loadgen; REF the
+# image reference (kshop.local/kshop/gateway:dev). OUT defaults to
+# $KSHOP_CACHE_DIR/images/REF.tar (/ and : made _). With KSHOP_CLUSTER_CONTAINERD
+# set (hack/cluster.sh env), the image is also imported into that containerd
+# (namespace k8s.io), where the kubelet finds it. GCFLAGS passes -gcflags to the
+# build, as the Dockerfile's GCFLAGS build argument does (skaffold debug).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=hack/cachedir.sh
+source hack/cachedir.sh
+
+usage() {
+	echo "usage: hack/image.sh gateway|auth|product|order|mail|controller|loadgen REF [OUT.tar]" >&2
+	exit 2
+}
+[ $# -ge 2 ] && [ $# -le 3 ] || usage
+SERVICE=$1 REF=$2
+case "$SERVICE" in
+gateway | auth | product | order | mail | controller | loadgen) ;;
+*) usage ;;
+esac
+OUT=${3:-$KSHOP_CACHE_DIR/images/$(printf '%s' "$REF" | tr '/:' '__').tar}
+GCFLAGS=${GCFLAGS:-}
+
+# The services that link librdkafka (confluent-kafka-go, directly or through
+# the outbox) need cgo; the same list as the Dockerfile's.
+case "$SERVICE" in
+auth|product|order|controller) cgo=1 ;;
+*) cgo=0 ;;
+esac
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+started=$SECONDS
+echo "image: building services/cmd/$SERVICE (CGO_ENABLED=$cgo; the first build of a cgo service compiles librdkafka's Go side, about two minutes)" >&2
+# The Dockerfile's flags: -trimpath, and -s -w unless debugging with GCFLAGS.
+CGO_ENABLED=$cgo GOOS=linux go build -trimpath -gcflags "$GCFLAGS" -ldflags "$([ -n "$GCFLAGS" ] || echo -s -w)" \
+	-o "$work/app" "./services/cmd/$SERVICE"
+
+# The Dockerfile's runtime stage: distroless/base-debian12:nonroot, /app, USER
+# 65532:65532, ENTRYPOINT ["/app"].
+go run ./hack/ociimage -base distroless-base -add "$work/app:/app:0755" -entrypoint /app \
+	-user 65532:65532 -tag "$REF" -o "$OUT"
+
+if [ -n "${KSHOP_CLUSTER_CONTAINERD:-}" ]; then
+	ctr --address "$KSHOP_CLUSTER_CONTAINERD" -n k8s.io images import "$OUT" >&2
+	echo "image: imported $REF into $KSHOP_CLUSTER_CONTAINERD" >&2
+fi
+echo "image: $REF in $((SECONDS - started))s: $OUT" >&2
