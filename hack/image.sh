@@ -8,10 +8,15 @@
 #
 # SERVICE is gateway, auth, product, order, mail, controller or loadgen; REF the
 # image reference (kshop.local/kshop/gateway:dev). OUT defaults to
-# $KSHOP_CACHE_DIR/images/REF.tar (/ and : made _). With KSHOP_CLUSTER_CONTAINERD
-# set (hack/cluster.sh env), the image is also imported into that containerd
-# (namespace k8s.io), where the kubelet finds it. GCFLAGS passes -gcflags to the
-# build, as the Dockerfile's GCFLAGS build argument does (skaffold debug).
+# $KSHOP_CACHE_DIR/images/<REF without its tag, / and : made _>.tar, one file per
+# image name, replaced by each build.
+#
+# With KSHOP_CLUSTER_CONTAINERD set (hack/cluster.sh env), the image is also
+# imported into that containerd (namespace k8s.io), where the kubelet finds it.
+# With PUSH_IMAGE=true (skaffold's custom builder sets it), it is also pushed to
+# the registry REF names (hack/registry.sh, for skaffold's local profile).
+# GCFLAGS passes -gcflags to the build, as the Dockerfile's GCFLAGS build
+# argument does (skaffold debug).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=hack/cachedir.sh
@@ -27,7 +32,7 @@ case "$SERVICE" in
 gateway | auth | product | order | mail | controller | loadgen) ;;
 *) usage ;;
 esac
-OUT=${3:-$KSHOP_CACHE_DIR/images/$(printf '%s' "$REF" | tr '/:' '__').tar}
+OUT=${3:-$KSHOP_CACHE_DIR/images/$(printf '%s' "${REF%:*}" | tr '/:' '__').tar}
 GCFLAGS=${GCFLAGS:-}
 
 # The services that link librdkafka (confluent-kafka-go, directly or through
@@ -36,6 +41,18 @@ case "$SERVICE" in
 auth|product|order|controller) cgo=1 ;;
 *) cgo=0 ;;
 esac
+
+push=()
+if [ "${PUSH_IMAGE:-false}" = true ]; then
+	push=(-push)
+	case "${REF%%/*}" in
+	*.* | *:* | localhost) ;;
+	*)
+		echo "image: skaffold asks to push $REF, which names no registry: run skaffold with --default-repo=127.0.0.1:15000 (the registry of hack/registry.sh up)" >&2
+		exit 1
+		;;
+	esac
+fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -49,9 +66,11 @@ CGO_ENABLED=$cgo GOOS=linux go build -trimpath -gcflags "$GCFLAGS" -ldflags "$([
 # The Dockerfile's runtime stage: distroless/base-debian12:nonroot, /app, USER
 # 65532:65532, ENTRYPOINT ["/app"].
 go run ./hack/ociimage -base distroless-base -add "$work/app:/app:0755" -entrypoint /app \
-	-user 65532:65532 -tag "$REF" -o "$OUT"
+	-user 65532:65532 -tag "$REF" -o "$OUT" "${push[@]}"
 
-if [ -n "${KSHOP_CLUSTER_CONTAINERD:-}" ]; then
+# A pushed image reaches the cluster from the registry; an import would only
+# duplicate it under another digest.
+if [ -n "${KSHOP_CLUSTER_CONTAINERD:-}" ] && [ ${#push[@]} -eq 0 ]; then
 	ctr --address "$KSHOP_CLUSTER_CONTAINERD" -n k8s.io images import "$OUT" >&2
 	echo "image: imported $REF into $KSHOP_CLUSTER_CONTAINERD" >&2
 fi

@@ -171,8 +171,9 @@ func TestArchiveIsConsistentAndDeterministic(t *testing.T) {
 func TestArchiveRefusesADamagedCachedLayer(t *testing.T) {
 	dir := t.TempDir()
 	layer := writeHostFile(t, dir, "layer.tar", "not what was hashed", 0o644)
-	_, err := writeDockerArchive(dir+"/out.tar", imageConfig{}, []layerFile{{diffID: "sha256:00", file: layer}}, []string{"a/b:c"})
-	if err == nil {
+	img, err := newImage(imageConfig{}, []layerFile{{diffID: "sha256:00", file: layer}}, []string{"a/b:c"})
+	must(t, err)
+	if err := writeDockerArchive(dir+"/out.tar", img); err == nil {
 		t.Fatal("a layer whose bytes do not match its digest was written")
 	}
 	if _, serr := os.Stat(dir + "/out.tar"); !os.IsNotExist(serr) {

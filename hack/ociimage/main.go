@@ -3,7 +3,7 @@
 // given files, written as a docker-archive tarball that `docker load` and
 // `ctr images import` read.
 //
-//	go run ./hack/ociimage -base distroless-base -add services-gateway:/app -entrypoint /app \
+//	go run ./hack/ociimage -base distroless-base -add bin/gateway:/app -entrypoint /app \
 //	    -tag kshop.local/kshop/gateway:dev -o gateway.tar
 //	go run ./hack/ociimage -base distroless-base -prepare   # only build and cache the base layer
 //
@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 )
 
 func main() {
@@ -54,6 +56,7 @@ type options struct {
 	out        string
 	cacheDir   string
 	prepare    bool
+	push       bool
 }
 
 // addedFile is a file of this machine put into the image.
@@ -69,11 +72,11 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fl.SetOutput(stderr)
 	fl.Usage = func() {
 		fmt.Fprint(stderr, `usage: go run ./hack/ociimage -base BASE [-add HOST:/PATH[:MODE]]... [-entrypoint /PATH] [-arg ARG]...
-           [-user UID:GID] [-env KEY=VALUE]... [-workdir DIR] -tag REF [-tag REF]... -o OUT.tar
+           [-user UID:GID] [-env KEY=VALUE]... [-workdir DIR] -tag REF [-tag REF]... [-o OUT.tar] [-push]
        go run ./hack/ociimage -base BASE -prepare
 
 Builds an image without Docker and writes it as a docker-archive tarball (docker load,
-ctr images import). BASE is
+ctr images import), or pushes it to a registry (-push). BASE is
   distroless-base    gcr.io/distroless/base's contents, from Debian packages: base-files,
                      netbase, tzdata, the CA bundle, users root/nobody/nonroot, glibc, OpenSSL
   distroless-static  the same without glibc and OpenSSL (gcr.io/distroless/static)
@@ -96,6 +99,7 @@ same inputs give the same image.
 	fl.StringVar(&o.out, "o", "", "the docker-archive tarball to write")
 	fl.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "where base layers are cached")
 	fl.BoolVar(&o.prepare, "prepare", false, "only build (or find) the base layer, print its path")
+	fl.BoolVar(&o.push, "push", false, "also push the image to the registry each -tag names (plain HTTP to one on this machine, HTTPS elsewhere; no credentials)")
 	if err := fl.Parse(args); err != nil {
 		return o, err
 	}
@@ -148,8 +152,15 @@ same inputs give the same image.
 			return o, fmt.Errorf("-tag %q: give a reference like registry.example/name:tag (lowercase name, a tag)", t)
 		}
 	}
-	if o.out == "" {
-		return o, errors.New("give -o OUT.tar")
+	if o.out == "" && !o.push {
+		return o, errors.New("give -o OUT.tar, -push, or both")
+	}
+	if o.push {
+		for _, t := range o.tags {
+			if _, err := parseRegistryRef(t); err != nil {
+				return o, fmt.Errorf("-push: %w", err)
+			}
+		}
 	}
 	return o, nil
 }
@@ -270,11 +281,26 @@ func build(o options, src packageSource, stdout, stderr io.Writer) error {
 	}
 	config.Config.Cmd = o.args
 
-	id, err := writeDockerArchive(o.out, config, layers, o.tags)
+	img, err := newImage(config, layers, o.tags)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "ociimage: wrote %s (%s, image ID %s)\n", o.out, strings.Join(o.tags, ", "), id)
+	if o.out != "" {
+		if err := writeDockerArchive(o.out, img); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "ociimage: wrote %s (%s, image ID %s)\n", o.out, strings.Join(o.tags, ", "), img.configDigest)
+	}
+	if o.push {
+		client := &http.Client{Timeout: 10 * time.Minute}
+		for _, t := range o.tags {
+			digest, err := push(client, img, t)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "ociimage: pushed %s (manifest %s)\n", t, digest)
+		}
+	}
 	return nil
 }
 

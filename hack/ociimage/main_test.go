@@ -18,6 +18,9 @@ func TestOptions(t *testing.T) {
 	if o.workdir != "/" || o.adds[1].mode != 0o640 {
 		t.Errorf("root's working directory or an explicit mode: %+v", o)
 	}
+	if _, err := parseOptions([]string{"-base", "scratch", "-add", "a:/a", "-entrypoint", "/a", "-tag", "127.0.0.1:15000/x:1", "-push"}, io.Discard); err != nil {
+		t.Errorf("-push without -o: %v", err)
+	}
 	if o, err := parseOptions([]string{"-base", "distroless-static", "-prepare"}, io.Discard); err != nil || !o.prepare {
 		t.Errorf("-prepare: %v", err)
 	}
@@ -37,6 +40,7 @@ func TestOptions(t *testing.T) {
 		{"-add", "app:/app:rwx"},
 		{"-env", "NOEQUALS"},
 		{"-o", ""},
+		{"-push", "-tag", "kshop/no-registry:x"},
 		{"extra-argument"},
 	} {
 		args := append(append([]string{}, base...), bad...)
