@@ -58,7 +58,11 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 started=$SECONDS
-echo "image: building services/cmd/$SERVICE (CGO_ENABLED=$cgo; the first build of a cgo service compiles librdkafka's Go side, about two minutes)" >&2
+if [ "$cgo" = 1 ]; then
+	echo "image: building services/cmd/$SERVICE with cgo (the first cgo build compiles confluent-kafka-go's C side, a few minutes)" >&2
+else
+	echo "image: building services/cmd/$SERVICE" >&2
+fi
 # The Dockerfile's flags: -trimpath, and -s -w unless debugging with GCFLAGS.
 CGO_ENABLED=$cgo GOOS=linux go build -trimpath -gcflags "$GCFLAGS" -ldflags "$([ -n "$GCFLAGS" ] || echo -s -w)" \
 	-o "$work/app" "./services/cmd/$SERVICE"
