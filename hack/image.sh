@@ -13,8 +13,9 @@
 #
 # With KSHOP_CLUSTER_CONTAINERD set (hack/cluster.sh env), the image is also
 # imported into that containerd (namespace k8s.io), where the kubelet finds it.
-# With PUSH_IMAGE=true (skaffold's custom builder sets it), it is also pushed to
-# the registry REF names (hack/registry.sh, for skaffold's local profile).
+# With PUSH_IMAGE=true (skaffold's custom builder sets it), it is pushed to the
+# registry REF names instead (hack/registry.sh, for skaffold's local profile),
+# and written to OUT only if OUT is given.
 # GCFLAGS passes -gcflags to the build, as the Dockerfile's GCFLAGS build
 # argument does (skaffold debug).
 set -euo pipefail
@@ -32,7 +33,7 @@ case "$SERVICE" in
 gateway | auth | product | order | mail | controller | loadgen) ;;
 *) usage ;;
 esac
-OUT=${3:-$KSHOP_CACHE_DIR/images/$(printf '%s' "${REF%:*}" | tr '/:' '__').tar}
+OUT=${3:-}
 GCFLAGS=${GCFLAGS:-}
 
 # The services that link librdkafka (confluent-kafka-go, directly or through
@@ -42,9 +43,11 @@ auth|product|order|controller) cgo=1 ;;
 *) cgo=0 ;;
 esac
 
-push=()
+output=()
 if [ "${PUSH_IMAGE:-false}" = true ]; then
-	push=(-push)
+	output=(-push)
+	# The registry keeps the image: no copy on disk unless asked.
+	[ -z "$OUT" ] || output+=(-o "$OUT")
 	case "${REF%%/*}" in
 	*.* | *:* | localhost) ;;
 	*)
@@ -52,6 +55,9 @@ if [ "${PUSH_IMAGE:-false}" = true ]; then
 		exit 1
 		;;
 	esac
+else
+	OUT=${OUT:-$KSHOP_CACHE_DIR/images/$(printf '%s' "${REF%:*}" | tr '/:' '__').tar}
+	output=(-o "$OUT")
 fi
 
 work="$(mktemp -d)"
@@ -70,12 +76,12 @@ CGO_ENABLED=$cgo GOOS=linux go build -trimpath -gcflags "$GCFLAGS" -ldflags "$([
 # The Dockerfile's runtime stage: distroless/base-debian12:nonroot, /app, USER
 # 65532:65532, ENTRYPOINT ["/app"].
 go run ./hack/ociimage -base distroless-base -add "$work/app:/app:0755" -entrypoint /app \
-	-user 65532:65532 -tag "$REF" -o "$OUT" "${push[@]}"
+	-user 65532:65532 -tag "$REF" "${output[@]}"
 
 # A pushed image reaches the cluster from the registry; an import would only
 # duplicate it under another digest.
-if [ -n "${KSHOP_CLUSTER_CONTAINERD:-}" ] && [ ${#push[@]} -eq 0 ]; then
+if [ -n "${KSHOP_CLUSTER_CONTAINERD:-}" ] && [ "${PUSH_IMAGE:-false}" != true ]; then
 	ctr --address "$KSHOP_CLUSTER_CONTAINERD" -n k8s.io images import "$OUT" >&2
 	echo "image: imported $REF into $KSHOP_CLUSTER_CONTAINERD" >&2
 fi
-echo "image: $REF in $((SECONDS - started))s: $OUT" >&2
+echo "image: $REF in $((SECONDS - started))s${OUT:+: $OUT}" >&2
