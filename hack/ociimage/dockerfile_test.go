@@ -8,6 +8,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/x509"
+	"debug/buildinfo"
 	"debug/elf"
 	"encoding/pem"
 	"fmt"
@@ -295,6 +296,10 @@ func TestDockerfileAndImageScriptBuildTheSameImage(t *testing.T) {
 	if !slices.Equal(df.cgo, script) {
 		t.Errorf("cgo services: the Dockerfile builds %q with cgo, hack/image.sh %q", df.cgo, script)
 	}
+	dockerBuild, scriptBuild := goBuildCommand(repoFile(t, "Dockerfile")), goBuildCommand(repoFile(t, "hack/image.sh"))
+	if dockerBuild == "" || dockerBuild != scriptBuild {
+		t.Errorf("the go build flags differ:\n Dockerfile:    %s\n hack/image.sh: %s", dockerBuild, scriptBuild)
+	}
 
 	// The real script on a real service (the smallest; every service goes
 	// through the same lines), without importing it anywhere.
@@ -306,6 +311,28 @@ func TestDockerfileAndImageScriptBuildTheSameImage(t *testing.T) {
 		t.Fatalf("hack/image.sh: %v\n%s%s", err, b, prepareHint)
 	}
 	img := readArchive(t, out)
+	// The binary says how it was built: as the Dockerfile's go build line, with
+	// no GCFLAGS, for a service outside the cgo list.
+	info, err := buildinfo.Read(bytes.NewReader(img.data["app"]))
+	if err != nil {
+		t.Fatalf("/app: %v", err)
+	}
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	if settings["-trimpath"] != "true" || settings["CGO_ENABLED"] != "0" || settings["-gcflags"] != "" {
+		t.Errorf("loadgen was built with %v", settings)
+	}
+	// -ldflags is not recorded with -trimpath: -s -w show as no symbol table
+	// and no debug information.
+	program, err := elf.NewFile(bytes.NewReader(img.data["app"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if program.Section(".symtab") != nil || program.Section(".debug_info") != nil || program.Section(".zdebug_info") != nil {
+		t.Error("/app has symbols or debug information: not linked with -s -w")
+	}
 	for _, d := range imageDifferences(df, img) {
 		t.Error(d)
 	}
@@ -329,6 +356,19 @@ func TestDockerfileAndImageScriptBuildTheSameImage(t *testing.T) {
 			t.Errorf("a cgo program needs %s, which the image lacks", need)
 		}
 	}
+}
+
+// goBuildCommand returns a script's go build command up to its -o, with line
+// continuations joined and ${VAR} written $VAR, for comparison.
+func goBuildCommand(text string) string {
+	text = regexp.MustCompile(`\\\n\s*`).ReplaceAllString(text, " ")
+	text = regexp.MustCompile(`\$\{([A-Za-z_]+)\}`).ReplaceAllString(text, "$$$1")
+	loc := regexp.MustCompile(`(^|[\s;])go build `).FindStringIndex(text)
+	if loc == nil {
+		return ""
+	}
+	command, _, _ := strings.Cut(strings.TrimLeft(text[loc[0]:], " \t\n;"), " -o ")
+	return strings.Join(strings.Fields(command), " ")
 }
 
 // prepareHint says how to get the base layer where the test cannot build it.
