@@ -228,6 +228,27 @@ func TestLocalProfileBuildsWithoutDocker(t *testing.T) {
 	if config.Config.User != "65532:65532" || len(config.Config.Entrypoint) != 1 || config.Config.Entrypoint[0] != "/app" || len(manifest.Layers) != 2 {
 		t.Errorf("the pushed image: %+v, %d layers", config.Config, len(manifest.Layers))
 	}
+
+	// What the cluster is given: the pushed image by digest, which the
+	// kubelet's containerd pulls from the loopback registry.
+	built := []string{"kshop/loadgen=" + ref}
+	for _, img := range images {
+		if !strings.HasPrefix(img, "kshop/loadgen:") {
+			built = append(built, img)
+		}
+	}
+	out := skaffold(t, "render", "--offline=true", "--digest-source=tag", "-m", "kshop", "-p", "local", "--images", strings.Join(built, ","))
+	// The smoke test pod (helm test) runs loadgen, its image quoted.
+	if !strings.Contains(out, `image: "`+ref+`"`) {
+		t.Errorf("no pod runs %s:\n%s", ref, out)
+	}
+	objects, err := kubetest.Decode(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := apiServer.DryRun(context.Background(), "kshop", objects); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startRegistry runs the registry hack/registry.sh runs, on a free loopback
