@@ -14,7 +14,12 @@ KUBEBUILDER_ASSETS="$(hack/kube-tools.sh)"
 KSHOP_HELM="$(hack/tools.sh helm)"
 KSHOP_SKAFFOLD="$(hack/tools.sh skaffold)"
 KSHOP_PROMTOOL="$(hack/tools.sh promtool)"
-export KUBEBUILDER_ASSETS KSHOP_HELM KSHOP_SKAFFOLD KSHOP_PROMTOOL
+# The registry skaffold's local profile pushes to (its build test runs one).
+KSHOP_REGISTRY="$(hack/tools.sh registry)"
+export KUBEBUILDER_ASSETS KSHOP_HELM KSHOP_SKAFFOLD KSHOP_PROMTOOL KSHOP_REGISTRY
+# The images' base layer, from Debian packages (once per package versions, a few
+# seconds, cached in $KSHOP_CACHE_DIR/images): the image tests build on it.
+go run ./hack/ociimage -base distroless-base -prepare >/dev/null
 
 stop_servers() { hack/testenv.sh down || true; }
 trap stop_servers EXIT

@@ -6,6 +6,7 @@
 #   hack/tools.sh mailpit      (the SMTP sink with a web inbox that make run uses)
 #   hack/tools.sh helm         (chart checks)
 #   hack/tools.sh skaffold     (skaffold render checks)
+#   hack/tools.sh registry     (the local image registry skaffold's local profile pushes to)
 set -euo pipefail
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/cachedir.sh
@@ -72,6 +73,7 @@ helm) build helm helm.sh/helm/v3/cmd/helm v3.22.0 \
 	v3.22.0-k8s1.37 ;;
 skaffold) build_skaffold v2.24.0 ;;
 kind) build kind sigs.k8s.io/kind v0.33.0 ;;
+registry) build registry github.com/distribution/distribution/v3/cmd/registry v3.1.2 ;;
 promtool) build_promtool ;;
-*) echo "usage: hack/tools.sh staticcheck|mailpit|helm|skaffold|kind|promtool" >&2; exit 2 ;;
+*) echo "usage: hack/tools.sh staticcheck|mailpit|helm|skaffold|kind|promtool|registry" >&2; exit 2 ;;
 esac
