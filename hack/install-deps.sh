@@ -11,6 +11,7 @@ have redis-server || missing+=(redis-server)
 have redis-cli || missing+=(redis-tools)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 have gcc || missing+=(gcc) # confluent-kafka-go needs cgo
+have curl || missing+=(curl) # hack/registry.sh asks the registry whether it answers
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -593,9 +593,15 @@ func skaffoldRun(ctx context.Context, t *testing.T) {
 		"PATH=" + filepath.Dir(helmBin) + string(os.PathListSeparator) + os.Getenv("PATH"),
 		"SKAFFOLD_UPDATE_CHECK=false", "SKAFFOLD_INTERACTIVE=false",
 	}
+	// Skaffold cannot build without a Docker daemon unless it pushes: the
+	// local profile pushes to a registry on loopback, which the node pulls from.
+	if _, err := command(ctx, t, repoRoot, nil, "hack/registry.sh", "up"); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = command(context.WithoutCancel(ctx), t, repoRoot, nil, "hack/registry.sh", "down") }()
 	skaffold := os.Getenv("KSHOP_SKAFFOLD")
 	began := time.Now()
-	if _, err := command(ctx, t, workspace, env, skaffold, "run", "-p", "local", "--tag", imageTag+"-skaffold"); err != nil {
+	if _, err := command(ctx, t, workspace, env, skaffold, "run", "-m", "kshop", "-p", "local", "--default-repo=127.0.0.1:15000"); err != nil {
 		t.Fatal(err)
 	}
 	err = waitFor(ctx, 5*time.Minute, "every pod of the skaffold deployment Ready", func(ctx context.Context) (bool, error) {
@@ -605,8 +611,8 @@ func skaffoldRun(ctx context.Context, t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	measured(t, "skaffold run -p local (7 images built offline and imported, helm install) to all pods Ready: %v", time.Since(began).Round(time.Second))
-	if _, err := command(ctx, t, workspace, env, skaffold, "delete", "-p", "local"); err != nil {
+	measured(t, "skaffold run -p local (7 images built offline, pushed to the loopback registry, helm install) to all pods Ready: %v", time.Since(began).Round(time.Second))
+	if _, err := command(ctx, t, workspace, env, skaffold, "delete", "-m", "kshop", "-p", "local"); err != nil {
 		t.Fatal(err)
 	}
 	checkNothingLeft(ctx, t, "kshop", "kshop")
