@@ -10,6 +10,7 @@ import (
 	"net/mail"
 	"time"
 
+	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/retry"
@@ -32,7 +33,7 @@ type Config struct {
 	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8084"`
 	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
 	Database        pg.Config        `envconfig:"DATABASE"`
-	AMQPURL         string           `envconfig:"AMQP_URL" required:"true"`
+	AMQP            amqp.Config      `envconfig:"AMQP"`
 	Log             logx.Config      `envconfig:"LOG"`
 	OTel            telemetry.Config `envconfig:"OTEL"`
 	SMTP            SMTPConfig       `envconfig:"SMTP"`
@@ -70,6 +71,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := mail.ParseAddress(c.SMTP.From); err != nil {
 		errs = append(errs, fmt.Errorf("%s_SMTP_FROM=%q is not an address: %w", Prefix, c.SMTP.From, err))
+	}
+	if err := c.AMQP.Validate(Prefix + "_AMQP"); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("%s_MAX_ATTEMPTS=%d must be at least 1", Prefix, c.MaxAttempts))

@@ -20,6 +20,14 @@ func main() {
 		config.Exit(err)
 	}
 	ctrl.SetLogger(zap.New(zap.JSONEncoder(), zap.UseDevMode(cfg.Log.Level == "debug")))
+	var amqpURL string
+	if cfg.AMQP.Configured() {
+		url, err := cfg.AMQP.DialURL()
+		if err != nil {
+			config.Exit(fmt.Errorf("config: %w", err))
+		}
+		amqpURL = url
+	}
 	restConfig, err := ctrl.GetConfig()
 	if err != nil {
 		config.Exit(fmt.Errorf("kubernetes client configuration: %w", err))
@@ -27,7 +35,7 @@ func main() {
 	mgr, err := controller.NewManager(restConfig, controller.Options{
 		Namespace: cfg.Namespace, JWKSSecretName: cfg.JWKSSecretName, Policy: cfg.Policy(),
 		MetricsAddr: cfg.MetricsAddr, ProbeAddr: cfg.ProbeAddr, LeaderElection: cfg.LeaderElection,
-		KafkaBrokers: cfg.KafkaBrokers, AMQPURL: cfg.AMQPURL, TopologyResync: cfg.TopologyResync,
+		Kafka: cfg.Kafka, AMQPURL: amqpURL, TopologyResync: cfg.TopologyResync,
 	})
 	if err != nil {
 		config.Exit(err)
