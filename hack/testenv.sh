@@ -12,8 +12,8 @@
 #   hack/testenv.sh stop NAME     stop one server (postgres, redis, redis-cluster, rabbitmq, rabbitmq-restartable)
 #   hack/testenv.sh start NAME    start one server again, keeping its data
 #   hack/testenv.sh vhost NAME    create a RabbitMQ virtual host on the shared node (tests use it)
-#   hack/testenv.sh user NAME PASSWORD [VHOST]
-#                                 create a RabbitMQ user with every right on VHOST (default /) of the shared node
+#   hack/testenv.sh user NAME PASSWORD VHOST
+#                                 create a RabbitMQ user on the shared node with every right on VHOST
 #
 # Ports and folder can be moved with KSHOP_TESTENV_DIR and KSHOP_TESTENV_*_PORT
 # (see below); KSHOP_TESTENV_SERVERS="postgres redis rabbitmq" starts a subset.
@@ -253,15 +253,20 @@ rabbitmq_vhost() { # name
 	rm -f "$file"
 }
 
-# rabbitmq_user adds a user with a password and every right on one virtual host
-# of the shared node: clients that are not on loopback cannot log in as guest.
-rabbitmq_user() { # name password [vhost]
-	local name=$1 password=$2 vhost=${3:-/}
+# rabbitmq_user gives a test a user other than guest (guest may only come from
+# loopback, a remote client never can), with every right on one virtual host.
+# The password may hold any character: it travels as one argument, never through
+# a shell. Two CLI calls (1-4 s); calling it again sets the password anew.
+rabbitmq_user() { # name password vhost
+	local name=$1 password=$2 vhost=$3
+	[[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || die "user name '$name' must be letters, digits, . _ -"
+	[[ "$password" != -* ]] || die "the password must not start with '-' (rabbitmqctl would take it for an option)"
+	# A user left by an earlier call gets the new password instead.
 	rabbitmq_ctl rabbitmq "$RABBITMQ_PORT" add_user "$name" "$password" >/dev/null 2>&1 ||
 		rabbitmq_ctl rabbitmq "$RABBITMQ_PORT" change_password "$name" "$password" >/dev/null ||
 		die "could not create RabbitMQ user $name"
 	rabbitmq_ctl rabbitmq "$RABBITMQ_PORT" set_permissions -p "$vhost" "$name" '.*' '.*' '.*' >/dev/null ||
-		die "could not give RabbitMQ user $name its rights on $vhost"
+		die "could not give RabbitMQ user $name the vhost $vhost"
 }
 
 # ---------------------------------------------------------------- bookkeeping
@@ -367,6 +372,6 @@ status) status ;;
 start) start_one "${2:?name a server}" ;;
 stop) stop_one "${2:?name a server}" ;;
 vhost) rabbitmq_vhost "${2:?name the vhost}" ;;
-user) rabbitmq_user "${2:?name the user}" "${3:?give the password}" "${4:-/}" ;;
+user) rabbitmq_user "${2:?name the user}" "${3:?give the password}" "${4:?name the vhost}" ;;
 *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -48,11 +48,19 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	if err != nil {
 		return nil, err
 	}
+	// Checked here too, for configurations built without config.Load.
+	if err := cfg.AMQP.Validate(Prefix + "_AMQP"); err != nil {
+		return nil, err
+	}
+	amqpURL, err := cfg.AMQP.DialURL()
+	if err != nil {
+		return nil, err
+	}
 	db, err := pg.Open(context.Background(), cfg.Database)
 	if err != nil {
 		return nil, fmt.Errorf("%s_DATABASE_URL: %w", Prefix, err)
 	}
-	app := &App{cfg: cfg, db: db, redis: redisx.NewClient(cfg.Redis), amqp: amqp.Dial(cfg.AMQPURL, logger), logger: logger}
+	app := &App{cfg: cfg, db: db, redis: redisx.NewClient(cfg.Redis), amqp: amqp.Dial(amqpURL, logger), logger: logger}
 	signer := &tokens.Signer{Keys: keys, Issuer: cfg.TokenIssuer, Audience: cfg.TokenAudience, TTL: cfg.TokenTTL}
 	svc, err := newService(db, app.redis, signer, cfg, logger)
 	if err != nil {

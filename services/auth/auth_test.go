@@ -21,6 +21,7 @@ import (
 
 	"github.com/kshop/kshop/services/auth"
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/amqptest"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/pg"
@@ -43,7 +44,7 @@ func testConfig(t testing.TB) auth.Config {
 		ShutdownTimeout: 5 * time.Second,
 		Database:        pg.Config{URL: testenv.NewDatabase(t), MaxConns: 10},
 		Redis:           redisx.Config{Addrs: []string{testenv.RedisAddr(t)}},
-		AMQPURL:         testenv.OwnAMQPURL(t),
+		AMQP:            amqp.Config{URL: testenv.OwnAMQPURL(t)},
 		BcryptCost:      bcrypt.MinCost, // production refuses below 10; tests want speed
 		CodeTTL:         10 * time.Minute,
 		CodeMaxAttempts: 5,

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/redisx"
@@ -26,7 +27,7 @@ type Config struct {
 	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
 	Database        pg.Config        `envconfig:"DATABASE"`
 	Redis           redisx.Config    `envconfig:"REDIS"`
-	AMQPURL         string           `envconfig:"AMQP_URL" required:"true"`
+	AMQP            amqp.Config      `envconfig:"AMQP"`
 	Log             logx.Config      `envconfig:"LOG"`
 	OTel            telemetry.Config `envconfig:"OTEL"`
 
@@ -69,6 +70,9 @@ func (c *Config) Validate() error {
 	}
 	if c.JWKSAlgorithm != tokens.EdDSA && c.JWKSAlgorithm != tokens.ES256 {
 		errs = append(errs, fmt.Errorf("%s_JWKS_DEV_ALGORITHM=%q must be %s or %s", Prefix, c.JWKSAlgorithm, tokens.EdDSA, tokens.ES256))
+	}
+	if err := c.AMQP.Validate(Prefix + "_AMQP"); err != nil {
+		errs = append(errs, err)
 	}
 	for i, e := range c.AdminEmails {
 		c.AdminEmails[i] = normaliseEmail(e)

@@ -13,14 +13,20 @@ func TestConfigFromTheEnvironment(t *testing.T) {
 	t.Setenv("KSHOP_AUTH_DATABASE_URL", "postgres://primary/auth")
 	t.Setenv("KSHOP_AUTH_DATABASE_REPLICA_URL", "postgres://replica/auth")
 	t.Setenv("KSHOP_AUTH_REDIS_ADDRS", "r1:6379,r2:6379")
+	t.Setenv("KSHOP_AUTH_REDIS_TLS", "true")
+	t.Setenv("KSHOP_AUTH_REDIS_USERNAME", "auth")
+	t.Setenv("KSHOP_AUTH_REDIS_PASSWORD", "r-secret")
 	t.Setenv("KSHOP_AUTH_AMQP_URL", "amqp://rabbit/")
+	t.Setenv("KSHOP_AUTH_AMQP_USERNAME", "auth")
+	t.Setenv("KSHOP_AUTH_AMQP_PASSWORD", "p@ss/word")
 	t.Setenv("KSHOP_AUTH_ADMIN_EMAILS", "Boss@Example.com, ops@example.com")
 	var cfg auth.Config
 	if err := config.Load(auth.Prefix, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Database.URL != "postgres://primary/auth" || cfg.Database.ReplicaURL != "postgres://replica/auth" ||
-		len(cfg.Redis.Addrs) != 2 || cfg.AMQPURL != "amqp://rabbit/" {
+		len(cfg.Redis.Addrs) != 2 || !cfg.Redis.TLS || cfg.Redis.Username != "auth" || cfg.Redis.Password != "r-secret" ||
+		cfg.AMQP.URL != "amqp://rabbit/" || cfg.AMQP.Username != "auth" || cfg.AMQP.Password != "p@ss/word" {
 		t.Fatalf("connections %+v", cfg)
 	}
 	if cfg.BcryptCost < 10 || cfg.CodeTTL != 10*time.Minute || cfg.ResendCooldown != time.Minute || cfg.TokenTTL != time.Hour ||
@@ -37,11 +43,13 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		"missing AMQP URL": {map[string]string{}, "KSHOP_AUTH_AMQP_URL"},
-		"weak bcrypt":      {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_BCRYPT_COST": "4"}, "KSHOP_AUTH_BCRYPT_COST=4"},
-		"bad TTL":          {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_TOKEN_TTL": "an hour"}, "KSHOP_AUTH_TOKEN_TTL"},
-		"zero cooldown":    {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_RESEND_COOLDOWN": "0s"}, "KSHOP_AUTH_RESEND_COOLDOWN"},
-		"HMAC dev key":     {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_JWKS_DEV_ALGORITHM": "HS256"}, "KSHOP_AUTH_JWKS_DEV_ALGORITHM"},
+		"missing AMQP URL": {map[string]string{}, "KSHOP_AUTH_AMQP_URL is required but not set"},
+		"AMQP password alone": {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_AMQP_PASSWORD": "p"},
+			"KSHOP_AUTH_AMQP_USERNAME and KSHOP_AUTH_AMQP_PASSWORD go together"},
+		"weak bcrypt":   {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_BCRYPT_COST": "4"}, "KSHOP_AUTH_BCRYPT_COST=4"},
+		"bad TTL":       {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_TOKEN_TTL": "an hour"}, "KSHOP_AUTH_TOKEN_TTL"},
+		"zero cooldown": {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_RESEND_COOLDOWN": "0s"}, "KSHOP_AUTH_RESEND_COOLDOWN"},
+		"HMAC dev key":  {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_JWKS_DEV_ALGORITHM": "HS256"}, "KSHOP_AUTH_JWKS_DEV_ALGORITHM"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv("KSHOP_AUTH_DATABASE_URL", "postgres://db/auth")

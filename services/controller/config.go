@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kshop/kshop/services/platform/amqp"
+	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/tokens"
 )
@@ -25,14 +27,15 @@ type Config struct {
 	PropagationDelay time.Duration `envconfig:"PROPAGATION_DELAY" default:"10m"`
 	TokenLifetime    time.Duration `envconfig:"TOKEN_LIFETIME" default:"1h"`
 	Grace            time.Duration `envconfig:"GRACE" default:"15m"`
-	// KafkaBrokers and AMQPURL reach the brokers the topology ConfigMaps
-	// describe; leave one empty to leave that broker alone.
-	KafkaBrokers   string        `envconfig:"KAFKA_BROKERS"`
-	AMQPURL        string        `envconfig:"AMQP_URL"`
-	TopologyResync time.Duration `envconfig:"TOPOLOGY_RESYNC" default:"5m"`
-	MetricsAddr    string        `envconfig:"METRICS_ADDR" default:":8085"`
-	ProbeAddr      string        `envconfig:"PROBE_ADDR" default:":8086"`
-	LeaderElection bool          `envconfig:"LEADER_ELECTION" default:"true"`
+	// Kafka and AMQP reach the brokers the topology ConfigMaps describe
+	// (KSHOP_CONTROLLER_KAFKA_*, KSHOP_CONTROLLER_AMQP_*); leave one's
+	// variables unset to leave that broker alone.
+	Kafka          kafka.Connection `envconfig:"KAFKA"`
+	AMQP           amqp.Config      `envconfig:"AMQP"`
+	TopologyResync time.Duration    `envconfig:"TOPOLOGY_RESYNC" default:"5m"`
+	MetricsAddr    string           `envconfig:"METRICS_ADDR" default:":8085"`
+	ProbeAddr      string           `envconfig:"PROBE_ADDR" default:":8086"`
+	LeaderElection bool             `envconfig:"LEADER_ELECTION" default:"true"`
 	// LeaderElectionID names the election's Lease: one per release, so two
 	// releases in one namespace do not wait on each other's leader.
 	LeaderElectionID string      `envconfig:"LEADER_ELECTION_ID" default:"kshop-controller"`
@@ -51,6 +54,16 @@ func (c *Config) Validate() error {
 	}
 	if c.TokenLifetime <= 0 || c.Grace < 0 {
 		errs = append(errs, fmt.Errorf("%s_TOKEN_LIFETIME must be positive and %s_GRACE not negative", Prefix, Prefix))
+	}
+	if c.Kafka.Configured() {
+		if err := c.Kafka.Validate(Prefix + "_KAFKA"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.AMQP.Configured() {
+		if err := c.AMQP.Validate(Prefix + "_AMQP"); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.TopologyResync < time.Second {
 		errs = append(errs, fmt.Errorf("%s_TOPOLOGY_RESYNC=%v must be at least 1s", Prefix, c.TopologyResync))

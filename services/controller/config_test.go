@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kshop/kshop/services/platform/amqp"
+	"github.com/kshop/kshop/services/platform/kafka"
 )
 
 func TestConfigRefusesARotationThatCannotPropagate(t *testing.T) {
@@ -25,6 +28,40 @@ func TestConfigRefusesARotationThatCannotPropagate(t *testing.T) {
 	}
 	if p := ok.Policy(); p.Period != ok.RotationPeriod || p.TokenLifetime != time.Hour || p.Grace != 15*time.Minute {
 		t.Fatalf("policy %+v", p)
+	}
+}
+
+// The brokers are optional: none configured leaves topology alone; the settings
+// of one that is configured are checked as in the services.
+func TestConfigChecksTheBrokersItIsGiven(t *testing.T) {
+	ok := Config{Namespace: "kshop", KeyAlgorithm: "EdDSA", RotationPeriod: 168 * time.Hour, PropagationDelay: 10 * time.Minute, TokenLifetime: time.Hour, Grace: 15 * time.Minute, TopologyResync: 5 * time.Minute}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("no brokers: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		change func(*Config)
+		want   string
+	}{
+		"SASL without brokers": {func(c *Config) {
+			c.Kafka = kafka.Connection{SASLMechanism: "PLAIN", SASLUsername: "u", SASLPassword: "p"}
+		},
+			"KSHOP_CONTROLLER_KAFKA_BROKERS is required but not set"},
+		"unknown mechanism": {func(c *Config) { c.Kafka = kafka.Connection{Brokers: "k:9092", SASLMechanism: "OAUTHBEARER"} },
+			"KSHOP_CONTROLLER_KAFKA_SASL_MECHANISM"},
+		"AMQP user without URL": {func(c *Config) { c.AMQP = amqp.Config{Username: "u", Password: "p"} },
+			"KSHOP_CONTROLLER_AMQP_URL is required but not set"},
+	} {
+		c := ok
+		tc.change(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Validate = %v, want %q", name, err, tc.want)
+		}
+	}
+	c := ok
+	c.Kafka = kafka.Connection{Brokers: "k:9093", TLS: true, SASLMechanism: "SCRAM-SHA-256", SASLUsername: "controller", SASLPassword: "p"}
+	c.AMQP = amqp.Config{URL: "amqps://rabbit:5671/", Username: "controller", Password: "p@ss"}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("managed brokers: %v", err)
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/kshop/kshop/services/platform/kafka"
 )
 
 // Options place the manager.
@@ -33,9 +35,11 @@ type Options struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// Now is the clock of the key rotation; nil means time.Now.
 	Now func() time.Time
-	// KafkaBrokers and AMQPURL are the brokers whose topology the labelled
-	// ConfigMaps describe; an empty one leaves that kind unmanaged.
-	KafkaBrokers, AMQPURL string
+	// Kafka and AMQPURL (credentials included) reach the brokers whose
+	// topology the labelled ConfigMaps describe; an empty one leaves that kind
+	// unmanaged.
+	Kafka   kafka.Connection
+	AMQPURL string
 	// TopologyResync is how often every topology is checked again (zero: 5 min).
 	TopologyResync time.Duration
 	// SeveralPerProcess allows more than one manager in a process (tests run
@@ -84,8 +88,8 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		return nil, err
 	}
 	brokers := map[string]TopologyBroker{}
-	if o.KafkaBrokers != "" {
-		brokers[TopologyKafka] = KafkaBroker{Brokers: o.KafkaBrokers}
+	if o.Kafka.Brokers != "" {
+		brokers[TopologyKafka] = KafkaBroker{Connection: o.Kafka}
 	}
 	if o.AMQPURL != "" {
 		brokers[TopologyRabbitMQ] = RabbitMQBroker{URL: o.AMQPURL}

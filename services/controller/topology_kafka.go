@@ -7,11 +7,13 @@ import (
 	"time"
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/kshop/kshop/services/platform/kafka"
 )
 
 // KafkaBroker makes a Kafka cluster match a kafka document.
 type KafkaBroker struct {
-	Brokers string
+	Connection kafka.Connection
 	// Timeout bounds each admin request (zero: 30 s).
 	Timeout time.Duration
 }
@@ -32,14 +34,18 @@ func (k KafkaBroker) Apply(ctx context.Context, doc string) (Outcome, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	admin, err := ckafka.NewAdminClient(&ckafka.ConfigMap{"bootstrap.servers": k.Brokers, "log_level": 3})
+	props, err := k.Connection.ClientConfig(ckafka.ConfigMap{"log_level": 3})
+	if err != nil {
+		return out, fmt.Errorf("kafka admin client: %w", err)
+	}
+	admin, err := ckafka.NewAdminClient(props)
 	if err != nil {
 		return out, fmt.Errorf("kafka admin client: %w", err)
 	}
 	defer admin.Close()
 	md, err := admin.GetMetadata(nil, true, int(timeout.Milliseconds()))
 	if err != nil {
-		return out, fmt.Errorf("read Kafka metadata from %s: %w", k.Brokers, err)
+		return out, fmt.Errorf("read Kafka metadata from %s: %w", k.Connection.Brokers, err)
 	}
 	existing := map[string]ckafka.TopicMetadata{}
 	for name, topic := range md.Topics {

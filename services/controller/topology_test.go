@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kshop/kshop/services/controller"
+	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/kafkatest"
 	"github.com/kshop/kshop/services/platform/testenv"
 )
@@ -55,7 +56,7 @@ func newTopologyWorld(t *testing.T) *topologyWorld {
 
 	mgr, err := controller.NewManager(apiServer.Config, controller.Options{
 		Namespace: w.ns, JWKSSecretName: "kshop-jwks", Policy: policy, MetricsAddr: "0", ProbeAddr: "0",
-		KafkaBrokers: w.brokers, AMQPURL: w.amqpURL, TopologyResync: 300 * time.Millisecond,
+		Kafka: kafka.Connection{Brokers: w.brokers}, AMQPURL: w.amqpURL, TopologyResync: 300 * time.Millisecond,
 		SeveralPerProcess: true,
 	})
 	if err != nil {

@@ -15,8 +15,10 @@ import (
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/order"
+	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/identity"
+	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/kafkatest"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/redisx"
@@ -40,7 +42,7 @@ func BenchmarkOrderPlacement(b *testing.B) {
 	productURL, orderURL := testenv.NewDatabase(b), testenv.NewDatabase(b)
 	productApp, err := product.New(product.Config{
 		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: productURL, MaxConns: 10},
-		KafkaBrokers: brokers, ConsumerMaxAttempts: 3,
+		Kafka: kafka.Connection{Brokers: brokers}, ConsumerMaxAttempts: 3,
 	}, log.With("service", "product"), serviceRegistry())
 	if err != nil {
 		b.Fatal(err)
@@ -48,7 +50,7 @@ func BenchmarkOrderPlacement(b *testing.B) {
 	productAPI := apitest.Start(b, productApp.Serve)
 	orderApp, err := order.New(order.Config{
 		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: orderURL, MaxConns: 10},
-		Redis: redisx.Config{Addrs: []string{testenv.RedisAddr(b)}}, KafkaBrokers: brokers, AMQPURL: testenv.OwnAMQPURL(b),
+		Redis: redisx.Config{Addrs: []string{testenv.RedisAddr(b)}}, Kafka: kafka.Connection{Brokers: brokers}, AMQP: amqp.Config{URL: testenv.OwnAMQPURL(b)},
 		ReminderDelays: []time.Duration{time.Hour}, ExpiryDelay: 2 * time.Hour, LockTTL: 10 * time.Second, ConsumerMaxAttempts: 3,
 	}, log.With("service", "order"), serviceRegistry())
 	if err != nil {

@@ -16,7 +16,9 @@ import (
 	"github.com/kshop/kshop/services/loadgen"
 	"github.com/kshop/kshop/services/mail"
 	"github.com/kshop/kshop/services/order"
+	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/apitest"
+	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/kafkatest"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/redisx"
@@ -87,6 +89,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 		cfg.AMQPURL = testenv.OwnAMQPURL(t)
 	}
 	redis := redisx.Config{Addrs: []string{testenv.RedisAddr(t)}}
+	kafkaConn, rabbitmq := kafka.Connection{Brokers: cfg.KafkaBrokers}, amqp.Config{URL: cfg.AMQPURL}
 	p := &Platform{SMTP: smtptest.Start(t), AMQPURL: cfg.AMQPURL, Databases: map[string]string{}}
 	database := func(service string) pg.Config {
 		p.Databases[service] = testenv.NewDatabase(t)
@@ -95,7 +98,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 
 	authApp, err := auth.New(auth.Config{
 		ShutdownTimeout: 5 * time.Second, Database: database("auth"),
-		Redis: redis, AMQPURL: cfg.AMQPURL, BcryptCost: bcrypt.MinCost, AdminEmails: []string{Admin},
+		Redis: redis, AMQP: rabbitmq, BcryptCost: bcrypt.MinCost, AdminEmails: []string{Admin},
 		CodeTTL: 10 * time.Minute, CodeMaxAttempts: 5, ResendCooldown: time.Minute,
 		JWKSFile: cfg.JWKSFile, JWKSReload: time.Second, JWKSAlgorithm: tokens.EdDSA,
 		TokenTTL: time.Hour, TokenIssuer: "kshop-auth", TokenAudience: "kshop",
@@ -107,7 +110,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 
 	productApp, err := product.New(product.Config{
 		ShutdownTimeout: 5 * time.Second, Database: database("product"),
-		KafkaBrokers: cfg.KafkaBrokers, ConsumerMaxAttempts: cfg.ConsumerAttempts, ConsumerRetry: cfg.ConsumerRetry,
+		Kafka: kafkaConn, ConsumerMaxAttempts: cfg.ConsumerAttempts, ConsumerRetry: cfg.ConsumerRetry,
 	}, log.With("service", "product"), registry())
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +119,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 
 	orderApp, err := order.New(order.Config{
 		ShutdownTimeout: 5 * time.Second, Database: database("order"),
-		Redis: redis, KafkaBrokers: cfg.KafkaBrokers, AMQPURL: cfg.AMQPURL,
+		Redis: redis, Kafka: kafkaConn, AMQP: rabbitmq,
 		ReminderDelays: cfg.Reminders, ExpiryDelay: cfg.Expiry, LockTTL: 10 * time.Second,
 		ConsumerMaxAttempts: cfg.ConsumerAttempts, ConsumerRetry: cfg.ConsumerRetry,
 	}, log.With("service", "order"), registry())
@@ -126,7 +129,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 	p.Order = apitest.Start(t, orderApp.Serve)
 
 	mailApp, err := mail.New(mail.Config{
-		ShutdownTimeout: 5 * time.Second, Database: database("mail"), AMQPURL: cfg.AMQPURL,
+		ShutdownTimeout: 5 * time.Second, Database: database("mail"), AMQP: rabbitmq,
 		SMTP:        mail.SMTPConfig{Host: p.SMTP.Host, Port: p.SMTP.Port, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
 		MaxAttempts: cfg.MailAttempts, Retry: cfg.MailRetry, Concurrency: cfg.MailConcurrency,
 	}, log.With("service", "mail"), registry())

@@ -106,6 +106,14 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	if err != nil {
 		return nil, err
 	}
+	// Checked here too, for configurations built without config.Load.
+	if err := cfg.AMQP.Validate(Prefix + "_AMQP"); err != nil {
+		return nil, err
+	}
+	amqpURL, err := cfg.AMQP.DialURL()
+	if err != nil {
+		return nil, err
+	}
 	db, err := pg.Open(context.Background(), cfg.Database)
 	if err != nil {
 		return nil, fmt.Errorf("%s_DATABASE_URL: %w", Prefix, err)
@@ -113,7 +121,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	if registry != nil {
 		registry.MustRegister(pg.NewPoolCollector(db))
 	}
-	app := &App{cfg: cfg, db: db, amqp: amqp.Dial(cfg.AMQPURL, logger), renderer: r, smtp: newSMTPSender(cfg.SMTP),
+	app := &App{cfg: cfg, db: db, amqp: amqp.Dial(amqpURL, logger), renderer: r, smtp: newSMTPSender(cfg.SMTP),
 		metrics: newMetrics(registry), logger: logger, now: time.Now}
 	backoff := cfg.Retry.Backoff()
 	for _, k := range kinds {

@@ -5,11 +5,13 @@
 package mail
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/mail"
 	"time"
 
+	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/retry"
@@ -32,7 +34,7 @@ type Config struct {
 	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8084"`
 	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
 	Database        pg.Config        `envconfig:"DATABASE"`
-	AMQPURL         string           `envconfig:"AMQP_URL" required:"true"`
+	AMQP            amqp.Config      `envconfig:"AMQP"`
 	Log             logx.Config      `envconfig:"LOG"`
 	OTel            telemetry.Config `envconfig:"OTEL"`
 	SMTP            SMTPConfig       `envconfig:"SMTP"`
@@ -48,13 +50,26 @@ type Config struct {
 
 // SMTPConfig says where and how mail is sent. The defaults reach Mailpit.
 type SMTPConfig struct {
-	Host     string        `envconfig:"HOST" default:"localhost"`
-	Port     int           `envconfig:"PORT" default:"1025"`
-	TLS      string        `envconfig:"TLS" default:"opportunistic"`
+	Host string `envconfig:"HOST" default:"localhost"`
+	Port int    `envconfig:"PORT" default:"1025"`
+	TLS  string `envconfig:"TLS" default:"opportunistic"`
+	// Username and Password log in with AUTH PLAIN, only ever over TLS (the
+	// server's certificate verified against the system's roots) or to this
+	// machine's own loopback: without TLS the send fails before the password
+	// leaves.
 	Username string        `envconfig:"USERNAME"`
 	Password string        `envconfig:"PASSWORD"`
 	From     string        `envconfig:"FROM" default:"kshop <no-reply@kshop.local>"`
 	Timeout  time.Duration `envconfig:"TIMEOUT" default:"15s"`
+
+	// rootCAs replaces the system's roots; only tests set it.
+	rootCAs *x509.CertPool
+}
+
+// sentOnlyOverTLS reports whether a login to host needs TLS: the SMTP client
+// sends a password in the open to these loopback names alone.
+func sentOnlyOverTLS(host string) bool {
+	return host != "localhost" && host != "127.0.0.1" && host != "::1"
 }
 
 // Validate checks the rules the types cannot express.
@@ -65,11 +80,21 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("%s_SMTP_TLS=%q must be one of %s, %s, %s, %s", Prefix, c.SMTP.TLS, TLSNone, TLSOpportunistic, TLSStartTLS, TLSImplicit))
 	}
+	if c.SMTP.Username != "" && c.SMTP.TLS == TLSNone && sentOnlyOverTLS(c.SMTP.Host) {
+		errs = append(errs, fmt.Errorf("%s_SMTP_USERNAME is set with %s_SMTP_TLS=%s: kshop never sends a password unencrypted; use %s or %s (or %s, which logs in only when the server offers STARTTLS)",
+			Prefix, Prefix, TLSNone, TLSStartTLS, TLSImplicit, TLSOpportunistic))
+	}
+	if c.SMTP.Password != "" && c.SMTP.Username == "" {
+		errs = append(errs, fmt.Errorf("%s_SMTP_PASSWORD is set but %s_SMTP_USERNAME is empty: the password is used only with a user name", Prefix, Prefix))
+	}
 	if c.SMTP.Port < 1 || c.SMTP.Port > 65535 {
 		errs = append(errs, fmt.Errorf("%s_SMTP_PORT=%d must be between 1 and 65535", Prefix, c.SMTP.Port))
 	}
 	if _, err := mail.ParseAddress(c.SMTP.From); err != nil {
 		errs = append(errs, fmt.Errorf("%s_SMTP_FROM=%q is not an address: %w", Prefix, c.SMTP.From, err))
+	}
+	if err := c.AMQP.Validate(Prefix + "_AMQP"); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("%s_MAX_ATTEMPTS=%d must be at least 1", Prefix, c.MaxAttempts))

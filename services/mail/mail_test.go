@@ -19,6 +19,7 @@ import (
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/mail"
+	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/retry"
@@ -42,7 +43,7 @@ func start(t *testing.T, maxAttempts int) *harness {
 	cfg := mail.Config{
 		ShutdownTimeout: 5 * time.Second,
 		Database:        pg.Config{URL: testenv.NewDatabase(t), MaxConns: 10},
-		AMQPURL:         testenv.OwnAMQPURL(t),
+		AMQP:            amqp.Config{URL: testenv.OwnAMQPURL(t)},
 		SMTP:            mail.SMTPConfig{Host: srv.Host, Port: srv.Port, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
 		MaxAttempts:     maxAttempts,
 		Retry:           retry.Pace{Initial: 200 * time.Millisecond, Max: 2 * time.Second},
@@ -62,7 +63,7 @@ func start(t *testing.T, maxAttempts int) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	conn, err := amqp091.Dial(cfg.AMQPURL)
+	conn, err := amqp091.Dial(cfg.AMQP.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func start(t *testing.T, maxAttempts int) *harness {
 	for _, q := range []string{events.QueueVerification, events.QueueVerified, events.QueueReminder, events.QueueOrderSuccess, events.QueueCancelNotification} {
 		_, _ = ch.QueuePurge(q+".dlq", false)
 	}
-	return &harness{smtp: srv, amqpURL: cfg.AMQPURL, registry: registry, db: pool, ch: ch}
+	return &harness{smtp: srv, amqpURL: cfg.AMQP.URL, registry: registry, db: pool, ch: ch}
 }
 
 func (h *harness) publish(t *testing.T, exchange, key, messageID string, body []byte) {

@@ -3,6 +3,7 @@ package order
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -52,14 +53,22 @@ type App struct {
 
 // New wires the service without waiting for any dependency.
 func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, error) {
+	// Checked here too, for configurations built without config.Load.
+	if err := errors.Join(cfg.Kafka.Validate(Prefix+"_KAFKA"), cfg.AMQP.Validate(Prefix+"_AMQP")); err != nil {
+		return nil, err
+	}
+	amqpURL, err := cfg.AMQP.DialURL()
+	if err != nil {
+		return nil, err
+	}
 	db, err := pg.Open(context.Background(), cfg.Database)
 	if err != nil {
 		return nil, fmt.Errorf("%s_DATABASE_URL: %w", Prefix, err)
 	}
-	producer, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: cfg.KafkaBrokers, ClientID: "order"}, logger)
+	producer, err := kafka.NewProducer(kafka.ProducerConfig{Connection: cfg.Kafka, ClientID: "order"}, logger)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("%s_KAFKA_BROKERS: %w", Prefix, err)
+		return nil, err
 	}
 	outcomes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kshop_order_saga_events_total",
@@ -79,7 +88,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		paid: paid.Inc, completed: completed.Inc,
 		cancelled: func(reason string) { cancelled.WithLabelValues(reason).Inc() },
 	}
-	app := &App{cfg: cfg, db: db, redis: redisx.NewClient(cfg.Redis), producer: producer, amqp: amqp.Dial(cfg.AMQPURL, logger), logger: logger}
+	app := &App{cfg: cfg, db: db, redis: redisx.NewClient(cfg.Redis), producer: producer, amqp: amqp.Dial(amqpURL, logger), logger: logger}
 	app.Orders = &Orders{db: db, redis: app.redis, cfg: cfg, logger: logger, created: created.Inc, counters: counters}
 	app.Saga = &Saga{db: db, cfg: cfg, counters: counters, events: func(kind string) { outcomes.WithLabelValues(kind).Inc() }}
 
@@ -91,12 +100,12 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		events.TopicStockRejected:  decoded(app.Saga.StockRejected),
 	} {
 		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
-			Brokers: cfg.KafkaBrokers, GroupID: events.ConsumerGroup("order", topic), Topics: []string{topic},
+			Connection: cfg.Kafka, GroupID: events.ConsumerGroup("order", topic), Topics: []string{topic},
 			MaxAttempts: cfg.ConsumerMaxAttempts, Backoff: cfg.ConsumerRetry.Backoff(), Registerer: registry,
 		}, handle, logger)
 		if err != nil {
 			app.Close()
-			return nil, fmt.Errorf("%s_KAFKA_BROKERS: %w", Prefix, err)
+			return nil, err
 		}
 		app.kafkaIn = append(app.kafkaIn, consumer)
 	}

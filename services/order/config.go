@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kshop/kshop/services/platform/amqp"
+	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/redisx"
@@ -24,8 +26,8 @@ type Config struct {
 	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
 	Database        pg.Config        `envconfig:"DATABASE"`
 	Redis           redisx.Config    `envconfig:"REDIS"`
-	KafkaBrokers    string           `envconfig:"KAFKA_BROKERS" required:"true"`
-	AMQPURL         string           `envconfig:"AMQP_URL" required:"true"`
+	Kafka           kafka.Connection `envconfig:"KAFKA"`
+	AMQP            amqp.Config      `envconfig:"AMQP"`
 	Log             logx.Config      `envconfig:"LOG"`
 	OTel            telemetry.Config `envconfig:"OTEL"`
 
@@ -47,6 +49,12 @@ type Config struct {
 // Validate checks the rules the types cannot express.
 func (c *Config) Validate() error {
 	var errs []error
+	if err := c.Kafka.Validate(Prefix + "_KAFKA"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.AMQP.Validate(Prefix + "_AMQP"); err != nil {
+		errs = append(errs, err)
+	}
 	for i, d := range c.ReminderDelays {
 		if d < time.Millisecond || d >= c.ExpiryDelay {
 			errs = append(errs, fmt.Errorf("%s_REMINDER_DELAYS: delay %d (%v) must be at least 1ms and shorter than %s_EXPIRY_DELAY (%v)", Prefix, i+1, d, Prefix, c.ExpiryDelay))

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/order"
+	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/amqptest"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/identity"
@@ -68,8 +69,8 @@ func testConfig(t testing.TB) order.Config {
 		ShutdownTimeout:     5 * time.Second,
 		Database:            pg.Config{URL: testenv.NewDatabase(t), MaxConns: 20},
 		Redis:               redisx.Config{Addrs: []string{testenv.RedisAddr(t)}},
-		KafkaBrokers:        kafkatest.NewCluster(t, kafkatest.WithTopicsAndDeadLetters(events.DefaultPartitions, events.Topics...)),
-		AMQPURL:             testenv.OwnAMQPURL(t),
+		Kafka:               kafka.Connection{Brokers: kafkatest.NewCluster(t, kafkatest.WithTopicsAndDeadLetters(events.DefaultPartitions, events.Topics...))},
+		AMQP:                amqp.Config{URL: testenv.OwnAMQPURL(t)},
 		ReminderDelays:      []time.Duration{time.Hour, 2 * time.Hour, 3 * time.Hour},
 		ExpiryDelay:         4 * time.Hour,
 		LockTTL:             10 * time.Second,
@@ -88,7 +89,7 @@ func start(t testing.TB, cfg order.Config) *service {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return &service{Client: apitest.Start(t, app.Serve), db: pool, app: app, brokers: cfg.KafkaBrokers, amqpURL: cfg.AMQPURL}
+	return &service{Client: apitest.Start(t, app.Serve), db: pool, app: app, brokers: cfg.Kafka.Brokers, amqpURL: cfg.AMQP.URL}
 }
 
 type orderJSON struct {
@@ -342,7 +343,7 @@ func publish(t testing.TB, producer *kafka.Producer, topic string, key int64, pa
 func TestSagaThroughKafka(t *testing.T) {
 	s := start(t, testConfig(t))
 	mail := amqptest.NewReader(t, s.amqpURL)
-	producer, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: s.brokers, ClientID: "product-test"}, quiet)
+	producer, err := kafka.NewProducer(kafka.ProducerConfig{Connection: kafka.Connection{Brokers: s.brokers}, ClientID: "product-test"}, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -503,7 +504,7 @@ func TestRedeliveredTimersAndEventsHaveOneEffect(t *testing.T) {
 func TestTimersSurviveABrokerRestart(t *testing.T) {
 	broker := testenv.Restartable(t)
 	cfg := testConfig(t)
-	cfg.AMQPURL = broker.URL
+	cfg.AMQP.URL = broker.URL
 	cfg.ReminderDelays = []time.Duration{4 * time.Second}
 	cfg.ExpiryDelay = 6 * time.Second
 	s := start(t, cfg)

@@ -44,14 +44,18 @@ type App struct {
 
 // New wires the service without waiting for any dependency.
 func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, error) {
+	// Checked here too, for configurations built without config.Load.
+	if err := cfg.Kafka.Validate(Prefix + "_KAFKA"); err != nil {
+		return nil, err
+	}
 	db, err := pg.Open(context.Background(), cfg.Database)
 	if err != nil {
 		return nil, fmt.Errorf("%s_DATABASE_URL: %w", Prefix, err)
 	}
-	producer, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: cfg.KafkaBrokers, ClientID: "product"}, logger)
+	producer, err := kafka.NewProducer(kafka.ProducerConfig{Connection: cfg.Kafka, ClientID: "product"}, logger)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("%s_KAFKA_BROKERS: %w", Prefix, err)
+		return nil, err
 	}
 	reservations := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kshop_stock_reservations_total", Help: "Orders whose stock was decided, by outcome (reserved, rejected).",
@@ -68,7 +72,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		events.TopicOrderCancelled: app.onOrderCancelled,
 	} {
 		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
-			Brokers:     cfg.KafkaBrokers,
+			Connection:  cfg.Kafka,
 			GroupID:     events.ConsumerGroup("product", topic),
 			Topics:      []string{topic},
 			MaxAttempts: cfg.ConsumerMaxAttempts,
@@ -77,7 +81,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		}, handle, logger)
 		if err != nil {
 			app.Close()
-			return nil, fmt.Errorf("%s_KAFKA_BROKERS: %w", Prefix, err)
+			return nil, err
 		}
 		app.consumers = append(app.consumers, consumer)
 	}

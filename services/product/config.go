@@ -6,6 +6,7 @@ package product
 import (
 	"time"
 
+	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/retry"
@@ -20,7 +21,7 @@ type Config struct {
 	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8082"`
 	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
 	Database        pg.Config        `envconfig:"DATABASE"`
-	KafkaBrokers    string           `envconfig:"KAFKA_BROKERS" required:"true"`
+	Kafka           kafka.Connection `envconfig:"KAFKA"`
 	Log             logx.Config      `envconfig:"LOG"`
 	OTel            telemetry.Config `envconfig:"OTEL"`
 	// ConsumerMaxAttempts bounds how often one event is tried before it goes to
@@ -30,4 +31,9 @@ type Config struct {
 	// an initial of zero keeps the platform's short redelivery pace (tests
 	// that want speed).
 	ConsumerRetry retry.Pace `envconfig:"CONSUMER_RETRY"`
+}
+
+// Validate checks the rules the types cannot express.
+func (c *Config) Validate() error {
+	return c.Kafka.Validate(Prefix + "_KAFKA")
 }

@@ -49,7 +49,7 @@ func testConfig(t testing.TB, brokers string) product.Config {
 	return product.Config{
 		ShutdownTimeout:     5 * time.Second,
 		Database:            pg.Config{URL: testenv.NewDatabase(t), MaxConns: 20},
-		KafkaBrokers:        brokers,
+		Kafka:               kafka.Connection{Brokers: brokers},
 		ConsumerMaxAttempts: 3,
 	}
 }
@@ -65,7 +65,7 @@ func start(t testing.TB, cfg product.Config) *service {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return &service{Client: apitest.Start(t, app.Serve), db: pool, app: app, brokers: cfg.KafkaBrokers}
+	return &service{Client: apitest.Start(t, app.Serve), db: pool, app: app, brokers: cfg.Kafka.Brokers}
 }
 
 // newCluster starts a Kafka cluster with every topic of the contract.
@@ -139,7 +139,7 @@ type topicReader struct {
 func readTopics(t testing.TB, brokers string, topics ...string) *topicReader {
 	t.Helper()
 	r := &topicReader{}
-	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, GroupID: "test-reader-" + testenv.RandomSuffix(), Topics: topics},
+	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: brokers}, GroupID: "test-reader-" + testenv.RandomSuffix(), Topics: topics},
 		func(_ context.Context, m kafka.Message) error {
 			r.mu.Lock()
 			r.msgs = append(r.msgs, m)
@@ -528,7 +528,7 @@ func TestSagaThroughKafkaWithTwoReplicas(t *testing.T) {
 	start(t, cfg) // a second replica in the same consumer groups
 	reader := readTopics(t, brokers, events.TopicStockReserved, events.TopicStockRejected, events.TopicProductUpdated,
 		kafka.DeadLetterTopic(events.TopicOrderCreated))
-	producer, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, ClientID: "order-test"}, quiet)
+	producer, err := kafka.NewProducer(kafka.ProducerConfig{Connection: kafka.Connection{Brokers: brokers}, ClientID: "order-test"}, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

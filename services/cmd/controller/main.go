@@ -20,6 +20,14 @@ func main() {
 		config.Exit(err)
 	}
 	ctrl.SetLogger(zap.New(zap.JSONEncoder(), zap.UseDevMode(cfg.Log.Level == "debug")))
+	var amqpURL string
+	if cfg.AMQP.Configured() {
+		url, err := cfg.AMQP.DialURL()
+		if err != nil {
+			config.Exit(fmt.Errorf("config: %w", err))
+		}
+		amqpURL = url
+	}
 	restConfig, err := ctrl.GetConfig()
 	if err != nil {
 		config.Exit(fmt.Errorf("kubernetes client configuration: %w", err))
@@ -28,7 +36,7 @@ func main() {
 		Namespace: cfg.Namespace, JWKSSecretName: cfg.JWKSSecretName, JWKSOwner: cfg.JWKSOwner, Policy: cfg.Policy(),
 		MetricsAddr: cfg.MetricsAddr, ProbeAddr: cfg.ProbeAddr, LeaderElection: cfg.LeaderElection,
 		LeaderElectionID: cfg.LeaderElectionID,
-		KafkaBrokers:     cfg.KafkaBrokers, AMQPURL: cfg.AMQPURL, TopologyResync: cfg.TopologyResync,
+		Kafka:            cfg.Kafka, AMQPURL: amqpURL, TopologyResync: cfg.TopologyResync,
 	})
 	if err != nil {
 		config.Exit(err)

@@ -39,7 +39,7 @@ type Handler func(ctx context.Context, msg Message) error
 
 // ConsumerConfig configures a Consumer; zero values take the defaults.
 type ConsumerConfig struct {
-	Brokers string
+	Connection
 	GroupID string
 	Topics  []string
 	// MaxAttempts bounds handler calls per message before it is dead-lettered (default 5).
@@ -83,8 +83,7 @@ func NewConsumer(cfg ConsumerConfig, handler Handler, logger *slog.Logger) (*Con
 	if logger == nil {
 		logger = slog.Default()
 	}
-	c, err := ckafka.NewConsumer(&ckafka.ConfigMap{
-		"bootstrap.servers":        cfg.Brokers,
+	props, err := cfg.ClientConfig(ckafka.ConfigMap{
 		"group.id":                 cfg.GroupID,
 		"auto.offset.reset":        "earliest",
 		"enable.auto.commit":       true,
@@ -97,8 +96,12 @@ func NewConsumer(cfg ConsumerConfig, handler Handler, logger *slog.Logger) (*Con
 	if err != nil {
 		return nil, fmt.Errorf("kafka consumer %s: %w", cfg.GroupID, err)
 	}
+	c, err := ckafka.NewConsumer(props)
+	if err != nil {
+		return nil, fmt.Errorf("kafka consumer %s: %w", cfg.GroupID, err)
+	}
 	go forwardLogs(c.Logs(), logger)
-	dlt, err := NewProducer(ProducerConfig{Brokers: cfg.Brokers, ClientID: cfg.GroupID + "-dlt"}, logger)
+	dlt, err := NewProducer(ProducerConfig{Connection: cfg.Connection, ClientID: cfg.GroupID + "-dlt"}, logger)
 	if err != nil {
 		c.Close()
 		return nil, err

@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 
 func newProducer(t testing.TB, brokers string) *kafka.Producer {
 	t.Helper()
-	p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers}, quiet)
+	p, err := kafka.NewProducer(kafka.ProducerConfig{Connection: kafka.Connection{Brokers: brokers}}, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func consume(t *testing.T, cfg kafka.ConsumerConfig, h kafka.Handler) (stop func
 func TestRoundTripCarriesKeyHeadersAndTrace(t *testing.T) {
 	brokers := kafkatest.NewCluster(t, kafkatest.WithTopics(3, "orders"))
 	got := &seen{}
-	consume(t, kafka.ConsumerConfig{Brokers: brokers, GroupID: "test", Topics: []string{"orders"}},
+	consume(t, kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: brokers}, GroupID: "test", Topics: []string{"orders"}},
 		func(ctx context.Context, m kafka.Message) error { got.add(ctx, m); return nil })
 
 	ctx, span := otel.Tracer("test").Start(context.Background(), "request")
@@ -128,7 +128,7 @@ func TestPublishBatchIsAcknowledged(t *testing.T) {
 		}
 	}
 	got := &seen{}
-	consume(t, kafka.ConsumerConfig{Brokers: brokers, GroupID: "count", Topics: []string{"bulk"}},
+	consume(t, kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: brokers}, GroupID: "count", Topics: []string{"bulk"}},
 		func(ctx context.Context, m kafka.Message) error { got.add(ctx, m); return nil })
 	testenv.WaitFor(t, 30*time.Second, "1000 messages", func() bool { return len(got.values()) == 1000 })
 }
@@ -144,7 +144,7 @@ func TestOffsetsAreStoredOnlyAfterSuccess(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg := kafka.ConsumerConfig{Brokers: brokers, GroupID: "steps", Topics: []string{"steps"}, MaxAttempts: 1000, Backoff: fast}
+	cfg := kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: brokers}, GroupID: "steps", Topics: []string{"steps"}, MaxAttempts: 1000, Backoff: fast}
 
 	first := &seen{}
 	var failing atomic.Bool
@@ -175,7 +175,7 @@ func TestPoisonMessageGoesToDeadLetterTopic(t *testing.T) {
 	brokers := kafkatest.NewCluster(t, kafkatest.WithTopics(1, "payments", "payments.dlt"))
 	var calls atomic.Int32
 	good := &seen{}
-	consume(t, kafka.ConsumerConfig{Brokers: brokers, GroupID: "payments", Topics: []string{"payments"}, MaxAttempts: 3, Backoff: fast},
+	consume(t, kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: brokers}, GroupID: "payments", Topics: []string{"payments"}, MaxAttempts: 3, Backoff: fast},
 		func(ctx context.Context, m kafka.Message) error {
 			if string(m.Value) == "poison" {
 				if calls.Add(1) == 2 {
@@ -187,7 +187,7 @@ func TestPoisonMessageGoesToDeadLetterTopic(t *testing.T) {
 			return nil
 		})
 	dead := &seen{}
-	consume(t, kafka.ConsumerConfig{Brokers: brokers, GroupID: "dlt-reader", Topics: []string{"payments.dlt"}},
+	consume(t, kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: brokers}, GroupID: "dlt-reader", Topics: []string{"payments.dlt"}},
 		func(ctx context.Context, m kafka.Message) error { dead.add(ctx, m); return nil })
 
 	p := newProducer(t, brokers)
@@ -211,13 +211,13 @@ func TestPoisonMessageGoesToDeadLetterTopic(t *testing.T) {
 func TestPermanentErrorIsDeadLetteredAtOnce(t *testing.T) {
 	brokers := kafkatest.NewCluster(t, kafkatest.WithTopics(1, "mail", "mail.dlt"))
 	var calls atomic.Int32
-	consume(t, kafka.ConsumerConfig{Brokers: brokers, GroupID: "mail", Topics: []string{"mail"}, MaxAttempts: 5, Backoff: fast},
+	consume(t, kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: brokers}, GroupID: "mail", Topics: []string{"mail"}, MaxAttempts: 5, Backoff: fast},
 		func(context.Context, kafka.Message) error {
 			calls.Add(1)
 			return retry.Permanent(errors.New("malformed payload"))
 		})
 	dead := &seen{}
-	consume(t, kafka.ConsumerConfig{Brokers: brokers, GroupID: "dlt-reader", Topics: []string{"mail.dlt"}},
+	consume(t, kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: brokers}, GroupID: "dlt-reader", Topics: []string{"mail.dlt"}},
 		func(ctx context.Context, m kafka.Message) error { dead.add(ctx, m); return nil })
 	if err := newProducer(t, brokers).Publish(context.Background(), kafka.Message{Topic: "mail", Value: []byte("{")}); err != nil {
 		t.Fatal(err)
@@ -243,7 +243,7 @@ func TestNoBrokerIsNotReadyAndDoesNotPanic(t *testing.T) {
 func TestEnsureTopicsIsIdempotent(t *testing.T) {
 	brokers := kafkatest.NewCluster(t)
 	for range 2 {
-		if err := kafka.EnsureTopics(context.Background(), brokers, kafka.TopicSpec{Name: "product-created", Partitions: 3}); err != nil {
+		if err := kafka.EnsureTopics(context.Background(), kafka.Connection{Brokers: brokers}, kafka.TopicSpec{Name: "product-created", Partitions: 3}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -35,7 +35,7 @@ type Message struct {
 
 // ProducerConfig configures a Producer.
 type ProducerConfig struct {
-	Brokers  string
+	Connection
 	ClientID string
 	// LingerMs trades latency for batching (default 5).
 	LingerMs int
@@ -66,8 +66,7 @@ func NewProducer(cfg ProducerConfig, logger *slog.Logger) (*Producer, error) {
 	if clientID == "" {
 		clientID = "kshop"
 	}
-	p, err := ckafka.NewProducer(&ckafka.ConfigMap{
-		"bootstrap.servers":  cfg.Brokers,
+	props, err := cfg.ClientConfig(ckafka.ConfigMap{
 		"client.id":          clientID,
 		"enable.idempotence": true,
 		"acks":               "all",
@@ -77,6 +76,10 @@ func NewProducer(cfg ProducerConfig, logger *slog.Logger) (*Producer, error) {
 		"message.timeout.ms":     300000,
 		"go.logs.channel.enable": true,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("kafka producer: %w", err)
+	}
+	p, err := ckafka.NewProducer(props)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
@@ -224,8 +227,12 @@ type TopicSpec struct {
 
 // EnsureTopics creates the topics that do not exist yet; existing ones are left
 // as they are.
-func EnsureTopics(ctx context.Context, brokers string, topics ...TopicSpec) error {
-	admin, err := ckafka.NewAdminClient(&ckafka.ConfigMap{"bootstrap.servers": brokers})
+func EnsureTopics(ctx context.Context, conn Connection, topics ...TopicSpec) error {
+	props, err := conn.ClientConfig(nil)
+	if err != nil {
+		return fmt.Errorf("kafka admin client: %w", err)
+	}
+	admin, err := ckafka.NewAdminClient(props)
 	if err != nil {
 		return fmt.Errorf("kafka admin client: %w", err)
 	}

@@ -4,6 +4,7 @@
 package kafkatest
 
 import (
+	"crypto/tls"
 	"strings"
 	"testing"
 
@@ -28,6 +29,20 @@ func WithTopicsAndDeadLetters(partitions int, names ...string) Option {
 		all = append(all, n+".dlt")
 	}
 	return WithTopics(partitions, all...)
+}
+
+// WithSASL makes the cluster accept only clients that authenticate as user with
+// password over mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512); the user may
+// do anything.
+func WithSASL(mechanism, user, password string) Option {
+	return func(opts *[]kfake.Opt) {
+		*opts = append(*opts, kfake.EnableSASL(), kfake.Superuser(mechanism, user, password))
+	}
+}
+
+// WithTLS makes every listener speak TLS with cfg (tlstest makes one).
+func WithTLS(cfg *tls.Config) Option {
+	return func(opts *[]kfake.Opt) { *opts = append(*opts, kfake.TLS(cfg)) }
 }
 
 // NewCluster starts a 3-broker cluster on loopback, stops it when the test ends,

@@ -47,7 +47,7 @@ func drain(b *testing.B, relay *outbox.Relay, rows int) {
 func BenchmarkRelayToKafka(b *testing.B) {
 	pool := newDatabase(b)
 	brokers := kafkatest.NewCluster(b, kafkatest.WithTopics(3, "outbox-bench"))
-	producer, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers}, quiet)
+	producer, err := kafka.NewProducer(kafka.ProducerConfig{Connection: kafka.Connection{Brokers: brokers}}, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -294,7 +294,7 @@ func TestConcurrentRelaysPublishEveryRowOnceToKafka(t *testing.T) {
 
 	var wg sync.WaitGroup
 	for range 4 {
-		producer, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers}, quiet)
+		producer, err := kafka.NewProducer(kafka.ProducerConfig{Connection: kafka.Connection{Brokers: brokers}}, quiet)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -310,7 +310,7 @@ func TestConcurrentRelaysPublishEveryRowOnceToKafka(t *testing.T) {
 
 	seen := map[string]int{}
 	var mu sync.Mutex
-	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, GroupID: "outbox-test", Topics: []string{"outbox-test"}},
+	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: brokers}, GroupID: "outbox-test", Topics: []string{"outbox-test"}},
 		func(_ context.Context, m kafka.Message) error {
 			mu.Lock()
 			defer mu.Unlock()

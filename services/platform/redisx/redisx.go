@@ -5,6 +5,8 @@ package redisx
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,24 +16,29 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Config names the Redis nodes. Several addresses, or Cluster, select cluster mode.
-// Services hold it in a field named Redis: KSHOP_<SERVICE>_REDIS_ADDRS and so on.
+// Config names the Redis nodes and how to reach them. Several addresses, or
+// Cluster, select cluster mode. Services hold it in a field named Redis:
+// KSHOP_<SERVICE>_REDIS_ADDRS and so on.
 type Config struct {
-	Addrs    []string `envconfig:"ADDRS" required:"true"`
-	Password string   `envconfig:"PASSWORD"`
-	Cluster  bool     `envconfig:"CLUSTER"`
+	Addrs   []string `envconfig:"ADDRS" required:"true"`
+	Cluster bool     `envconfig:"CLUSTER"`
+	// Username is an ACL user (Redis 6 and later); empty: the default user,
+	// which Password alone authenticates.
+	Username string `envconfig:"USERNAME"`
+	Password string `envconfig:"PASSWORD"`
+	// TLS encrypts every connection and verifies the server's certificate
+	// against the system's roots, for the host name of the address dialled
+	// (each node's own in a cluster).
+	TLS bool `envconfig:"TLS"`
+
+	// rootCAs replaces the system's roots; only tests set it.
+	rootCAs *x509.CertPool
 }
 
 // NewClient returns a client for one node or for a cluster; code using it does
 // not care which. It connects lazily: Redis being down is an error per command.
 func NewClient(cfg Config) redis.UniversalClient {
-	opts := &redis.UniversalOptions{
-		Addrs:        cfg.Addrs,
-		Password:     cfg.Password,
-		DialTimeout:  2 * time.Second,
-		ReadTimeout:  time.Second,
-		WriteTimeout: time.Second,
-	}
+	opts := options(cfg)
 	var client redis.UniversalClient
 	if cfg.Cluster || len(cfg.Addrs) > 1 {
 		client = redis.NewClusterClient(opts.Cluster())
@@ -42,6 +49,23 @@ func NewClient(cfg Config) redis.UniversalClient {
 	// hook could not be added, which never happens to a fresh client.
 	_ = redisotel.InstrumentTracing(client)
 	return client
+}
+
+func options(cfg Config) *redis.UniversalOptions {
+	opts := &redis.UniversalOptions{
+		Addrs:        cfg.Addrs,
+		Username:     cfg.Username,
+		Password:     cfg.Password,
+		DialTimeout:  2 * time.Second,
+		ReadTimeout:  time.Second,
+		WriteTimeout: time.Second,
+	}
+	if cfg.TLS {
+		// No ServerName: crypto/tls takes it from the address of each dial, so
+		// every node of a cluster is checked under its own name.
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.rootCAs}
+	}
+	return opts
 }
 
 // Ready reports whether Redis answers.

@@ -4,6 +4,8 @@
 package smtptest
 
 import (
+	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/mail"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -22,6 +25,10 @@ type Message struct {
 	Subject  string
 	// Raw is the whole message as received (headers and MIME parts).
 	Raw string
+	// User is who authenticated for it (empty: nobody); Encrypted tells
+	// whether the connection was TLS.
+	User      string
+	Encrypted bool
 }
 
 // Server is the running server.
@@ -33,7 +40,33 @@ type Server struct {
 	fail     func(attempt int, to string) error
 	attempts []time.Time
 	accepted []Message
+	logins   int
+
+	listenHost     string
+	user, password string // required AUTH PLAIN credentials; empty: none
+	startTLS       *tls.Config
+	implicitTLS    *tls.Config
 }
+
+// Option changes how the server runs.
+type Option func(*Server)
+
+// RequireAuth makes the server offer AUTH PLAIN (also without TLS: keeping the
+// password off a plain connection is the client's duty) and accept mail only
+// after user logged in with password.
+func RequireAuth(user, password string) Option {
+	return func(s *Server) { s.user, s.password = user, password }
+}
+
+// WithStartTLS offers STARTTLS with cfg (tlstest makes one).
+func WithStartTLS(cfg *tls.Config) Option { return func(s *Server) { s.startTLS = cfg } }
+
+// WithImplicitTLS speaks TLS from the first byte, as on port 465.
+func WithImplicitTLS(cfg *tls.Config) Option { return func(s *Server) { s.implicitTLS = cfg } }
+
+// ListenOn listens on another loopback address than 127.0.0.1 (127.0.0.2: a
+// host a client does not take for localhost).
+func ListenOn(ip string) Option { return func(s *Server) { s.listenHost = ip } }
 
 // Temporary and Rejected are the two kinds of SMTP failure a server answers with.
 var (
@@ -42,15 +75,25 @@ var (
 )
 
 // Start runs a server on a free loopback port until the test ends.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB, options ...Option) *Server {
 	t.Helper()
-	s := &Server{}
-	server := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{server: s}, nil }))
+	s := &Server{listenHost: "127.0.0.1"}
+	for _, o := range options {
+		o(s)
+	}
+	server := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		_, encrypted := c.TLSConnectionState()
+		return &session{server: s, encrypted: encrypted}, nil
+	}))
 	server.Domain = "localhost"
 	server.AllowInsecureAuth = true
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	server.TLSConfig = s.startTLS
+	ln, err := net.Listen("tcp", net.JoinHostPort(s.listenHost, "0"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if s.implicitTLS != nil {
+		ln = tls.NewListener(ln, s.implicitTLS)
 	}
 	addr := ln.Addr().(*net.TCPAddr)
 	s.Host, s.Port = addr.IP.String(), addr.Port
@@ -85,6 +128,14 @@ func (s *Server) To(to string) []Message {
 	return out
 }
 
+// Logins counts the AUTH attempts, failed ones included: zero means no
+// password ever reached the server.
+func (s *Server) Logins() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logins
+}
+
 // Attempts returns when each DATA command arrived, failed ones included.
 func (s *Server) Attempts() []time.Time {
 	s.mu.Lock()
@@ -93,14 +144,49 @@ func (s *Server) Attempts() []time.Time {
 }
 
 type session struct {
-	server   *Server
-	from, to string
+	server    *Server
+	from, to  string
+	user      string
+	encrypted bool
 }
 
-func (s *session) Mail(from string, _ *smtp.MailOptions) error { s.from = from; return nil }
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error   { s.to = to; return nil }
-func (s *session) Reset()                                      {}
-func (s *session) Logout() error                               { return nil }
+// errBadLogin is the server's answer to a wrong user or password.
+var errBadLogin = errors.New("invalid user name or password")
+
+func (s *session) AuthMechanisms() []string {
+	if s.server.user == "" {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if mech != sasl.Plain {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return sasl.NewPlainServer(func(_, user, password string) error {
+		srv := s.server
+		srv.mu.Lock()
+		srv.logins++
+		srv.mu.Unlock()
+		if user != srv.user || password != srv.password {
+			return errBadLogin
+		}
+		s.user = user
+		return nil
+	}), nil
+}
+
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	if s.server.user != "" && s.user == "" {
+		return smtp.ErrAuthRequired
+	}
+	s.from = from
+	return nil
+}
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error { s.to = to; return nil }
+func (s *session) Reset()                                    {}
+func (s *session) Logout() error                             { return nil }
 
 func (s *session) Data(r io.Reader) error {
 	raw, err := io.ReadAll(r)
@@ -120,6 +206,7 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	srv.accepted = append(srv.accepted, Message{From: s.from, To: s.to, Header: msg.Header, Subject: msg.Header.Get("Subject"), Raw: string(raw)})
+	srv.accepted = append(srv.accepted, Message{From: s.from, To: s.to, Header: msg.Header, Subject: msg.Header.Get("Subject"), Raw: string(raw),
+		User: s.user, Encrypted: s.encrypted})
 	return nil
 }

@@ -157,6 +157,25 @@ func OwnAMQPURL(t testing.TB) string {
 	return ownVHost.url
 }
 
+// NewAMQPUser creates a RabbitMQ user on the shared node, allowed everything on
+// this process's own virtual host (OwnAMQPURL), and returns that virtual host's
+// URL without credentials: the test puts user and password in itself. The
+// password may hold any character except a leading '-'.
+func NewAMQPUser(t testing.TB, user, password string) string {
+	t.Helper()
+	own, err := url.Parse(OwnAMQPURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vhost := strings.TrimPrefix(own.Path, "/")
+	out, err := exec.Command(lookup(t, "KSHOP_TESTENV"), "user", user, password, vhost).CombinedOutput()
+	if err != nil {
+		t.Fatalf("create RabbitMQ user %s: %v\n%s", user, err, out)
+	}
+	own.User = nil
+	return own.String()
+}
+
 // RandomSuffix returns 12 hex characters for names (databases, queues, keys) that
 // must not collide between tests running at the same time.
 func RandomSuffix() string {

@@ -1,0 +1,78 @@
+package order_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kshop/kshop/services/order"
+	"github.com/kshop/kshop/services/platform/amqp"
+	"github.com/kshop/kshop/services/platform/config"
+	"github.com/kshop/kshop/services/platform/kafka"
+)
+
+// The chart's external-infrastructure mode sets these variables for managed
+// Kafka, Redis and RabbitMQ, the credentials apart from the URLs.
+func TestConnectionsFromTheEnvironment(t *testing.T) {
+	t.Setenv("KSHOP_ORDER_DATABASE_URL", "postgres://kshop@db:5432/order?sslmode=verify-full")
+	t.Setenv("KSHOP_ORDER_KAFKA_BROKERS", "k:9092")
+	t.Setenv("KSHOP_ORDER_KAFKA_SASL_MECHANISM", "PLAIN")
+	t.Setenv("KSHOP_ORDER_KAFKA_SASL_USERNAME", "order")
+	t.Setenv("KSHOP_ORDER_KAFKA_SASL_PASSWORD", "k-secret")
+	t.Setenv("KSHOP_ORDER_REDIS_ADDRS", "redis.example.com:6380")
+	t.Setenv("KSHOP_ORDER_REDIS_CLUSTER", "false")
+	t.Setenv("KSHOP_ORDER_REDIS_TLS", "true")
+	t.Setenv("KSHOP_ORDER_REDIS_USERNAME", "order")
+	t.Setenv("KSHOP_ORDER_REDIS_PASSWORD", "r-secret")
+	t.Setenv("KSHOP_ORDER_AMQP_URL", "amqps://rabbit.example.com:5671/shop")
+	t.Setenv("KSHOP_ORDER_AMQP_USERNAME", "order")
+	t.Setenv("KSHOP_ORDER_AMQP_PASSWORD", "a@/:%secret")
+	var cfg order.Config
+	if err := config.Load(order.Prefix, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if want := (kafka.Connection{Brokers: "k:9092", SASLMechanism: "PLAIN", SASLUsername: "order", SASLPassword: "k-secret"}); cfg.Kafka != want {
+		t.Errorf("Kafka = %+v", cfg.Kafka)
+	}
+	if r := cfg.Redis; !slices.Equal(r.Addrs, []string{"redis.example.com:6380"}) || r.Cluster || !r.TLS || r.Username != "order" || r.Password != "r-secret" {
+		t.Errorf("Redis = %+v", r)
+	}
+	if want := (amqp.Config{URL: "amqps://rabbit.example.com:5671/shop", Username: "order", Password: "a@/:%secret"}); cfg.AMQP != want {
+		t.Errorf("AMQP = %+v", cfg.AMQP)
+	}
+}
+
+func TestConnectionMistakesNameTheVariable(t *testing.T) {
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want []string
+	}{
+		"nothing set": {map[string]string{},
+			[]string{"KSHOP_ORDER_KAFKA_BROKERS is required but not set", "KSHOP_ORDER_AMQP_URL is required but not set"}},
+		"credentials twice": {map[string]string{"KSHOP_ORDER_KAFKA_BROKERS": "k:9092", "KSHOP_ORDER_AMQP_URL": "amqp://guest:guest@rabbit/", "KSHOP_ORDER_AMQP_USERNAME": "order", "KSHOP_ORDER_AMQP_PASSWORD": "x"},
+			[]string{"KSHOP_ORDER_AMQP_URL carries a user and KSHOP_ORDER_AMQP_USERNAME or KSHOP_ORDER_AMQP_PASSWORD is set too"}},
+		"SASL without password": {map[string]string{"KSHOP_ORDER_KAFKA_BROKERS": "k:9092", "KSHOP_ORDER_AMQP_URL": "amqp://rabbit/", "KSHOP_ORDER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256", "KSHOP_ORDER_KAFKA_SASL_USERNAME": "order"},
+			[]string{"KSHOP_ORDER_KAFKA_SASL_PASSWORD is required with KSHOP_ORDER_KAFKA_SASL_MECHANISM=SCRAM-SHA-256"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("KSHOP_ORDER_DATABASE_URL", "postgres://db/order")
+			t.Setenv("KSHOP_ORDER_REDIS_ADDRS", "r:6379")
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			var cfg order.Config
+			err := config.Load(order.Prefix, &cfg)
+			if err == nil {
+				t.Fatal("Load accepted it")
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Load = %v\nwant a line %q", err, want)
+				}
+			}
+			if strings.Contains(err.Error(), "guest") {
+				t.Errorf("the error quotes the URL's password: %v", err)
+			}
+		})
+	}
+}
