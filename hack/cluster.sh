@@ -181,8 +181,14 @@ build_components() {
 # outside $STATE when they are missing.
 save_host_state() {
 	local key
-	rm -rf "$STATE"
+	# Wipe only a folder this script made (KSHOP_CLUSTER_DIR may point anywhere),
+	# and never across a mount point.
+	if [ -d "$STATE" ] && [ ! -f "$STATE/.kshop-cluster" ] && [ -n "$(ls -A "$STATE")" ]; then
+		die "$STATE is not empty and was not made by hack/cluster.sh; set KSHOP_CLUSTER_DIR to a new folder"
+	fi
+	rm -rf --one-file-system "$STATE"
 	mkdir -p "$SAVED" "$PKI" "$CONF" "$LOGS" "$RUN" "$STATE/bin" "$STATE/images"
+	touch "$STATE/.kshop-cluster"
 	for key in "${SYSCTLS[@]}"; do
 		if [ -e "/proc/sys/${key//.//}" ]; then printf '%s=%s\n' "$key" "$(sysctl -n "$key")"; fi
 	done >"$SAVED/sysctl.conf"
@@ -485,14 +491,16 @@ start_containerd() {
 build_images() {
 	local ociimage="$STATE/bin/ociimage" probe="$STATE/bin/clusterprobe"
 	(cd "$REPO_DIR" && go build -o "$ociimage" ./hack/ociimage && CGO_ENABLED=0 go build -trimpath -o "$probe" ./hack/clusterprobe)
-	"$ociimage" -base scratch -add "$PAUSE_BIN:/pause" -entrypoint /pause -user 65535:65535 \
-		-tag "kshop.local/pause:$PAUSE_VERSION" -o "$STATE/images/pause.tar"
-	"$ociimage" -base distroless-static -add "$COREDNS_BIN:/coredns" -entrypoint /coredns \
-		-tag "kshop.local/coredns:$COREDNS_VERSION" -o "$STATE/images/coredns.tar"
-	"$ociimage" -base distroless-static -add "$METRICS_SERVER_BIN:/metrics-server" -entrypoint /metrics-server \
-		-tag "kshop.local/metrics-server:$METRICS_SERVER_VERSION" -o "$STATE/images/metrics-server.tar"
-	"$ociimage" -base distroless-static -add "$probe:/clusterprobe" -entrypoint /clusterprobe \
-		-tag kshop.local/clusterprobe:local -o "$STATE/images/clusterprobe.tar"
+	{
+		"$ociimage" -base scratch -add "$PAUSE_BIN:/pause" -entrypoint /pause -user 65535:65535 \
+			-tag "kshop.local/pause:$PAUSE_VERSION" -o "$STATE/images/pause.tar"
+		"$ociimage" -base distroless-static -add "$COREDNS_BIN:/coredns" -entrypoint /coredns \
+			-tag "kshop.local/coredns:$COREDNS_VERSION" -o "$STATE/images/coredns.tar"
+		"$ociimage" -base distroless-static -add "$METRICS_SERVER_BIN:/metrics-server" -entrypoint /metrics-server \
+			-tag "kshop.local/metrics-server:$METRICS_SERVER_VERSION" -o "$STATE/images/metrics-server.tar"
+		"$ociimage" -base distroless-static -add "$probe:/clusterprobe" -entrypoint /clusterprobe \
+			-tag kshop.local/clusterprobe:local -o "$STATE/images/clusterprobe.tar"
+	} >"$LOGS/images.log" 2>&1
 }
 
 import_images() {
@@ -796,8 +804,7 @@ start_metrics_server() {
 		      - name: metrics-server
 		        image: kshop.local/metrics-server:$METRICS_SERVER_VERSION
 		        imagePullPolicy: Never
-		        # --metric-resolution: the shortest metrics-server accepts, so HPAs see
-		        # fresh figures and it is Ready (after its first scrape) sooner.
+		        # --metric-resolution: HPAs see figures at most 15s old (default 60s).
 		        args:
 		        - --secure-port=10250
 		        - --tls-cert-file=/tls/tls.crt
@@ -805,7 +812,7 @@ start_metrics_server() {
 		        - --kubelet-preferred-address-types=InternalIP
 		        - --kubelet-use-node-status-port
 		        - --kubelet-certificate-authority=/var/run/secrets/kubernetes.io/serviceaccount/ca.crt
-		        - --metric-resolution=10s
+		        - --metric-resolution=15s
 		        ports: [{name: https, containerPort: 10250, protocol: TCP}]
 		        readinessProbe:
 		          httpGet: {path: /readyz, port: https, scheme: HTTPS}
@@ -905,7 +912,7 @@ up() {
 	step "recording the machine's network and kernel settings" "" save_host_state
 	step "creating the bridge $BRIDGE ($HOST_IP) and isolation rules" "" setup_network
 	step "making certificates and kubeconfigs" "" make_certificates
-	step "building the cluster's images (pause, CoreDNS, metrics-server)" "" build_images
+	step "building the cluster's images (pause, CoreDNS, metrics-server)" "images" build_images
 	step "starting etcd" "etcd" start_etcd
 	step "starting kube-apiserver" "kube-apiserver etcd" start_apiserver
 	step "starting kube-controller-manager and kube-scheduler" "kube-controller-manager kube-scheduler" start_controllers
