@@ -10,18 +10,23 @@
 #   hack/cluster.sh up                start it (stopping any earlier one first) and wait
 #                                     until the node is Ready, DNS answers, metrics are
 #                                     served and NetworkPolicies are enforced
-#   hack/cluster.sh down              stop everything and put the machine back as it was;
-#                                     safe to run twice, and whatever state `up` died in
+#   hack/cluster.sh down              stop everything and put the machine back as it was,
+#                                     but for `unreachable` routes for the cluster's two
+#                                     ranges (a client still running must not reach the
+#                                     default gateway); safe to run twice, and whatever
+#                                     state `up` died in
 #   hack/cluster.sh env               print the export lines to use it:
 #                                     eval "$(hack/cluster.sh env)"; kubectl get pods -A
 #   hack/cluster.sh load-image FILE…  import docker-archive tarballs into its containerd
 #
 # Traffic stays on this machine. Pods live on the bridge kshop0 (10.213.0.0/24, the
 # host is 10.213.0.1) and Services in 10.214.0.0/24; pods reach each other and the
-# host's bridge address only: an iptables chain of ours drops anything else before
-# routing, and anything forwarded between kshop0 and another interface; only kshop0
-# forwards at all; nothing is masqueraded out; CoreDNS answers for the cluster's own
-# names and never asks an upstream resolver.
+# host's bridge address only: chains of ours drop anything else before routing,
+# anything forwarded between kshop0 and another interface, and the host's own
+# connections to a cluster address that would leave by another interface (a
+# Service naming an outside endpoint); only kshop0 forwards at all; nothing is
+# masqueraded out; CoreDNS answers for the cluster's own names and never asks an
+# upstream resolver.
 #
 # Everything it writes lives in $KSHOP_CLUSTER_DIR (default $KSHOP_CACHE_DIR/cluster),
 # wiped at `up`; the logs of every component stay there after `down`.
@@ -122,6 +127,10 @@ step() {
 	printf 'cluster: %-62s %4d.%ds\n' "$name" $((ms / 1000)) $((ms % 1000 / 100)) >&2
 }
 
+# The bridge carries the API server's address: without it, a client of the
+# cluster would send its connection to the default gateway instead.
+bridge_up() { ip -4 addr show dev "$BRIDGE" 2>/dev/null | grep -qF " $HOST_IP/"; }
+
 on_up_failure() {
 	local status=$? name
 	trap - ERR
@@ -133,7 +142,7 @@ on_up_failure() {
 			tail -n 25 "$LOGS/$name.log" >&2
 		fi
 	done
-	if [ -n "${KUBE_BIN_DIR:-}" ] && [ -f "$KUBECONFIG_ADMIN" ] && kubectl get --raw /readyz >/dev/null 2>&1; then
+	if [ -n "${KUBE_BIN_DIR:-}" ] && [ -f "$KUBECONFIG_ADMIN" ] && bridge_up && kubectl get --raw /readyz >/dev/null 2>&1; then
 		printf '\n--- pods and recent events ---\n' >&2
 		kubectl get pods -A -o wide >&2
 		kubectl get events -A --sort-by=.lastTimestamp 2>/dev/null | tail -n 15 >&2
@@ -201,6 +210,9 @@ save_host_state() {
 }
 
 setup_network() {
+	# The routes `down` leaves (see there) would shadow the bridge's.
+	ip route del unreachable "$POD_CIDR" 2>/dev/null || true
+	ip route del unreachable "$SERVICE_CIDR" 2>/dev/null || true
 	ip link add "$BRIDGE" type bridge
 	# No IPv6 on the bridge: the host gets no link-local address pods could reach.
 	sysctl -qw "net.ipv6.conf.$BRIDGE.disable_ipv6=1"
@@ -1154,6 +1166,13 @@ down() {
 	unmount_all
 	delete_netns
 	delete_links
+	# With the bridge gone, the cluster's addresses would route to the default
+	# gateway: a client still running (a test's informer, a kubectl watch) would
+	# send its retries off the machine. Unreachable routes make them fail here, at
+	# once; `up` replaces them. And no kubeconfig leads a new client there.
+	ip route replace unreachable "$POD_CIDR"
+	ip route replace unreachable "$SERVICE_CIDR"
+	rm -f "$KUBECONFIG_ADMIN" "$CONF"/*.kubeconfig
 	clean_iptables
 	remove_cgroups
 	restore_host_state
