@@ -1045,7 +1045,13 @@ delete_netns() {
 	[ -f "$SAVED/netns" ] && before="$(cat "$SAVED/netns")"
 	for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^cni-/ {print $1}'); do
 		grep -qxF "$ns" <<<"$before" && continue
-		ip netns delete "$ns" 2>/dev/null || rm -f "/run/netns/$ns"
+		ip netns delete "$ns" 2>/dev/null && continue
+		# `ip netns add` (anyone's) bind-mounts /run/netns onto itself; pod
+		# namespaces mounted before that are hidden under it. Unmounting the bind
+		# shows them again; it fails, harmlessly, if other namespaces are on it.
+		if mountpoint -q /run/netns && umount /run/netns 2>/dev/null; then
+			ip netns delete "$ns" 2>/dev/null
+		fi
 	done
 }
 
@@ -1155,6 +1161,9 @@ report_leftovers() {
 down() {
 	need_root
 	local start=$SECONDS name i pid
+	# Every step is attempted whatever failed before it; what could not be
+	# removed is reported at the end (and makes `down` fail).
+	set +e
 	stop_daemon kubelet
 	stop_containers
 	for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
@@ -1176,6 +1185,7 @@ down() {
 	clean_iptables
 	remove_cgroups
 	restore_host_state
+	set -e
 	report_leftovers
 	log "down in $((SECONDS - start))s"
 }
