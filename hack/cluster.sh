@@ -189,7 +189,7 @@ build_components() {
 # nftables tables and network namespaces exist, and folders the node creates
 # outside $STATE when they are missing.
 save_host_state() {
-	local key
+	local key dir
 	# Wipe only a folder this script made (KSHOP_CLUSTER_DIR may point anywhere),
 	# and never across a mount point.
 	if [ -d "$STATE" ] && [ ! -f "$STATE/.kshop-cluster" ] && [ -n "$(ls -A "$STATE")" ]; then
@@ -460,7 +460,10 @@ start_controllers() {
 	# The service account controller creates "default" in each namespace once it runs.
 	wait_for "the controller manager to create service accounts" 60 kube-controller-manager \
 		kubectl -n default get serviceaccount default
-	daemon_alive kube-scheduler || die "kube-scheduler exited; see $LOGS/kube-scheduler.log"
+	daemon_alive kube-scheduler || {
+		log "kube-scheduler exited; see $LOGS/kube-scheduler.log"
+		return 1
+	}
 }
 
 start_containerd() {
@@ -991,7 +994,7 @@ kubepods_cgroups() {
 }
 
 stop_containers() {
-	local id pid cg freezer
+	local id pid cg
 	# Through containerd while it runs: the shims exit and unmount cleanly.
 	if daemon_alive containerd; then
 		for id in $(ctr_k8s tasks ls -q 2>/dev/null); do
@@ -1007,9 +1010,7 @@ stop_containers() {
 	fi
 	# Whatever is left in the pods' cgroups (containerd died, a shim hangs).
 	for cg in $(kubepods_cgroups); do
-		for freezer in $(find "$cg" -name freezer.state 2>/dev/null); do
-			echo THAWED >"$freezer" 2>/dev/null || true
-		done
+		find "$cg" -name freezer.state -exec sh -c 'for f; do echo THAWED >"$f"; done' _ {} + 2>/dev/null
 		for pid in $(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u); do
 			kill -KILL "$pid" 2>/dev/null || true
 		done
@@ -1027,17 +1028,18 @@ stop_containers() {
 }
 
 unmount_all() {
-	local target i
-	# Deepest first; lazily if something still holds a mount.
+	local mounts target i
+	# Everything mounted under $STATE (not $STATE itself, which may be a mount
+	# of the user's) and the pods' network namespaces; deepest first, lazily if
+	# something still holds a mount.
 	for i in 1 2 3; do
-		awk -v s="$STATE/" '$5 == substr(s, 1, length(s) - 1) || index($5, s) == 1 || $5 ~ "^/run/netns/cni-" {print $5}' /proc/self/mountinfo |
-			awk '{print length, $0}' | sort -rn | cut -d' ' -f2- >"/tmp/kshop-cluster-mounts.$$"
-		[ -s "/tmp/kshop-cluster-mounts.$$" ] || break
+		mounts="$(awk -v s="$STATE/" 'index($5, s) == 1 || $5 ~ "^/run/netns/cni-" {print length($5), $5}' /proc/self/mountinfo |
+			sort -rn | cut -d' ' -f2-)"
+		[ -n "$mounts" ] || break
 		while read -r target; do
 			umount "$target" 2>/dev/null || umount -l "$target" 2>/dev/null || true
-		done <"/tmp/kshop-cluster-mounts.$$"
+		done <<<"$mounts"
 	done
-	rm -f "/tmp/kshop-cluster-mounts.$$"
 }
 
 delete_netns() {
@@ -1128,7 +1130,9 @@ restore_host_state() {
 		if [ -L "$link" ] && [[ "$(readlink "$link")" == "$POD_LOGS/"* ]]; then rm -f "$link"; fi
 	done
 	rm -f /var/lib/kubelet/device-plugins/kubelet.sock
-	for id in $(ls "$CONTAINERD_DIR/root/io.containerd.grpc.v1.cri/sandboxes" 2>/dev/null); do
+	for dir in "$CONTAINERD_DIR"/root/io.containerd.grpc.v1.cri/sandboxes/*/; do
+		[ -d "$dir" ] || continue
+		id="$(basename "$dir")"
 		rm -f /var/lib/cni/results/*-"$id"-*
 		# A pod's shim is named after its sandbox; containerd names the shim's
 		# socket after its own address, the namespace and that name.
@@ -1136,7 +1140,7 @@ restore_host_state() {
 	done
 	if [ -f "$SAVED/created-dirs" ]; then
 		while read -r dir; do
-			[ -d "$dir" ] && find "$dir" -depth -type d -empty -delete 2>/dev/null || true
+			if [ -d "$dir" ]; then find "$dir" -depth -type d -empty -delete 2>/dev/null; fi
 		done <"$SAVED/created-dirs"
 	fi
 }
@@ -1206,7 +1210,9 @@ print_env() {
 load_image() {
 	need_root
 	[ $# -gt 0 ] || die "usage: hack/cluster.sh load-image FILE.tar..."
-	[ -S "$CONTAINERD_SOCK" ] && daemon_alive containerd || die "the cluster is not running: hack/cluster.sh up"
+	if [ ! -S "$CONTAINERD_SOCK" ] || ! daemon_alive containerd; then
+		die "the cluster is not running: hack/cluster.sh up"
+	fi
 	local file
 	for file in "$@"; do
 		[ -f "$file" ] || die "$file: no such file"

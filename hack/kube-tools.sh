@@ -133,7 +133,7 @@ go_install() { # name package version minutes [ldflags]
 	[ -x "$dir/$name" ] && return 0
 	log "building $name $version once (about $minutes minutes on 2 cores), cached in $dir"
 	mkdir -p "$dir"
-	GOBIN="$dir" GOFLAGS= CGO_ENABLED=0 go install -trimpath -ldflags "-s -w $ldflags" "$pkg@$version" >&2
+	GOBIN="$dir" GOFLAGS='' CGO_ENABLED=0 go install -trimpath -ldflags "-s -w $ldflags" "$pkg@$version" >&2
 	log "built $name in $((SECONDS - start))s"
 }
 
