@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 BENCH ?= .
 
-.PHONY: run test cluster-test chaos fuzz smoke load kind-up kind-down dev bench bench-gateway lint build testenv-up testenv-down help
+.PHONY: run test cluster-test chaos fuzz smoke load kind-up kind-down cluster-up cluster-down dev bench bench-gateway lint build testenv-up testenv-down help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -37,6 +37,12 @@ kind-up: ## create the kind cluster (needs Docker) with metrics-server; idempote
 
 kind-down: ## delete the kind cluster
 	@hack/kind.sh down
+
+cluster-up: ## start a one-node Kubernetes on this machine without Docker (as root); then use hack/cluster.sh env
+	@hack/cluster.sh up
+
+cluster-down: ## stop that cluster and put the machine back as it was
+	@hack/cluster.sh down
 
 dev: ## skaffold dev on the kind cluster (build, deploy, follow; PROFILE=full for observability)
 	@"$$(hack/tools.sh skaffold)" dev --kube-context kind-kshop $(if $(PROFILE),--profile $(PROFILE))
