@@ -53,9 +53,10 @@ NODE_NAME=kshop-node
 CONTEXT=kshop-local
 API_SERVER="https://$HOST_IP:6443"
 # etcd on loopback, on ports below Linux's ephemeral range (so no outgoing
-# connection can hold them) and away from etcd's defaults (another etcd may run).
-ETCD_CLIENT_URL=http://127.0.0.1:12379
-ETCD_PEER_URL=http://127.0.0.1:12380
+# connection can hold them), away from etcd's defaults (another etcd may run) and
+# from make chaos's servers (12xx2, 12379).
+ETCD_CLIENT_URL=http://127.0.0.1:12479
+ETCD_PEER_URL=http://127.0.0.1:12480
 
 PKI="$STATE/pki"
 CONF="$STATE/config"
