@@ -27,3 +27,23 @@ func Probe(ctx context.Context, url string, timeout time.Duration) (int, error) 
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	return resp.StatusCode, nil
 }
+
+// WaitForAnswer asks url once a second until something answers, for at most
+// within. A pod that has just started may not reach anything yet: the
+// network-policy rules for a new pod are written a moment after it starts, and
+// until then its connections are refused.
+func WaitForAnswer(ctx context.Context, url string, within time.Duration) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for {
+		status, err := Probe(ctx, url, 3*time.Second)
+		if err == nil {
+			return status, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("nothing answered at %s within %v: %w", url, within, err)
+		case <-time.After(time.Second):
+		}
+	}
+}

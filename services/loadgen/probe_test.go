@@ -29,3 +29,27 @@ func TestProbeFailsWhenNothingAnswers(t *testing.T) {
 		t.Fatalf("status %d from a closed port", status)
 	}
 }
+
+// A server that starts answering a little later is waited for.
+func TestWaitForAnswerWaitsForALateServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // refused until the server below starts
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		late, err := net.Listen("tcp", addr)
+		if err != nil {
+			return
+		}
+		_ = http.Serve(late, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	}()
+	if status, err := WaitForAnswer(context.Background(), "http://"+addr+"/", 10*time.Second); err != nil || status != http.StatusNoContent {
+		t.Fatalf("status %d, %v; want 204 once the server started", status, err)
+	}
+	if _, err := WaitForAnswer(context.Background(), "http://127.0.0.1:1/", 1500*time.Millisecond); err == nil {
+		t.Fatal("an address where nothing listens answered")
+	}
+}

@@ -2,7 +2,7 @@
 //
 //	loadgen smoke   walk the customer journey once and fail on any deviation (make smoke)
 //	loadgen load    an open-loop load run with a weighted mix, a progress line and a table
-//	loadgen probe   ask one URL once and say what answered (exit 1: nothing did)
+//	loadgen probe   from a pod, which of some URLs answer (exit 1: not even the first)
 //
 // Both read e-mails (verification codes) from Mailpit's API, as make run starts it.
 package main
@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -23,7 +24,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 || (os.Args[1] != "smoke" && os.Args[1] != "load" && os.Args[1] != "probe") {
-		fmt.Fprintln(os.Stderr, "usage: loadgen smoke|load [flags] | loadgen probe [-timeout 3s] URL   (loadgen load -h for the flags)")
+		fmt.Fprintln(os.Stderr, "usage: loadgen smoke|load [flags] | loadgen probe [-timeout 3s] [-settle 1m] URL...   (loadgen load -h for the flags)")
 		os.Exit(2)
 	}
 	cmd := os.Args[1]
@@ -52,6 +53,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	mailpit := loadgen.Mailpit{URL: *inbox}
+	// In a pod that has just started (helm test, a load Job), the first
+	// connections may be refused until the network policies cover the pod.
+	if _, err := loadgen.WaitForAnswer(ctx, strings.TrimSuffix(*gateway, "/")+"/healthz", time.Minute); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen: the gateway does not answer:", err)
+		os.Exit(1)
+	}
 	started := time.Now()
 
 	if cmd == "smoke" {
@@ -116,19 +123,33 @@ func main() {
 	}
 }
 
-// probe is `loadgen probe URL`: from a pod, whether that pod may reach URL.
+// probe is `loadgen probe URL...`: from a pod, what that pod may reach. The
+// first URL is asked until it answers (within -settle): it proves the pod's
+// network works, so that no answer from the others is their policy's doing, not
+// a pod whose rules are not written yet. Each other URL is asked once. One line
+// per URL: "<url> answered <status>" or "<url> no answer: <error>".
 func probe(args []string) {
 	flags := flag.NewFlagSet("probe", flag.ExitOnError)
-	timeout := flags.Duration("timeout", 3*time.Second, "how long to wait for an answer")
+	timeout := flags.Duration("timeout", 3*time.Second, "how long to wait for each answer")
+	settle := flags.Duration("settle", time.Minute, "how long the first URL may take to answer")
 	_ = flags.Parse(args)
-	if flags.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen probe [-timeout 3s] URL")
+	if flags.NArg() < 1 {
+		fmt.Fprintln(os.Stderr, "usage: loadgen probe [-timeout 3s] [-settle 1m] URL...")
 		os.Exit(2)
 	}
-	status, err := loadgen.Probe(context.Background(), flags.Arg(0), *timeout)
+	ctx := context.Background()
+	first := flags.Arg(0)
+	status, err := loadgen.WaitForAnswer(ctx, first, *settle)
 	if err != nil {
-		fmt.Println("probe: no answer:", err)
+		fmt.Printf("%s no answer: %v\n", first, err)
 		os.Exit(1)
 	}
-	fmt.Println("probe: answered", status)
+	fmt.Printf("%s answered %d\n", first, status)
+	for _, url := range flags.Args()[1:] {
+		if status, err := loadgen.Probe(ctx, url, *timeout); err != nil {
+			fmt.Printf("%s no answer: %v\n", url, err)
+		} else {
+			fmt.Printf("%s answered %d\n", url, status)
+		}
+	}
 }
