@@ -2,6 +2,7 @@ package chart_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +43,14 @@ func TestTheTopologyConfigMapsDeclareWhatTheServicesUse(t *testing.T) {
 			var topics []string
 			for _, topic := range kafka.Topics {
 				topics = append(topics, topic.Name)
+				// The same partition counts as the development broker seeds.
+				want := events.DefaultPartitions
+				if strings.HasSuffix(topic.Name, ".dlt") {
+					want = events.DeadLetterPartitions
+				}
+				if int(topic.Partitions) != want {
+					t.Errorf("topic %s: %d partitions, want %d", topic.Name, topic.Partitions, want)
+				}
 			}
 			var want []string
 			for _, topic := range events.Topics {

@@ -30,6 +30,11 @@ var Topics = []string{
 // DefaultPartitions is how many partitions a topic gets unless configured otherwise.
 const DefaultPartitions = 3
 
+// DeadLetterPartitions is how many a dead-letter topic gets: people read it,
+// not consumers at scale, and one partition keeps failures in the order they
+// happened (the chart's topology.kafka.deadLetterPartitions says the same).
+const DeadLetterPartitions = 1
+
 // Version is the payload version every event carries in its event-version header.
 const Version = 1
 

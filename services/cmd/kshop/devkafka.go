@@ -19,6 +19,10 @@ type DevKafkaConfig struct {
 	// Addr is one address of this machine and a port (never 0.0.0.0).
 	Addr    string `envconfig:"ADDR" default:"127.0.0.1:14092"`
 	DataDir string `envconfig:"DATA_DIR"` // empty: topics live in memory only
+	// SeedTopics creates the contract's topics at start, as the controller
+	// does in Kubernetes; off, the broker starts empty and the platform
+	// controller must create them (the test cluster proves it does).
+	SeedTopics bool `envconfig:"SEED_TOPICS" default:"true"`
 }
 
 func startDevKafka(cfg DevKafkaConfig, logger *slog.Logger) (*kfake.Cluster, error) {
@@ -50,7 +54,14 @@ func startDevKafka(cfg DevKafkaConfig, logger *slog.Logger) (*kfake.Cluster, err
 			return net.Listen(network, net.JoinHostPort(host, port))
 		}),
 		kfake.DefaultNumPartitions(events.DefaultPartitions),
-		kfake.SeedTopics(int32(events.DefaultPartitions), devTopics()...),
+	}
+	if cfg.SeedTopics {
+		dead := make([]string, len(events.Topics))
+		for i, t := range events.Topics {
+			dead[i] = events.DeadLetterTopic(t)
+		}
+		opts = append(opts, kfake.SeedTopics(int32(events.DefaultPartitions), events.Topics...),
+			kfake.SeedTopics(int32(events.DeadLetterPartitions), dead...))
 	}
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
@@ -59,7 +70,7 @@ func startDevKafka(cfg DevKafkaConfig, logger *slog.Logger) (*kfake.Cluster, err
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	logger.Info("development Kafka broker ready", "bootstrap", cluster.ListenAddrs(), "topics", len(devTopics()))
+	logger.Info("development Kafka broker ready", "bootstrap", cluster.ListenAddrs(), "seeded_topics", cfg.SeedTopics)
 	return cluster, nil
 }
 
@@ -78,14 +89,4 @@ func runDevKafka(cfg Config) {
 	<-p.Context.Done()
 	broker.Close()
 	p.Logger.Info("development Kafka broker stopped", "data_dir", cfg.DevKafka.DataDir)
-}
-
-// devTopics are the contract's topics and their dead-letter topics, created up
-// front as the controller does in Kubernetes.
-func devTopics() []string {
-	topics := append([]string{}, events.Topics...)
-	for _, t := range events.Topics {
-		topics = append(topics, events.DeadLetterTopic(t))
-	}
-	return topics
 }

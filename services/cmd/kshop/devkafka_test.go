@@ -1,9 +1,15 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kshop/kshop/services/events"
 )
 
 // The unauthenticated development broker listens on one named address, never
@@ -34,5 +40,40 @@ func TestTheDevelopmentBrokerAdvertisesTheAddressItListensOn(t *testing.T) {
 	defer b.Close()
 	if addrs := b.ListenAddrs(); len(addrs) != 1 || !strings.HasPrefix(addrs[0], "127.0.0.2:") {
 		t.Fatalf("listens on %v, want 127.0.0.2", addrs)
+	}
+}
+
+// Seeded, the broker holds the contract's topics with the chart's partition
+// counts, so the controller finds nothing to change; unseeded it is empty.
+func TestTheDevelopmentBrokerSeedsTheTopicsLikeTheChart(t *testing.T) {
+	for _, seed := range []bool{true, false} {
+		b, err := startDevKafka(DevKafkaConfig{Addr: "127.0.0.1:0", SeedTopics: seed}, slog.Default())
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, err := kgo.NewClient(kgo.SeedBrokers(b.ListenAddrs()...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		topics, err := kadm.NewClient(client).ListTopics(context.Background())
+		client.Close()
+		b.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !seed {
+			if len(topics) != 0 {
+				t.Errorf("unseeded broker holds %v", topics.Names())
+			}
+			continue
+		}
+		for _, topic := range events.Topics {
+			if n := len(topics[topic].Partitions); n != events.DefaultPartitions {
+				t.Errorf("%s: %d partitions, want %d", topic, n, events.DefaultPartitions)
+			}
+			if n := len(topics[events.DeadLetterTopic(topic)].Partitions); n != events.DeadLetterPartitions {
+				t.Errorf("%s: %d partitions, want %d", events.DeadLetterTopic(topic), n, events.DeadLetterPartitions)
+			}
+		}
 	}
 }
