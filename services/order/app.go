@@ -54,7 +54,8 @@ type App struct {
 // New wires the service without waiting for any dependency.
 func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, error) {
 	// Checked here too, for configurations built without config.Load.
-	if err := errors.Join(cfg.Kafka.Validate(Prefix+"_KAFKA"), cfg.AMQP.Validate(Prefix+"_AMQP")); err != nil {
+	cfg = cfg.withDefaultLimits()
+	if err := errors.Join(cfg.Kafka.Validate(Prefix+"_KAFKA"), cfg.AMQP.Validate(Prefix+"_AMQP"), cfg.validateLimits()); err != nil {
 		return nil, err
 	}
 	amqpURL, err := cfg.AMQP.DialURL()
