@@ -677,3 +677,39 @@ func TestOrdersLeavingPendingFreeTheLimits(t *testing.T) {
 	place().Expect(t, http.StatusConflict, "too many pending orders")
 }
 
+// Issue 20, totals: 11 lines of 1000 units at 99 999 999.99 total
+// 1 099 999 999 890.00, more than numeric(14,2) holds, and the order was a 500.
+// The column now holds the largest total the contract admits (50 such lines).
+func TestTheLargestTotalsTheContractAdmitsAreStored(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxPendingUnits = (11 + 50) * 1000 // both orders stay pending
+	s := start(t, cfg)
+	var eleven, fifty [][2]int64
+	for id := int64(1); id <= 50; id++ {
+		s.product(t, id, "99999999.99", 1000)
+		if id <= 11 {
+			eleven = append(eleven, [2]int64{id, 1000})
+		}
+		fifty = append(fifty, [2]int64{id, 1000})
+	}
+	for _, c := range []struct {
+		lines [][2]int64
+		total string
+	}{{eleven, "1099999999890.00"}, {fifty, "4999999999500.00"}} {
+		o := orderIn(t, s.Do(t, &ann, http.MethodPost, "/orders", orderBody(uuid.NewString(), c.lines...)).Expect(t, http.StatusCreated, ""))
+		if o.TotalAmount != c.total {
+			t.Fatalf("%d lines: total %s, want %s", len(c.lines), o.TotalAmount, c.total)
+		}
+		if got := orderIn(t, s.Do(t, &ann, http.MethodGet, fmt.Sprint("/orders/", o.ID), nil).Expect(t, http.StatusOK, "")); got.TotalAmount != c.total {
+			t.Fatalf("%d lines: stored total %s, want %s", len(c.lines), got.TotalAmount, c.total)
+		}
+		var created events.OrderCreated
+		var payload []byte
+		if err := s.db.QueryRow(context.Background(), `SELECT payload FROM outbox WHERE topic = 'order-created' AND key = $1`, fmt.Sprint(o.ID)).Scan(&payload); err != nil {
+			t.Fatal(err)
+		}
+		if created, _ = events.Decode[events.OrderCreated](payload); created.TotalAmount.String() != c.total {
+			t.Fatalf("order-created carries %s, want %s", created.TotalAmount, c.total)
+		}
+	}
+}
