@@ -19,8 +19,8 @@ import (
 	"github.com/kshop/kshop/services/platform/testenv"
 )
 
-// TestStockAddsUpUnderOrdersCancellationsAndAdminEdits is issue 20's property
-// for stock: customers order, pay and cancel while admins edit the stock of the
+// TestStockAddsUpUnderOrdersCancellationsAndAdminEdits is the property of the
+// stock: customers order, pay and cancel while admins edit the stock of the
 // same products, all through the gateway on the real servers, and once the
 // platform settles, for every product,
 //

@@ -565,7 +565,7 @@ func TestListFiltersByDateStatusAndPage(t *testing.T) {
 	}
 }
 
-// Issue 20, hoarding: one customer fired orders in parallel and held the whole
+// Hoarding: one customer fired orders in parallel and held the whole
 // stock unpaid until expiry. Before the limits every one of these orders was
 // created (40 orders, and 200 units for bob); now the customer's row lock makes
 // the count exact however the requests interleave.
@@ -677,7 +677,7 @@ func TestOrdersLeavingPendingFreeTheLimits(t *testing.T) {
 	place().Expect(t, http.StatusConflict, "too many pending orders")
 }
 
-// Issue 20, totals: 11 lines of 1000 units at 99 999 999.99 total
+// Totals: 11 lines of 1000 units at 99 999 999.99 total
 // 1 099 999 999 890.00, more than numeric(14,2) holds, and the order was a 500.
 // The column now holds the largest total the contract admits (50 such lines).
 func TestTheLargestTotalsTheContractAdmitsAreStored(t *testing.T) {

@@ -592,7 +592,7 @@ func TestConfigNamesMissingBrokers(t *testing.T) {
 	}
 }
 
-// Issue 20, admin stock edits: PUT wrote the quantity as an absolute number
+// Admin stock edits: PUT wrote the quantity as an absolute number
 // whatever had happened since the admin read it, so a reservation made
 // meanwhile was overwritten and its later release invented units. Before the
 // fix the stale PUT below answered 200, the stock became 15 with 2 units still
