@@ -638,6 +638,12 @@ func TestPendingLimitsHoldUnderParallelOrders(t *testing.T) {
 	if again := orderIn(t, s.Do(t, &ann, http.MethodPost, "/orders", orderBody(requestID, [2]int64{1, 1})).Expect(t, http.StatusOK, "")); again.ID != id {
 		t.Fatalf("the retry of request %s answered order %d, want %d", requestID, again.ID, id)
 	}
+	metrics := string(s.Do(t, nil, http.MethodGet, "/metrics", nil).Raw)
+	for _, want := range []string{`kshop_orders_refused_total{limit="orders"} 36`, `kshop_orders_refused_total{limit="units"} 39`} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 // Paid, cancelled (by the customer, for lack of stock) and expired orders stop

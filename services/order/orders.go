@@ -75,11 +75,14 @@ type Line struct {
 
 // Orders holds the order use cases.
 type Orders struct {
-	db       *pg.DB
-	redis    redis.UniversalClient
-	cfg      Config
-	logger   *slog.Logger
-	created  func() // counts creations; tests and metrics hook in
+	db      *pg.DB
+	redis   redis.UniversalClient
+	cfg     Config
+	logger  *slog.Logger
+	created func() // counts creations; tests and metrics hook in
+	// refused counts orders refused by a pending limit ("orders", "units"):
+	// a customer who keeps meeting them may be hoarding.
+	refused  func(limit string)
 	counters orderCounters
 }
 
@@ -171,6 +174,14 @@ func (o *Orders) Create(ctx context.Context, c Customer, requestID, description 
 		return o.announceCreated(ctx, tx, order)
 	})
 	if err != nil {
+		if o.refused != nil {
+			switch {
+			case errors.Is(err, ErrTooManyPendingOrders):
+				o.refused("orders")
+			case errors.Is(err, ErrTooManyPendingUnits):
+				o.refused("units")
+			}
+		}
 		return Order{}, false, err
 	}
 	if !created {
