@@ -70,7 +70,9 @@ func TestHostileInputThroughTheGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Timers far away: nothing may change the databases while the cases run.
-	p := startPlatform(t, e2e.Config{Reminders: []time.Duration{time.Hour}, Expiry: 2 * time.Hour, JWKSFile: jwksFile})
+	// Small pending limits, so that a customer reaches them in the set-up.
+	p := startPlatform(t, e2e.Config{Reminders: []time.Duration{time.Hour}, Expiry: 2 * time.Hour, JWKSFile: jwksFile,
+		MaxPendingOrders: 3, MaxPendingUnits: 10})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -102,11 +104,32 @@ func TestHostileInputThroughTheGateway(t *testing.T) {
 		return alice.Expect(ctx, http.StatusCreated, http.MethodPost, "/orders",
 			map[string]any{"request_id": "alice-1", "items": []map[string]any{{"product_id": tea.ID, "quantity": 2}}}, &order) == nil
 	})
+	// Rice is plentiful, so an order of it meets the pending limits before the
+	// stock. Alice holds 3 pending orders (the limit) of 4 units, Bob none.
+	var rice struct{ ID int64 }
+	if err := adminAPI.Expect(ctx, http.StatusCreated, http.MethodPost, "/products",
+		json.RawMessage(`{"name":"Hostile rice","description":"Rice by the sack","price":"3.00","quantity":1000000}`), &rice); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 30*time.Second, "alice's order of rice to be accepted", func() bool {
+		return alice.Expect(ctx, http.StatusCreated, http.MethodPost, "/orders",
+			map[string]any{"request_id": "alice-2", "items": []map[string]any{{"product_id": rice.ID, "quantity": 1}}}, nil) == nil
+	})
+	if err := alice.Expect(ctx, http.StatusCreated, http.MethodPost, "/orders",
+		map[string]any{"request_id": "alice-3", "items": []map[string]any{{"product_id": rice.ID, "quantity": 1}}}, nil); err != nil {
+		t.Fatal(err)
+	}
 	validOrder := func(extra string) string {
 		return fmt.Sprintf(`{"request_id":"hostile-%s","items":[{"product_id":%d,"quantity":1}]%s}`, strconv.Itoa(int(time.Now().UnixNano())), tea.ID, extra)
 	}
 	databases := openDatabases(t, p.Databases)
 	before := settle(t, databases)
+	// The tea's version once alice's reservation took its units.
+	teaPath := fmt.Sprintf("/products/%d", tea.ID)
+	teaETag := p.Gateway.Send(t, "GET", teaPath, "", nil, nil).Header.Get("ETag")
+	if teaETag == "" {
+		t.Fatal("GET /products/:id answered no ETag")
+	}
 
 	// Tokens: each differs from a valid admin token in one respect.
 	claims := func(mutate func(*tokens.Claims)) tokens.Claims {
@@ -263,6 +286,26 @@ func TestHostileInputThroughTheGateway(t *testing.T) {
 	cases = append(cases, hostileCase{name: "PUT /products/:id with a negative price", method: "PUT", path: fmt.Sprintf("/products/%d", tea.ID),
 		header: as(adminAPI), body: productWith("price", "-5"), status: 400, message: httpx.MsgValidation, field: "price"})
 
+	// Replacing a product overwrites its stock, so only at the version read.
+	for _, c := range []struct {
+		why, ifMatch string
+		status       int
+		message      string
+	}{
+		{"without If-Match", "", 428, "precondition required"},
+		{"with If-Match: *", "*", 428, "precondition required"},
+		{"with the version before the reservation", `"1"`, 412, "product changed since it was read"},
+		{"with the weak form of the current ETag", "W/" + teaETag, 412, "product changed since it was read"},
+		{"with SQL as the ETag", `"1' OR '1'='1"`, 412, "product changed since it was read"},
+	} {
+		header := as(adminAPI)
+		if c.ifMatch != "" {
+			header = with(header, "If-Match", c.ifMatch)
+		}
+		cases = append(cases, hostileCase{name: "PUT /products/:id " + c.why, method: "PUT", path: teaPath,
+			header: header, body: validProduct, status: c.status, message: c.message, field: "If-Match"})
+	}
+
 	orderBody := func(items string) string {
 		return fmt.Sprintf(`{"request_id":"hostile-items","items":%s}`, items)
 	}
@@ -299,10 +342,13 @@ func TestHostileInputThroughTheGateway(t *testing.T) {
 		{"with a NUL in the request id", `{"request_id":"a\u0000b","items":` + item(id, "1") + `}`, 400, httpx.MsgValidation, "request_id"},
 		{"with a NUL in the description", validOrder(`,"description":"gift\u0000"`), 400, httpx.MsgValidation, "description"},
 		{"with a 501-character description", validOrder(`,"description":"` + strings.Repeat("d", 501) + `"`), 400, httpx.MsgValidation, "description"},
+		{"holding more units unpaid than a customer may", orderBody(item(strconv.FormatInt(rice.ID, 10), "11")), 409, "too many units in pending orders", "items"},
 	} {
 		cases = append(cases, hostileCase{name: "POST /orders " + c.why, method: "POST", path: "/orders", header: as(bob),
 			body: c.body, status: c.status, message: c.message, field: c.field})
 	}
+	cases = append(cases, hostileCase{name: "POST /orders beyond the pending orders a customer may hold", method: "POST", path: "/orders", header: as(alice),
+		body: orderBody(item(strconv.FormatInt(rice.ID, 10), "1")), status: 409, message: "too many pending orders", field: "items"})
 	for _, c := range []struct{ why, body, field string }{
 		{"a negative order id", `{"request_id":"p","order_id":-1}`, "order_id"},
 		{"a string order id", `{"request_id":"p","order_id":"1"}`, "order_id"},
@@ -440,6 +486,9 @@ func TestHostileInputThroughTheGateway(t *testing.T) {
 	// Positive controls: the bodies and routes above are valid except for what
 	// each case broke, so the real credentials succeed with them.
 	for _, control := range []hostileCase{
+		// First: bob's order below reserves tea, which changes its version.
+		{name: "the admin replaces the tea at the version read", method: "PUT", path: teaPath, body: validProduct,
+			header: with(as(adminAPI), "If-Match", teaETag), status: 200},
 		{name: "the admin creates the product", method: "POST", path: "/products", body: validProduct, header: as(adminAPI), status: 201},
 		{name: "bob places an order", method: "POST", path: "/orders", body: validOrder(""), header: as(bob), status: 201},
 		{name: "alice reads her order", method: "GET", path: fmt.Sprintf("/orders/%d", order.ID), header: as(alice), status: 200},

@@ -52,6 +52,9 @@ func BenchmarkOrderPlacement(b *testing.B) {
 		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: orderURL, MaxConns: 10},
 		Redis: redisx.Config{Addrs: []string{testenv.RedisAddr(b)}}, Kafka: kafka.Connection{Brokers: brokers}, AMQP: amqp.Config{URL: testenv.OwnAMQPURL(b)},
 		ReminderDelays: []time.Duration{time.Hour}, ExpiryDelay: 2 * time.Hour, LockTTL: 10 * time.Second, ConsumerMaxAttempts: 3,
+		// Nobody pays: 200 customers each hold b.N/200 orders pending, which
+		// the limits must not refuse (a 409 here counts as a stock refusal).
+		MaxPendingOrders: 1_000_000, MaxPendingUnits: 1_000_000_000,
 	}, log.With("service", "order"), serviceRegistry())
 	if err != nil {
 		b.Fatal(err)

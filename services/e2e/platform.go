@@ -37,6 +37,10 @@ type Config struct {
 	// Reminders and Expiry are the order timers.
 	Reminders []time.Duration
 	Expiry    time.Duration
+	// MaxPendingOrders and MaxPendingUnits are each customer's pending limits
+	// in the order service; zero: the service's defaults.
+	MaxPendingOrders int
+	MaxPendingUnits  int64
 	// JWKSFile is auth's private key set; empty: auth generates a key of its own.
 	JWKSFile string
 	// KafkaBrokers is a running broker; empty: an in-process kfake cluster.
@@ -121,6 +125,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 		ShutdownTimeout: 5 * time.Second, Database: database("order"),
 		Redis: redis, Kafka: kafkaConn, AMQP: rabbitmq,
 		ReminderDelays: cfg.Reminders, ExpiryDelay: cfg.Expiry, LockTTL: 10 * time.Second,
+		MaxPendingOrders: cfg.MaxPendingOrders, MaxPendingUnits: cfg.MaxPendingUnits,
 		ConsumerMaxAttempts: cfg.ConsumerAttempts, ConsumerRetry: cfg.ConsumerRetry,
 	}, log.With("service", "order"), registry())
 	if err != nil {

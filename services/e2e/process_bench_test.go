@@ -60,7 +60,9 @@ func BenchmarkServiceProcesses(b *testing.B) {
 			"KSHOP_AUTH_AMQP_URL=" + amqpURL, "KSHOP_AUTH_ADMIN_EMAILS=" + e2e.Admin},
 		"product": {"KSHOP_PRODUCT_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_PRODUCT_KAFKA_BROKERS=" + brokers},
 		"order": {"KSHOP_ORDER_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_ORDER_REDIS_ADDRS=" + redis,
-			"KSHOP_ORDER_KAFKA_BROKERS=" + brokers, "KSHOP_ORDER_AMQP_URL=" + amqpURL},
+			"KSHOP_ORDER_KAFKA_BROKERS=" + brokers, "KSHOP_ORDER_AMQP_URL=" + amqpURL,
+			// 4 customers leave about 50 orders each unpaid in the 20 s of load.
+			"KSHOP_ORDER_MAX_PENDING_ORDERS=1000", "KSHOP_ORDER_MAX_PENDING_UNITS=100000"},
 		"mail": {"KSHOP_MAIL_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_MAIL_AMQP_URL=" + amqpURL,
 			"KSHOP_MAIL_SMTP_HOST=" + smtp.Host, "KSHOP_MAIL_SMTP_PORT=" + strconv.Itoa(smtp.Port), "KSHOP_MAIL_SMTP_TLS=none"},
 		"gateway": {"KSHOP_GATEWAY_REDIS_ADDRS=" + redis, "KSHOP_GATEWAY_AUTH_URL=http://" + addr["auth"],

@@ -54,7 +54,8 @@ type App struct {
 // New wires the service without waiting for any dependency.
 func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, error) {
 	// Checked here too, for configurations built without config.Load.
-	if err := errors.Join(cfg.Kafka.Validate(Prefix+"_KAFKA"), cfg.AMQP.Validate(Prefix+"_AMQP")); err != nil {
+	cfg = cfg.withDefaultLimits()
+	if err := errors.Join(cfg.Kafka.Validate(Prefix+"_KAFKA"), cfg.AMQP.Validate(Prefix+"_AMQP"), cfg.validateLimits()); err != nil {
 		return nil, err
 	}
 	amqpURL, err := cfg.AMQP.DialURL()
@@ -75,12 +76,17 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		Help: "Saga and timer outcomes applied to orders, by kind.",
 	}, []string{"kind"})
 	created := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_orders_created_total", Help: "Orders created."})
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kshop_orders_refused_total", Help: "Orders refused by a customer's pending limit, by limit (orders, units).",
+	}, []string{"limit"})
 	paid := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_orders_paid_total", Help: "Orders paid."})
 	completed := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_orders_completed_total", Help: "Paid orders completed at their expiry."})
 	cancelled := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_orders_cancelled_total", Help: "Orders cancelled, by reason (expired, out_of_stock, customer)."}, []string{"reason"})
 	if registry != nil {
-		registry.MustRegister(outcomes, created, paid, completed, cancelled, pg.NewPoolCollector(db))
+		registry.MustRegister(outcomes, created, refused, paid, completed, cancelled, pg.NewPoolCollector(db))
 	}
+	refused.WithLabelValues("orders")
+	refused.WithLabelValues("units")
 	for _, reason := range []string{events.CancelExpired, events.CancelOutOfStock, events.CancelCustomer} {
 		cancelled.WithLabelValues(reason)
 	}
@@ -89,7 +95,8 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		cancelled: func(reason string) { cancelled.WithLabelValues(reason).Inc() },
 	}
 	app := &App{cfg: cfg, db: db, redis: redisx.NewClient(cfg.Redis), producer: producer, amqp: amqp.Dial(amqpURL, logger), logger: logger}
-	app.Orders = &Orders{db: db, redis: app.redis, cfg: cfg, logger: logger, created: created.Inc, counters: counters}
+	app.Orders = &Orders{db: db, redis: app.redis, cfg: cfg, logger: logger, created: created.Inc, counters: counters,
+		refused: func(limit string) { refused.WithLabelValues(limit).Inc() }}
 	app.Saga = &Saga{db: db, cfg: cfg, counters: counters, events: func(kind string) { outcomes.WithLabelValues(kind).Inc() }}
 
 	for topic, handle := range map[string]kafka.Handler{

@@ -13,19 +13,26 @@ import (
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/order"
+	"github.com/kshop/kshop/services/platform/identity"
 )
 
 // BenchmarkCreateOrder measures POST /orders end to end: lock, price from the
-// product copy, one transaction with the order, its items, order-created and
-// four timers. Clients in parallel, each order with two lines.
+// product copy, the customer's pending limits, one transaction with the order,
+// its items, order-created and four timers. Clients in parallel, each a
+// customer of its own (one customer's orders are placed one at a time), each
+// order with two lines; nobody pays, so the limits are raised out of the way.
 func BenchmarkCreateOrder(b *testing.B) {
-	s := start(b, testConfig(b))
+	cfg := testConfig(b)
+	cfg.MaxPendingOrders, cfg.MaxPendingUnits = 1_000_000, 1_000_000_000
+	s := start(b, cfg)
 	s.product(b, 1, "10.00", 1_000_000)
 	s.product(b, 2, "2.50", 1_000_000)
+	var customers atomic.Int64
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
+		customer := identity.User{ID: 1000 + customers.Add(1), Email: "bench@example.com", Roles: []string{"customer"}}
 		for pb.Next() {
-			r := s.Do(b, &ann, http.MethodPost, "/orders", orderBody(uuid.NewString(), [2]int64{1, 1}, [2]int64{2, 3}))
+			r := s.Do(b, &customer, http.MethodPost, "/orders", orderBody(uuid.NewString(), [2]int64{1, 1}, [2]int64{2, 3}))
 			if r.Status != http.StatusCreated {
 				b.Errorf("status %d: %s", r.Status, r.Raw)
 				return
@@ -49,6 +56,7 @@ func BenchmarkTimerLateness(b *testing.B) {
 	cfg := testConfig(b)
 	cfg.ReminderDelays = []time.Duration{reminder}
 	cfg.ExpiryDelay = expiry
+	cfg.MaxPendingOrders, cfg.MaxPendingUnits = pending, pending // 200 each for 50 customers: all must be placed
 	s := start(b, cfg)
 	s.product(b, 1, "5.00", 1_000_000)
 	ctx := context.Background()

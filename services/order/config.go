@@ -37,6 +37,13 @@ type Config struct {
 	ExpiryDelay time.Duration `envconfig:"EXPIRY_DELAY" default:"24h"`
 	// LockTTL bounds how long a request id stays locked if its holder dies.
 	LockTTL time.Duration `envconfig:"LOCK_TTL" default:"10s"`
+	// MaxPendingOrders and MaxPendingUnits bound what one customer holds
+	// unpaid: PENDING orders, and the units in them. A pending order holds its
+	// stock until ExpiryDelay, so without a bound one account could reserve the
+	// whole catalogue for that long. Zero in a Config built without
+	// config.Load means the default.
+	MaxPendingOrders int   `envconfig:"MAX_PENDING_ORDERS" default:"20"`
+	MaxPendingUnits  int64 `envconfig:"MAX_PENDING_UNITS" default:"1000"`
 	// ConsumerMaxAttempts bounds the tries of one event or timer before its
 	// dead-letter topic or queue.
 	ConsumerMaxAttempts int `envconfig:"CONSUMER_MAX_ATTEMPTS" default:"5"`
@@ -44,6 +51,24 @@ type Config struct {
 	// an initial of zero keeps the platform's short redelivery pace (tests
 	// that want speed).
 	ConsumerRetry retry.Pace `envconfig:"CONSUMER_RETRY"`
+}
+
+// Defaults of the pending limits, for configurations built without config.Load.
+const (
+	DefaultMaxPendingOrders       = 20
+	DefaultMaxPendingUnits  int64 = 1000
+)
+
+// withDefaultLimits fills the pending limits a literal Config left at zero:
+// zero never means "no limit".
+func (c Config) withDefaultLimits() Config {
+	if c.MaxPendingOrders == 0 {
+		c.MaxPendingOrders = DefaultMaxPendingOrders
+	}
+	if c.MaxPendingUnits == 0 {
+		c.MaxPendingUnits = DefaultMaxPendingUnits
+	}
+	return c
 }
 
 // Validate checks the rules the types cannot express.
@@ -65,6 +90,18 @@ func (c *Config) Validate() error {
 	}
 	if c.LockTTL <= 0 {
 		errs = append(errs, fmt.Errorf("%s_LOCK_TTL=%v must be positive", Prefix, c.LockTTL))
+	}
+	errs = append(errs, c.validateLimits())
+	return errors.Join(errs...)
+}
+
+func (c *Config) validateLimits() error {
+	var errs []error
+	if c.MaxPendingOrders < 1 {
+		errs = append(errs, fmt.Errorf("%s_MAX_PENDING_ORDERS=%d must be at least 1", Prefix, c.MaxPendingOrders))
+	}
+	if c.MaxPendingUnits < 1 {
+		errs = append(errs, fmt.Errorf("%s_MAX_PENDING_UNITS=%d must be at least 1", Prefix, c.MaxPendingUnits))
 	}
 	return errors.Join(errs...)
 }

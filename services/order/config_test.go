@@ -76,3 +76,26 @@ func TestConnectionMistakesNameTheVariable(t *testing.T) {
 		})
 	}
 }
+
+func TestPendingLimitsHaveSafeDefaultsAndRefuseZero(t *testing.T) {
+	t.Setenv("KSHOP_ORDER_DATABASE_URL", "postgres://db/order")
+	t.Setenv("KSHOP_ORDER_REDIS_ADDRS", "r:6379")
+	t.Setenv("KSHOP_ORDER_KAFKA_BROKERS", "k:9092")
+	t.Setenv("KSHOP_ORDER_AMQP_URL", "amqp://rabbit/")
+	var cfg order.Config
+	if err := config.Load(order.Prefix, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxPendingOrders != order.DefaultMaxPendingOrders || cfg.MaxPendingUnits != order.DefaultMaxPendingUnits {
+		t.Errorf("limits %d orders, %d units; want the defaults %d, %d",
+			cfg.MaxPendingOrders, cfg.MaxPendingUnits, order.DefaultMaxPendingOrders, order.DefaultMaxPendingUnits)
+	}
+	t.Setenv("KSHOP_ORDER_MAX_PENDING_ORDERS", "0")
+	t.Setenv("KSHOP_ORDER_MAX_PENDING_UNITS", "-5")
+	err := config.Load(order.Prefix, &cfg)
+	for _, want := range []string{"KSHOP_ORDER_MAX_PENDING_ORDERS=0 must be at least 1", "KSHOP_ORDER_MAX_PENDING_UNITS=-5 must be at least 1"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load = %v, want a line %q", err, want)
+		}
+	}
+}

@@ -195,6 +195,12 @@ func (h *handlers) fail(c *gin.Context, err error) {
 		httpx.Fail(c, http.StatusNotFound, ErrProductNotFound.Error(), httpx.FieldError{Field: "items", Message: strings.TrimPrefix(err.Error(), ErrProductNotFound.Error()+": ") + " is not a product on sale"})
 	case errors.Is(err, ErrInsufficientStock):
 		httpx.Fail(c, http.StatusConflict, ErrInsufficientStock.Error())
+	case errors.Is(err, ErrTooManyPendingOrders), errors.Is(err, ErrTooManyPendingUnits):
+		limit := ErrTooManyPendingOrders
+		if errors.Is(err, ErrTooManyPendingUnits) {
+			limit = ErrTooManyPendingUnits
+		}
+		httpx.Fail(c, http.StatusConflict, limit.Error(), httpx.FieldError{Field: "items", Message: strings.TrimPrefix(err.Error(), limit.Error()+": ")})
 	case errors.Is(err, ErrRequestDuplicate), errors.Is(err, ErrAlreadyPaid), errors.Is(err, ErrAlreadyCancelled),
 		errors.Is(err, ErrNotReserved), errors.Is(err, ErrRequestReused):
 		httpx.Fail(c, http.StatusConflict, err.Error())

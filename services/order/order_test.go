@@ -564,3 +564,158 @@ func TestListFiltersByDateStatusAndPage(t *testing.T) {
 		s.Do(t, &ann, http.MethodGet, "/orders?"+bad, nil).Expect(t, http.StatusBadRequest, "input validation error")
 	}
 }
+
+// Hoarding: one customer fired orders in parallel and held the whole
+// stock unpaid until expiry. Before the limits every one of these orders was
+// created (40 orders, and 200 units for bob); now the customer's row lock makes
+// the count exact however the requests interleave.
+func TestPendingLimitsHoldUnderParallelOrders(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxPendingOrders, cfg.MaxPendingUnits = 5, 12
+	s := start(t, cfg)
+	s.product(t, 1, "1.00", 100_000)
+
+	fire := func(as *identity.User, racers int, quantity int64) map[string]int {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		outcomes := map[string]int{}
+		for range racers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := s.Do(t, as, http.MethodPost, "/orders", orderBody(uuid.NewString(), [2]int64{1, quantity}))
+				mu.Lock()
+				defer mu.Unlock()
+				outcomes[fmt.Sprint(r.Status, " ", r.Body.Message)]++
+				if r.Status == http.StatusConflict && r.FirstError() != "items" {
+					t.Errorf("the 409 names no field: %s", r.Raw)
+				}
+			}()
+		}
+		wg.Wait()
+		return outcomes
+	}
+	// ann: 40 orders of 1 unit; the order limit (5) binds.
+	got := fire(&ann, 40, 1)
+	if got["201 "] != 5 || got["409 too many pending orders"] != 35 {
+		t.Fatalf("ann's 40 parallel orders: %v; want 5 created, 35 refused with 409 too many pending orders", got)
+	}
+	// bob: 40 orders of 5 units; the unit limit (12) binds after 2 orders.
+	got = fire(&bob, 40, 5)
+	if got["201 "] != 2 || got["409 too many units in pending orders"] != 38 {
+		t.Fatalf("bob's 40 parallel orders of 5 units: %v; want 2 created, 38 refused with 409 too many units in pending orders", got)
+	}
+	for _, c := range []struct {
+		customer      int64
+		orders, units int
+	}{{ann.ID, 5, 5}, {bob.ID, 2, 10}} {
+		if n := count(t, s.db, `SELECT count(*) FROM orders WHERE customer_id = $1`, c.customer); n != c.orders {
+			t.Errorf("customer %d has %d orders, want %d", c.customer, n, c.orders)
+		}
+		if n := count(t, s.db, `SELECT coalesce(sum(i.quantity), 0) FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.customer_id = $1`, c.customer); n != c.units {
+			t.Errorf("customer %d holds %d units, want %d", c.customer, n, c.units)
+		}
+	}
+	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'order-created'`); n != 7 {
+		t.Fatalf("%d order-created events, want 7: a refused order must announce nothing", n)
+	}
+
+	r := s.Do(t, &bob, http.MethodPost, "/orders", orderBody(uuid.NewString(), [2]int64{1, 3})).Expect(t, http.StatusConflict, "too many units in pending orders")
+	if want := "a customer may hold at most 12 units in pending (unpaid) orders; 10 are held and this order adds 3"; len(r.Body.Errors) != 1 || r.Body.Errors[0].Message != want {
+		t.Fatalf("errors %+v, want items: %q", r.Body.Errors, want)
+	}
+	r = s.Do(t, &ann, http.MethodPost, "/orders", orderBody(uuid.NewString(), [2]int64{1, 1})).Expect(t, http.StatusConflict, "too many pending orders")
+	if want := "a customer may have at most 5 pending (unpaid) orders; pay or cancel one, or wait for one to expire"; len(r.Body.Errors) != 1 || r.Body.Errors[0].Message != want {
+		t.Fatalf("errors %+v, want items: %q", r.Body.Errors, want)
+	}
+	// A request id that created an order gets that order again, whatever the
+	// limits say now.
+	var requestID string
+	var id int64
+	if err := s.db.QueryRow(context.Background(), `SELECT request_id, id FROM orders WHERE customer_id = $1 LIMIT 1`, ann.ID).Scan(&requestID, &id); err != nil {
+		t.Fatal(err)
+	}
+	if again := orderIn(t, s.Do(t, &ann, http.MethodPost, "/orders", orderBody(requestID, [2]int64{1, 1})).Expect(t, http.StatusOK, "")); again.ID != id {
+		t.Fatalf("the retry of request %s answered order %d, want %d", requestID, again.ID, id)
+	}
+	metrics := string(s.Do(t, nil, http.MethodGet, "/metrics", nil).Raw)
+	for _, want := range []string{`kshop_orders_refused_total{limit="orders"} 36`, `kshop_orders_refused_total{limit="units"} 39`} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// Paid, cancelled (by the customer, for lack of stock) and expired orders stop
+// counting as pending: each frees its place at once.
+func TestOrdersLeavingPendingFreeTheLimits(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxPendingOrders, cfg.MaxPendingUnits = 2, 1000
+	s := start(t, cfg)
+	s.product(t, 1, "1.00", 100_000)
+	ctx := context.Background()
+	place := func() apitest.Reply {
+		return s.Do(t, &ann, http.MethodPost, "/orders", orderBody(uuid.NewString(), [2]int64{1, 1}))
+	}
+	first, second := s.placeOrder(t, &ann, [2]int64{1, 1}), s.placeOrder(t, &ann, [2]int64{1, 1})
+	place().Expect(t, http.StatusConflict, "too many pending orders")
+	s.placeOrder(t, &bob, [2]int64{1, 1}) // another customer's limit is their own
+
+	s.reserve(t, first.ID)
+	s.pay(t, &ann, first.ID).Expect(t, http.StatusOK, "")
+	third := orderIn(t, place().Expect(t, http.StatusCreated, ""))
+	place().Expect(t, http.StatusConflict, "too many pending orders")
+
+	s.Do(t, &ann, http.MethodPost, "/orders/cancel", map[string]any{"request_id": uuid.NewString(), "order_id": second.ID}).Expect(t, http.StatusOK, "")
+	fourth := orderIn(t, place().Expect(t, http.StatusCreated, ""))
+	place().Expect(t, http.StatusConflict, "too many pending orders")
+
+	if err := s.app.Saga.Expire(ctx, uuid.NewString(), events.OrderAutoCancel{OrderID: third.ID}); err != nil {
+		t.Fatal(err)
+	}
+	place().Expect(t, http.StatusCreated, "")
+	place().Expect(t, http.StatusConflict, "too many pending orders")
+
+	if err := s.app.Saga.StockRejected(ctx, uuid.NewString(), events.StockRejected{OrderID: fourth.ID, Reason: "insufficient_stock"}); err != nil {
+		t.Fatal(err)
+	}
+	place().Expect(t, http.StatusCreated, "")
+	place().Expect(t, http.StatusConflict, "too many pending orders")
+}
+
+// Totals: 11 lines of 1000 units at 99 999 999.99 total
+// 1 099 999 999 890.00, more than numeric(14,2) holds, and the order was a 500.
+// The column now holds the largest total the contract admits (50 such lines).
+func TestTheLargestTotalsTheContractAdmitsAreStored(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxPendingUnits = (11 + 50) * 1000 // both orders stay pending
+	s := start(t, cfg)
+	var eleven, fifty [][2]int64
+	for id := int64(1); id <= 50; id++ {
+		s.product(t, id, "99999999.99", 1000)
+		if id <= 11 {
+			eleven = append(eleven, [2]int64{id, 1000})
+		}
+		fifty = append(fifty, [2]int64{id, 1000})
+	}
+	for _, c := range []struct {
+		lines [][2]int64
+		total string
+	}{{eleven, "1099999999890.00"}, {fifty, "4999999999500.00"}} {
+		o := orderIn(t, s.Do(t, &ann, http.MethodPost, "/orders", orderBody(uuid.NewString(), c.lines...)).Expect(t, http.StatusCreated, ""))
+		if o.TotalAmount != c.total {
+			t.Fatalf("%d lines: total %s, want %s", len(c.lines), o.TotalAmount, c.total)
+		}
+		if got := orderIn(t, s.Do(t, &ann, http.MethodGet, fmt.Sprint("/orders/", o.ID), nil).Expect(t, http.StatusOK, "")); got.TotalAmount != c.total {
+			t.Fatalf("%d lines: stored total %s, want %s", len(c.lines), got.TotalAmount, c.total)
+		}
+		var created events.OrderCreated
+		var payload []byte
+		if err := s.db.QueryRow(context.Background(), `SELECT payload FROM outbox WHERE topic = 'order-created' AND key = $1`, fmt.Sprint(o.ID)).Scan(&payload); err != nil {
+			t.Fatal(err)
+		}
+		if created, _ = events.Decode[events.OrderCreated](payload); created.TotalAmount.String() != c.total {
+			t.Fatalf("order-created carries %s, want %s", created.TotalAmount, c.total)
+		}
+	}
+}

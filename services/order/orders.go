@@ -30,6 +30,10 @@ var (
 	ErrAlreadyCancelled  = errors.New("order already cancelled")
 	ErrNotReserved       = errors.New("order stock is not reserved yet; try again shortly")
 	ErrRequestReused     = errors.New("request_id was already used for another order")
+	// The pending limits (Config.MaxPendingOrders, MaxPendingUnits): 409, the
+	// state of the customer's other orders forbids this one.
+	ErrTooManyPendingOrders = errors.New("too many pending orders")
+	ErrTooManyPendingUnits  = errors.New("too many units in pending orders")
 )
 
 // Item is one line of an order.
@@ -71,11 +75,14 @@ type Line struct {
 
 // Orders holds the order use cases.
 type Orders struct {
-	db       *pg.DB
-	redis    redis.UniversalClient
-	cfg      Config
-	logger   *slog.Logger
-	created  func() // counts creations; tests and metrics hook in
+	db      *pg.DB
+	redis   redis.UniversalClient
+	cfg     Config
+	logger  *slog.Logger
+	created func() // counts creations; tests and metrics hook in
+	// refused counts orders refused by a pending limit ("orders", "units"):
+	// a customer who keeps meeting them may be hoarding.
+	refused  func(limit string)
 	counters orderCounters
 }
 
@@ -137,6 +144,9 @@ func (o *Orders) Create(ctx context.Context, c Customer, requestID, description 
 		if err != nil {
 			return err
 		}
+		if twin, err := o.withinLimits(ctx, tx, c.ID, requestID, lines); err != nil || twin {
+			return err // a twin committed first: created stays false
+		}
 		err = tx.QueryRow(ctx, `
 			INSERT INTO orders (customer_id, customer_email, request_id, description, total_amount)
 			VALUES ($1, $2, $3, $4, $5)
@@ -164,6 +174,14 @@ func (o *Orders) Create(ctx context.Context, c Customer, requestID, description 
 		return o.announceCreated(ctx, tx, order)
 	})
 	if err != nil {
+		if o.refused != nil {
+			switch {
+			case errors.Is(err, ErrTooManyPendingOrders):
+				o.refused("orders")
+			case errors.Is(err, ErrTooManyPendingUnits):
+				o.refused("units")
+			}
+		}
 		return Order{}, false, err
 	}
 	if !created {
@@ -174,6 +192,46 @@ func (o *Orders) Create(ctx context.Context, c Customer, requestID, description 
 		o.created()
 	}
 	return order, true, nil
+}
+
+// withinLimits takes the customer's lock and refuses the order if it would
+// take the customer past MaxPendingOrders or MaxPendingUnits. The lock is a row
+// per customer, held until the transaction ends, so one customer's orders are
+// counted and created one at a time: requests fired in parallel cannot all see
+// the same count and all pass. Leaving PENDING (paid, cancelled, expired) needs
+// no lock, since it only lowers the count. twin reports that an order with this
+// request id committed while the lock was awaited; it is the answer, whatever
+// the limits say now.
+func (o *Orders) withinLimits(ctx context.Context, tx pgx.Tx, customerID int64, requestID string, lines []Line) (twin bool, err error) {
+	if _, err := tx.Exec(ctx, `INSERT INTO customers (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`, customerID); err != nil {
+		return false, fmt.Errorf("record customer %d: %w", customerID, err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT id FROM customers WHERE id = $1 FOR UPDATE`, customerID); err != nil {
+		return false, fmt.Errorf("lock customer %d: %w", customerID, err)
+	}
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM orders WHERE customer_id = $1 AND request_id = $2)`, customerID, requestID).Scan(&twin); err != nil || twin {
+		return twin, err
+	}
+	var orders, units int64
+	if err := tx.QueryRow(ctx, `
+		SELECT count(DISTINCT o.id), coalesce(sum(i.quantity), 0)
+		FROM orders o JOIN order_items i ON i.order_id = o.id
+		WHERE o.customer_id = $1 AND o.status = 'PENDING'`, customerID).Scan(&orders, &units); err != nil {
+		return false, fmt.Errorf("count the pending orders of customer %d: %w", customerID, err)
+	}
+	var wanted int64
+	for _, l := range lines {
+		wanted += l.Quantity
+	}
+	switch {
+	case orders >= int64(o.cfg.MaxPendingOrders):
+		return false, fmt.Errorf("%w: a customer may have at most %d pending (unpaid) orders; pay or cancel one, or wait for one to expire",
+			ErrTooManyPendingOrders, o.cfg.MaxPendingOrders)
+	case units+wanted > o.cfg.MaxPendingUnits:
+		return false, fmt.Errorf("%w: a customer may hold at most %d units in pending (unpaid) orders; %d are held and this order adds %d",
+			ErrTooManyPendingUnits, o.cfg.MaxPendingUnits, units, wanted)
+	}
+	return false, nil
 }
 
 // price reads the products from the local copy and computes the lines and the

@@ -19,6 +19,22 @@ import (
 // ErrNotFound means no live product has the id.
 var ErrNotFound = errors.New("product not found")
 
+// ErrChanged means the product is no longer at the version the client read:
+// a reservation, a release or another admin changed it since. Errors wrapping
+// it are a *ChangedError carrying the product as it is now.
+var ErrChanged = errors.New("product changed since it was read")
+
+// ChangedError is ErrChanged with the product as it is now, so the client can
+// reapply its change to it without reading again (reads go to a replica, which
+// may lag).
+type ChangedError struct{ Current Product }
+
+func (e *ChangedError) Error() string {
+	return fmt.Sprintf("%v: product %d is at version %d", ErrChanged, e.Current.ID, e.Current.version)
+}
+
+func (e *ChangedError) Unwrap() error { return ErrChanged }
+
 // Product is a product as the API shows it.
 type Product struct {
 	ID          int64        `json:"id"`
@@ -82,18 +98,31 @@ func (c *Catalogue) Create(ctx context.Context, f Fields) (Product, error) {
 	return p, err
 }
 
-// Update replaces a live product's four fields and announces the change.
-func (c *Catalogue) Update(ctx context.Context, id int64, f Fields) (Product, error) {
+// Update replaces a live product's four fields and announces the change, if
+// the product is still at one of the versions the client read (ifVersions,
+// from If-Match). The quantity is absolute: set against any other version, it
+// would overwrite the reservations and releases made since the client read it,
+// losing or inventing units. The version check and the write are one statement,
+// so a reservation committing in between makes it fail (*ChangedError), never
+// succeed on a stale quantity.
+func (c *Catalogue) Update(ctx context.Context, id int64, ifVersions []int64, f Fields) (Product, error) {
 	var p Product
 	err := pg.InTx(ctx, c.db.Primary, func(tx pgx.Tx) error {
 		var err error
 		p, err = scanProduct(tx.QueryRow(ctx, `
 			UPDATE products SET name = $2, description = $3, price = $4, quantity = $5,
 				version = version + 1, updated_at = now()
-			WHERE id = $1 AND deleted_at IS NULL
-			RETURNING `+productColumns, id, f.Name, f.Description, f.Price.String(), f.Quantity))
+			WHERE id = $1 AND deleted_at IS NULL AND version = ANY($6)
+			RETURNING `+productColumns, id, f.Name, f.Description, f.Price.String(), f.Quantity, ifVersions))
 		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNotFound
+			current, err := scanProduct(tx.QueryRow(ctx, `SELECT `+productColumns+` FROM products WHERE id = $1 AND deleted_at IS NULL`, id))
+			if errors.Is(err, pgx.ErrNoRows) {
+				return ErrNotFound
+			}
+			if err != nil {
+				return fmt.Errorf("read product %d: %w", id, err)
+			}
+			return &ChangedError{Current: current}
 		}
 		if err != nil {
 			return fmt.Errorf("update product %d: %w", id, err)

@@ -2,6 +2,7 @@ package product
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -52,6 +53,35 @@ func FuzzSearchQuery(f *testing.F) {
 		}
 		if q.Page < 1 || q.Page > 1_000_000 || q.Limit < 1 || q.Limit > maxLimit {
 			t.Fatalf("accepted page %d, limit %d", q.Page, q.Limit)
+		}
+	})
+}
+
+// FuzzIfMatch: a PUT is applied only at a version the client named. Every
+// version read from If-Match is written in it as a strong tag, "<digits>", and
+// a header with no tag but "*" or nothing is no precondition at all (the 428).
+func FuzzIfMatch(f *testing.F) {
+	for _, seed := range []string{`"7"`, `"7", "8"`, `W/"7"`, `*`, ``, ` , `, `"7`, `7"`, `"-7"`, `"+7"`, `"0x7"`, `"99999999999999999999"`, "\"7\"\x00"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		versions, conditional := versionsOf([]string{header})
+		tags := 0
+		for _, tag := range strings.Split(header, ",") {
+			if tag = strings.TrimSpace(tag); tag != "" && tag != "*" {
+				tags++
+			}
+		}
+		if conditional != (tags > 0) {
+			t.Fatalf("%q: conditional %v with %d tags", header, conditional, tags)
+		}
+		if len(versions) > tags {
+			t.Fatalf("%q: %d versions from %d tags", header, len(versions), tags)
+		}
+		for _, v := range versions {
+			if v < 0 || !strings.Contains(header, `"`+strconv.FormatInt(v, 10)+`"`) {
+				t.Fatalf("%q: version %d is not a strong tag of the header", header, v)
+			}
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
@@ -124,9 +125,14 @@ func (h *handlers) create(c *gin.Context) {
 		h.fail(c, err)
 		return
 	}
+	c.Header(headerETag, p.ETag())
 	httpx.Created(c, p)
 }
 
+// update replaces a product, only at the version the client read: the quantity
+// it sends is absolute, and stock moves under it with every reservation and
+// release. If-Match carries the ETag of the read; without one the answer is
+// 428, with a stale one 412 with the product as it is now.
 func (h *handlers) update(c *gin.Context) {
 	id, ok := httpx.PathID(c, "id")
 	if !ok {
@@ -136,12 +142,78 @@ func (h *handlers) update(c *gin.Context) {
 	if !ok {
 		return
 	}
-	p, err := h.catalogue.Update(c.Request.Context(), id, f)
+	versions, ok := ifMatch(c)
+	if !ok {
+		return
+	}
+	p, err := h.catalogue.Update(c.Request.Context(), id, versions, f)
+	var changed *ChangedError
+	if errors.As(err, &changed) {
+		c.Header(headerETag, changed.Current.ETag())
+		c.Abort()
+		c.PureJSON(http.StatusPreconditionFailed, httpx.Response{Message: ErrChanged.Error(), Data: changed.Current, Errors: []httpx.FieldError{{
+			Field:   headerIfMatch,
+			Message: "matches no current version: the product is now at ETag " + changed.Current.ETag() + " (data holds it); apply your change to that and send again with that ETag",
+		}}})
+		return
+	}
 	if err != nil {
 		h.fail(c, err)
 		return
 	}
+	c.Header(headerETag, p.ETag())
 	httpx.OK(c, p)
+}
+
+const (
+	headerETag    = "ETag"
+	headerIfMatch = "If-Match"
+	// MsgPreconditionRequired is the 428's message.
+	MsgPreconditionRequired = "precondition required"
+)
+
+// ETag is the product's entity tag: its version, which grows with every change
+// of any field, stock included.
+func (p Product) ETag() string { return `"` + strconv.FormatInt(p.version, 10) + `"` }
+
+// ifMatch reads If-Match as the versions the client read, or writes the 428
+// when it names none ("*" names none either: it would match whatever the
+// product became since).
+func ifMatch(c *gin.Context) ([]int64, bool) {
+	versions, conditional := versionsOf(c.Request.Header.Values(headerIfMatch))
+	if !conditional {
+		httpx.Fail(c, http.StatusPreconditionRequired, MsgPreconditionRequired, httpx.FieldError{
+			Field:   headerIfMatch,
+			Message: "must hold the ETag of the product as read (GET /products/:id), so that changes made since, such as an order's reservation, are not overwritten",
+		})
+		return nil, false
+	}
+	return versions, true
+}
+
+// versionsOf reads If-Match's entity tags as versions. Only strong tags of a
+// version count, as If-Match compares strongly: a weak or foreign tag matches
+// no version. conditional is false when the header holds no tag but "*".
+func versionsOf(headers []string) (versions []int64, conditional bool) {
+	versions = []int64{}
+	for _, header := range headers {
+		for _, tag := range strings.Split(header, ",") {
+			tag = strings.TrimSpace(tag)
+			if tag == "" || tag == "*" {
+				continue
+			}
+			conditional = true
+			if len(tag) < 3 || tag[0] != '"' || tag[len(tag)-1] != '"' {
+				continue
+			}
+			// Tags compare as text: "007" is not the tag of version 7.
+			digits := tag[1 : len(tag)-1]
+			if v, err := strconv.ParseInt(digits, 10, 64); err == nil && v >= 0 && strconv.FormatInt(v, 10) == digits {
+				versions = append(versions, v)
+			}
+		}
+	}
+	return versions, conditional
 }
 
 func (h *handlers) delete(c *gin.Context) {
@@ -166,6 +238,7 @@ func (h *handlers) get(c *gin.Context) {
 		h.fail(c, err)
 		return
 	}
+	c.Header(headerETag, p.ETag())
 	httpx.OK(c, p)
 }
 

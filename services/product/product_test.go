@@ -121,6 +121,23 @@ func (s *service) create(t testing.TB, name string, price any, quantity int) pro
 	}).Expect(t, http.StatusCreated, ""))
 }
 
+// replace sends PUT path with body and, unless ifMatch is empty, If-Match.
+func (s *service) replace(t testing.TB, as *identity.User, path, ifMatch string, body any) apitest.Reply {
+	t.Helper()
+	raw, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := http.Header{}
+	if as != nil {
+		as.Header(header)
+	}
+	if ifMatch != "" {
+		header.Set("If-Match", ifMatch)
+	}
+	return s.Send(t, http.MethodPut, path, "application/json", raw, header)
+}
+
 func count(t testing.TB, db *pgxpool.Pool, query string, args ...any) int {
 	t.Helper()
 	var n int
@@ -189,7 +206,7 @@ func TestCatalogueLifecycleAnnouncesEveryChange(t *testing.T) {
 	if got != created {
 		t.Fatalf("GET %+v, want %+v", got, created)
 	}
-	updated := productIn(t, s.Do(t, &admin, http.MethodPut, "/products/"+key, map[string]any{
+	updated := productIn(t, s.replace(t, &admin, "/products/"+key, `"1"`, map[string]any{
 		"name": "Kopi Luwak Premium", "description": "roasted", "price": "0.1", "quantity": 7,
 	}).Expect(t, http.StatusOK, ""))
 	if updated.Price != "0.10" || updated.Quantity != 7 || updated.Name != "Kopi Luwak Premium" || !updated.UpdatedAt.After(created.UpdatedAt) {
@@ -197,7 +214,7 @@ func TestCatalogueLifecycleAnnouncesEveryChange(t *testing.T) {
 	}
 	s.Do(t, &admin, http.MethodDelete, "/products/"+key, nil).Expect(t, http.StatusOK, "success")
 	s.Do(t, nobody, http.MethodGet, "/products/"+key, nil).Expect(t, http.StatusNotFound, "product not found")
-	s.Do(t, &admin, http.MethodPut, "/products/"+key, map[string]any{"name": "x", "description": "y", "price": 1, "quantity": 1}).
+	s.replace(t, &admin, "/products/"+key, `"2"`, map[string]any{"name": "x", "description": "y", "price": 1, "quantity": 1}).
 		Expect(t, http.StatusNotFound, "product not found")
 	s.Do(t, &admin, http.MethodDelete, "/products/"+key, nil).Expect(t, http.StatusNotFound, "product not found")
 
@@ -231,7 +248,7 @@ func TestOnlyAdminsWrite(t *testing.T) {
 	s.Do(t, &customer, http.MethodPost, "/products", body).Expect(t, http.StatusForbidden, "forbidden")
 	p := s.create(t, "kept", 1, 1)
 	path := fmt.Sprint("/products/", p.ID)
-	s.Do(t, &customer, http.MethodPut, path, body).Expect(t, http.StatusForbidden, "forbidden")
+	s.replace(t, &customer, path, `"1"`, body).Expect(t, http.StatusForbidden, "forbidden")
 	s.Do(t, &customer, http.MethodDelete, path, nil).Expect(t, http.StatusForbidden, "forbidden")
 	s.Do(t, nobody, http.MethodDelete, path, nil).Expect(t, http.StatusUnauthorized, "unauthorized")
 	if got := productIn(t, s.Do(t, &customer, http.MethodGet, path, nil).Expect(t, http.StatusOK, "")); got.Name != "kept" {
@@ -572,5 +589,71 @@ func TestConfigNamesMissingBrokers(t *testing.T) {
 	if _, err := product.New(product.Config{Database: pg.Config{URL: "postgres://127.0.0.1:1/x"}}, quiet, prometheus.NewRegistry()); err == nil ||
 		!strings.Contains(err.Error(), "KSHOP_PRODUCT_KAFKA_BROKERS") {
 		t.Fatalf("New without brokers: %v", err)
+	}
+}
+
+// Admin stock edits: PUT wrote the quantity as an absolute number
+// whatever had happened since the admin read it, so a reservation made
+// meanwhile was overwritten and its later release invented units. Before the
+// fix the stale PUT below answered 200, the stock became 15 with 2 units still
+// reserved, and the release made it 17 for 15 units ever received.
+func TestReplaceAppliesOnlyToTheVersionRead(t *testing.T) {
+	s := newService(t)
+	ctx := context.Background()
+	created := s.Do(t, &admin, http.MethodPost, "/products", map[string]any{"name": "tea", "description": "green", "price": 1, "quantity": 10}).
+		Expect(t, http.StatusCreated, "")
+	p := productIn(t, created)
+	path := fmt.Sprint("/products/", p.ID)
+	if etag := created.Header.Get("ETag"); etag != `"1"` {
+		t.Fatalf("POST answered ETag %q, want \"1\"", etag)
+	}
+	if etag := s.Do(t, nobody, http.MethodGet, path, nil).Expect(t, http.StatusOK, "").Header.Get("ETag"); etag != `"1"` {
+		t.Fatalf("GET answered ETag %q, want \"1\"", etag)
+	}
+	receivedFive := func(seen int64) map[string]any {
+		return map[string]any{"name": "tea", "description": "green", "price": 1, "quantity": seen + 5}
+	}
+	unchanged := func(why string) {
+		t.Helper()
+		if v := count(t, s.db, `SELECT version FROM products WHERE id = $1`, p.ID); v != 1 {
+			t.Fatalf("%s changed the product (version %d)", why, v)
+		}
+		if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'product-updated'`); n != 0 {
+			t.Fatalf("%s announced %d changes", why, n)
+		}
+	}
+	for name, ifMatch := range map[string]string{"no If-Match": "", "If-Match: *": "*", "an empty If-Match": " , "} {
+		r := s.replace(t, &admin, path, ifMatch, receivedFive(10)).Expect(t, http.StatusPreconditionRequired, "precondition required")
+		if r.FirstError() != "If-Match" {
+			t.Fatalf("%s: the 428 names %q, want If-Match: %s", name, r.FirstError(), r.Raw)
+		}
+		unchanged(name)
+	}
+
+	// An order reserves 2 units after the admin read the product (version 1, 10 units).
+	if err := s.app.Stock.Reserve(ctx, uuid.NewString(), orderOf(77, item(p.ID, 2))); err != nil {
+		t.Fatal(err)
+	}
+	for _, stale := range []string{`"1"`, `W/"2"`, `"2 "`, `"02"`, `2`, `"0x2"`, `"abc"`, `"99999999999999999999"`} {
+		r := s.replace(t, &admin, path, stale, receivedFive(10)).Expect(t, http.StatusPreconditionFailed, "product changed since it was read")
+		now := productIn(t, r)
+		if r.Header.Get("ETag") != `"2"` || now.Quantity != 8 || r.FirstError() != "If-Match" {
+			t.Fatalf("If-Match %s: 412 with ETag %q, quantity %d, errors %+v; want the product as it is now (\"2\", 8 units)",
+				stale, r.Header.Get("ETag"), now.Quantity, r.Body.Errors)
+		}
+		if got := stockOf(t, s, p.ID); got != 8 {
+			t.Fatalf("If-Match %s: the refused PUT left %d units, want the 8 the reservation left", stale, got)
+		}
+	}
+	// Reapplied to what the 412 showed (8 units), the five received units add up.
+	r := s.replace(t, &admin, path, `"7", "2"`, receivedFive(8)).Expect(t, http.StatusOK, "")
+	if r.Header.Get("ETag") != `"3"` || productIn(t, r).Quantity != 13 {
+		t.Fatalf("PUT answered ETag %q, %s", r.Header.Get("ETag"), r.Body.Data)
+	}
+	if err := s.app.Stock.Release(ctx, uuid.NewString(), events.OrderCancelled{OrderID: 77, CustomerID: 9, Reason: events.CancelCustomer}); err != nil {
+		t.Fatal(err)
+	}
+	if got := stockOf(t, s, p.ID); got != 15 {
+		t.Fatalf("stock %d after the release, want 15: 10 created + 5 received, nothing held", got)
 	}
 }
