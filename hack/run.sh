@@ -97,6 +97,10 @@ export KSHOP_ORDER_AMQP_URL="$amqp_url"
 # Timers in seconds, so reminders and expiry can be watched (and make smoke checks them).
 export KSHOP_ORDER_REMINDER_DELAYS="${KSHOP_ORDER_REMINDER_DELAYS:-10s,20s,30s}"
 export KSHOP_ORDER_EXPIRY_DELAY="${KSHOP_ORDER_EXPIRY_DELAY:-45s}"
+# make load's handful of customers keeps many orders unpaid at once; the
+# anti-hoarding limits (20 orders, 1000 units by default) are for real customers.
+export KSHOP_ORDER_MAX_PENDING_ORDERS="${KSHOP_ORDER_MAX_PENDING_ORDERS:-1000}"
+export KSHOP_ORDER_MAX_PENDING_UNITS="${KSHOP_ORDER_MAX_PENDING_UNITS:-100000}"
 export KSHOP_MAIL_HTTP_ADDR="$mail_addr"
 export KSHOP_MAIL_DATABASE_URL="$pg_url/mail"
 export KSHOP_MAIL_AMQP_URL="$amqp_url"
