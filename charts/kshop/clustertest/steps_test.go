@@ -241,7 +241,7 @@ func checkRotation(ctx context.Context, t *testing.T, before []string) {
 			added = append(added, id)
 		}
 	}
-	measured(t, "signing keys: %d at install, %d added by rotation since (keys now %v)", len(before), len(added), now)
+	measured(t, "signing keys: %d after helm test, %d more added by rotation since (keys now %v)", len(before), len(added), now)
 	if len(added) == 0 {
 		t.Fatal("no key was added: the controller did not rotate")
 	}
@@ -273,9 +273,22 @@ func scaleGateway(ctx context.Context, t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	deployments := kube.kube.AppsV1().Deployments(namespace)
+	// The earlier loads may have scaled it out already: start from one pod.
+	quiet := time.Now()
+	err = waitFor(ctx, 6*time.Minute, "the gateway at 1 pod before the load", func(ctx context.Context) (bool, error) {
+		d, err := deployments.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return ptr.Deref(d.Spec.Replicas, 0) == 1 && d.Status.Replicas == 1, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the gateway runs 1 pod (%v of quiet after the earlier loads)", time.Since(quiet).Round(time.Second))
 	startLoad(ctx, t, "hpa-load", "-rate=300", "-duration=6m", "-users=1", "-products=2", "-mix=browse=100", "-max-in-flight=64")
 	began := time.Now()
-	deployments := kube.kube.AppsV1().Deployments(namespace)
 	var utilization string
 	err = waitFor(ctx, 5*time.Minute, "the gateway to scale out to 2 ready pods", func(ctx context.Context) (bool, error) {
 		d, err := deployments.Get(ctx, name, metav1.GetOptions{})
