@@ -108,8 +108,9 @@ func (s *APIServer) DryRun(ctx context.Context, namespace string, objects []*uns
 
 // CopyChartWithStubs copies the chart in src to dst, leaving out its tests, and
 // puts an empty chart of the same name and version in dst/charts for each
-// remote dependency of Chart.yaml: the registries cannot be reached where the
-// tests run, and the stubs let helm render everything of the chart's own.
+// remote dependency of Chart.yaml (WriteStandIns): the registries cannot be
+// reached where the tests run, and the stubs let helm render everything of the
+// chart's own.
 func CopyChartWithStubs(src, dst string) error {
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -137,16 +138,35 @@ func CopyChartWithStubs(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	deps, err := ChartDependencies(filepath.Join(src, "Chart.yaml"))
+	return WriteStandIns(dst)
+}
+
+// StandInDescription marks a stand-in's Chart.yaml, so a real dependency is
+// never taken for one (or the other way round).
+const StandInDescription = "empty stand-in for"
+
+// WriteStandIns puts an empty chart of the same name and version in
+// chart/charts for each dependency of chart/Chart.yaml that is not there. Helm
+// refuses to install a chart whose dependencies are missing, even those
+// switched off; where the registries cannot be reached and every dependency is
+// off (the external-infrastructure mode), the stand-ins let it install.
+func WriteStandIns(chart string) error {
+	deps, err := ChartDependencies(filepath.Join(chart, "Chart.yaml"))
 	if err != nil {
 		return err
 	}
 	for _, d := range deps {
-		stub := filepath.Join(dst, "charts", d.Name)
+		stub := filepath.Join(chart, "charts", d.Name)
+		if _, err := os.Stat(filepath.Join(stub, "Chart.yaml")); err == nil {
+			continue
+		}
+		if matches, _ := filepath.Glob(filepath.Join(chart, "charts", d.Name+"-*.tgz")); len(matches) > 0 {
+			continue // fetched by helm dependency build
+		}
 		if err := os.MkdirAll(stub, 0o755); err != nil {
 			return err
 		}
-		meta := fmt.Sprintf("apiVersion: v2\nname: %s\nversion: %s\ndescription: stand-in for %s in tests\n", d.Name, d.Version, d.Repository)
+		meta := fmt.Sprintf("apiVersion: v2\nname: %s\nversion: %s\ndescription: %s %s (nothing of it renders)\n", d.Name, d.Version, StandInDescription, d.Repository)
 		if err := os.WriteFile(filepath.Join(stub, "Chart.yaml"), []byte(meta), 0o644); err != nil {
 			return err
 		}
