@@ -274,16 +274,18 @@ func scaleGateway(ctx context.Context, t *testing.T) {
 		t.Fatal(err)
 	}
 	deployments := kube.kube.AppsV1().Deployments(namespace)
+	onePod := func(what string) error {
+		return waitFor(ctx, 6*time.Minute, what, func(ctx context.Context) (bool, error) {
+			d, err := deployments.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			return ptr.Deref(d.Spec.Replicas, 0) == 1 && d.Status.Replicas == 1, nil
+		})
+	}
 	// The earlier loads may have scaled it out already: start from one pod.
 	quiet := time.Now()
-	err = waitFor(ctx, 6*time.Minute, "the gateway at 1 pod before the load", func(ctx context.Context) (bool, error) {
-		d, err := deployments.Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		return ptr.Deref(d.Spec.Replicas, 0) == 1 && d.Status.Replicas == 1, nil
-	})
-	if err != nil {
+	if err := onePod("the gateway at 1 pod before the load"); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("the gateway runs 1 pod (%v of quiet after the earlier loads)", time.Since(quiet).Round(time.Second))
@@ -306,14 +308,7 @@ func scaleGateway(ctx context.Context, t *testing.T) {
 	}
 	measured(t, "gateway HPA: 1 -> 2 ready pods %v after the load began (HPA read %s)", time.Since(began).Round(time.Second), utilization)
 	stopped := time.Now()
-	err = waitFor(ctx, 6*time.Minute, "the gateway to scale back to 1", func(ctx context.Context) (bool, error) {
-		d, err := deployments.Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		return ptr.Deref(d.Spec.Replicas, 0) == 1 && d.Status.Replicas == 1, nil
-	})
-	if err != nil {
+	if err := onePod("the gateway to scale back to 1"); err != nil {
 		t.Fatal(err)
 	}
 	measured(t, "gateway HPA: back to 1 pod %v after the load stopped", time.Since(stopped).Round(time.Second))
