@@ -68,25 +68,31 @@ func Journey(ctx context.Context, cfg JourneyConfig) (err error) {
 		return err
 	}
 
+	// The accounts signed in so far; deleted when the journey ends.
+	var accounts []account
+	defer func() {
+		var left []error
+		for _, a := range accounts {
+			if leaveErr := leave(ctx, a); leaveErr != nil {
+				left = append(left, leaveErr)
+			}
+		}
+		if err == nil && len(left) == 0 {
+			step("deleted the journey's accounts (%s and the admin); their tokens are refused", email)
+		}
+		err = errors.Join(append([]error{err}, left...)...)
+	}()
 	customer, err := SignUp(ctx, api, cfg.Inbox, email, password)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, leave(ctx, customer, email, password)) }()
+	accounts = append(accounts, account{customer, email, password})
 	step("registered, verified through the mailed code and logged in as %s", email)
 	admin, err := SignUp(ctx, api, cfg.Inbox, cfg.Admin, cfg.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("admin %s: %w", cfg.Admin, err)
 	}
-	defer func() {
-		if leaveErr := leave(ctx, admin, cfg.Admin, cfg.AdminPassword); leaveErr != nil {
-			err = errors.Join(err, fmt.Errorf("admin: %w", leaveErr))
-			return
-		}
-		if err == nil {
-			step("deleted the journey's accounts (%s and the admin); their tokens are refused", email)
-		}
-	}()
+	accounts = append(accounts, account{admin, cfg.Admin, cfg.AdminPassword})
 
 	var p product
 	name := "Smoke coffee " + tag
@@ -255,22 +261,37 @@ func DeleteAccount(ctx context.Context, api *Client, email, password string) err
 	return api.Expect(ctx, http.StatusOK, http.MethodPost, "/auth/delete-account", map[string]any{"email": email, "password": password}, nil)
 }
 
-// leave deletes the account the client is signed in as and checks that its
-// token is refused afterwards. It runs when the journey ends, failed or not,
-// so a cancelled ctx only shortens it.
-func leave(ctx context.Context, signedIn *Client, email, password string) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+// account is one the journey signed in as.
+type account struct {
+	client          *Client
+	email, password string
+}
+
+// revocationWithin bounds the wait for the gateway to refuse the token of a
+// deleted account: its KSHOP_GATEWAY_REVOCATION_CACHE (5 s by default).
+const revocationWithin = 30 * time.Second
+
+// leave deletes the account and checks that its token is refused afterwards.
+// It runs when the journey ends, failed or not, so a cancelled ctx only
+// shortens it.
+func leave(ctx context.Context, a account) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revocationWithin+30*time.Second)
 	defer cancel()
-	anonymous := signedIn.As("")
-	if err := DeleteAccount(ctx, anonymous, email, password); err != nil {
-		return fmt.Errorf("delete the account %s: %w", email, err)
+	if err := DeleteAccount(ctx, a.client.As(""), a.email, a.password); err != nil {
+		return fmt.Errorf("delete the account %s: %w", a.email, err)
 	}
-	r, err := signedIn.Call(ctx, http.MethodGet, "/orders", nil)
+	err := retryUntil(ctx, revocationWithin, func() error {
+		r, err := a.client.Call(ctx, http.MethodGet, "/orders", nil)
+		if err != nil {
+			return err
+		}
+		if r.Status != http.StatusUnauthorized {
+			return fmt.Errorf("GET /orders answered %d", r.Status)
+		}
+		return nil
+	})
 	if err != nil {
-		return err
-	}
-	if r.Status != http.StatusUnauthorized {
-		return fmt.Errorf("the token of the deleted account %s still works: GET /orders answered %d", email, r.Status)
+		return fmt.Errorf("the token of the deleted account %s still works after %v: %w", a.email, revocationWithin, err)
 	}
 	return nil
 }
