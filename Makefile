@@ -27,10 +27,10 @@ bench: ## print the benchmark table (BENCH=pattern: only the matching Go benchma
 	@hack/bench.sh '$(BENCH)'
 
 smoke: ## walk the customer journey through a running `make run` (fails on any deviation)
-	@go run ./services/cmd/loadgen smoke
+	@hack/loadgen.sh smoke
 
 load: ## an open-loop load run against a running `make run` (ARGS="-rate 100 -duration 1m")
-	@go run ./services/cmd/loadgen load $(ARGS)
+	@hack/loadgen.sh load $(ARGS)
 
 kind-up: ## create the kind cluster (needs Docker) with metrics-server; idempotent
 	@hack/kind.sh up

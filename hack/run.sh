@@ -35,12 +35,21 @@ stop_servers() {
 		wait "$kshop_pid" 2>/dev/null || true
 	fi
 	echo "run: stopping the development servers" >&2
+	rm -f "$KSHOP_TESTENV_DIR/admin.env"
 	hack/testenv.sh down || true
 }
 trap stop_servers EXIT
 trap 'exit 130' INT TERM
 
 hack/testenv.sh up
+# A development admin of its own for this run, so no address is an admin by
+# default and no password is known: a new random pair at every start, printed
+# below and kept (readable by you only) for make smoke and make load, which
+# sign in with it (hack/loadgen.sh). Gone when make run stops.
+admin_env="$KSHOP_TESTENV_DIR/admin.env"
+dev_admin="dev-admin-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')@kshop.local"
+dev_admin_password="$(head -c 18 /dev/urandom | base64 | tr -d '/+=\n')"
+(umask 077 && printf 'KSHOP_LOADGEN_ADMIN=%s\nKSHOP_LOADGEN_ADMIN_PASSWORD=%s\n' "$dev_admin" "$dev_admin_password" >"$admin_env")
 pg_url="postgres://postgres@127.0.0.1:$KSHOP_TESTENV_POSTGRES_PORT"
 for db in $databases; do
 	psql -q "$pg_url/postgres" -c "CREATE DATABASE \"$db\"" >/dev/null # quoted: order is a keyword
@@ -72,7 +81,7 @@ kshop development platform
   Redis       $redis_addr
   RabbitMQ    $amqp_url
   Kafka       $kafka_addr (in-process Kafka-protocol broker; try: kcat -b $kafka_addr -L)
-  Admin       ${KSHOP_AUTH_ADMIN_EMAILS:-admin@kshop.local} gets the admin role at login
+  Admin       $dev_admin, this run's development admin (password: $admin_env)${KSHOP_AUTH_ADMIN_EMAILS:+; also $KSHOP_AUTH_ADMIN_EMAILS}
   Timers      reminders after ${KSHOP_ORDER_REMINDER_DELAYS:-10s,20s,30s}, expiry after ${KSHOP_ORDER_EXPIRY_DELAY:-45s} (shortened for development)
 Check it: make smoke (the whole journey, about a minute); load it: make load.
 Press Ctrl-C to stop everything.
@@ -85,7 +94,9 @@ export KSHOP_AUTH_HTTP_ADDR="$auth_addr"
 export KSHOP_AUTH_DATABASE_URL="$pg_url/auth"
 export KSHOP_AUTH_REDIS_ADDRS="$redis_addr"
 export KSHOP_AUTH_AMQP_URL="$amqp_url"
-export KSHOP_AUTH_ADMIN_EMAILS="${KSHOP_AUTH_ADMIN_EMAILS:-admin@kshop.local}"
+export KSHOP_AUTH_ADMIN_EMAILS="${KSHOP_AUTH_ADMIN_EMAILS:+$KSHOP_AUTH_ADMIN_EMAILS,}$dev_admin"
+# make smoke walks the journey again and again: more e-mails a day per address.
+export KSHOP_AUTH_MAILS_PER_DAY="${KSHOP_AUTH_MAILS_PER_DAY:-1000}"
 export KSHOP_PRODUCT_HTTP_ADDR="$product_addr"
 export KSHOP_PRODUCT_DATABASE_URL="$pg_url/product"
 export KSHOP_PRODUCT_KAFKA_BROKERS="$kafka_addr"

@@ -160,16 +160,17 @@ func TestEveryRenderedObjectIsAcceptedByTheAPIServer(t *testing.T) {
 	base := map[string]int{"Deployment": 6, "Service": 6, "ServiceAccount": 6, "ConfigMap": 7, "Role": 1, "RoleBinding": 1, "Lease": 1}
 	want := map[string]map[string]int{
 		// default deny + 5 services + controller + the loadgen (test) pods; the
-		// RabbitmqCluster; the Redis password Secret; the helm test Pod.
-		"default": {"NetworkPolicy": 8, "RabbitmqCluster": 1, "Secret": 1, "Pod": 1},
-		"kind":    {"NetworkPolicy": 8, "RabbitmqCluster": 1, "Secret": 1, "Pod": 1},
+		// RabbitmqCluster; the Redis password and smoke admin Secrets; the helm
+		// test Pod.
+		"default": {"NetworkPolicy": 8, "RabbitmqCluster": 1, "Secret": 2, "Pod": 1},
+		"kind":    {"NetworkPolicy": 8, "RabbitmqCluster": 1, "Secret": 2, "Pod": 1},
 		// HPAs from 2, PDBs for them and the 2 controllers; no smoke test
 		// (no Mailpit), no ServiceMonitor (the API server of this test, like a
 		// cluster without the Prometheus Operator, is not asked: helm template).
 		"staging":  {"NetworkPolicy": 7, "RabbitmqCluster": 1, "Secret": 1, "HorizontalPodAutoscaler": 5, "PodDisruptionBudget": 6},
 		"external": {"NetworkPolicy": 7, "HorizontalPodAutoscaler": 5, "PodDisruptionBudget": 6},
 		// the gateway's HPA from 1, a PDB for product's 2 replicas
-		"local": {"NetworkPolicy": 8, "Pod": 1, "HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 1},
+		"local": {"NetworkPolicy": 8, "Pod": 1, "Secret": 1, "HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 1},
 	}
 	for name, values := range valueSets {
 		t.Run(name, func(t *testing.T) {
@@ -293,9 +294,14 @@ func TestDependenciesAreOptionalAndPublished(t *testing.T) {
 	}
 	// values-local.yaml switches every dependency off and names each outside.
 	// Nothing of the chart's own that stands for a dependency stays: the
-	// RabbitmqCluster, the Redis Cluster's password Secret.
+	// RabbitmqCluster, the Redis Cluster's password Secret (the smoke test's
+	// admin is the release's own, not a dependency's).
 	objects := render(t, "-f", "values-local.yaml")
-	if n, m := count(objects, "RabbitmqCluster"), count(objects, "Secret"); n != 0 || m != 0 {
+	secrets := count(objects, "Secret")
+	if find(objects, "Secret", releaseName+"-smoke-admin") != nil {
+		secrets--
+	}
+	if n, m := count(objects, "RabbitmqCluster"), secrets; n != 0 || m != 0 {
 		t.Errorf("with every dependency off: %d RabbitmqClusters, %d Secrets", n, m)
 	}
 }

@@ -67,11 +67,20 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		app.Close()
 		return nil, err
 	}
-	registered := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_users_registered_total", Help: "Accounts registered."})
+	registered := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_users_registered_total", Help: "Accounts registered (new addresses; a registration replacing a pending one is not counted)."})
 	verified := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_users_verified_total", Help: "Accounts verified with their e-mailed code."})
-	svc.registered, svc.verified = registered.Inc, verified.Inc
+	reset := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_auth_password_resets_total", Help: "Passwords set with an e-mailed reset code (every token of the old password revoked)."})
+	deleted := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_auth_accounts_deleted_total", Help: "Accounts deleted by their owner."})
+	expired := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_auth_unverified_expired_total", Help: "Registrations deleted because they were not verified within KSHOP_AUTH_UNVERIFIED_TTL."})
+	limited := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_auth_limited_total",
+		Help: "Requests refused with 429, by limit (cooldown, mails_per_day, guess_backoff, guesses_per_day, client_guesses_per_day)."}, []string{"limit"})
+	for _, limit := range []string{"cooldown", "mails_per_day", "guess_backoff", "guesses_per_day", "client_guesses_per_day"} {
+		limited.WithLabelValues(limit)
+	}
+	svc.counters = counters{registered: registered.Inc, verified: verified.Inc, passwordsReset: reset.Inc, accountsDeleted: deleted.Inc,
+		expired: func(n int64) { expired.Add(float64(n)) }}
 	if registry != nil {
-		registry.MustRegister(registered, verified, pg.NewPoolCollector(db))
+		registry.MustRegister(registered, verified, reset, deleted, expired, limited, pg.NewPoolCollector(db))
 	}
 	app.relay = outbox.NewRelay(db.Primary,
 		map[outbox.Destination]outbox.Publisher{outbox.AMQP: outbox.AMQPPublisher(amqp.NewPublisher(app.amqp))},
@@ -82,7 +91,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		DB: db.Primary, Migrations: []pg.Migrations{Migrations, outbox.Migrations},
 		// Waits for the broker as long as it takes; redeclared after every reconnect.
 		Background:      []func(context.Context) error{func(ctx context.Context) error { return app.amqp.Declare(ctx, Topology()) }},
-		AfterMigrations: []func(context.Context) error{app.relay.Run},
+		AfterMigrations: []func(context.Context) error{app.relay.Run, svc.expireRegistrations},
 	}
 	engine := httpx.NewEngine(httpx.Options{
 		Service:    "auth",
@@ -96,7 +105,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 			"migrations": app.service.MigrationsApplied,
 		},
 	})
-	(&handlers{svc: svc, keys: keys, logger: logger}).routes(engine)
+	(&handlers{svc: svc, keys: keys, limited: limited, logger: logger}).routes(engine)
 	app.Handler, app.service.Handler = engine, engine
 	return app, nil
 }

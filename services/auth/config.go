@@ -33,14 +33,34 @@ type Config struct {
 
 	// BcryptCost is the work factor for passwords and verification codes.
 	BcryptCost int `envconfig:"BCRYPT_COST" default:"11"`
-	// AdminEmails get the admin role in their tokens (comma-separated).
+	// AdminEmails get the admin role in their tokens (comma-separated). There
+	// is no default: nobody is an administrator unless named here.
 	AdminEmails []string `envconfig:"ADMIN_EMAILS"`
-	// CodeTTL is how long a verification code is valid.
+	// TestAdminEmail gets the admin role too: the address of an automated
+	// journey's own admin, which the chart takes from the smoke test's
+	// generated Secret (docs/kubernetes.md). Empty: none.
+	TestAdminEmail string `envconfig:"TEST_ADMIN_EMAIL"`
+	// CodeTTL is how long a verification or reset code is valid.
 	CodeTTL time.Duration `envconfig:"CODE_TTL" default:"10m"`
-	// CodeMaxAttempts wrong guesses void a code, so six digits cannot be brute-forced.
+	// CodeMaxAttempts wrong guesses void a code.
 	CodeMaxAttempts int `envconfig:"CODE_MAX_ATTEMPTS" default:"5"`
-	// ResendCooldown is the least time between two codes for one e-mail.
+	// CodeGuessesPerDay wrong codes (verification and reset together) are
+	// accepted per address in a day, CodeGuessesPerClientPerDay per client
+	// address; after each wrong code the next one for the address waits
+	// CodeGuessBackoff, doubling with each wrong code of the day (at most 15m).
+	CodeGuessesPerDay          int           `envconfig:"CODE_GUESSES_PER_DAY" default:"10"`
+	CodeGuessesPerClientPerDay int           `envconfig:"CODE_GUESSES_PER_CLIENT_PER_DAY" default:"100"`
+	CodeGuessBackoff           time.Duration `envconfig:"CODE_GUESS_BACKOFF" default:"2s"`
+	// ResendCooldown is the least time between two e-mails to one address
+	// (codes, reset codes, "the account exists").
 	ResendCooldown time.Duration `envconfig:"RESEND_COOLDOWN" default:"1m"`
+	// MailsPerDay is how many e-mails registrations, resends and reset
+	// requests may cause to one address in a day.
+	MailsPerDay int `envconfig:"MAILS_PER_DAY" default:"10"`
+	// UnverifiedTTL: a registration not verified within it is deleted; the
+	// cleanup runs every CleanupInterval.
+	UnverifiedTTL   time.Duration `envconfig:"UNVERIFIED_TTL" default:"24h"`
+	CleanupInterval time.Duration `envconfig:"CLEANUP_INTERVAL" default:"10m"`
 
 	// JWKSFile is the private key set (a mounted Secret); empty: a development key.
 	JWKSFile string `envconfig:"JWKS_FILE"`
@@ -60,13 +80,20 @@ func (c *Config) Validate() error {
 		// Tests set a lower cost on the struct directly, never through the environment.
 		errs = append(errs, fmt.Errorf("%s_BCRYPT_COST=%d must be between 10 and %d", Prefix, c.BcryptCost, bcrypt.MaxCost))
 	}
-	for name, d := range map[string]time.Duration{"CODE_TTL": c.CodeTTL, "RESEND_COOLDOWN": c.ResendCooldown, "TOKEN_TTL": c.TokenTTL, "JWKS_RELOAD": c.JWKSReload} {
+	for name, d := range map[string]time.Duration{"CODE_TTL": c.CodeTTL, "RESEND_COOLDOWN": c.ResendCooldown, "TOKEN_TTL": c.TokenTTL, "JWKS_RELOAD": c.JWKSReload,
+		"CODE_GUESS_BACKOFF": c.CodeGuessBackoff, "UNVERIFIED_TTL": c.UnverifiedTTL, "CLEANUP_INTERVAL": c.CleanupInterval} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s_%s=%v must be positive", Prefix, name, d))
 		}
 	}
-	if c.CodeMaxAttempts < 1 {
-		errs = append(errs, fmt.Errorf("%s_CODE_MAX_ATTEMPTS=%d must be at least 1", Prefix, c.CodeMaxAttempts))
+	for name, n := range map[string]int{"CODE_MAX_ATTEMPTS": c.CodeMaxAttempts, "CODE_GUESSES_PER_DAY": c.CodeGuessesPerDay,
+		"CODE_GUESSES_PER_CLIENT_PER_DAY": c.CodeGuessesPerClientPerDay, "MAILS_PER_DAY": c.MailsPerDay} {
+		if n < 1 {
+			errs = append(errs, fmt.Errorf("%s_%s=%d must be at least 1", Prefix, name, n))
+		}
+	}
+	if c.UnverifiedTTL > 0 && c.UnverifiedTTL < c.CodeTTL {
+		errs = append(errs, fmt.Errorf("%s_UNVERIFIED_TTL=%v must be at least %s_CODE_TTL=%v, or registrations expire before their code", Prefix, c.UnverifiedTTL, Prefix, c.CodeTTL))
 	}
 	if c.JWKSAlgorithm != tokens.EdDSA && c.JWKSAlgorithm != tokens.ES256 {
 		errs = append(errs, fmt.Errorf("%s_JWKS_DEV_ALGORITHM=%q must be %s or %s", Prefix, c.JWKSAlgorithm, tokens.EdDSA, tokens.ES256))
@@ -77,6 +104,7 @@ func (c *Config) Validate() error {
 	for i, e := range c.AdminEmails {
 		c.AdminEmails[i] = normaliseEmail(e)
 	}
+	c.TestAdminEmail = normaliseEmail(c.TestAdminEmail)
 	return errors.Join(errs...)
 }
 

@@ -36,6 +36,10 @@ func TestConfigFromTheEnvironment(t *testing.T) {
 	if strings.Join(cfg.AdminEmails, ",") != "boss@example.com,ops@example.com" {
 		t.Fatalf("admin e-mails %q are not normalised", cfg.AdminEmails)
 	}
+	if cfg.CodeGuessesPerDay != 10 || cfg.CodeGuessesPerClientPerDay != 100 || cfg.CodeGuessBackoff != 2*time.Second ||
+		cfg.MailsPerDay != 10 || cfg.UnverifiedTTL != 24*time.Hour || cfg.CleanupInterval != 10*time.Minute || cfg.TestAdminEmail != "" {
+		t.Fatalf("limit defaults %+v", cfg)
+	}
 }
 
 func TestConfigErrorsNameTheVariable(t *testing.T) {
@@ -50,6 +54,9 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"bad TTL":       {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_TOKEN_TTL": "an hour"}, "KSHOP_AUTH_TOKEN_TTL"},
 		"zero cooldown": {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_RESEND_COOLDOWN": "0s"}, "KSHOP_AUTH_RESEND_COOLDOWN"},
 		"HMAC dev key":  {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_JWKS_DEV_ALGORITHM": "HS256"}, "KSHOP_AUTH_JWKS_DEV_ALGORITHM"},
+		"no guesses":    {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_CODE_GUESSES_PER_DAY": "0"}, "KSHOP_AUTH_CODE_GUESSES_PER_DAY"},
+		"no mails":      {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_MAILS_PER_DAY": "0"}, "KSHOP_AUTH_MAILS_PER_DAY"},
+		"registrations expiring before their code": {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_UNVERIFIED_TTL": "5m"}, "KSHOP_AUTH_UNVERIFIED_TTL"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv("KSHOP_AUTH_DATABASE_URL", "postgres://db/auth")

@@ -72,3 +72,19 @@ func FuzzResendBody(f *testing.F) {
 		}
 	})
 }
+
+func FuzzResetPasswordBody(f *testing.F) {
+	f.Add([]byte(`{"email":"a@kshop.dev","reset_token":"123456","password":"password1"}`))
+	f.Add([]byte(`{"email":"a@kshop.dev","reset_token":"+00000","password":"password1"}`))
+	f.Add([]byte(`{"email":"a@kshop.dev","reset_token":"123456","password":"` + strings.Repeat("€", 25) + `"}`))
+	decoder := apitest.NewDecoder(http.MethodPost, "/reset-password", bindResetPassword)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if req, ok := decoder.Decode(t, "/reset-password", body); ok {
+			checkEmail(t, req.Email)
+			checkPassword(t, req.Password, 8)
+			if len(req.ResetToken) != 6 || strings.Trim(req.ResetToken, "0123456789") != "" {
+				t.Fatalf("accepted code %q", req.ResetToken)
+			}
+		}
+	})
+}

@@ -9,11 +9,9 @@ import (
 	"log/slog"
 	"math/big"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
@@ -30,22 +28,13 @@ const (
 )
 
 // Errors of the use cases; the HTTP layer maps each to its status and message.
+// None of them tells whether an account exists: an unknown address gets the
+// answer a wrong password or a wrong code gets.
 var (
-	ErrEmailTaken      = errors.New("user already exist")
-	ErrUserNotFound    = errors.New("user not found")
-	ErrAlreadyVerified = errors.New("user already verified")
-	ErrWrongCode       = errors.New("token is wrong")
-	ErrCodeExpired     = errors.New("token expired")
-	ErrBadCredentials  = errors.New("unauthorized")
-	ErrNotVerified     = errors.New("user not verified")
+	ErrInvalidCode    = errors.New("token is wrong or expired")
+	ErrBadCredentials = errors.New("unauthorized")
+	ErrNotVerified    = errors.New("user not verified")
 )
-
-// CooldownError says a code was sent too recently; RetryAfter is the wait.
-type CooldownError struct{ RetryAfter time.Duration }
-
-func (e *CooldownError) Error() string {
-	return fmt.Sprintf("a verification code was sent less than a minute ago; retry in %s", e.RetryAfter.Round(time.Second))
-}
 
 // User is an account as the API shows it.
 type User struct {
@@ -73,114 +62,134 @@ type Service struct {
 	dummyHash []byte
 	now       func() time.Time
 	logger    *slog.Logger
-	// registered and verified count the accounts (metrics).
-	registered, verified func()
+	counters  counters
+}
+
+// counters are the metrics the use cases move; nil ones are skipped.
+type counters struct {
+	registered, verified, passwordsReset, accountsDeleted func()
+	expired                                               func(n int64)
 }
 
 func newService(db *pg.DB, rdb redis.UniversalClient, signer *tokens.Signer, cfg Config, logger *slog.Logger) (*Service, error) {
-	// Login with an unknown e-mail compares against this hash, so it costs as much
-	// as a wrong password and timing does not tell which e-mails exist.
+	// A request about an address without an account compares against this
+	// hash, so it costs what a wrong password or a wrong code costs and timing
+	// does not tell which addresses have accounts.
 	dummy, err := bcrypt.GenerateFromPassword([]byte("kshop-no-such-user"), cfg.BcryptCost)
 	if err != nil {
 		return nil, fmt.Errorf("prepare the timing guard hash: %w", err)
 	}
+	admins := slices.Clone(cfg.AdminEmails)
+	if cfg.TestAdminEmail != "" {
+		admins = append(admins, cfg.TestAdminEmail)
+	}
 	return &Service{
-		db: db, redis: rdb, signer: signer, cfg: cfg, admins: cfg.AdminEmails,
+		db: db, redis: rdb, signer: signer, cfg: cfg, admins: admins,
 		dummyHash: dummy, now: time.Now, logger: logger,
 	}, nil
 }
 
-// Register creates an unverified user and, in the same transaction, the
-// verification e-mail's outbox row.
-func (s *Service) Register(ctx context.Context, email, password string) (User, error) {
+// Register asks for an account. The answer is the same whatever the address's
+// state; the e-mail says what happened:
+//   - no account: an unverified one is created and a code mailed;
+//   - an unverified one: this registration replaces it, its password and its
+//     code (the old code is void), so a code always activates the password of
+//     the registration it was mailed for, and the address's owner, registering
+//     after a squatter, gets their own password;
+//   - a verified one: nothing changes, the e-mail says the account exists.
+func (s *Service) Register(ctx context.Context, email, password string) error {
 	email = normaliseEmail(email)
+	// The hashing comes first, for every state, so the answer takes as long.
 	passwordHash, err := bcrypt.GenerateFromPassword([]byte(password), s.cfg.BcryptCost)
 	if err != nil {
-		return User{}, fmt.Errorf("hash password: %w", err)
+		return fmt.Errorf("hash password: %w", err)
 	}
 	code, codeHash, err := s.newCode()
 	if err != nil {
-		return User{}, err
+		return err
 	}
-	expires := s.now().Add(s.cfg.CodeTTL)
-	var u User
+	release, err := s.claimMail(ctx, email)
+	if err != nil {
+		return err
+	}
+	created := false
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `
-			INSERT INTO users (email, password_hash) VALUES ($1, $2)
-			ON CONFLICT (email) DO NOTHING
-			RETURNING id, email, is_verified, created_at, updated_at`, email, passwordHash,
-		).Scan(&u.ID, &u.Email, &u.IsVerified, &u.CreatedAt, &u.UpdatedAt)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrEmailTaken
+		id, verified, found, err := lockUser(ctx, tx, email)
+		switch {
+		case err != nil:
+			return err
+		case !found:
+			err := tx.QueryRow(ctx, `
+				INSERT INTO users (email, password_hash) VALUES ($1, $2)
+				ON CONFLICT (email) DO NOTHING RETURNING id`, email, passwordHash).Scan(&id)
+			if errors.Is(err, pgx.ErrNoRows) {
+				// Another registration committed first (past the cooldown,
+				// within this transaction): replace it as any pending one.
+				if id, verified, found, err = lockUser(ctx, tx, email); err != nil || !found {
+					return errors.Join(err, errors.New("the registration that won the race is gone"))
+				}
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("insert user: %w", err)
+			}
+			created = true
+			return s.issueCode(ctx, tx, id, email, code, codeHash)
 		}
-		if err != nil {
-			return fmt.Errorf("insert user: %w", err)
+		if verified {
+			return s.mail(ctx, tx, events.RoutingAccountExists, events.AccountExistsMail{Email: email})
 		}
-		return s.issueCode(ctx, tx, u.ID, email, code, codeHash, expires)
+		if _, err := tx.Exec(ctx, `UPDATE users SET password_hash = $2, registered_at = now(), updated_at = now() WHERE id = $1`, id, passwordHash); err != nil {
+			return fmt.Errorf("replace the pending registration: %w", err)
+		}
+		return s.issueCode(ctx, tx, id, email, code, codeHash)
 	})
 	if err != nil {
-		return User{}, err
+		release()
+		return err
 	}
-	if s.registered != nil {
-		s.registered()
+	if created && s.counters.registered != nil {
+		s.counters.registered()
 	}
-	// The code just mailed starts the resend cooldown. Best effort: without Redis
-	// the user may get a second code a little early, nothing worse.
-	if err := s.redis.Set(ctx, events.ResendCooldownKey(email), "1", s.cfg.ResendCooldown).Err(); err != nil {
-		s.logger.WarnContext(ctx, "start resend cooldown", "error", err)
-	}
-	return u, nil
+	return nil
 }
 
 // Verify checks a code and marks the user verified; the code is single use.
-func (s *Service) Verify(ctx context.Context, email, code string) (User, error) {
+// Unknown addresses, verified accounts, wrong, used-up and expired codes all
+// get ErrInvalidCode after one bcrypt comparison, and all count as a wrong
+// guess for the address and the client (checkGuesses).
+func (s *Service) Verify(ctx context.Context, email, code, client string) (User, error) {
 	email = normaliseEmail(email)
 	var u User
 	// A wrong guess must be counted even though the request fails, so the
 	// transaction commits in that case and the error is returned afterwards.
 	var outcome error
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		if u, err = lockUnverifiedUser(ctx, tx, email); err != nil {
+		// The row lock serialises the guesses for one account, so the guess
+		// counters are read after the previous guess was counted.
+		err := tx.QueryRow(ctx, `SELECT id, email, is_verified, created_at, updated_at FROM users WHERE email = $1 FOR UPDATE`, email).
+			Scan(&u.ID, &u.Email, &u.IsVerified, &u.CreatedAt, &u.UpdatedAt)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("find user: %w", err)
+		}
+		if err := s.checkGuesses(ctx, email, client); err != nil {
 			return err
 		}
-		var codeHash string
-		var expiresAt time.Time
-		var failed int
-		err = tx.QueryRow(ctx, `SELECT code_hash, expires_at, failed_attempts FROM verification_codes WHERE user_id = $1`, u.ID).
-			Scan(&codeHash, &expiresAt, &failed)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			// Used up by too many wrong guesses: only a new code helps.
-			outcome = ErrCodeExpired
-			return nil
-		case err != nil:
-			return fmt.Errorf("find verification code: %w", err)
-		case !s.now().Before(expiresAt):
-			outcome = ErrCodeExpired
-			return nil
+		pending := u.ID != 0 && !u.IsVerified
+		ok, err := s.checkCode(ctx, tx, "verification_codes", u.ID, pending, code)
+		if err != nil {
+			return err
 		}
-		if bcrypt.CompareHashAndPassword([]byte(codeHash), []byte(code)) != nil {
-			outcome = ErrWrongCode
-			if failed+1 >= s.cfg.CodeMaxAttempts {
-				_, err = tx.Exec(ctx, `DELETE FROM verification_codes WHERE user_id = $1`, u.ID)
-			} else {
-				_, err = tx.Exec(ctx, `UPDATE verification_codes SET failed_attempts = failed_attempts + 1 WHERE user_id = $1`, u.ID)
-			}
-			if err != nil {
-				return fmt.Errorf("count a wrong code: %w", err)
-			}
-			return nil
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM verification_codes WHERE user_id = $1`, u.ID); err != nil {
-			return fmt.Errorf("use up the verification code: %w", err)
+		if !ok {
+			outcome = ErrInvalidCode
+			return s.countWrongGuess(ctx, email, client)
 		}
 		if err := tx.QueryRow(ctx, `UPDATE users SET is_verified = true, verified_at = now(), updated_at = now() WHERE id = $1 RETURNING updated_at`, u.ID).
 			Scan(&u.UpdatedAt); err != nil {
 			return fmt.Errorf("mark user verified: %w", err)
 		}
 		u.IsVerified = true
-		return s.mail(ctx, tx, events.RoutingAccountVerified, email, events.AccountVerifiedMail{Email: email})
+		return s.mail(ctx, tx, events.RoutingAccountVerified, events.AccountVerifiedMail{Email: email})
 	})
 	if err != nil {
 		return User{}, err
@@ -188,144 +197,189 @@ func (s *Service) Verify(ctx context.Context, email, code string) (User, error) 
 	if outcome != nil {
 		return User{}, outcome
 	}
-	if s.verified != nil {
-		s.verified()
+	if s.counters.verified != nil {
+		s.counters.verified()
 	}
 	return u, nil
 }
 
-// ResendVerification mails a new code, voiding the old one, at most once per
-// cooldown per e-mail across all replicas.
+// ResendVerification mails a new code for a pending registration, voiding
+// the old one; for a verified account it mails that the account exists; for
+// an unknown address it sends nothing. The caller cannot tell which: the
+// cooldown and the daily cap apply to every address alike.
 func (s *Service) ResendVerification(ctx context.Context, email string) error {
 	email = normaliseEmail(email)
 	code, codeHash, err := s.newCode()
 	if err != nil {
 		return err
 	}
-	cooldownKey := events.ResendCooldownKey(email)
-	claimed := false
+	release, err := s.claimMail(ctx, email)
+	if err != nil {
+		return err
+	}
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		u, err := lockUnverifiedUser(ctx, tx, email)
-		if err != nil {
+		id, verified, found, err := lockUser(ctx, tx, email)
+		switch {
+		case err != nil:
 			return err
+		case !found:
+			return nil
+		case verified:
+			return s.mail(ctx, tx, events.RoutingAccountExists, events.AccountExistsMail{Email: email})
 		}
-		id := u.ID
-		// SET NX is the cross-replica gate: one request per cooldown wins it.
-		ok, err := s.redis.SetNX(ctx, cooldownKey, "1", s.cfg.ResendCooldown).Result()
-		if err != nil {
-			return fmt.Errorf("check resend cooldown: %w", err)
-		}
-		if !ok {
-			wait, err := s.redis.PTTL(ctx, cooldownKey).Result()
-			if err != nil || wait <= 0 {
-				wait = s.cfg.ResendCooldown
-			}
-			return &CooldownError{RetryAfter: wait}
-		}
-		claimed = true
-		return s.issueCode(ctx, tx, id, email, code, codeHash, s.now().Add(s.cfg.CodeTTL))
+		return s.issueCode(ctx, tx, id, email, code, codeHash)
 	})
-	if err != nil && claimed {
-		// Nothing was sent, so the cooldown must not hold the user back.
-		if delErr := s.redis.Del(context.WithoutCancel(ctx), cooldownKey).Err(); delErr != nil {
-			s.logger.WarnContext(ctx, "release resend cooldown after a failed resend", "error", delErr)
-		}
+	if err != nil {
+		release()
 	}
 	return err
 }
 
-// Login checks the password and issues an access token. Unknown e-mail and wrong
-// password give the same error after the same bcrypt work; "not verified" is only
-// told to someone who knows the password.
+// Login checks the password and issues an access token. Every login is one
+// query on the primary (a replica lagging behind a registration would only
+// add a second one for some addresses) and one bcrypt comparison, against a
+// fixed dummy hash for an unknown address: unknown address and wrong password
+// give the same error after the same work. "Not verified" is only told to
+// someone who gave the right password.
 func (s *Service) Login(ctx context.Context, email, password string) (Token, error) {
 	email = normaliseEmail(email)
-	id, hash, verified, err := s.findCredentials(ctx, s.db.Replica, email)
+	c, err := s.credentials(ctx, email, password)
 	if err != nil {
 		return Token{}, err
 	}
-	if id == 0 || !verified {
-		// The replica may lag behind a registration or verification that just
-		// committed; a negative answer is confirmed on the primary.
-		if id, hash, verified, err = s.findCredentials(ctx, s.db.Primary, email); err != nil {
-			return Token{}, err
-		}
-	}
-	if id == 0 {
-		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
-		return Token{}, ErrBadCredentials
-	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
-		return Token{}, ErrBadCredentials
-	}
-	if !verified {
+	if !c.verified {
 		return Token{}, ErrNotVerified
 	}
 	roles := []string{RoleCustomer}
 	if slices.Contains(s.admins, email) {
 		roles = append(roles, RoleAdmin)
 	}
-	signed, expires, err := s.signer.Sign(strconv.FormatInt(id, 10), email, roles)
+	signed, expires, err := s.signer.Sign(tokens.Identity{Subject: fmt.Sprint(c.id), Email: email, Roles: roles, CredentialID: c.credentialID})
 	if err != nil {
 		return Token{}, fmt.Errorf("sign access token: %w", err)
 	}
 	return Token{AccessToken: signed, TokenType: "Bearer", ExpiresIn: int64(time.Until(expires).Round(time.Second) / time.Second)}, nil
 }
 
-// lockUnverifiedUser reads the user row FOR UPDATE, which serialises everything
-// that touches one user's verification (two verifies, a verify and a resend).
-func lockUnverifiedUser(ctx context.Context, tx pgx.Tx, email string) (User, error) {
-	var u User
-	err := tx.QueryRow(ctx, `SELECT id, email, is_verified, created_at, updated_at FROM users WHERE email = $1 FOR UPDATE`, email).
-		Scan(&u.ID, &u.Email, &u.IsVerified, &u.CreatedAt, &u.UpdatedAt)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return User{}, ErrUserNotFound
-	case err != nil:
-		return User{}, fmt.Errorf("find user: %w", err)
-	case u.IsVerified:
-		return User{}, ErrAlreadyVerified
-	}
-	return u, nil
+// credentialsOf is what a password check finds.
+type credentialsOf struct {
+	id           int64
+	verified     bool
+	credentialID string
 }
 
-func (s *Service) findCredentials(ctx context.Context, q *pgxpool.Pool, email string) (id int64, hash []byte, verified bool, err error) {
-	err = q.QueryRow(ctx, `SELECT id, password_hash, is_verified FROM users WHERE email = $1`, email).Scan(&id, &hash, &verified)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil, false, nil
+// credentials checks email's password with one query and one bcrypt
+// comparison, whether or not the account exists.
+func (s *Service) credentials(ctx context.Context, email, password string) (credentialsOf, error) {
+	var c credentialsOf
+	var hash []byte
+	err := s.db.Primary.QueryRow(ctx, `SELECT id, password_hash, is_verified, credential_id::text FROM users WHERE email = $1`, email).
+		Scan(&c.id, &hash, &c.verified, &c.credentialID)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
+		return credentialsOf{}, ErrBadCredentials
+	case err != nil:
+		return credentialsOf{}, fmt.Errorf("find user: %w", err)
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
+		return credentialsOf{}, ErrBadCredentials
+	}
+	return c, nil
+}
+
+// lockUser reads the user row FOR UPDATE, which serialises everything that
+// touches one account (two verifies, a verify and a resend, two resets).
+func lockUser(ctx context.Context, tx pgx.Tx, email string) (id int64, verified, found bool, err error) {
+	err = tx.QueryRow(ctx, `SELECT id, is_verified FROM users WHERE email = $1 FOR UPDATE`, email).Scan(&id, &verified)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, false, false, nil
+	case err != nil:
+		return 0, false, false, fmt.Errorf("find user: %w", err)
+	}
+	return id, verified, true, nil
+}
+
+// checkCode compares code with the live code of table (verification_codes or
+// password_reset_codes) for userID, and uses it up when it matches. Without
+// a live code (has false, none stored, expired) it compares against the dummy
+// hash, so every outcome costs one bcrypt comparison. A wrong guess counts
+// against the code: CodeMaxAttempts of them void it.
+func (s *Service) checkCode(ctx context.Context, tx pgx.Tx, table string, userID int64, has bool, code string) (bool, error) {
+	var codeHash string
+	var expiresAt time.Time
+	var failed int
+	if has {
+		err := tx.QueryRow(ctx, `SELECT code_hash, expires_at, failed_attempts FROM `+table+` WHERE user_id = $1`, userID).
+			Scan(&codeHash, &expiresAt, &failed)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			has = false
+		case err != nil:
+			return false, fmt.Errorf("find the code: %w", err)
+		case !s.now().Before(expiresAt):
+			has = false
+		}
+	}
+	if !has {
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(code))
+		return false, nil
+	}
+	if bcrypt.CompareHashAndPassword([]byte(codeHash), []byte(code)) == nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE user_id = $1`, userID); err != nil {
+			return false, fmt.Errorf("use up the code: %w", err)
+		}
+		return true, nil
+	}
+	var err error
+	if failed+1 >= s.cfg.CodeMaxAttempts {
+		_, err = tx.Exec(ctx, `DELETE FROM `+table+` WHERE user_id = $1`, userID)
+	} else {
+		_, err = tx.Exec(ctx, `UPDATE `+table+` SET failed_attempts = failed_attempts + 1 WHERE user_id = $1`, userID)
 	}
 	if err != nil {
-		return 0, nil, false, fmt.Errorf("find user: %w", err)
+		return false, fmt.Errorf("count a wrong code: %w", err)
 	}
-	return id, hash, verified, nil
+	return false, nil
 }
 
 // newCode draws six digits from the CSPRNG and hashes them.
 func (s *Service) newCode() (code string, hash []byte, err error) {
 	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
 	if err != nil {
-		return "", nil, fmt.Errorf("draw verification code: %w", err)
+		return "", nil, fmt.Errorf("draw a code: %w", err)
 	}
 	code = fmt.Sprintf("%06d", n.Int64())
 	hash, err = bcrypt.GenerateFromPassword([]byte(code), s.cfg.BcryptCost)
 	if err != nil {
-		return "", nil, fmt.Errorf("hash verification code: %w", err)
+		return "", nil, fmt.Errorf("hash a code: %w", err)
 	}
 	return code, hash, nil
 }
 
-// issueCode replaces the user's code (voiding any earlier one) and queues its e-mail.
-func (s *Service) issueCode(ctx context.Context, tx pgx.Tx, userID int64, email, code string, hash []byte, expires time.Time) error {
+// storeCode replaces the user's code in table (voiding any earlier one).
+func storeCode(ctx context.Context, tx pgx.Tx, table string, userID int64, hash []byte, expires time.Time) error {
 	if _, err := tx.Exec(ctx, `
-		INSERT INTO verification_codes (user_id, code_hash, expires_at) VALUES ($1, $2, $3)
+		INSERT INTO `+table+` (user_id, code_hash, expires_at) VALUES ($1, $2, $3)
 		ON CONFLICT (user_id) DO UPDATE SET code_hash = excluded.code_hash, expires_at = excluded.expires_at,
 			failed_attempts = 0, created_at = now()`, userID, hash, expires); err != nil {
-		return fmt.Errorf("store verification code: %w", err)
+		return fmt.Errorf("store the code: %w", err)
 	}
-	return s.mail(ctx, tx, events.RoutingSendVerification, email, events.VerificationMail{Email: email, Token: code, ExpiresAt: expires.UTC().Truncate(time.Second)})
+	return nil
+}
+
+// issueCode replaces the user's verification code and queues its e-mail.
+func (s *Service) issueCode(ctx context.Context, tx pgx.Tx, userID int64, email, code string, hash []byte) error {
+	expires := s.now().Add(s.cfg.CodeTTL)
+	if err := storeCode(ctx, tx, "verification_codes", userID, hash, expires); err != nil {
+		return err
+	}
+	return s.mail(ctx, tx, events.RoutingSendVerification, events.VerificationMail{Email: email, Token: code, ExpiresAt: expires.UTC().Truncate(time.Second)})
 }
 
 // mail queues a message for the mail service on the notifications exchange.
-func (s *Service) mail(ctx context.Context, tx pgx.Tx, routingKey, email string, payload any) error {
+func (s *Service) mail(ctx context.Context, tx pgx.Tx, routingKey string, payload any) error {
 	body, err := json.Marshal(payload)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", routingKey, err)

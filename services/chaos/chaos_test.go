@@ -73,7 +73,7 @@ func TestOrdersSurviveRestartsOfRabbitMQKafkaAndPostgreSQL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), duration+5*time.Minute)
 	defer cancel()
 	report, err := loadgen.Load(ctx, loadgen.LoadConfig{
-		Gateway: platform.Gateway.Base, Inbox: e2e.Inbox{Server: platform.SMTP}, Admin: e2e.Admin, AdminPassword: "admin-password",
+		Gateway: platform.Gateway.Base, Inbox: e2e.Inbox{Server: platform.SMTP}, Admin: platform.Admin, AdminPassword: platform.AdminPassword,
 		Rate: envFloat(t, "KSHOP_CHAOS_RATE", 30), Duration: duration, MaxInFlight: 128,
 		Mix:   map[string]int{loadgen.OpBrowse: 20, loadgen.OpOrder: 50, loadgen.OpPay: 30},
 		Users: 10, Products: products, Stock: stockPerProduct,

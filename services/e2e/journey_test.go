@@ -57,7 +57,7 @@ func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 	defer cancel()
 	started := time.Now()
 	err := loadgen.Journey(ctx, loadgen.JourneyConfig{
-		Gateway: gw.Base, Inbox: e2e.Inbox{Server: smtp}, Admin: e2e.Admin, AdminPassword: "admin-password",
+		Gateway: gw.Base, Inbox: e2e.Inbox{Server: smtp}, Admin: p.Admin, AdminPassword: p.AdminPassword,
 		Reminders: len(reminders), ExpiryWithin: 30 * time.Second,
 		Step: func(format string, args ...any) {
 			t.Logf("%6.2fs  "+format, append([]any{time.Since(started).Seconds()}, args...)...)
@@ -65,6 +65,11 @@ func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The journey leaves no account behind: neither its customer's nor the
+	// admin's, whose password would otherwise stay usable.
+	if users := queryInt(t, p.Databases["auth"], `SELECT count(*) FROM users`); users != 0 {
+		t.Errorf("%d accounts left behind by the journey", users)
 	}
 	// Every message the platform sent went out once: no duplicates per Message-ID.
 	seen := map[string]bool{}

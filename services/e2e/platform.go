@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -28,9 +29,6 @@ import (
 	"github.com/kshop/kshop/services/platform/tokens"
 	"github.com/kshop/kshop/services/product"
 )
-
-// Admin is the address auth gives the admin role (AUTH_ADMIN_EMAILS).
-const Admin = "admin@kshop.local"
 
 // Config is what the tests that run the whole platform vary between runs.
 type Config struct {
@@ -57,6 +55,9 @@ type Config struct {
 	MailConcurrency int
 	// RateLimits is the gateway's KSHOP_GATEWAY_RATE_LIMITS.
 	RateLimits string
+	// ResendCooldown and CodeGuessBackoff are auth's (zero: 1s and 1ms, so
+	// tests need not wait long; the tests about them set their own).
+	ResendCooldown, CodeGuessBackoff time.Duration
 	// Logger receives every service's logs; nil discards them.
 	Logger *slog.Logger
 	// Registry makes each service's metrics registry; nil: an empty one.
@@ -69,6 +70,10 @@ type Platform struct {
 	Gateway, Auth, Product, Order, Mail *apitest.Client
 	SMTP                                *smtptest.Server
 	AMQPURL                             string
+	// Admin is the one address auth makes an administrator, a new one per
+	// platform (none is fixed), and AdminPassword a password for it, random
+	// too; nobody has registered it yet.
+	Admin, AdminPassword string
 	// Databases maps each service to the URL of its database.
 	Databases map[string]string
 }
@@ -94,7 +99,18 @@ func Start(t *testing.T, cfg Config) *Platform {
 	}
 	redis := redisx.Config{Addrs: []string{testenv.RedisAddr(t)}}
 	kafkaConn, rabbitmq := kafka.Connection{Brokers: cfg.KafkaBrokers}, amqp.Config{URL: cfg.AMQPURL}
-	p := &Platform{SMTP: smtptest.Start(t), AMQPURL: cfg.AMQPURL, Databases: map[string]string{}}
+	if cfg.ResendCooldown == 0 {
+		cfg.ResendCooldown = time.Second
+	}
+	if cfg.CodeGuessBackoff == 0 {
+		cfg.CodeGuessBackoff = time.Millisecond
+	}
+	adminPassword, err := loadgen.RandomPassword()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Platform{SMTP: smtptest.Start(t), AMQPURL: cfg.AMQPURL, Databases: map[string]string{},
+		Admin: "admin-" + testenv.RandomSuffix() + "@example.com", AdminPassword: adminPassword}
 	database := func(service string) pg.Config {
 		p.Databases[service] = testenv.NewDatabase(t)
 		return pg.Config{URL: p.Databases[service], MaxConns: 10}
@@ -102,8 +118,12 @@ func Start(t *testing.T, cfg Config) *Platform {
 
 	authApp, err := auth.New(auth.Config{
 		ShutdownTimeout: 5 * time.Second, Database: database("auth"),
-		Redis: redis, AMQP: rabbitmq, BcryptCost: bcrypt.MinCost, AdminEmails: []string{Admin},
-		CodeTTL: 10 * time.Minute, CodeMaxAttempts: 5, ResendCooldown: time.Minute,
+		Redis: redis, AMQP: rabbitmq, BcryptCost: bcrypt.MinCost, AdminEmails: []string{p.Admin},
+		CodeTTL: 10 * time.Minute, CodeMaxAttempts: 5, ResendCooldown: cfg.ResendCooldown,
+		// Every test's addresses are its own, but its client address
+		// (127.0.0.1) is every test's, on a Redis shared by the runs of a day.
+		CodeGuessesPerDay: 10, CodeGuessesPerClientPerDay: 1_000_000, CodeGuessBackoff: cfg.CodeGuessBackoff,
+		MailsPerDay: 10, UnverifiedTTL: 24 * time.Hour, CleanupInterval: time.Hour,
 		JWKSFile: cfg.JWKSFile, JWKSReload: time.Second, JWKSAlgorithm: tokens.EdDSA,
 		TokenTTL: time.Hour, TokenIssuer: "kshop-auth", TokenAudience: "kshop",
 	}, log.With("service", "auth"), registry())
@@ -165,10 +185,10 @@ func Start(t *testing.T, cfg Config) *Platform {
 // SMTP server, as they read Mailpit under `make run`.
 type Inbox struct{ Server *smtptest.Server }
 
-// Messages lists the e-mails to the address.
+// Messages lists the e-mails to the address, newest first (as Mailpit does).
 func (i Inbox) Messages(_ context.Context, to string) ([]loadgen.Mail, error) {
 	var out []loadgen.Mail
-	for _, m := range i.Server.To(to) {
+	for _, m := range slices.Backward(i.Server.To(to)) {
 		out = append(out, loadgen.Mail{To: m.To, Subject: m.Subject})
 	}
 	return out, nil

@@ -55,9 +55,14 @@ func BenchmarkServiceProcesses(b *testing.B) {
 	for _, name := range names {
 		addr[name] = freeAddr(b)
 	}
+	admin := "bench-admin-" + testenv.RandomSuffix() + "@example.com"
+	adminPassword, err := loadgen.RandomPassword()
+	if err != nil {
+		b.Fatal(err)
+	}
 	env := map[string][]string{
 		"auth": {"KSHOP_AUTH_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_AUTH_REDIS_ADDRS=" + redis,
-			"KSHOP_AUTH_AMQP_URL=" + amqpURL, "KSHOP_AUTH_ADMIN_EMAILS=" + e2e.Admin},
+			"KSHOP_AUTH_AMQP_URL=" + amqpURL, "KSHOP_AUTH_ADMIN_EMAILS=" + admin},
 		"product": {"KSHOP_PRODUCT_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_PRODUCT_KAFKA_BROKERS=" + brokers},
 		"order": {"KSHOP_ORDER_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_ORDER_REDIS_ADDRS=" + redis,
 			"KSHOP_ORDER_KAFKA_BROKERS=" + brokers, "KSHOP_ORDER_AMQP_URL=" + amqpURL,
@@ -124,7 +129,7 @@ func BenchmarkServiceProcesses(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	report, err := loadgen.Load(ctx, loadgen.LoadConfig{
-		Gateway: "http://" + addr["gateway"], Inbox: e2e.Inbox{Server: smtp}, Admin: e2e.Admin, AdminPassword: "admin-password",
+		Gateway: "http://" + addr["gateway"], Inbox: e2e.Inbox{Server: smtp}, Admin: admin, AdminPassword: adminPassword,
 		Rate: rate, Duration: duration, MaxInFlight: 256,
 		Mix:   map[string]int{loadgen.OpBrowse: 50, loadgen.OpSearch: 20, loadgen.OpOrder: 20, loadgen.OpPay: 10},
 		Users: 4, Products: 20,

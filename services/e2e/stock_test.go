@@ -48,7 +48,7 @@ func TestStockAddsUpUnderOrdersCancellationsAndAdminEdits(t *testing.T) {
 	defer cancel()
 	api := loadgen.NewClient(p.Gateway.Base)
 	inbox := e2e.Inbox{Server: p.SMTP}
-	admin, err := loadgen.SignUp(ctx, api, inbox, e2e.Admin, "admin-password")
+	admin, err := loadgen.SignUp(ctx, api, inbox, p.Admin, p.AdminPassword)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,8 @@ func TestPayloadFieldNamesMatchTheSpec(t *testing.T) {
 		"shortage":                 {Shortage{}, "available product_id requested"},
 		"send.verification":        {VerificationMail{}, "email expires_at token"},
 		"account.verified":         {AccountVerifiedMail{}, "email"},
+		"send.account.exists":      {AccountExistsMail{}, "email"},
+		"send.password.reset":      {PasswordResetMail{}, "email expires_at token"},
 		"send.payment.reminder":    {PaymentReminderMail{}, "due_at email items order_id reminder_number total_amount"},
 		"send.order.success":       {OrderSuccessMail{}, "email items order_id total_amount"},
 		"send.cancel.notification": {CancelNotificationMail{}, "email items order_id reason total_amount"},
@@ -134,8 +136,8 @@ func TestRoutesAreConsistent(t *testing.T) {
 			t.Errorf("route %+v uses an undeclared exchange", r)
 		}
 	}
-	if len(MailRoutes) != 5 || len(TimerRoutes) != 2 {
-		t.Errorf("%d mail routes and %d timer routes, want 5 and 2", len(MailRoutes), len(TimerRoutes))
+	if len(MailRoutes) != 7 || len(TimerRoutes) != 2 {
+		t.Errorf("%d mail routes and %d timer routes, want 7 and 2", len(MailRoutes), len(TimerRoutes))
 	}
 	if got := OrderLockKey(42, "req-1"); got != "order:lock:42:req-1" {
 		t.Errorf("OrderLockKey = %q", got)

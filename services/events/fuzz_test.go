@@ -64,6 +64,14 @@ func FuzzDecodeVerificationMail(f *testing.F) {
 	fuzzPayload[VerificationMail](f, `{"email":"a@kshop.dev","token":"123456","expires_at":"2026-11-24T10:10:00Z"}`)
 }
 
+func FuzzDecodePasswordResetMail(f *testing.F) {
+	fuzzPayload[PasswordResetMail](f, `{"email":"a@kshop.dev","token":"123456","expires_at":"2026-11-24T10:10:00Z"}`)
+}
+
+func FuzzDecodeAccountExistsMail(f *testing.F) {
+	fuzzPayload[AccountExistsMail](f, `{"email":"a@kshop.dev"}`)
+}
+
 func FuzzDecodeAccountVerifiedMail(f *testing.F) {
 	fuzzPayload[AccountVerifiedMail](f, `{"email":"a@kshop.dev"}`)
 }

@@ -83,6 +83,8 @@ var ExchangeKinds = map[string]string{
 const (
 	RoutingSendVerification = "send.verification"
 	RoutingAccountVerified  = "account.verified"
+	RoutingAccountExists    = "send.account.exists"
+	RoutingPasswordReset    = "send.password.reset"
 	RoutingPaymentReminder  = "send.payment.reminder"
 	RoutingOrderSuccess     = "send.order.success"
 	RoutingCancelNotice     = "send.cancel.notification"
@@ -94,6 +96,8 @@ const (
 const (
 	QueueVerification       = "verification"
 	QueueVerified           = "verified"
+	QueueAccountExists      = "account-exists"
+	QueuePasswordReset      = "password-reset"
 	QueueReminder           = "reminder"
 	QueueOrderSuccess       = "order-success"
 	QueueCancelNotification = "cancel-notification"
@@ -117,6 +121,8 @@ type Route struct {
 var MailRoutes = []Route{
 	{ExchangeNotifications, RoutingSendVerification, QueueVerification, "auth", "mail"},
 	{ExchangeNotifications, RoutingAccountVerified, QueueVerified, "auth", "mail"},
+	{ExchangeNotifications, RoutingAccountExists, QueueAccountExists, "auth", "mail"},
+	{ExchangeNotifications, RoutingPasswordReset, QueuePasswordReset, "auth", "mail"},
 	{ExchangePayments, RoutingPaymentReminder, QueueReminder, "order", "mail"},
 	{ExchangeNotifications, RoutingOrderSuccess, QueueOrderSuccess, "order", "mail"},
 	{ExchangeNotifications, RoutingCancelNotice, QueueCancelNotification, "order", "mail"},
@@ -164,9 +170,33 @@ func OrderLockKey(customerID int64, requestID string) string {
 	return "order:lock:" + strconv.FormatInt(customerID, 10) + ":" + requestID
 }
 
-// ResendCooldownKey marks that a verification code was sent recently to email.
-// The auth service normalises e-mails before they get here.
+// ResendCooldownKey marks that a code was sent recently to email (a
+// verification or a reset code, or the notice that the account exists). The
+// auth service normalises e-mails before they get here.
 func ResendCooldownKey(email string) string { return "auth:resend:" + email }
+
+// MailsSentKey counts the e-mails anonymous requests had sent to email in the
+// current day-long window (registrations, resends, reset requests).
+func MailsSentKey(email string) string { return "auth:mails:" + email }
+
+// CodeGuessesKey counts the wrong verification and reset codes entered for
+// email in the current day-long window; CodeGuessesClientKey counts them per
+// client address.
+func CodeGuessesKey(email string) string { return "auth:guesses:" + email }
+
+// CodeGuessesClientKey counts the wrong codes one client address entered.
+func CodeGuessesClientKey(clientIP string) string { return "auth:guesses-client:" + clientIP }
+
+// CodeBackoffKey exists while the next code guess for email must wait.
+func CodeBackoffKey(email string) string { return "auth:guess-wait:" + email }
+
+// RevokedCredentialKey exists while tokens carrying the credential id may
+// still be unexpired: auth sets it when a password is reset or an account
+// deleted, the gateway refuses such tokens. Credential ids are random, so
+// deployments sharing one Redis never collide.
+func RevokedCredentialKey(credentialID string) string {
+	return "auth:revoked-credential:" + credentialID
+}
 
 // Order statuses.
 const (

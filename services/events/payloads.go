@@ -145,6 +145,28 @@ func (m VerificationMail) Validate() error {
 	return firstError(address("email", m.Email), code("token", m.Token), notZero("expires_at", m.ExpiresAt))
 }
 
+// PasswordResetMail carries a code that lets the address's owner choose a new
+// password.
+type PasswordResetMail struct {
+	Email     string    `json:"email"`
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Validate checks what the mail service relies on.
+func (m PasswordResetMail) Validate() error {
+	return firstError(address("email", m.Email), code("token", m.Token), notZero("expires_at", m.ExpiresAt))
+}
+
+// AccountExistsMail answers a registration (or a resend) for an address that
+// already has a verified account: no code, the way to log in or reset instead.
+type AccountExistsMail struct {
+	Email string `json:"email"`
+}
+
+// Validate checks what the mail service relies on.
+func (m AccountExistsMail) Validate() error { return address("email", m.Email) }
+
 // AccountVerifiedMail confirms a verified account.
 type AccountVerifiedMail struct {
 	Email string `json:"email"`

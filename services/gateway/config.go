@@ -44,6 +44,23 @@ type Config struct {
 	JWKSFile      string `envconfig:"JWKS_FILE"`
 	TokenIssuer   string `envconfig:"TOKEN_ISSUER" default:"kshop-auth"`
 	TokenAudience string `envconfig:"TOKEN_AUDIENCE" default:"kshop"`
+	// The fetched key set (docs/gateway.md, Identity): fetched again in the
+	// background once older than JWKSRefresh; JWKSMinRefresh between the end
+	// of one fetch and the next (unknown kids, failures); no token trusted once
+	// no fetch succeeded for JWKSMaxStale; each fetch bounded by JWKSTimeout.
+	JWKSRefresh    time.Duration `envconfig:"JWKS_REFRESH" default:"1m"`
+	JWKSMinRefresh time.Duration `envconfig:"JWKS_MIN_REFRESH" default:"10s"`
+	JWKSMaxStale   time.Duration `envconfig:"JWKS_MAX_STALE" default:"15m"`
+	JWKSTimeout    time.Duration `envconfig:"JWKS_TIMEOUT" default:"5s"`
+	// RevocationCache is how long the answer "this token's credentials are not
+	// revoked" is kept per credential before Redis is asked again: the longest
+	// a token outlives a password reset or an account deletion. 0: ask Redis
+	// on every request.
+	RevocationCache time.Duration `envconfig:"REVOCATION_CACHE" default:"5s"`
+	// RevocationFailClosed refuses tokens (503) whose revocation cannot be
+	// checked because Redis is unreachable; the default lets them through and
+	// counts the failures.
+	RevocationFailClosed bool `envconfig:"REVOCATION_FAIL_CLOSED"`
 
 	// RateLimits per route group and client, as group=N/period (s, m or h):
 	// a GCRA limit of N per period with a burst of N.
@@ -79,6 +96,18 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("%s_%s=%q must be an http(s) URL", Prefix, name, raw))
 		}
+	}
+	// Zero durations of the key set take the defaults (configurations built
+	// without config.Load); negative ones are mistakes.
+	for name, d := range map[string]time.Duration{"JWKS_REFRESH": c.JWKSRefresh, "JWKS_MIN_REFRESH": c.JWKSMinRefresh,
+		"JWKS_MAX_STALE": c.JWKSMaxStale, "JWKS_TIMEOUT": c.JWKSTimeout, "REVOCATION_CACHE": c.RevocationCache} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s_%s=%v must not be negative", Prefix, name, d))
+		}
+	}
+	if c.JWKSMaxStale > 0 && c.JWKSMaxStale <= c.JWKSRefresh {
+		errs = append(errs, fmt.Errorf("%s_JWKS_MAX_STALE=%v must be longer than %s_JWKS_REFRESH=%v, or every refresh would leave the gateway without trusted keys",
+			Prefix, c.JWKSMaxStale, Prefix, c.JWKSRefresh))
 	}
 	limits, err := ParseRateLimits(c.RateLimits)
 	if err != nil {

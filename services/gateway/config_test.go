@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/kshop/kshop/services/gateway"
 	"github.com/kshop/kshop/services/platform/config"
@@ -22,5 +23,9 @@ func TestRedisConnectionFromTheEnvironment(t *testing.T) {
 	}
 	if r := cfg.Redis; len(r.Addrs) != 2 || !r.Cluster || !r.TLS || r.Username != "gateway" || r.Password != "r-secret" {
 		t.Fatalf("Redis = %+v", r)
+	}
+	if cfg.JWKSRefresh != time.Minute || cfg.JWKSMinRefresh != 10*time.Second || cfg.JWKSMaxStale != 15*time.Minute ||
+		cfg.JWKSTimeout != 5*time.Second || cfg.RevocationCache != 5*time.Second || cfg.RevocationFailClosed {
+		t.Fatalf("key set and revocation defaults %+v", cfg)
 	}
 }

@@ -38,15 +38,18 @@ type App struct {
 	redis    redis.UniversalClient
 	limiter  *redis_rate.Limiter
 	verifier *tokens.Verifier
+	revoked  *revocations
 	metrics  *metrics
 	logger   *slog.Logger
 }
 
 type metrics struct {
-	upstreamErrors *prometheus.CounterVec
-	rateLimited    *prometheus.CounterVec
-	limiterErrors  prometheus.Counter
-	rejectedTokens *prometheus.CounterVec
+	upstreamErrors   *prometheus.CounterVec
+	rateLimited      *prometheus.CounterVec
+	limiterErrors    prometheus.Counter
+	rejectedTokens   *prometheus.CounterVec
+	jwksRefreshes    *prometheus.CounterVec
+	revocationErrors prometheus.Counter
 }
 
 func newMetrics(registry *prometheus.Registry) *metrics {
@@ -54,10 +57,13 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_gateway_upstream_errors_total", Help: "Proxied requests that failed, by upstream and kind (unavailable, timeout)."}, []string{"upstream", "kind"}),
 		rateLimited:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_gateway_rate_limited_total", Help: "Requests refused with 429, by route group."}, []string{"group"}),
 		limiterErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_gateway_rate_limiter_errors_total", Help: "Rate-limit checks that could not reach Redis (the request went through unless failing closed)."}),
-		rejectedTokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_gateway_rejected_tokens_total", Help: "Requests refused for their token, by reason (missing, malformed, expired, invalid)."}, []string{"reason"}),
+		rejectedTokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_gateway_rejected_tokens_total", Help: "Requests refused for their token, by reason (missing, malformed, expired, invalid, revoked)."}, []string{"reason"}),
+		jwksRefreshes:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_gateway_jwks_refreshes_total", Help: "Fetches of the auth service's public keys that ended, by outcome (ok, failed)."}, []string{"outcome"}),
+		revocationErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_gateway_revocation_check_errors_total",
+			Help: "Token revocation checks that could not reach Redis and had no earlier answer (the request went through unless failing closed)."}),
 	}
 	if registry != nil {
-		registry.MustRegister(m.upstreamErrors, m.rateLimited, m.limiterErrors, m.rejectedTokens)
+		registry.MustRegister(m.upstreamErrors, m.rateLimited, m.limiterErrors, m.rejectedTokens, m.jwksRefreshes, m.revocationErrors)
 	}
 	// The series exist from the start, at zero, so rates and alerts work at once.
 	for _, group := range []string{GroupAuth, GroupProducts, GroupOrders} {
@@ -68,8 +74,11 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 			m.upstreamErrors.WithLabelValues(upstream, kind)
 		}
 	}
-	for _, reason := range []string{"missing", "malformed", "expired", "invalid"} {
+	for _, reason := range []string{"missing", "malformed", "expired", "invalid", "revoked"} {
 		m.rejectedTokens.WithLabelValues(reason)
+	}
+	for _, outcome := range []string{"ok", "failed"} {
+		m.jwksRefreshes.WithLabelValues(outcome)
 	}
 	return m
 }
@@ -100,9 +109,37 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 			jwksURL = strings.TrimSuffix(cfg.AuthURL, "/") + "/.well-known/jwks.json"
 		}
 		remote := tokens.NewRemoteKeySet(jwksURL)
+		for _, set := range []struct {
+			setting time.Duration
+			field   *time.Duration
+		}{{cfg.JWKSRefresh, &remote.Refresh}, {cfg.JWKSMinRefresh, &remote.MinRefresh}, {cfg.JWKSMaxStale, &remote.MaxStale}, {cfg.JWKSTimeout, &remote.Timeout}} {
+			if set.setting > 0 {
+				*set.field = set.setting
+			}
+		}
+		remote.Observe = func(err error) {
+			if err != nil {
+				app.metrics.jwksRefreshes.WithLabelValues("failed").Inc()
+				logger.Warn("fetch the auth service's public keys", "url", jwksURL, "error", err)
+				return
+			}
+			app.metrics.jwksRefreshes.WithLabelValues("ok").Inc()
+		}
+		if registry != nil {
+			registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kshop_gateway_jwks_age_seconds",
+				Help: "Seconds since the auth service's public keys were last fetched (+Inf before the first fetch); no token is trusted beyond KSHOP_GATEWAY_JWKS_MAX_STALE."},
+				func() float64 {
+					fetched := remote.FetchedAt()
+					if fetched.IsZero() {
+						return math.Inf(1)
+					}
+					return time.Since(fetched).Seconds()
+				}))
+		}
 		keys, keysReady = remote, remote.Ready
 	}
 	app.verifier = &tokens.Verifier{Keys: keys, Issuer: cfg.TokenIssuer, Audience: cfg.TokenAudience, Leeway: 30 * time.Second}
+	app.revoked = newRevocations(app.redis, cfg.RevocationCache)
 
 	upstreams := map[string]*upstream{}
 	for _, u := range []struct {
@@ -189,6 +226,19 @@ func (a *App) authenticate(required bool, roles ...string) gin.HandlerFunc {
 		id, err := strconv.ParseInt(claims.Subject, 10, 64)
 		if err != nil || id <= 0 {
 			a.refuse(c, "invalid")
+			return
+		}
+		revoked, err := a.revoked.revoked(c.Request.Context(), claims.CredentialID)
+		if err != nil {
+			a.metrics.revocationErrors.Inc()
+			a.logger.WarnContext(c.Request.Context(), "token revocation unknown: Redis unavailable", "fail_closed", a.cfg.RevocationFailClosed, "error", err)
+			if a.cfg.RevocationFailClosed {
+				httpx.Fail(c, http.StatusServiceUnavailable, errRevocationUnknown.Error())
+				return
+			}
+		}
+		if revoked {
+			a.refuse(c, "revoked")
 			return
 		}
 		u := identity.User{ID: id, Email: claims.Email, Roles: claims.Roles}

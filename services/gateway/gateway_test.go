@@ -19,7 +19,9 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/gateway"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/redisx"
@@ -94,6 +96,26 @@ type world struct {
 	key                  tokens.Key
 	cfg                  gateway.Config
 	registry             *prometheus.Registry
+
+	jwksMu sync.Mutex
+	// published is the key set auth serves; jwksDelay holds each answer that
+	// long (an auth slow under load); jwksAsked counts the requests for it.
+	published []tokens.Key
+	jwksDelay time.Duration
+	jwksAsked int
+}
+
+func (w *world) jwksRequests() int {
+	w.jwksMu.Lock()
+	defer w.jwksMu.Unlock()
+	return w.jwksAsked
+}
+
+// publish changes the key set auth serves.
+func (w *world) publish(delay time.Duration, keys ...tokens.Key) {
+	w.jwksMu.Lock()
+	defer w.jwksMu.Unlock()
+	w.published, w.jwksDelay = keys, delay
 }
 
 // newWorld serves the auth upstream's JWKS from a real key and returns a config
@@ -104,11 +126,20 @@ func newWorld(t testing.TB) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{auth: newUpstream(t), product: newUpstream(t), order: newUpstream(t), key: key}
-	jwks, _ := tokens.KeySet{Keys: []tokens.Key{key}}.Public().MarshalJWKS(false)
+	w := &world{auth: newUpstream(t), product: newUpstream(t), order: newUpstream(t), key: key, published: []tokens.Key{key}}
 	w.auth.answer = func(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Content-Type", "application/json")
 		if r.URL.Path == "/.well-known/jwks.json" {
+			w.jwksMu.Lock()
+			w.jwksAsked++
+			jwks, _ := tokens.KeySet{Keys: w.published}.Public().MarshalJWKS(false)
+			delay := w.jwksDelay
+			w.jwksMu.Unlock()
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
 			_, _ = rw.Write(jwks)
 			return
 		}
@@ -142,8 +173,13 @@ func (w *world) start(t testing.TB) *apitest.Client {
 
 func (w *world) token(t testing.TB, userID int64, roles ...string) string {
 	t.Helper()
-	signer := &tokens.Signer{Keys: tokens.Static(tokens.KeySet{Keys: []tokens.Key{w.key}}), Issuer: "kshop-auth", Audience: "kshop", TTL: time.Hour}
-	token, _, err := signer.Sign(fmt.Sprint(userID), fmt.Sprintf("user%d@example.com", userID), append([]string{"customer"}, roles...))
+	return signedBy(t, w.key, userID, roles...)
+}
+
+func signedBy(t testing.TB, key tokens.Key, userID int64, roles ...string) string {
+	t.Helper()
+	signer := &tokens.Signer{Keys: tokens.Static(tokens.KeySet{Keys: []tokens.Key{key}}), Issuer: "kshop-auth", Audience: "kshop", TTL: time.Hour}
+	token, _, err := signer.Sign(tokens.Identity{Subject: fmt.Sprint(userID), Email: fmt.Sprintf("user%d@example.com", userID), Roles: append([]string{"customer"}, roles...)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,6 +457,7 @@ func TestOpenAPIDocumentIsValidAndCoversTheContract(t *testing.T) {
 	}
 	for path, methods := range map[string][]string{
 		"/auth/register": {"POST"}, "/auth/verify": {"POST"}, "/auth/resend-verification": {"POST"}, "/auth/login": {"POST"},
+		"/auth/request-password-reset": {"POST"}, "/auth/reset-password": {"POST"}, "/auth/delete-account": {"POST"},
 		"/products": {"GET", "POST"}, "/products/{id}": {"GET", "PUT", "DELETE"},
 		"/orders": {"GET", "POST"}, "/orders/{id}": {"GET"}, "/orders/pay": {"POST"}, "/orders/cancel": {"POST"},
 	} {
@@ -454,6 +491,156 @@ func TestJWKSFromAFileAndConfigErrors(t *testing.T) {
 		"bad rate limit":   func(c *gateway.Config) { c.RateLimits = "orders=fast" },
 		"unknown group":    func(c *gateway.Config) { c.RateLimits = "admin=5/s" },
 		"bad period":       func(c *gateway.Config) { c.RateLimits = "orders=5/d" },
+	} {
+		cfg := w.cfg
+		mutate(&cfg)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "KSHOP_GATEWAY_") {
+			t.Errorf("%s: %v, want an error naming the variable", name, err)
+		}
+	}
+}
+
+// TestMadeUpKidsFromClientsThatHangUpCannotHideARotatedKey reproduces the
+// starvation of the key cache: while many clients send tokens naming made-up
+// kids and hang up before auth (slow under load) has answered the refresh
+// their request caused, a token signed by a key auth has just rotated in must
+// still be accepted, and go on being accepted. (Before, the refresh ran on the
+// hanging-up client's context and counted as done when it started, so every
+// refresh window was spent on a cancelled fetch and the real key was refused.)
+func TestMadeUpKidsFromClientsThatHangUpCannotHideARotatedKey(t *testing.T) {
+	w := newWorld(t)
+	w.cfg.JWKSMinRefresh = time.Second
+	gw := w.start(t)
+	call(t, gw, http.MethodGet, "/orders", w.token(t, 7), nil).Expect(t, http.StatusOK, "")
+
+	rotated, err := tokens.GenerateKey(tokens.EdDSA, time.Now(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.publish(300*time.Millisecond, rotated, w.key)
+	asked := w.jwksRequests()
+
+	ctx, stop := context.WithCancel(context.Background())
+	var attackers sync.WaitGroup
+	for i := range 16 {
+		attackers.Add(1)
+		go func() {
+			defer attackers.Done()
+			impatient := &http.Client{Timeout: 50 * time.Millisecond}
+			for n := 0; ctx.Err() == nil; n++ {
+				madeUp, _ := tokens.GenerateKey(tokens.EdDSA, time.Now(), time.Now())
+				madeUp.ID = fmt.Sprintf("made-up-%d-%d", i, n)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gw.Base+"/orders", nil)
+				req.Header.Set("Authorization", "Bearer "+signedBy(t, madeUp, 666))
+				if resp, err := impatient.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	defer func() { stop(); attackers.Wait() }()
+	testenv.WaitFor(t, 30*time.Second, "the made-up kids to cause a refresh", func() bool { return w.jwksRequests() > asked })
+
+	fresh := signedBy(t, rotated, 8)
+	testenv.WaitFor(t, 30*time.Second, "a token of the rotated key to be accepted during the made-up traffic", func() bool {
+		return call(t, gw, http.MethodGet, "/orders", fresh, nil).Status == http.StatusOK
+	})
+	for i := range 25 {
+		if r := call(t, gw, http.MethodGet, "/orders", signedBy(t, rotated, int64(100+i)), nil); r.Status != http.StatusOK {
+			t.Fatalf("request %d with a fresh real token: %d %s", i, r.Status, r.Raw)
+		}
+	}
+}
+
+// TestTokensOfARevokedCredentialAreRefused: when auth revokes a credential
+// (a password reset, an account deletion) the gateway refuses every token
+// carrying it, within REVOCATION_CACHE (here 0: at once), as 401 counted as
+// "revoked"; tokens of other credentials and tokens without one pass.
+func TestTokensOfARevokedCredentialAreRefused(t *testing.T) {
+	w := newWorld(t)
+	gw := w.start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	signer := &tokens.Signer{Keys: tokens.Static(tokens.KeySet{Keys: []tokens.Key{w.key}}), Issuer: "kshop-auth", Audience: "kshop", TTL: time.Hour}
+	tokenOf := func(credential string) string {
+		token, _, err := signer.Sign(tokens.Identity{Subject: "5", Email: "user5@example.com", Roles: []string{"customer"}, CredentialID: credential})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return token
+	}
+	old, current := "old-"+testenv.RandomSuffix(), "current-"+testenv.RandomSuffix()
+	call(t, gw, http.MethodGet, "/orders", tokenOf(old), nil).Expect(t, http.StatusOK, "")
+	if err := rdb.Set(context.Background(), events.RevokedCredentialKey(old), "1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := w.order.calls()
+	call(t, gw, http.MethodGet, "/orders", tokenOf(old), nil).Expect(t, http.StatusUnauthorized, "unauthorized")
+	call(t, gw, http.MethodGet, "/products", tokenOf(old), nil).Expect(t, http.StatusUnauthorized, "unauthorized")
+	if w.order.calls() != before {
+		t.Fatal("a revoked token reached an upstream")
+	}
+	call(t, gw, http.MethodGet, "/orders", tokenOf(current), nil).Expect(t, http.StatusOK, "")
+	call(t, gw, http.MethodGet, "/orders", tokenOf(""), nil).Expect(t, http.StatusOK, "")
+	metrics := call(t, gw, http.MethodGet, "/metrics", "", nil)
+	if !strings.Contains(string(metrics.Raw), `kshop_gateway_rejected_tokens_total{reason="revoked"} 2`) {
+		t.Fatalf("revoked tokens are not counted:\n%s", metrics.Raw)
+	}
+}
+
+// TestRevocationAnswersAreCachedForAtMostTheirTTL: with REVOCATION_CACHE set,
+// a token checked moments before its revocation may pass until the cached
+// answer is older than the setting, never longer.
+func TestRevocationAnswersAreCachedForAtMostTheirTTL(t *testing.T) {
+	w := newWorld(t)
+	w.cfg.RevocationCache = 500 * time.Millisecond
+	gw := w.start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	credential := "cached-" + testenv.RandomSuffix()
+	signer := &tokens.Signer{Keys: tokens.Static(tokens.KeySet{Keys: []tokens.Key{w.key}}), Issuer: "kshop-auth", Audience: "kshop", TTL: time.Hour}
+	token, _, err := signer.Sign(tokens.Identity{Subject: "6", Email: "user6@example.com", CredentialID: credential})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call(t, gw, http.MethodGet, "/orders", token, nil).Expect(t, http.StatusOK, "")
+	revoked := time.Now()
+	if err := rdb.Set(context.Background(), events.RevokedCredentialKey(credential), "1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the revoked token to be refused", func() bool {
+		return call(t, gw, http.MethodGet, "/orders", token, nil).Status == http.StatusUnauthorized
+	})
+	t.Logf("refused %v after the revocation (REVOCATION_CACHE %v)", time.Since(revoked).Round(time.Millisecond), w.cfg.RevocationCache)
+}
+
+// TestRedisDownLeavesRevocationOpenOrClosed: without Redis, tokens pass (and
+// the failures are counted) unless REVOCATION_FAIL_CLOSED, which answers 503.
+func TestRedisDownLeavesRevocationOpenOrClosed(t *testing.T) {
+	w := newWorld(t)
+	w.cfg.Redis.Addrs = []string{"127.0.0.1:1"}
+	signer := &tokens.Signer{Keys: tokens.Static(tokens.KeySet{Keys: []tokens.Key{w.key}}), Issuer: "kshop-auth", Audience: "kshop", TTL: time.Hour}
+	token, _, err := signer.Sign(tokens.Identity{Subject: "7", Email: "user7@example.com", CredentialID: "c-7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := w.start(t)
+	call(t, open, http.MethodGet, "/orders", token, nil).Expect(t, http.StatusOK, "")
+	if metrics := call(t, open, http.MethodGet, "/metrics", "", nil); !strings.Contains(string(metrics.Raw), "kshop_gateway_revocation_check_errors_total 1") {
+		t.Fatal("the unchecked revocation was not counted")
+	}
+	w.cfg.RevocationFailClosed = true
+	closed := w.start(t)
+	call(t, closed, http.MethodGet, "/orders", token, nil).Expect(t, http.StatusServiceUnavailable, "token revocation cannot be checked")
+}
+
+// TestJWKSSettingsAreChecked: the key set's durations must make sense.
+func TestJWKSSettingsAreChecked(t *testing.T) {
+	w := newWorld(t)
+	for name, mutate := range map[string]func(*gateway.Config){
+		"negative refresh":                func(c *gateway.Config) { c.JWKSRefresh = -time.Second },
+		"max stale not above the refresh": func(c *gateway.Config) { c.JWKSRefresh, c.JWKSMaxStale = time.Minute, time.Minute },
+		"negative revocation cache":       func(c *gateway.Config) { c.RevocationCache = -time.Second },
 	} {
 		cfg := w.cfg
 		mutate(&cfg)

@@ -35,6 +35,7 @@ func (c *Client) As(token string) *Client {
 // Reply is a decoded answer.
 type Reply struct {
 	Status  int
+	Header  http.Header
 	Message string
 	Data    json.RawMessage
 	Raw     []byte
@@ -69,7 +70,7 @@ func (c *Client) Call(ctx context.Context, method, path string, body any) (Reply
 	if err != nil {
 		return Reply{}, fmt.Errorf("%s %s: read the answer: %w", method, path, err)
 	}
-	r := Reply{Status: resp.StatusCode, Raw: raw}
+	r := Reply{Status: resp.StatusCode, Header: resp.Header, Raw: raw}
 	var envelope struct {
 		Message string          `json:"message"`
 		Data    json.RawMessage `json:"data"`

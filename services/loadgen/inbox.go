@@ -15,8 +15,8 @@ type Mail struct {
 	To, Subject string
 }
 
-// Inbox lists the e-mails sent to an address: Mailpit's API for `make smoke`,
-// the test's SMTP server in the end-to-end test.
+// Inbox lists the e-mails sent to an address, newest first: Mailpit's API
+// for `make smoke`, the test's SMTP server in the end-to-end test.
 type Inbox interface {
 	Messages(ctx context.Context, to string) ([]Mail, error)
 }
@@ -88,6 +88,35 @@ func awaitMail(ctx context.Context, inbox Inbox, to, want string, within time.Du
 		return Mail{}, fmt.Errorf("no e-mail %q to %s within %v: %w", want, to, within, last)
 	}
 	return Mail{}, fmt.Errorf("no e-mail %q to %s within %v", want, to, within)
+}
+
+// awaitNewMail waits until to has more than before e-mails whose subject
+// contains want, and returns the newest.
+func awaitNewMail(ctx context.Context, inbox Inbox, to, want string, before int, within time.Duration) (Mail, error) {
+	var last error
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		mails, err := inbox.Messages(ctx, to)
+		last = err
+		var matching []Mail
+		for _, m := range mails {
+			if strings.Contains(m.Subject, want) {
+				matching = append(matching, m)
+			}
+		}
+		if len(matching) > before {
+			return matching[0], nil
+		}
+		select {
+		case <-ctx.Done():
+			return Mail{}, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if last != nil {
+		return Mail{}, fmt.Errorf("no new e-mail %q to %s within %v: %w", want, to, within, last)
+	}
+	return Mail{}, fmt.Errorf("no new e-mail %q to %s within %v", want, to, within)
 }
 
 // countMail counts the e-mails to `to` whose subject contains want.

@@ -2,10 +2,12 @@ package loadgen
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -14,7 +16,10 @@ import (
 type JourneyConfig struct {
 	Gateway string
 	Inbox   Inbox
-	// Admin is the e-mail that gets the admin role (KSHOP_AUTH_ADMIN_EMAILS).
+	// Admin is an address auth gives the admin role (KSHOP_AUTH_ADMIN_EMAILS
+	// or KSHOP_AUTH_TEST_ADMIN_EMAIL), and the password to register it with.
+	// The journey deletes the account when it ends, so the password is not
+	// left usable behind it.
 	Admin         string
 	AdminPassword string
 	// Reminders is how many payment reminders an unpaid order gets before it
@@ -45,24 +50,49 @@ var sixDigits = regexp.MustCompile(`\b\d{6}\b`)
 // register, read the code from the inbox, verify, log in; the admin creates a
 // product; search it, order it, see the stock drop, pay, see the success e-mail;
 // then an order left unpaid gets its reminders, expires and is restocked.
-func Journey(ctx context.Context, cfg JourneyConfig) error {
+// Whatever happens, it deletes the accounts it signed in with at the end (the
+// customer's and the admin's), and checks their tokens are refused then.
+func Journey(ctx context.Context, cfg JourneyConfig) (err error) {
 	step := cfg.Step
 	if step == nil {
 		step = func(string, ...any) {}
 	}
+	if cfg.Admin == "" || cfg.AdminPassword == "" {
+		return errors.New("no admin to create the product with: give an address auth makes an admin, and its password")
+	}
 	api := NewClient(strings.TrimSuffix(cfg.Gateway, "/"))
 	tag := fmt.Sprint(time.Now().UnixNano())
 	email := "smoke-" + tag + "@example.com"
-
-	customer, err := SignUp(ctx, api, cfg.Inbox, email, "journey-password")
+	password, err := RandomPassword()
 	if err != nil {
 		return err
 	}
+
+	// The accounts signed in so far; deleted when the journey ends.
+	var accounts []account
+	defer func() {
+		var left []error
+		for _, a := range accounts {
+			if leaveErr := leave(ctx, a); leaveErr != nil {
+				left = append(left, leaveErr)
+			}
+		}
+		if err == nil && len(left) == 0 {
+			step("deleted the journey's accounts (%s and the admin); their tokens are refused", email)
+		}
+		err = errors.Join(append([]error{err}, left...)...)
+	}()
+	customer, err := SignUp(ctx, api, cfg.Inbox, email, password)
+	if err != nil {
+		return err
+	}
+	accounts = append(accounts, account{customer, email, password})
 	step("registered, verified through the mailed code and logged in as %s", email)
 	admin, err := SignUp(ctx, api, cfg.Inbox, cfg.Admin, cfg.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("admin %s: %w", cfg.Admin, err)
 	}
+	accounts = append(accounts, account{admin, cfg.Admin, cfg.AdminPassword})
 
 	var p product
 	name := "Smoke coffee " + tag
@@ -147,26 +177,40 @@ func Journey(ctx context.Context, cfg JourneyConfig) error {
 	return nil
 }
 
-// SignUp registers (or finds) an account, verifies it with the mailed code and
-// logs in, returning a client that sends its token.
+// Subjects of the e-mails SignUp reads.
+const (
+	subjectCode   = "verification code"
+	subjectExists = "You already have a kshop account"
+)
+
+// longestWait is the longest Retry-After SignUp waits for on its own.
+const longestWait = 2 * time.Minute
+
+// SignUp logs in as email and returns a client that sends its token. When the
+// address has no account yet (or a pending one) it registers it with
+// password, reads the mailed code from the inbox, verifies and logs in.
 func SignUp(ctx context.Context, api *Client, inbox Inbox, email, password string) (*Client, error) {
-	r, err := api.Call(ctx, http.MethodPost, "/auth/register", map[string]any{"email": email, "password": password})
-	if err != nil {
-		return nil, err
-	}
-	if r.Status != http.StatusCreated && r.Status != http.StatusConflict {
-		return nil, fmt.Errorf("register %s: %d %s", email, r.Status, r.Raw)
-	}
 	login := func() (Reply, error) {
 		return api.Call(ctx, http.MethodPost, "/auth/login", map[string]any{"email": email, "password": password})
 	}
-	r, err = login()
+	r, err := login()
 	if err != nil {
 		return nil, err
 	}
-	if r.Status == http.StatusForbidden { // registered, not verified yet
-		mail, err := awaitMail(ctx, inbox, email, "verification code", 30*time.Second)
+	if r.Status == http.StatusUnauthorized || r.Status == http.StatusForbidden { // no account, or not verified yet
+		codesBefore, err := countMail(ctx, inbox, email, subjectCode)
 		if err != nil {
+			return nil, err
+		}
+		existsBefore, _ := countMail(ctx, inbox, email, subjectExists)
+		if err := callPatiently(ctx, api, http.StatusAccepted, "/auth/register", map[string]any{"email": email, "password": password}); err != nil {
+			return nil, fmt.Errorf("register %s: %w", email, err)
+		}
+		mail, err := awaitNewMail(ctx, inbox, email, subjectCode, codesBefore, 30*time.Second)
+		if err != nil {
+			if exists, _ := countMail(ctx, inbox, email, subjectExists); exists > existsBefore {
+				return nil, fmt.Errorf("%s already has a verified account with another password than the one given", email)
+			}
 			return nil, err
 		}
 		code := sixDigits.FindString(mail.Subject)
@@ -187,6 +231,82 @@ func SignUp(ctx context.Context, api *Client, inbox Inbox, email, password strin
 		return nil, fmt.Errorf("login answer %s", r.Raw)
 	}
 	return api.As(token.AccessToken), nil
+}
+
+// callPatiently posts body and expects status; a 429 (an e-mail cooldown,
+// a rate limit) is waited out when its Retry-After is short.
+func callPatiently(ctx context.Context, api *Client, status int, path string, body any) error {
+	for {
+		r, err := api.Call(ctx, http.MethodPost, path, body)
+		if err != nil {
+			return err
+		}
+		if r.Status == status {
+			return nil
+		}
+		wait, _ := strconv.Atoi(r.Header.Get("Retry-After"))
+		if r.Status != http.StatusTooManyRequests || time.Duration(wait)*time.Second > longestWait {
+			return fmt.Errorf("%d %s", r.Status, r.Raw)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(max(wait, 1)) * time.Second):
+		}
+	}
+}
+
+// DeleteAccount deletes the account email, proven with its password.
+func DeleteAccount(ctx context.Context, api *Client, email, password string) error {
+	return api.Expect(ctx, http.StatusOK, http.MethodPost, "/auth/delete-account", map[string]any{"email": email, "password": password}, nil)
+}
+
+// account is one the journey signed in as.
+type account struct {
+	client          *Client
+	email, password string
+}
+
+// revocationWithin bounds the wait for the gateway to refuse the token of a
+// deleted account: its KSHOP_GATEWAY_REVOCATION_CACHE (5 s by default).
+const revocationWithin = 30 * time.Second
+
+// leave deletes the account and checks that its token is refused afterwards.
+// It runs when the journey ends, failed or not, so a cancelled ctx only
+// shortens it.
+func leave(ctx context.Context, a account) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revocationWithin+30*time.Second)
+	defer cancel()
+	if err := DeleteAccount(ctx, a.client.As(""), a.email, a.password); err != nil {
+		return fmt.Errorf("delete the account %s: %w", a.email, err)
+	}
+	err := retryUntil(ctx, revocationWithin, func() error {
+		r, err := a.client.Call(ctx, http.MethodGet, "/orders", nil)
+		if err != nil {
+			return err
+		}
+		if r.Status != http.StatusUnauthorized {
+			return fmt.Errorf("GET /orders answered %d", r.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("the token of the deleted account %s still works after %v: %w", a.email, revocationWithin, err)
+	}
+	return nil
+}
+
+// RandomPassword returns 24 random letters and digits.
+func RandomPassword() (string, error) {
+	const alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("draw a password: %w", err)
+	}
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b), nil
 }
 
 func awaitStock(ctx context.Context, api *Client, id, want int64) error {

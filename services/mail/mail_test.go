@@ -168,6 +168,11 @@ func TestEveryMailIsRenderedAndSent(t *testing.T) {
 		{events.ExchangeNotifications, events.RoutingCancelNotice, "gone@example.com",
 			events.CancelNotificationMail{Email: "gone@example.com", OrderID: 43, Reason: events.CancelExpired, TotalAmount: events.MustMoney("25.10"), Items: order},
 			"Order #43 is cancelled", []string{"#43 is cancelled: it was not paid in time", "Order total: 25.10"}},
+		{events.ExchangeNotifications, events.RoutingPasswordReset, "reset@example.com",
+			events.PasswordResetMail{Email: "reset@example.com", Token: "310577", ExpiresAt: due},
+			"Your kshop password reset code: 310577", []string{"310577", "2026-11-26 10:30 UTC", "ends every session"}},
+		{events.ExchangeNotifications, events.RoutingAccountExists, "again@example.com",
+			events.AccountExistsMail{Email: "again@example.com"}, "You already have a kshop account", []string{"already has a verified account", "password reset"}},
 	}
 	ids := map[string]string{}
 	for _, c := range cases {

@@ -57,7 +57,7 @@ var reasonTexts = map[string]string{
 	events.CancelCustomer:   "you cancelled it",
 }
 
-// kind is one of the five mail messages: where it comes from, which templates
+// kind is one of the mail messages: where it comes from, which templates
 // render it, and how its payload becomes a view.
 type kind struct {
 	Template string
@@ -96,6 +96,12 @@ var kinds = []kind{
 		v := view{Email: m.Email, OrderID: m.OrderID, ReasonText: reasonTexts[m.Reason]}
 		v.Items, v.Total = itemsView(m.Items, m.TotalAmount)
 		return v
+	})},
+	{"password_reset", events.QueuePasswordReset, decodeInto(func(m events.PasswordResetMail) view {
+		return view{Email: m.Email, Code: m.Token, ExpiresAt: m.ExpiresAt.UTC()}
+	})},
+	{"account_exists", events.QueueAccountExists, decodeInto(func(m events.AccountExistsMail) view {
+		return view{Email: m.Email}
 	})},
 }
 

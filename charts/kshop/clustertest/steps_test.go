@@ -49,11 +49,21 @@ func clientLabels() map[string]string {
 }
 
 func loadgenContainer(args ...string) corev1.Container {
+	// The admin it creates products as: the release's smoke test admin, from
+	// the Secret the chart generates (there is no default admin).
+	fromSmokeAdmin := func(key string) *corev1.EnvVarSource {
+		return &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: release + "-smoke-admin"}, Key: key}}
+	}
 	return corev1.Container{
 		Name:            "loadgen",
 		Image:           "kshop.local/kshop/loadgen:" + imageTag,
 		ImagePullPolicy: corev1.PullNever,
 		Args:            args,
+		Env: []corev1.EnvVar{
+			{Name: "KSHOP_LOADGEN_ADMIN", ValueFrom: fromSmokeAdmin("email")},
+			{Name: "KSHOP_LOADGEN_ADMIN_PASSWORD", ValueFrom: fromSmokeAdmin("password")},
+		},
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("256Mi")},

@@ -4,7 +4,11 @@
 //	loadgen load    an open-loop load run with a weighted mix, a progress line and a table
 //	loadgen probe   from a pod, which of some URLs answer (exit 1: not even the first)
 //
-// Both read e-mails (verification codes) from Mailpit's API, as make run starts it.
+// Both read e-mails (verification codes) from Mailpit's API, as make run starts it,
+// and sign in as an admin to create products: an address auth makes an admin,
+// with its password, from -admin / KSHOP_LOADGEN_ADMIN and
+// KSHOP_LOADGEN_ADMIN_PASSWORD (make smoke and make load take make run's
+// development admin; helm test the chart's generated one). There is no default.
 package main
 
 import (
@@ -35,8 +39,9 @@ func main() {
 	flags := flag.NewFlagSet(cmd, flag.ExitOnError)
 	gateway := flags.String("gateway", "http://127.0.0.1:8080", "the gateway's URL")
 	inbox := flags.String("inbox", "http://127.0.0.1:8025", "Mailpit's URL, where verification codes are read")
-	admin := flags.String("admin", "admin@kshop.local", "an e-mail listed in KSHOP_AUTH_ADMIN_EMAILS")
-	adminPassword := flags.String("admin-password", "admin-password", "the admin's password (set at its first registration)")
+	admin := flags.String("admin", "", "an address auth makes an admin (KSHOP_AUTH_ADMIN_EMAILS); default $KSHOP_LOADGEN_ADMIN")
+	adminPassword := flags.String("admin-password", "",
+		"the admin's password, used to register the address if it has no account yet; default $KSHOP_LOADGEN_ADMIN_PASSWORD (better: a flag shows in ps)")
 	reminders := flags.Int("reminders", 3, "smoke: payment reminders an unpaid order gets (KSHOP_ORDER_REMINDER_DELAYS)")
 	expiryWithin := flags.Duration("expiry-within", 2*time.Minute, "smoke: how long to wait for an unpaid order to expire")
 	rate := flags.Float64("rate", 50, "load: requests per second, held whatever the latency")
@@ -50,6 +55,18 @@ func main() {
 	summaryJSON := flags.Bool("json", false, "load: also print the outcome as one JSON line (\"loadgen summary: {...}\") for programs")
 	_ = flags.Parse(os.Args[2:])
 
+	// From the environment after parsing, so -h never prints the password.
+	if *admin == "" {
+		*admin = os.Getenv("KSHOP_LOADGEN_ADMIN")
+	}
+	if *adminPassword == "" {
+		*adminPassword = os.Getenv("KSHOP_LOADGEN_ADMIN_PASSWORD")
+	}
+	if *admin == "" || *adminPassword == "" {
+		fmt.Fprintln(os.Stderr, "loadgen: no admin to create products with: set KSHOP_LOADGEN_ADMIN and KSHOP_LOADGEN_ADMIN_PASSWORD "+
+			"(or -admin and -admin-password) to an address auth makes an admin; make smoke and make load take make run's")
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	mailpit := loadgen.Mailpit{URL: *inbox}

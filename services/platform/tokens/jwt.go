@@ -14,6 +14,10 @@ import (
 type Claims struct {
 	Email string   `json:"email"`
 	Roles []string `json:"roles"`
+	// CredentialID names the password the token was obtained with: a random id
+	// that a password reset or an account deletion revokes, and with it every
+	// token that carries it (the gateway checks the revocation list).
+	CredentialID string `json:"credential_id,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -41,8 +45,16 @@ type Signer struct {
 	Now func() time.Time
 }
 
+// Identity is whom a token is issued to.
+type Identity struct {
+	Subject      string
+	Email        string
+	Roles        []string
+	CredentialID string
+}
+
 // Sign issues a token for the user; it returns the token and when it expires.
-func (s *Signer) Sign(subject, email string, roles []string) (string, time.Time, error) {
+func (s *Signer) Sign(id Identity) (string, time.Time, error) {
 	now := time.Now()
 	if s.Now != nil {
 		now = s.Now()
@@ -57,10 +69,11 @@ func (s *Signer) Sign(subject, email string, roles []string) (string, time.Time,
 	}
 	expires := now.Add(s.TTL).Truncate(time.Second)
 	token := jwt.NewWithClaims(method, Claims{
-		Email: email,
-		Roles: roles,
+		Email:        id.Email,
+		Roles:        id.Roles,
+		CredentialID: id.CredentialID,
 		RegisteredClaims: jwt.RegisteredClaims{
-			Subject:   subject,
+			Subject:   id.Subject,
 			Issuer:    s.Issuer,
 			Audience:  jwt.ClaimStrings{s.Audience},
 			IssuedAt:  jwt.NewNumericDate(now),
