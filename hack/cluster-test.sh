@@ -32,7 +32,13 @@ export KSHOP_CLUSTER_IMAGE_TAG
 started=$SECONDS
 echo "cluster-test: building the 7 images offline and importing them into the cluster (about a minute with a warm Go cache)" >&2
 for service in gateway auth product order mail controller loadgen; do
-	hack/image.sh "$service" "kshop.local/kshop/$service:$KSHOP_CLUSTER_IMAGE_TAG" >/dev/null
+	log="$KSHOP_CLUSTER_DIR/logs/image-$service.log"
+	if ! hack/image.sh "$service" "kshop.local/kshop/$service:$KSHOP_CLUSTER_IMAGE_TAG" >"$log" 2>&1; then
+		tail -n 20 "$log" >&2
+		echo "cluster-test: the $service image did not build; its log: $log" >&2
+		exit 1
+	fi
+	echo "cluster-test:   $(tail -n 1 "$log" | sed 's/^image: //')" >&2
 done
 echo "cluster-test: images ready in $((SECONDS - started)) s" >&2
 
