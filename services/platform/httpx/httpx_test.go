@@ -341,6 +341,26 @@ func TestShutdownDoesNotWaitForUnusedConnections(t *testing.T) {
 	}
 }
 
+// A connection accepted after the shutdown began, before the listener closed
+// (a dial already under way: clients that gave up on a request still finish
+// their dials), is closed as it arrives rather than waited for.
+func TestConnectionsAcceptedDuringTheShutdownAreClosedUnused(t *testing.T) {
+	fresh := &freshConns{conns: map[net.Conn]struct{}{}}
+	before, beforePeer := net.Pipe()
+	defer beforePeer.Close()
+	fresh.track(before, http.StateNew)
+	fresh.closeAllFromNowOn()
+	late, latePeer := net.Pipe()
+	defer latePeer.Close()
+	fresh.track(late, http.StateNew)
+	for name, peer := range map[string]net.Conn{"accepted before the shutdown": beforePeer, "accepted during the shutdown": latePeer} {
+		_ = peer.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := peer.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			t.Errorf("connection %s: read %v, want EOF (closed by the server)", name, err)
+		}
+	}
+}
+
 func TestEnvelopeShape(t *testing.T) {
 	data, _ := json.Marshal(Response{Message: "input validation error", Errors: []FieldError{{Field: "email", Message: "must be a valid email"}}})
 	if want := `{"message":"input validation error","errors":[{"field":"email","message":"must be a valid email"}]}`; !bytes.Equal(data, []byte(want)) {

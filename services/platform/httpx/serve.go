@@ -53,7 +53,7 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, shutdow
 	// yet as busy for its first 5 seconds; clients that dial ahead (every
 	// pooling HTTP client under load) would hold the shutdown that long.
 	srv.SetKeepAlivesEnabled(false)
-	fresh.closeAll()
+	fresh.closeAllFromNowOn()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("http server shutdown: %w", err)
@@ -66,23 +66,33 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, shutdow
 
 // freshConns tracks connections that have not started a request yet.
 type freshConns struct {
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	shutting bool // set once: every unused connection is closed from then on
 }
 
 func (f *freshConns) track(c net.Conn, state http.ConnState) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if state == http.StateNew {
+	switch {
+	case state == http.StateNew && f.shutting:
+		// Accepted between the start of the shutdown and the listener's
+		// close (a client's dial that was already under way): it would
+		// hold the shutdown for 5 s like the ones closed below.
+		_ = c.Close()
+	case state == http.StateNew:
 		f.conns[c] = struct{}{}
-	} else {
+	default:
 		delete(f.conns, c)
 	}
 }
 
-func (f *freshConns) closeAll() {
+// closeAllFromNowOn closes the unused connections and every one accepted
+// after this call that has not started a request.
+func (f *freshConns) closeAllFromNowOn() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.shutting = true
 	for c := range f.conns {
 		_ = c.Close()
 		delete(f.conns, c)
