@@ -224,7 +224,6 @@ func (h *handlers) fail(c *gin.Context, err error) {
 	case errors.Is(err, ErrNotVerified):
 		httpx.Fail(c, http.StatusForbidden, err.Error())
 	default:
-		h.logger.ErrorContext(c.Request.Context(), "request failed", "route", c.FullPath(), "error", err)
-		httpx.Fail(c, http.StatusInternalServerError, httpx.MsgInternal)
+		httpx.FailUnexpected(c, h.logger, err)
 	}
 }

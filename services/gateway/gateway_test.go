@@ -366,6 +366,67 @@ func TestDeadUpstreamIs502AndSlowUpstreamIs504(t *testing.T) {
 	}
 }
 
+// A client that hangs up while the upstream works is counted as 499 (client
+// closed request): neither a success nor an upstream error, so the error-rate
+// alerts, which read 5xx, are not raised by impatient clients.
+func TestClientThatHangsUpIsCountedAs499(t *testing.T) {
+	w := newWorld(t)
+	answered := make(chan struct{})
+	w.order.answer = func(rw http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // the gateway cancels the upstream call when its client goes
+		close(answered)
+	}
+	gw := w.start(t)
+	impatient := &http.Client{Timeout: 100 * time.Millisecond}
+	req, _ := http.NewRequest(http.MethodGet, gw.Base+"/orders", nil)
+	req.Header.Set("Authorization", "Bearer "+w.token(t, 5))
+	if resp, err := impatient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the slow upstream answered %d", resp.StatusCode)
+	}
+	<-answered
+	testenv.WaitFor(t, 5*time.Second, "the hang-up to be counted", func() bool {
+		return counterValue(t, w.registry, "http_requests_total", map[string]string{"route": "/orders", "status": "499"}) == 1
+	})
+	for _, status := range []string{"200", "500", "502"} {
+		if n := counterValue(t, w.registry, "http_requests_total", map[string]string{"route": "/orders", "status": status}); n != 0 {
+			t.Errorf("the hang-up was also counted as %s (%v)", status, n)
+		}
+	}
+	if n := counterValue(t, w.registry, "kshop_gateway_upstream_errors_total", nil); n != 0 {
+		t.Errorf("the hang-up was counted as %v upstream errors", n)
+	}
+}
+
+// counterValue sums the counter name's series whose labels include want.
+func counterValue(t testing.TB, reg *prometheus.Registry, name string, want map[string]string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if labels[k] != v {
+					continue series
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
 func TestLargeResponsesStreamThrough(t *testing.T) {
 	w := newWorld(t)
 	firstPartSeen := make(chan struct{})

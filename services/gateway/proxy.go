@@ -59,7 +59,10 @@ func newUpstream(name string, target *url.URL, stripPrefix string, timeout time.
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			status, message, kind := classify(err)
 			if kind == "" {
-				return // the client went away; nobody to answer
+				// The client went away; nobody reads the answer, but the
+				// request is counted and logged as 499, not as a success.
+				w.WriteHeader(httpx.StatusClientClosedRequest)
+				return
 			}
 			if errorsTotal != nil {
 				errorsTotal.WithLabelValues(name, kind).Inc()

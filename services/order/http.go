@@ -205,7 +205,6 @@ func (h *handlers) fail(c *gin.Context, err error) {
 		errors.Is(err, ErrNotReserved), errors.Is(err, ErrRequestReused):
 		httpx.Fail(c, http.StatusConflict, err.Error())
 	default:
-		h.logger.ErrorContext(c.Request.Context(), "request failed", "route", c.FullPath(), "error", err)
-		httpx.Fail(c, http.StatusInternalServerError, httpx.MsgInternal)
+		httpx.FailUnexpected(c, h.logger, err)
 	}
 }

@@ -291,6 +291,5 @@ func (h *handlers) fail(c *gin.Context, err error) {
 		httpx.Fail(c, http.StatusNotFound, err.Error())
 		return
 	}
-	h.logger.ErrorContext(c.Request.Context(), "request failed", "route", c.FullPath(), "error", err)
-	httpx.Fail(c, http.StatusInternalServerError, httpx.MsgInternal)
+	httpx.FailUnexpected(c, h.logger, err)
 }

@@ -5,6 +5,9 @@
 package httpx
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -77,6 +80,26 @@ func Message(c *gin.Context, status int, msg string) { c.PureJSON(status, Respon
 func Fail(c *gin.Context, status int, msg string, fields ...FieldError) {
 	c.Abort()
 	c.PureJSON(status, Response{Message: msg, Errors: fields})
+}
+
+// StatusClientClosedRequest (nginx's 499) records a request whose client hung
+// up before the answer. It is not a server error: counting it as 500 would
+// raise the error rate that dashboards and alerts read whenever clients time out.
+const StatusClientClosedRequest = 499
+
+// FailUnexpected answers an error no case of the handler expected: 500, logged
+// as an error, unless the client has gone away (its request's context is
+// cancelled), which is 499 and logged at info; nobody reads that answer.
+func FailUnexpected(c *gin.Context, logger *slog.Logger, err error) {
+	ctx := c.Request.Context()
+	if errors.Is(ctx.Err(), context.Canceled) {
+		logger.InfoContext(ctx, "client closed the request", "route", c.FullPath(), "error", err)
+		c.Abort()
+		c.Status(StatusClientClosedRequest)
+		return
+	}
+	logger.ErrorContext(ctx, "request failed", "route", c.FullPath(), "error", err)
+	Fail(c, http.StatusInternalServerError, MsgInternal)
 }
 
 // NewPaging computes the paging of page (1-based) of size items out of total, with

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -260,6 +261,52 @@ func TestMetricsUseRouteTemplates(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// A client that hangs up while its request runs is counted and logged as 499,
+// not 500: the handler's work failed only because the request was cancelled.
+// An unexpected failure of a request whose client waits is still 500.
+func TestRequestsWhoseClientHangsUpAre499(t *testing.T) {
+	e, reg := newEngine(t, nil)
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	e.GET("/slow", func(c *gin.Context) {
+		<-c.Request.Context().Done() // the database call that the cancellation interrupts
+		FailUnexpected(c, logger, fmt.Errorf("query products: %w", c.Request.Context().Err()))
+	})
+	e.GET("/broken", func(c *gin.Context) { FailUnexpected(c, logger, errors.New("connection refused")) })
+	ctx, hangUp := context.WithCancel(context.Background())
+	req := httptest.NewRequest("GET", "/slow", nil).WithContext(ctx)
+	rec := httptest.NewRecorder()
+	time.AfterFunc(20*time.Millisecond, hangUp)
+	e.ServeHTTP(rec, req)
+	if r := do(t, e, "GET", "/broken", "", ""); r.status != 500 || r.body.Message != MsgInternal {
+		t.Fatalf("unexpected failure with the client waiting: %d %s", r.status, r.raw)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "http_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			counted[labels["route"]+" "+labels["status"]] += m.GetCounter().GetValue()
+		}
+	}
+	if counted["/slow 499"] != 1 || counted["/slow 500"] != 0 || counted["/broken 500"] != 1 {
+		t.Fatalf("requests counted by route and status: %v, want /slow 499 once and /broken 500 once", counted)
+	}
+	if !strings.Contains(logs.String(), `"level":"INFO","msg":"client closed the request"`) ||
+		strings.Count(logs.String(), `"level":"ERROR"`) != 1 {
+		t.Fatalf("the hang-up must be logged at info, only the real failure as an error:\n%s", logs.String())
 	}
 }
 
