@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -266,4 +267,29 @@ func BenchmarkPublishBatch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// TestClientsCarryNoLargeBuffers: creating a producer and a consumer (which
+// has a dead-letter producer of its own) adds a few megabytes of Go heap at
+// most. confluent-kafka-go's default channels hold a million entries each,
+// about 24 MB per producer that every garbage collection scans.
+func TestClientsCarryNoLargeBuffers(t *testing.T) {
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	p, err := kafka.NewProducer(kafka.ProducerConfig{Connection: kafka.Connection{Brokers: "127.0.0.1:1"}}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	consume(t, kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: "127.0.0.1:1"}, GroupID: "footprint", Topics: []string{"t"}},
+		func(context.Context, kafka.Message) error { return nil })
+	const ceiling = 4 << 20
+	if grown := int64(heap()) - int64(before); grown > ceiling {
+		t.Fatalf("a producer and a consumer hold %.1f MiB of Go heap, want at most %d MiB", float64(grown)/(1<<20), ceiling>>20)
+	}
 }

@@ -75,6 +75,14 @@ func NewProducer(cfg ProducerConfig, logger *slog.Logger) (*Producer, error) {
 		// bounds how long a caller waits.
 		"message.timeout.ms":     300000,
 		"go.logs.channel.enable": true,
+		// confluent-kafka-go allocates both Go channels at a million
+		// entries by default: 24 MB per producer that the garbage collector
+		// scans on every cycle (the gateway's tail latency showed its GC
+		// pauses). Delivery reports come on each call's own channel and
+		// ProduceChannel is never used, so the events channel carries only
+		// errors and a small buffer is plenty.
+		"go.events.channel.size":  1000,
+		"go.produce.channel.size": 1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
