@@ -138,7 +138,8 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		}
 		keys, keysReady = remote, remote.Ready
 	}
-	app.verifier = &tokens.Verifier{Keys: keys, Issuer: cfg.TokenIssuer, Audience: cfg.TokenAudience, Leeway: 30 * time.Second}
+	app.verifier = &tokens.Verifier{Keys: keys, Issuer: cfg.TokenIssuer, Audience: cfg.TokenAudience, Leeway: 30 * time.Second,
+		Cache: tokens.NewVerifiedCache(cfg.TokenCache)}
 	app.revoked = newRevocations(app.redis, cfg.RevocationCache)
 
 	upstreams := map[string]*upstream{}

@@ -150,7 +150,7 @@ func newWorld(t testing.TB) *world {
 		Redis:           redisx.Config{Addrs: []string{testenv.RedisAddr(t)}},
 		AuthURL:         w.auth.URL, ProductURL: w.product.URL, OrderURL: w.order.URL,
 		AuthTimeout: 5 * time.Second, ProductTimeout: 5 * time.Second, OrderTimeout: 5 * time.Second,
-		TokenIssuer: "kshop-auth", TokenAudience: "kshop",
+		TokenIssuer: "kshop-auth", TokenAudience: "kshop", TokenCache: 4096,
 		RateLimits: "auth=1000/s,products=1000/s,orders=1000/s",
 		BodyLimit:  1 << 20,
 	}
@@ -548,10 +548,11 @@ func TestJWKSFromAFileAndConfigErrors(t *testing.T) {
 	call(t, gw, http.MethodGet, "/orders", w.token(t, 9), nil).Expect(t, http.StatusOK, "")
 
 	for name, mutate := range map[string]func(*gateway.Config){
-		"bad upstream URL": func(c *gateway.Config) { c.OrderURL = "orders.local" },
-		"bad rate limit":   func(c *gateway.Config) { c.RateLimits = "orders=fast" },
-		"unknown group":    func(c *gateway.Config) { c.RateLimits = "admin=5/s" },
-		"bad period":       func(c *gateway.Config) { c.RateLimits = "orders=5/d" },
+		"bad upstream URL":     func(c *gateway.Config) { c.OrderURL = "orders.local" },
+		"bad rate limit":       func(c *gateway.Config) { c.RateLimits = "orders=fast" },
+		"unknown group":        func(c *gateway.Config) { c.RateLimits = "admin=5/s" },
+		"bad period":           func(c *gateway.Config) { c.RateLimits = "orders=5/d" },
+		"negative token cache": func(c *gateway.Config) { c.TokenCache = -1 },
 	} {
 		cfg := w.cfg
 		mutate(&cfg)

@@ -123,6 +123,8 @@ type Verifier struct {
 	Leeway time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Cache, when set, remembers verified tokens (see VerifiedCache).
+	Cache *VerifiedCache
 }
 
 // Verification failures callers may want to tell apart (an expired token
@@ -134,6 +136,38 @@ var (
 
 // Verify parses and checks raw, returning its claims.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
+	if v.Cache == nil {
+		claims, _, err := v.verify(ctx, raw)
+		return claims, err
+	}
+	now := time.Now()
+	if v.Now != nil {
+		now = v.Now()
+	}
+	if hit, ok := v.Cache.get(raw, now); ok {
+		if _, err := v.Keys.Lookup(ctx, hit.kid); err == nil {
+			claims := hit.claims // a copy: callers cannot change the cached one
+			claims.Roles = slices.Clone(hit.claims.Roles)
+			claims.Audience = slices.Clone(hit.claims.Audience)
+			return &claims, nil
+		}
+	}
+	claims, kid, err := v.verify(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	// Kept until the moment the parser would call it expired.
+	v.Cache.put(raw, verified{claims: *claims, kid: kid, until: claims.ExpiresAt.Add(v.Leeway)}, now)
+	cached := *claims
+	cached.Roles = slices.Clone(claims.Roles)
+	cached.Audience = slices.Clone(claims.Audience)
+	return &cached, nil
+}
+
+// verify is the full check: signature, algorithm, issuer, audience, times.
+// It returns the kid of the key that signed raw.
+func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, string, error) {
+	var kid string
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{EdDSA, ES256}),
 		jwt.WithIssuer(v.Issuer),
@@ -147,7 +181,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	}
 	claims := &Claims{}
 	_, err := jwt.NewParser(opts...).ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
+		kid, _ = t.Header["kid"].(string)
 		if kid == "" {
 			return nil, errors.New("token has no kid header")
 		}
@@ -163,12 +197,12 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	switch {
 	case err == nil:
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return nil, fmt.Errorf("%w: %v", ErrExpired, err)
+		return nil, "", fmt.Errorf("%w: %v", ErrExpired, err)
 	default:
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, "", fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if claims.Subject == "" {
-		return nil, fmt.Errorf("%w: no subject", ErrInvalid)
+		return nil, "", fmt.Errorf("%w: no subject", ErrInvalid)
 	}
-	return claims, nil
+	return claims, kid, nil
 }
