@@ -296,15 +296,23 @@ func (o *Orders) announceCreated(ctx context.Context, tx pgx.Tx, order Order) er
 	for _, it := range order.Items {
 		created.Items = append(created.Items, events.OrderCreatedItem{ProductID: it.ProductID, Quantity: it.Quantity, Price: it.Price})
 	}
-	if err := announce(ctx, tx, events.TopicOrderCreated, order.ID, created); err != nil {
+	// One statement for the event and every timer (outbox.Add).
+	msgs := make([]outbox.Message, 0, len(o.cfg.ReminderDelays)+2)
+	msg, err := eventMessage(events.TopicOrderCreated, order.ID, created)
+	if err != nil {
 		return err
 	}
+	msgs = append(msgs, msg)
 	for i, delay := range o.cfg.ReminderDelays {
-		if err := timer(ctx, tx, delay, events.RoutingOrderReminder, events.OrderReminder{OrderID: order.ID, ReminderNumber: i + 1}); err != nil {
+		if msg, err = timerMessage(delay, events.OrderReminder{OrderID: order.ID, ReminderNumber: i + 1}); err != nil {
 			return err
 		}
+		msgs = append(msgs, msg)
 	}
-	return timer(ctx, tx, o.cfg.ExpiryDelay, events.RoutingOrderAutoCancel, events.OrderAutoCancel{OrderID: order.ID})
+	if msg, err = timerMessage(o.cfg.ExpiryDelay, events.OrderAutoCancel{OrderID: order.ID}); err != nil {
+		return err
+	}
+	return outbox.Add(ctx, tx, append(msgs, msg)...)
 }
 
 // byRequest finds the order a customer's request id created (on the primary:
@@ -510,12 +518,17 @@ func cancel(ctx context.Context, tx pgx.Tx, order Order, reason string) error {
 	for _, it := range order.Items {
 		cancelled.Items = append(cancelled.Items, events.CancelledItem{ProductID: it.ProductID, Quantity: it.Quantity})
 	}
-	if err := announce(ctx, tx, events.TopicOrderCancelled, order.ID, cancelled); err != nil {
+	event, err := eventMessage(events.TopicOrderCancelled, order.ID, cancelled)
+	if err != nil {
 		return err
 	}
-	return mail(ctx, tx, events.RoutingCancelNotice, events.CancelNotificationMail{
+	notice, err := mailMessage(events.RoutingCancelNotice, events.CancelNotificationMail{
 		Email: order.email, OrderID: order.ID, Reason: reason, TotalAmount: order.TotalAmount, Items: mailItems(order.Items),
 	})
+	if err != nil {
+		return err
+	}
+	return outbox.Add(ctx, tx, event, notice)
 }
 
 func mailItems(items []Item) []events.MailItem {
@@ -526,24 +539,24 @@ func mailItems(items []Item) []events.MailItem {
 	return out
 }
 
-// announce writes a domain event to the outbox, keyed by the order id.
-func announce(ctx context.Context, tx pgx.Tx, topic string, id int64, payload any) error {
+// eventMessage is a domain event for the outbox, keyed by the order id.
+func eventMessage(topic string, id int64, payload any) (outbox.Message, error) {
 	body, err := json.Marshal(payload)
 	if err != nil {
-		return fmt.Errorf("encode %s: %w", topic, err)
+		return outbox.Message{}, fmt.Errorf("encode %s: %w", topic, err)
 	}
 	eventID := uuid.NewString()
-	return outbox.Add(ctx, tx, outbox.Message{
+	return outbox.Message{
 		EventID: eventID, Destination: outbox.Kafka, Topic: topic, Key: events.Key(id),
 		Headers: events.Headers(topic, eventID), Payload: body,
-	})
+	}, nil
 }
 
-// mail queues an e-mail for the mail service on the exchange its route names.
-func mail(ctx context.Context, tx pgx.Tx, routingKey string, payload any) error {
+// mailMessage is an e-mail for the mail service, on the exchange its route names.
+func mailMessage(routingKey string, payload any) (outbox.Message, error) {
 	body, err := json.Marshal(payload)
 	if err != nil {
-		return fmt.Errorf("encode %s: %w", routingKey, err)
+		return outbox.Message{}, fmt.Errorf("encode %s: %w", routingKey, err)
 	}
 	exchange := ""
 	for _, r := range events.MailRoutes {
@@ -551,21 +564,28 @@ func mail(ctx context.Context, tx pgx.Tx, routingKey string, payload any) error 
 			exchange = r.Exchange
 		}
 	}
-	return outbox.Add(ctx, tx, outbox.Message{Destination: outbox.AMQP, Topic: exchange, Key: routingKey, Payload: body})
+	return outbox.Message{Destination: outbox.AMQP, Topic: exchange, Key: routingKey, Payload: body}, nil
 }
 
-// timer queues a message for the order service itself, delivered after delay:
-// it waits in the delay's TTL queue (orders.delay.4h), which dead-letters it into
-// the orders exchange with the routing key declared for that delay (routingKey;
-// Topology pairs them, one kind of timer per delay).
-func timer(ctx context.Context, tx pgx.Tx, delay time.Duration, routingKey string, payload any) error {
+// mail queues an e-mail for the mail service.
+func mail(ctx context.Context, tx pgx.Tx, routingKey string, payload any) error {
+	msg, err := mailMessage(routingKey, payload)
+	if err != nil {
+		return err
+	}
+	return outbox.Add(ctx, tx, msg)
+}
+
+// timerMessage is a message for the order service itself, delivered after
+// delay: it waits in the delay's TTL queue (orders.delay.4h), which
+// dead-letters it into the orders exchange with the routing key declared for
+// that delay (Topology pairs them, one kind of timer per delay).
+func timerMessage(delay time.Duration, payload any) (outbox.Message, error) {
 	body, err := json.Marshal(payload)
 	if err != nil {
-		return fmt.Errorf("encode %s timer: %w", routingKey, err)
+		return outbox.Message{}, fmt.Errorf("encode the %s timer: %w", delay, err)
 	}
-	return outbox.Add(ctx, tx, outbox.Message{
-		Destination: outbox.AMQP, Topic: "", Key: events.DelayQueueName(delay), Payload: body,
-	})
+	return outbox.Message{Destination: outbox.AMQP, Topic: "", Key: events.DelayQueueName(delay), Payload: body}, nil
 }
 
 // ListQuery selects a customer's orders.

@@ -70,37 +70,47 @@ func (m Message) validate() error {
 // Add records msgs in tx, so they are published if and only if tx commits. The
 // trace context of ctx is stored with each message (unless it carries its own
 // traceparent) so the consumer's span joins the trace of the request that caused it.
+//
+// All of msgs go in one statement, which also wakes the relays: one round trip
+// to the database however many messages a change announces (an order writes
+// its created event and its timers together).
 func Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
-	for i := range msgs {
-		m := msgs[i]
+	if len(msgs) == 0 {
+		return nil
+	}
+	n := len(msgs)
+	ids, destinations, topics, keys, headers := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	payloads := make([][]byte, n)
+	for i, m := range msgs {
 		if err := m.validate(); err != nil {
 			return err
 		}
 		if m.EventID == "" {
 			m.EventID = uuid.NewString()
 		}
-		headers := make(map[string]string, len(m.Headers)+2)
-		otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(headers))
+		carried := make(map[string]string, len(m.Headers)+2)
+		otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(carried))
 		for k, v := range m.Headers {
-			headers[k] = v
+			carried[k] = v
 		}
-		encoded, err := json.Marshal(headers)
+		encoded, err := json.Marshal(carried)
 		if err != nil {
 			return fmt.Errorf("encode outbox headers: %w", err)
 		}
-		if _, err := tx.Exec(ctx,
-			`INSERT INTO outbox (event_id, destination, topic, key, headers, payload) VALUES ($1, $2, $3, $4, $5, $6)`,
-			m.EventID, string(m.Destination), m.Topic, m.Key, encoded, m.Payload,
-		); err != nil {
-			return fmt.Errorf("add %s message %s to the outbox: %w", m.Destination, m.EventID, err)
-		}
+		ids[i], destinations[i], topics[i], keys[i], headers[i], payloads[i] = m.EventID, string(m.Destination), m.Topic, m.Key, string(encoded), m.Payload
 	}
-	if len(msgs) > 0 {
-		// Delivered to the relays when tx commits (and collapsed within one
-		// transaction), so they publish without waiting for their next poll.
-		if _, err := tx.Exec(ctx, `SELECT pg_notify('`+notifyChannel+`', '')`); err != nil {
-			return fmt.Errorf("notify the outbox relays: %w", err)
-		}
+	// The notification is delivered to the relays when tx commits (and
+	// collapsed within one transaction), so they publish without waiting for
+	// their next poll. A data-modifying WITH runs whether or not it is read.
+	if _, err := tx.Exec(ctx, `WITH added AS (
+			INSERT INTO outbox (event_id, destination, topic, key, headers, payload)
+			SELECT m.event_id::uuid, m.destination, m.topic, m.key, m.headers::jsonb, m.payload
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
+				AS m(event_id, destination, topic, key, headers, payload))
+		SELECT pg_notify('`+notifyChannel+`', '')`,
+		ids, destinations, topics, keys, headers, payloads,
+	); err != nil {
+		return fmt.Errorf("add %d message(s) to the outbox (first %s %s): %w", n, msgs[0].Destination, ids[0], err)
 	}
 	return nil
 }

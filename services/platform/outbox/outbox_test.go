@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -459,4 +460,81 @@ func TestCommitWakesAnIdleRelay(t *testing.T) {
 		defer publisher.mu.Unlock()
 		return len(publisher.got) == 1
 	})
+}
+
+// countingTracer counts the statements sent on a connection.
+type countingTracer struct{ statements atomic.Int64 }
+
+func (c *countingTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.statements.Add(1)
+	return ctx
+}
+
+func (c *countingTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TestAddIsOneStatementHoweverManyMessages: an order announces its creation and
+// its timers together; each message used to cost two round trips (insert,
+// notify). Every field of every message arrives.
+func TestAddIsOneStatementHoweverManyMessages(t *testing.T) {
+	ctx := context.Background()
+	config, err := pgxpool.ParseConfig(testenv.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracer := &countingTracer{}
+	config.ConnConfig.Tracer = tracer
+	pool, err := pgxpool.NewWithConfig(ctx, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := pg.Migrate(ctx, pool, outbox.Migrations); err != nil {
+		t.Fatal(err)
+	}
+	msgs := []outbox.Message{
+		{Destination: outbox.Kafka, Topic: "order-created", Key: "1", Headers: map[string]string{"event-type": "order-created"}, Payload: []byte(`{"order_id":1}`)},
+		{Destination: outbox.AMQP, Key: "orders.delay.4h", Payload: []byte(`{"reminder":1}`)},
+		{Destination: outbox.AMQP, Key: "orders.delay.12h", Payload: []byte(`{"reminder":2}`)},
+		{Destination: outbox.AMQP, Topic: "mail", Key: "mail.order", Payload: []byte{0, 1, 2}},
+	}
+	err = pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+		before := tracer.statements.Load()
+		if err := outbox.Add(ctx, tx, msgs...); err != nil {
+			return err
+		}
+		if n := tracer.statements.Load() - before; n != 1 {
+			t.Errorf("Add of %d messages sent %d statements, want 1", len(msgs), n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pool.Query(ctx, `SELECT destination, topic, key, headers->>'event-type', payload FROM outbox ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var destination, topic, key string
+		var eventType *string
+		var payload []byte
+		err := r.Scan(&destination, &topic, &key, &eventType, &payload)
+		et := ""
+		if eventType != nil {
+			et = *eventType
+		}
+		return fmt.Sprintf("%s|%s|%s|%s|%x", destination, topic, key, et, payload), err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"kafka|order-created|1|order-created|" + fmt.Sprintf("%x", `{"order_id":1}`),
+		"amqp||orders.delay.4h||" + fmt.Sprintf("%x", `{"reminder":1}`),
+		"amqp||orders.delay.12h||" + fmt.Sprintf("%x", `{"reminder":2}`),
+		"amqp|mail|mail.order||000102",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }
