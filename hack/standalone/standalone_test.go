@@ -104,7 +104,7 @@ func TestMarkdownProblemsAreFound(t *testing.T) {
 			"# A",
 			"## The first part",
 			"## `If-Match` on replacement (428)",
-			"The contract is [SPEC](../../shared/x.md); [b](b.md#nowhere), [gone](missing.md),",
+			"The contract is [SPEC](../../outside/x.md); [b](b.md#nowhere), [gone](missing.md),",
 			"[abs](/etc/passwd), [web](https://example.com/../..), [mail](mailto:a@b.c),",
 			"[self](#if-match-on-replacement-428) [bad](#no-such-part) [up](../README.md#kshop)",
 			"```",
@@ -117,7 +117,7 @@ func TestMarkdownProblemsAreFound(t *testing.T) {
 	}
 	got := markdownProblems(files)
 	want := []string{
-		`docs/a.md:4 links to "../../shared/x.md", which leaves the repository`,
+		`docs/a.md:4 links to "../../outside/x.md", which leaves the repository`,
 		`docs/a.md:4 links to "b.md#nowhere": docs/b.md has no section "nowhere" (it has: b)`,
 		`docs/a.md:4 links to "missing.md", which does not exist`,
 		`docs/a.md:5 links to "/etc/passwd": an absolute path; link relative to the file`,
