@@ -15,8 +15,8 @@ import (
 // TestTheTopologyConfigMapsDeclareWhatTheServicesUse renders the topology
 // documents the controller applies and checks them against the contract the
 // services are built from (services/events): every topic with its dead-letter
-// topic, every mail and timer queue bound as SPEC.md says, and one delay queue
-// per configured order timer, named as the order service names it.
+// topic, every mail and timer queue bound as docs/api.md lists them, and one
+// delay queue per configured order timer, named as the order service names it.
 func TestTheTopologyConfigMapsDeclareWhatTheServicesUse(t *testing.T) {
 	cases := map[string]struct {
 		values    []string

@@ -1,5 +1,6 @@
 // Package auth is kshop's identity service: registration, e-mailed verification
-// codes, login, and the access tokens every other service trusts (SPEC.md, Auth).
+// codes, login, password reset, account deletion, and the access tokens every
+// other service trusts (docs/api.md#auth).
 package auth
 
 import (

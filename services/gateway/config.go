@@ -1,7 +1,7 @@
 // Package gateway is kshop's API gateway: one entrance that routes to the
 // services, verifies access tokens and passes the caller's identity on, limits
 // request rates across all gateway replicas, and answers in the contract's
-// envelope when an upstream fails (SPEC.md, Gateway routes).
+// envelope when an upstream fails (docs/api.md#the-envelope).
 package gateway
 
 import (

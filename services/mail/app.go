@@ -174,7 +174,8 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	return app, nil
 }
 
-// Topology is what the mail service declares: every mail queue, bound as SPEC.md says.
+// Topology is what the mail service declares: every mail queue, bound as the
+// contract lists them (docs/api.md#mail-work).
 func Topology() amqp.Topology {
 	var routes []amqp.WorkRoute
 	for _, r := range events.Consuming("mail", events.MailRoutes) {

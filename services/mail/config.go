@@ -1,7 +1,7 @@
-// Package mail is kshop's mail service: it consumes the mail work queues of
-// SPEC.md, renders each message from embedded templates (text and HTML) and sends
-// it over SMTP, retrying transient failures with backoff and dead-lettering the
-// rest with the reason.
+// Package mail is kshop's mail service: it consumes the mail work queues
+// (docs/api.md#mail-work), renders each message from embedded templates (text
+// and HTML) and sends it over SMTP, retrying transient failures with backoff
+// and dead-lettering the rest with the reason.
 package mail
 
 import (

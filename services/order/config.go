@@ -1,6 +1,6 @@
 // Package order is kshop's order service: idempotent order creation, the stock
 // saga with the product service, payment, and payment reminders and expiry on
-// RabbitMQ timers (SPEC.md, Orders).
+// RabbitMQ timers (docs/api.md#orders, docs/api.md#the-life-of-an-order).
 package order
 
 import (

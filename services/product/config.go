@@ -1,6 +1,6 @@
 // Package product is kshop's catalogue and stock: products with exact prices,
-// search, and reservations of stock for orders that never oversell (SPEC.md,
-// Products and Kafka).
+// search, and reservations of stock for orders that never oversell
+// (docs/api.md#products, docs/api.md#kafka-events).
 package product
 
 import (

@@ -17,7 +17,7 @@ import (
 	"github.com/kshop/kshop/services/platform/identity"
 )
 
-// Limits of the contract (SPEC.md, Products).
+// Limits of the contract (docs/api.md#products).
 const (
 	maxNameChars        = 255
 	maxDescriptionChars = 5000

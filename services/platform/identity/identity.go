@@ -1,7 +1,8 @@
 // Package identity reads who is calling from the headers the gateway sets after it
-// verified the caller's token (SPEC.md, Identity). Services behind the gateway
-// trust these headers because only the gateway can reach them (a NetworkPolicy
-// in Kubernetes) and because the gateway strips any the client sent.
+// verified the caller's token (docs/api.md#identity-behind-the-gateway). Services
+// behind the gateway trust these headers because only the gateway can reach them
+// (a NetworkPolicy in Kubernetes) and because the gateway strips any the client
+// sent.
 package identity
 
 import (

@@ -47,5 +47,6 @@ func (a amqpPublisher) PublishBatch(ctx context.Context, msgs []Message) []error
 	return a.publisher.PublishBatch(ctx, out)
 }
 
-// EventIDHeader carries the event id on Kafka messages (SPEC: event-id).
+// EventIDHeader carries the event id on Kafka messages, the key consumers
+// de-duplicate by (docs/api.md#kafka-events).
 const EventIDHeader = "event-id"

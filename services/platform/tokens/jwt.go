@@ -10,7 +10,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Claims are the claims of a kshop access token (SPEC.md, Identity).
+// Claims are the claims of a kshop access token (docs/api.md#authentication).
 type Claims struct {
 	Email string   `json:"email"`
 	Roles []string `json:"roles"`
