@@ -474,6 +474,55 @@ func TestOpenAPIDocumentIsValidAndCoversTheContract(t *testing.T) {
 	}
 }
 
+// TestOnlyAuthsPublicRoutesAreForwarded: every /auth operation of the OpenAPI
+// document reaches auth (prefix stripped); auth's probes and metrics, and
+// anything else under /auth, are 404 at the gateway and never reach auth.
+// (Before, /auth/* forwarded everything: /auth/metrics showed auth's metrics
+// to the internet.)
+func TestOnlyAuthsPublicRoutesAreForwarded(t *testing.T) {
+	w := newWorld(t)
+	gw := w.start(t)
+	doc, err := openapi3.NewLoader().LoadFromData(call(t, gw, http.MethodGet, "/openapi.json", "", nil).Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	public := 0
+	for path, item := range doc.Paths.Map() {
+		upstreamPath, ok := strings.CutPrefix(path, "/auth")
+		if !ok {
+			continue
+		}
+		for method := range item.Operations() {
+			public++
+			before := w.auth.calls()
+			r := call(t, gw, method, path, "", nil)
+			if r.Status != http.StatusOK || w.auth.calls() != before+1 || w.auth.last(t).URL.Path != upstreamPath {
+				t.Errorf("%s %s: status %d, auth saw %d requests, the last for %s; want it forwarded to %s",
+					method, path, r.Status, w.auth.calls()-before, w.auth.last(t).URL.Path, upstreamPath)
+			}
+		}
+	}
+	if public < 8 {
+		t.Fatalf("the OpenAPI document lists %d /auth operations; auth has 8", public)
+	}
+	before := w.auth.calls()
+	for _, c := range []struct{ method, path string }{
+		{http.MethodGet, "/auth/metrics"}, {http.MethodGet, "/auth/readyz"}, {http.MethodGet, "/auth/healthz"},
+		{http.MethodGet, "/auth/health"}, {http.MethodGet, "/auth/"}, {http.MethodPost, "/auth/admin"},
+		{http.MethodGet, "/auth/login/../metrics"}, {http.MethodGet, "/auth/%2e%2e/metrics"}, {http.MethodGet, "/auth//metrics"},
+	} {
+		r := call(t, gw, c.method, c.path, "", nil)
+		if r.Status != http.StatusNotFound || r.Body.Message != "route not found" {
+			t.Errorf("%s %s: %d %s, want 404 route not found", c.method, c.path, r.Status, r.Raw)
+		}
+	}
+	// A public path with another method is the usual 405, still not forwarded.
+	call(t, gw, http.MethodGet, "/auth/login", "", nil).Expect(t, http.StatusMethodNotAllowed, "")
+	if w.auth.calls() != before {
+		t.Fatalf("%d requests for internal routes reached auth", w.auth.calls()-before)
+	}
+}
+
 func TestJWKSFromAFileAndConfigErrors(t *testing.T) {
 	w := newWorld(t)
 	path := filepath.Join(t.TempDir(), "jwks.json")
