@@ -57,6 +57,8 @@ func testConfig(t testing.TB) auth.Config {
 		CodeGuessBackoff:           time.Millisecond,
 		ResendCooldown:             time.Millisecond,
 		MailsPerDay:                1000,
+		LoginFailuresPerAddress:    1000,
+		LoginFailuresPerClient:     1_000_000,
 		UnverifiedTTL:              24 * time.Hour,
 		CleanupInterval:            time.Hour,
 		JWKSReload:                 10 * time.Millisecond,

@@ -110,10 +110,11 @@ func (s *Service) ResetPassword(ctx context.Context, email, code, password, clie
 
 // DeleteAccount removes an account whose password the caller gives, with
 // its codes, and revokes its tokens. An unknown address and a wrong password
-// get ErrBadCredentials after the same work, as at login.
-func (s *Service) DeleteAccount(ctx context.Context, email, password string) error {
+// get ErrBadCredentials after the same work, as at login, and count against
+// the same limits: deletion must not be a way around them.
+func (s *Service) DeleteAccount(ctx context.Context, email, password, client string) error {
 	email = normaliseEmail(email)
-	c, err := s.credentials(ctx, email, password)
+	c, err := s.checkPassword(ctx, email, password, client)
 	if err != nil {
 		return err
 	}

@@ -123,6 +123,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 		// Every test's addresses are its own, but its client address
 		// (127.0.0.1) is every test's, on a Redis shared by the runs of a day.
 		CodeGuessesPerDay: 10, CodeGuessesPerClientPerDay: 1_000_000, CodeGuessBackoff: cfg.CodeGuessBackoff,
+		LoginFailuresPerAddress: 10, LoginFailuresPerClient: 1_000_000,
 		MailsPerDay: 10, UnverifiedTTL: 24 * time.Hour, CleanupInterval: time.Hour,
 		JWKSFile: cfg.JWKSFile, JWKSReload: time.Second, JWKSAlgorithm: tokens.EdDSA,
 		TokenTTL: time.Hour, TokenIssuer: "kshop-auth", TokenAudience: "kshop",
