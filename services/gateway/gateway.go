@@ -164,6 +164,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	if err := engine.SetTrustedProxies(cfg.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("%s_TRUSTED_PROXIES: %w", Prefix, err)
 	}
+	engine.Use(rememberClient)
 	if len(cfg.CORSOrigins) > 0 {
 		engine.Use(cors(cfg.CORSOrigins))
 	}
