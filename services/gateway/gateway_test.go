@@ -748,7 +748,7 @@ func TestClientsBehindATrustedProxyHaveTheirOwnBudgets(t *testing.T) {
 			t.Fatalf("auth was told the client is %q, want %s", got, carol)
 		}
 	}
-	login("198.51.100.9, " + carol).Expect(t, http.StatusTooManyRequests, "too many requests")
+	login("198.51.100.9, "+carol).Expect(t, http.StatusTooManyRequests, "too many requests")
 }
 
 // TestAnUntrustedPeersForwardedForIsIgnored: a peer outside the trusted
