@@ -55,6 +55,9 @@ type Config struct {
 	MailConcurrency int
 	// RateLimits is the gateway's KSHOP_GATEWAY_RATE_LIMITS.
 	RateLimits string
+	// TrustedProxies is the gateway's KSHOP_GATEWAY_TRUSTED_PROXIES: the
+	// addresses whose X-Forwarded-For names the client (an ingress in front).
+	TrustedProxies []string
 	// ResendCooldown and CodeGuessBackoff are auth's (zero: 1s and 1ms, so
 	// tests need not wait long; the tests about them set their own).
 	ResendCooldown, CodeGuessBackoff time.Duration
@@ -169,7 +172,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 		AuthURL: p.Auth.Base, ProductURL: p.Product.Base, OrderURL: p.Order.Base,
 		AuthTimeout: 5 * time.Second, ProductTimeout: 5 * time.Second, OrderTimeout: 10 * time.Second,
 		TokenIssuer: "kshop-auth", TokenAudience: "kshop",
-		RateLimits: cfg.RateLimits, BodyLimit: 1 << 20,
+		RateLimits: cfg.RateLimits, BodyLimit: 1 << 20, TrustedProxies: cfg.TrustedProxies,
 	}
 	if err := gatewayCfg.Validate(); err != nil {
 		t.Fatal(err)
