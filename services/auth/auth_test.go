@@ -59,6 +59,7 @@ func testConfig(t testing.TB) auth.Config {
 		MailsPerDay:                1000,
 		LoginFailuresPerAddress:    1000,
 		LoginFailuresPerClient:     1_000_000,
+		LoginFailureWindow:         15 * time.Minute,
 		UnverifiedTTL:              24 * time.Hour,
 		CleanupInterval:            time.Hour,
 		JWKSReload:                 10 * time.Millisecond,
