@@ -2,13 +2,16 @@
 # kind.sh is `make kind-up` and `make kind-down`: the local Kubernetes cluster for
 # `make dev` (skaffold dev). It needs Docker, which kind runs its nodes in.
 #
-#   hack/kind.sh up      create the cluster if missing, install metrics-server
+#   hack/kind.sh up      create the cluster if missing, install metrics-server and ingress-nginx
 #   hack/kind.sh down    delete the cluster
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CLUSTER=kshop
 CONTEXT="kind-$CLUSTER"
 METRICS_SERVER_VERSION=v0.8.0
+# ingress-nginx's manifest for kind: the controller on the node labelled
+# ingress-ready (kind/cluster.yaml), host ports 80 and 443, IngressClass nginx.
+INGRESS_NGINX_VERSION=controller-v1.15.1
 
 kind="$(hack/tools.sh kind)"
 need_docker() {
@@ -33,12 +36,15 @@ up() {
 	kubectl --context "$CONTEXT" -n kube-system patch deployment metrics-server --type=json \
 		-p '[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--kubelet-insecure-tls"}]' >/dev/null || true
 	kubectl --context "$CONTEXT" -n kube-system rollout status deployment metrics-server --timeout=120s
+	echo "kind: installing ingress-nginx $INGRESS_NGINX_VERSION, the front door on localhost:8080 (charts/kshop/values-kind.yaml, frontDoor)" >&2
+	kubectl --context "$CONTEXT" apply -f "https://raw.githubusercontent.com/kubernetes/ingress-nginx/$INGRESS_NGINX_VERSION/deploy/static/provider/kind/deploy.yaml"
+	kubectl --context "$CONTEXT" -n ingress-nginx rollout status deployment ingress-nginx-controller --timeout=180s
 	cat >&2 <<-EOF
 
 		kind: cluster $CLUSTER is ready (context $CONTEXT).
 		Next:
 		  make dev                      skaffold dev: build, deploy and follow the logs (light profile)
-		  open http://localhost:8080    the gateway      http://localhost:8025   the mail inbox
+		  curl -s localhost:8080/products   the API, through ingress-nginx      http://localhost:8025   the mail inbox
 		  kubectl --context $CONTEXT get hpa -A -w
 		  make kind-down                delete the cluster
 	EOF

@@ -163,7 +163,8 @@ func TestEveryRenderedObjectIsAcceptedByTheAPIServer(t *testing.T) {
 		// RabbitmqCluster; the Redis password and smoke admin Secrets; the helm
 		// test Pod.
 		"default": {"NetworkPolicy": 8, "RabbitmqCluster": 1, "Secret": 2, "Pod": 1},
-		"kind":    {"NetworkPolicy": 8, "RabbitmqCluster": 1, "Secret": 2, "Pod": 1},
+		// and the front door: an Ingress (ingress-nginx, hack/kind.sh)
+		"kind": {"NetworkPolicy": 8, "RabbitmqCluster": 1, "Secret": 2, "Pod": 1, "Ingress": 1},
 		// HPAs from 2, PDBs for them and the 2 controllers; no smoke test
 		// (no Mailpit), no ServiceMonitor (the API server of this test, like a
 		// cluster without the Prometheus Operator, is not asked: helm template).

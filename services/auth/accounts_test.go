@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -345,4 +347,98 @@ func TestMailsToOneAddressAreCappedPerDay(t *testing.T) {
 	if fmt.Sprint(answers[0][1:]) != fmt.Sprint(answers[1][1:]) {
 		t.Fatalf("an address with an account and one without get different answers:\n%q\n%q", answers[0], answers[1])
 	}
+}
+
+// TestWrongPasswordsAreCappedPerAddressAcrossClients: after
+// LOGIN_FAILURES_PER_ADDRESS wrong passwords for an address, from as many
+// clients as the guesser likes, every password check for it is refused with
+// 429 and Retry-After until the window ends: the right password too (or the
+// limit would be no limit), and account deletion too (which takes a
+// password). Right passwords do not use the budget. An address without an
+// account answers exactly the same. A password reset frees the address at
+// once, else the window's end does. (Before,
+// only the gateway's per-client rate limited logins: an address could be
+// guessed at from any number of clients.)
+func TestWrongPasswordsAreCappedPerAddressAcrossClients(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.LoginFailuresPerAddress = 3
+	cfg.LoginFailureWindow = 3 * time.Second
+	s := start(t, cfg)
+	mail := openMailbox(t)
+	attempt := func(path, email, password string) apitest.Reply {
+		return s.postFrom(t, newClientIP(), path, fmt.Sprintf(`{"email":%q,"password":%q}`, email, password))
+	}
+	var answers [2][]string
+	victim, bystander := newEmail("victim"), newEmail("bystander")
+	registerAndVerify(t, s, mail, victim, "right-password")
+	registerAndVerify(t, s, mail, bystander, "right-password")
+	for i, email := range []string{victim, newEmail("nobody")} {
+		record := func(r apitest.Reply) {
+			retry, _ := strconv.Atoi(r.Header.Get("Retry-After"))
+			answers[i] = append(answers[i], fmt.Sprintf("%d %q retry-after in [1,3]: %v", r.Status, r.Body.Message, retry >= 1 && retry <= 3))
+		}
+		for n := range cfg.LoginFailuresPerAddress {
+			record(attempt("/login", email, "wrong-password"))
+			if n == 0 && email == victim {
+				attempt("/login", victim, "right-password").Expect(t, http.StatusOK, "") // not counted
+			}
+		}
+		record(attempt("/login", email, "wrong-password"))
+		record(attempt("/login", email, "right-password"))
+		record(attempt("/delete-account", email, "right-password"))
+	}
+	want := []string{
+		`401 "unauthorized" retry-after in [1,3]: false`,
+		`401 "unauthorized" retry-after in [1,3]: false`,
+		`401 "unauthorized" retry-after in [1,3]: false`,
+		`429 "too many wrong passwords were entered for this address; retry in 3s" retry-after in [1,3]: true`,
+		`429 "too many wrong passwords were entered for this address; retry in 3s" retry-after in [1,3]: true`,
+		`429 "too many wrong passwords were entered for this address; retry in 3s" retry-after in [1,3]: true`,
+	}
+	for i, who := range []string{"the account", "the address without one"} {
+		if !slices.EqualFunc(answers[i], want, func(got, want string) bool {
+			// The message's seconds round what is left of the window.
+			return got == want || strings.Replace(got, "retry in 2s", "retry in 3s", 1) == want
+		}) {
+			t.Errorf("%s: answers\n%s\nwant\n%s", who, strings.Join(answers[i], "\n"), strings.Join(want, "\n"))
+		}
+	}
+	metrics := s.Send(t, http.MethodGet, "/metrics", "", nil, nil)
+	if !bytes.Contains(metrics.Raw, []byte(`kshop_auth_limited_total{limit="login_failures"} 6`)) {
+		t.Errorf("the refusals are not counted:\n%s", metrics.Raw)
+	}
+	login(t, s, bystander, "right-password") // another address is not held
+	// The owner, who reads the mail, resets the password and logs in at once.
+	s.post(t, "/request-password-reset", map[string]any{"email": victim}).Expect(t, http.StatusAccepted, "")
+	s.post(t, "/reset-password", map[string]any{"email": victim, "reset_token": resetCodeFor(t, mail, victim), "password": "new-password"}).Expect(t, http.StatusOK, "")
+	login(t, s, victim, "new-password")
+	// Otherwise the window ends: the guessing stops holding the address.
+	for range cfg.LoginFailuresPerAddress + 1 {
+		attempt("/login", bystander, "wrong-password")
+	}
+	attempt("/login", bystander, "right-password").Expect(t, http.StatusTooManyRequests, "")
+	testenv.WaitFor(t, 10*time.Second, "the window to end", func() bool {
+		return attempt("/login", bystander, "right-password").Status == http.StatusOK
+	})
+}
+
+// TestWrongPasswordsAreCappedPerClient: one client trying one password on
+// many addresses (credential stuffing) is refused after
+// LOGIN_FAILURES_PER_CLIENT wrong ones; another client is not.
+func TestWrongPasswordsAreCappedPerClient(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.LoginFailuresPerClient = 3
+	s := start(t, cfg)
+	stuffer, bystander := newClientIP(), newClientIP()
+	try := func(client string) apitest.Reply {
+		return s.postFrom(t, client, "/login", fmt.Sprintf(`{"email":%q,"password":"password123"}`, newEmail("stuffed")))
+	}
+	for range cfg.LoginFailuresPerClient {
+		try(stuffer).Expect(t, http.StatusUnauthorized, "unauthorized")
+	}
+	r := try(stuffer)
+	if r.Status != http.StatusTooManyRequests || !strings.HasPrefix(r.Body.Message, "too many wrong passwords were entered from this client") || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("the client's 4th wrong password: %d %s %v", r.Status, r.Raw, r.Header)
+	}
+	try(bystander).Expect(t, http.StatusUnauthorized, "unauthorized")
 }

@@ -73,8 +73,8 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	deleted := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_auth_accounts_deleted_total", Help: "Accounts deleted by their owner."})
 	expired := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_auth_unverified_expired_total", Help: "Registrations deleted because they were not verified within KSHOP_AUTH_UNVERIFIED_TTL."})
 	limited := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_auth_limited_total",
-		Help: "Requests refused with 429, by limit (cooldown, mails_per_day, guess_backoff, guesses_per_day, client_guesses_per_day)."}, []string{"limit"})
-	for _, limit := range []string{"cooldown", "mails_per_day", "guess_backoff", "guesses_per_day", "client_guesses_per_day"} {
+		Help: "Requests refused with 429, by limit (cooldown, mails_per_day, guess_backoff, guesses_per_day, client_guesses_per_day, login_failures, client_login_failures)."}, []string{"limit"})
+	for _, limit := range []string{"cooldown", "mails_per_day", "guess_backoff", "guesses_per_day", "client_guesses_per_day", "login_failures", "client_login_failures"} {
 		limited.WithLabelValues(limit)
 	}
 	svc.counters = counters{registered: registered.Inc, verified: verified.Inc, passwordsReset: reset.Inc, accountsDeleted: deleted.Inc,

@@ -52,6 +52,15 @@ type Config struct {
 	CodeGuessesPerDay          int           `envconfig:"CODE_GUESSES_PER_DAY" default:"10"`
 	CodeGuessesPerClientPerDay int           `envconfig:"CODE_GUESSES_PER_CLIENT_PER_DAY" default:"100"`
 	CodeGuessBackoff           time.Duration `envconfig:"CODE_GUESS_BACKOFF" default:"2s"`
+	// LoginFailuresPerAddress wrong passwords (at login and at account
+	// deletion, which takes the password too) are accepted per address within
+	// LoginFailureWindow, LoginFailuresPerClient per client address; then every
+	// password check for the address, or from the client, is refused (429 with
+	// Retry-After) until the window, which starts at the first wrong password,
+	// ends. Zero takes the default (configurations built without config.Load).
+	LoginFailuresPerAddress int           `envconfig:"LOGIN_FAILURES_PER_ADDRESS" default:"10"`
+	LoginFailuresPerClient  int           `envconfig:"LOGIN_FAILURES_PER_CLIENT" default:"100"`
+	LoginFailureWindow      time.Duration `envconfig:"LOGIN_FAILURE_WINDOW" default:"15m"`
 	// ResendCooldown is the least time between two e-mails to one address
 	// (codes, reset codes, "the account exists").
 	ResendCooldown time.Duration `envconfig:"RESEND_COOLDOWN" default:"1m"`
@@ -82,13 +91,15 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%s_BCRYPT_COST=%d must be between 10 and %d", Prefix, c.BcryptCost, bcrypt.MaxCost))
 	}
 	for name, d := range map[string]time.Duration{"CODE_TTL": c.CodeTTL, "RESEND_COOLDOWN": c.ResendCooldown, "TOKEN_TTL": c.TokenTTL, "JWKS_RELOAD": c.JWKSReload,
-		"CODE_GUESS_BACKOFF": c.CodeGuessBackoff, "UNVERIFIED_TTL": c.UnverifiedTTL, "CLEANUP_INTERVAL": c.CleanupInterval} {
+		"CODE_GUESS_BACKOFF": c.CodeGuessBackoff, "UNVERIFIED_TTL": c.UnverifiedTTL, "CLEANUP_INTERVAL": c.CleanupInterval,
+		"LOGIN_FAILURE_WINDOW": c.LoginFailureWindow} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s_%s=%v must be positive", Prefix, name, d))
 		}
 	}
 	for name, n := range map[string]int{"CODE_MAX_ATTEMPTS": c.CodeMaxAttempts, "CODE_GUESSES_PER_DAY": c.CodeGuessesPerDay,
-		"CODE_GUESSES_PER_CLIENT_PER_DAY": c.CodeGuessesPerClientPerDay, "MAILS_PER_DAY": c.MailsPerDay} {
+		"CODE_GUESSES_PER_CLIENT_PER_DAY": c.CodeGuessesPerClientPerDay, "MAILS_PER_DAY": c.MailsPerDay,
+		"LOGIN_FAILURES_PER_ADDRESS": c.LoginFailuresPerAddress, "LOGIN_FAILURES_PER_CLIENT": c.LoginFailuresPerClient} {
 		if n < 1 {
 			errs = append(errs, fmt.Errorf("%s_%s=%d must be at least 1", Prefix, name, n))
 		}

@@ -37,7 +37,8 @@ func TestConfigFromTheEnvironment(t *testing.T) {
 		t.Fatalf("admin e-mails %q are not normalised", cfg.AdminEmails)
 	}
 	if cfg.CodeGuessesPerDay != 10 || cfg.CodeGuessesPerClientPerDay != 100 || cfg.CodeGuessBackoff != 2*time.Second ||
-		cfg.MailsPerDay != 10 || cfg.UnverifiedTTL != 24*time.Hour || cfg.CleanupInterval != 10*time.Minute || cfg.TestAdminEmail != "" {
+		cfg.MailsPerDay != 10 || cfg.UnverifiedTTL != 24*time.Hour || cfg.CleanupInterval != 10*time.Minute || cfg.TestAdminEmail != "" ||
+		cfg.LoginFailuresPerAddress != 10 || cfg.LoginFailuresPerClient != 100 || cfg.LoginFailureWindow != 15*time.Minute {
 		t.Fatalf("limit defaults %+v", cfg)
 	}
 }
@@ -50,12 +51,14 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"missing AMQP URL": {map[string]string{}, "KSHOP_AUTH_AMQP_URL is required but not set"},
 		"AMQP password alone": {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_AMQP_PASSWORD": "p"},
 			"KSHOP_AUTH_AMQP_USERNAME and KSHOP_AUTH_AMQP_PASSWORD go together"},
-		"weak bcrypt":   {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_BCRYPT_COST": "4"}, "KSHOP_AUTH_BCRYPT_COST=4"},
-		"bad TTL":       {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_TOKEN_TTL": "an hour"}, "KSHOP_AUTH_TOKEN_TTL"},
-		"zero cooldown": {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_RESEND_COOLDOWN": "0s"}, "KSHOP_AUTH_RESEND_COOLDOWN"},
-		"HMAC dev key":  {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_JWKS_DEV_ALGORITHM": "HS256"}, "KSHOP_AUTH_JWKS_DEV_ALGORITHM"},
-		"no guesses":    {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_CODE_GUESSES_PER_DAY": "0"}, "KSHOP_AUTH_CODE_GUESSES_PER_DAY"},
-		"no mails":      {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_MAILS_PER_DAY": "0"}, "KSHOP_AUTH_MAILS_PER_DAY"},
+		"weak bcrypt":        {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_BCRYPT_COST": "4"}, "KSHOP_AUTH_BCRYPT_COST=4"},
+		"bad TTL":            {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_TOKEN_TTL": "an hour"}, "KSHOP_AUTH_TOKEN_TTL"},
+		"zero cooldown":      {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_RESEND_COOLDOWN": "0s"}, "KSHOP_AUTH_RESEND_COOLDOWN"},
+		"HMAC dev key":       {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_JWKS_DEV_ALGORITHM": "HS256"}, "KSHOP_AUTH_JWKS_DEV_ALGORITHM"},
+		"no guesses":         {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_CODE_GUESSES_PER_DAY": "0"}, "KSHOP_AUTH_CODE_GUESSES_PER_DAY"},
+		"no wrong passwords": {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_LOGIN_FAILURES_PER_ADDRESS": "0"}, "KSHOP_AUTH_LOGIN_FAILURES_PER_ADDRESS"},
+		"no login window":    {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_LOGIN_FAILURE_WINDOW": "0s"}, "KSHOP_AUTH_LOGIN_FAILURE_WINDOW"},
+		"no mails":           {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_MAILS_PER_DAY": "0"}, "KSHOP_AUTH_MAILS_PER_DAY"},
 		"registrations expiring before their code": {map[string]string{"KSHOP_AUTH_AMQP_URL": "amqp://x/", "KSHOP_AUTH_UNVERIFIED_TTL": "5m"}, "KSHOP_AUTH_UNVERIFIED_TTL"},
 	} {
 		t.Run(name, func(t *testing.T) {

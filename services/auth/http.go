@@ -135,12 +135,14 @@ func (h *handlers) resend(c *gin.Context) {
 	httpx.Message(c, http.StatusOK, httpx.MsgSuccess)
 }
 
+// login and deleteAccount count wrong passwords against the client address
+// too (as verify does).
 func (h *handlers) login(c *gin.Context) {
 	req, ok := bindLogin(c)
 	if !ok {
 		return
 	}
-	token, err := h.svc.Login(c.Request.Context(), req.Email, req.Password)
+	token, err := h.svc.Login(c.Request.Context(), req.Email, req.Password, c.ClientIP())
 	if err != nil {
 		h.fail(c, err)
 		return
@@ -178,7 +180,7 @@ func (h *handlers) deleteAccount(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if err := h.svc.DeleteAccount(c.Request.Context(), req.Email, req.Password); err != nil {
+	if err := h.svc.DeleteAccount(c.Request.Context(), req.Email, req.Password, c.ClientIP()); err != nil {
 		h.fail(c, err)
 		return
 	}

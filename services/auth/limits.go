@@ -26,7 +26,8 @@ const maxBackoff = 15 * time.Minute
 // LimitError refuses a request for now: the contract's 429 with Retry-After.
 type LimitError struct {
 	// Limit names the limit for the metrics: cooldown, mails_per_day,
-	// guess_backoff, guesses_per_day, client_guesses_per_day.
+	// guess_backoff, guesses_per_day, client_guesses_per_day, login_failures,
+	// client_login_failures.
 	Limit      string
 	Message    string
 	RetryAfter time.Duration
@@ -124,6 +125,51 @@ func backoff(base time.Duration, n int64) time.Duration {
 		d *= 2
 	}
 	return min(d, maxBackoff)
+}
+
+// checkPassword is credentials behind the wrong-password limits of the
+// address and the client. Each attempt is counted before the password is
+// compared, so concurrent guesses (on any replica) cannot slip past the limit
+// together, and given back unless the password was wrong: only wrong
+// passwords use the budget. A refused attempt costs no bcrypt comparison. The
+// counters are keyed by the address asked about, never by the account, so
+// the answer tells nothing about whether one exists.
+func (s *Service) checkPassword(ctx context.Context, email, password, client string) (credentialsOf, error) {
+	addressKey, clientKey := events.LoginFailuresKey(email), events.LoginFailuresClientKey(client)
+	pipe := s.redis.TxPipeline()
+	addressCount, addressLeft := countIn(ctx, pipe, addressKey, s.cfg.LoginFailureWindow)
+	clientCount, clientLeft := countIn(ctx, pipe, clientKey, s.cfg.LoginFailureWindow)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return credentialsOf{}, fmt.Errorf("count the password attempt: %w", err)
+	}
+	giveBack := func() {
+		if err := s.redis.Decr(context.WithoutCancel(ctx), addressKey).Err(); err != nil {
+			s.logger.WarnContext(ctx, "give back a password attempt", "error", err)
+		}
+		if err := s.redis.Decr(context.WithoutCancel(ctx), clientKey).Err(); err != nil {
+			s.logger.WarnContext(ctx, "give back a password attempt of the client", "error", err)
+		}
+	}
+	// The attempt that would be one too many is refused, and stays counted:
+	// it changes nothing, the window does not move.
+	if addressCount.Val() > int64(s.cfg.LoginFailuresPerAddress) {
+		return credentialsOf{}, limited("login_failures", "too many wrong passwords were entered for this address", addressLeft.Val())
+	}
+	if clientCount.Val() > int64(s.cfg.LoginFailuresPerClient) {
+		return credentialsOf{}, limited("client_login_failures", "too many wrong passwords were entered from this client", clientLeft.Val())
+	}
+	c, err := s.credentials(ctx, email, password)
+	if !errors.Is(err, ErrBadCredentials) {
+		giveBack()
+	}
+	return c, err
+}
+
+// countIn queues on pipe (a transaction) one more count at key in a window
+// that starts with the first count.
+func countIn(ctx context.Context, pipe redis.Pipeliner, key string, window time.Duration) (*redis.IntCmd, *redis.DurationCmd) {
+	pipe.SetNX(ctx, key, 0, window)
+	return pipe.Incr(ctx, key), pipe.PTTL(ctx, key)
 }
 
 // count adds one to the day-long counter at key, returning the new count and

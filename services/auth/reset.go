@@ -102,6 +102,12 @@ func (s *Service) ResetPassword(ctx context.Context, email, code, password, clie
 	if outcome != nil {
 		return outcome
 	}
+	// The owner (who reads the address's mail) may log in at once with the
+	// new password, even while someone's wrong passwords hold the address:
+	// guesses at the old password are moot now.
+	if err := s.redis.Del(ctx, events.LoginFailuresKey(email)).Err(); err != nil {
+		s.logger.WarnContext(ctx, "clear the wrong passwords of a reset address", "error", err)
+	}
 	if s.counters.passwordsReset != nil {
 		s.counters.passwordsReset()
 	}
@@ -110,10 +116,11 @@ func (s *Service) ResetPassword(ctx context.Context, email, code, password, clie
 
 // DeleteAccount removes an account whose password the caller gives, with
 // its codes, and revokes its tokens. An unknown address and a wrong password
-// get ErrBadCredentials after the same work, as at login.
-func (s *Service) DeleteAccount(ctx context.Context, email, password string) error {
+// get ErrBadCredentials after the same work, as at login, and count against
+// the same limits: deletion must not be a way around them.
+func (s *Service) DeleteAccount(ctx context.Context, email, password, client string) error {
 	email = normaliseEmail(email)
-	c, err := s.credentials(ctx, email, password)
+	c, err := s.checkPassword(ctx, email, password, client)
 	if err != nil {
 		return err
 	}

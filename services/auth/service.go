@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -79,6 +80,10 @@ func newService(db *pg.DB, rdb redis.UniversalClient, signer *tokens.Signer, cfg
 	if err != nil {
 		return nil, fmt.Errorf("prepare the timing guard hash: %w", err)
 	}
+	// Zero login limits take the defaults: zero would refuse every login.
+	cfg.LoginFailuresPerAddress = cmp.Or(cfg.LoginFailuresPerAddress, 10)
+	cfg.LoginFailuresPerClient = cmp.Or(cfg.LoginFailuresPerClient, 100)
+	cfg.LoginFailureWindow = cmp.Or(cfg.LoginFailureWindow, 15*time.Minute)
 	admins := slices.Clone(cfg.AdminEmails)
 	if cfg.TestAdminEmail != "" {
 		admins = append(admins, cfg.TestAdminEmail)
@@ -240,10 +245,11 @@ func (s *Service) ResendVerification(ctx context.Context, email string) error {
 // add a second one for some addresses) and one bcrypt comparison, against a
 // fixed dummy hash for an unknown address: unknown address and wrong password
 // give the same error after the same work. "Not verified" is only told to
-// someone who gave the right password.
-func (s *Service) Login(ctx context.Context, email, password string) (Token, error) {
+// someone who gave the right password. Wrong passwords are limited per
+// address and per client (checkPassword).
+func (s *Service) Login(ctx context.Context, email, password, client string) (Token, error) {
 	email = normaliseEmail(email)
-	c, err := s.credentials(ctx, email, password)
+	c, err := s.checkPassword(ctx, email, password, client)
 	if err != nil {
 		return Token{}, err
 	}

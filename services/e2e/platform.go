@@ -55,6 +55,9 @@ type Config struct {
 	MailConcurrency int
 	// RateLimits is the gateway's KSHOP_GATEWAY_RATE_LIMITS.
 	RateLimits string
+	// TrustedProxies is the gateway's KSHOP_GATEWAY_TRUSTED_PROXIES: the
+	// addresses whose X-Forwarded-For names the client (an ingress in front).
+	TrustedProxies []string
 	// ResendCooldown and CodeGuessBackoff are auth's (zero: 1s and 1ms, so
 	// tests need not wait long; the tests about them set their own).
 	ResendCooldown, CodeGuessBackoff time.Duration
@@ -123,6 +126,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 		// Every test's addresses are its own, but its client address
 		// (127.0.0.1) is every test's, on a Redis shared by the runs of a day.
 		CodeGuessesPerDay: 10, CodeGuessesPerClientPerDay: 1_000_000, CodeGuessBackoff: cfg.CodeGuessBackoff,
+		LoginFailuresPerAddress: 10, LoginFailuresPerClient: 1_000_000,
 		MailsPerDay: 10, UnverifiedTTL: 24 * time.Hour, CleanupInterval: time.Hour,
 		JWKSFile: cfg.JWKSFile, JWKSReload: time.Second, JWKSAlgorithm: tokens.EdDSA,
 		TokenTTL: time.Hour, TokenIssuer: "kshop-auth", TokenAudience: "kshop",
@@ -168,7 +172,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 		AuthURL: p.Auth.Base, ProductURL: p.Product.Base, OrderURL: p.Order.Base,
 		AuthTimeout: 5 * time.Second, ProductTimeout: 5 * time.Second, OrderTimeout: 10 * time.Second,
 		TokenIssuer: "kshop-auth", TokenAudience: "kshop",
-		RateLimits: cfg.RateLimits, BodyLimit: 1 << 20,
+		RateLimits: cfg.RateLimits, BodyLimit: 1 << 20, TrustedProxies: cfg.TrustedProxies,
 	}
 	if err := gatewayCfg.Validate(); err != nil {
 		t.Fatal(err)

@@ -187,6 +187,14 @@ func CodeGuessesKey(email string) string { return "auth:guesses:" + email }
 // CodeGuessesClientKey counts the wrong codes one client address entered.
 func CodeGuessesClientKey(clientIP string) string { return "auth:guesses-client:" + clientIP }
 
+// LoginFailuresKey counts the wrong passwords entered for email (at login
+// and account deletion) in the current window; LoginFailuresClientKey counts
+// them per client address.
+func LoginFailuresKey(email string) string { return "auth:login-failures:" + email }
+
+// LoginFailuresClientKey counts the wrong passwords one client address entered.
+func LoginFailuresClientKey(clientIP string) string { return "auth:login-failures-client:" + clientIP }
+
 // CodeBackoffKey exists while the next code guess for email must wait.
 func CodeBackoffKey(email string) string { return "auth:guess-wait:" + email }
 

@@ -165,6 +165,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	if err := engine.SetTrustedProxies(cfg.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("%s_TRUSTED_PROXIES: %w", Prefix, err)
 	}
+	engine.Use(rememberClient)
 	if len(cfg.CORSOrigins) > 0 {
 		engine.Use(cors(cfg.CORSOrigins))
 	}
@@ -175,7 +176,11 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		return func(c *gin.Context) { u.proxy.ServeHTTP(c.Writer, c.Request) }
 	}
 	auth, products, orders := upstreams["auth"], upstreams["product"], upstreams["order"]
-	engine.Any("/auth/*path", public, app.rateLimit(GroupAuth), forward(auth))
+	// Only auth's public routes: its /healthz, /readyz and /metrics (and any
+	// route it grows later) stay inside the cluster until they are listed here.
+	for _, r := range authRoutes {
+		engine.Handle(r.method, "/auth"+r.path, public, app.rateLimit(GroupAuth), forward(auth))
+	}
 	engine.GET("/products", public, app.rateLimit(GroupProducts), forward(products))
 	engine.GET("/products/:id", public, app.rateLimit(GroupProducts), forward(products))
 	engine.POST("/products", admin, app.rateLimit(GroupProducts), forward(products))
@@ -186,6 +191,23 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	app.Handler = engine
 	return app, nil
 }
+
+// authRoutes are the auth service's public routes, the only ones the gateway
+// forwards to it (under /auth). Everything else auth serves is for the cluster:
+// probes, metrics.
+var authRoutes = []route{
+	{http.MethodPost, "/register"},
+	{http.MethodPost, "/verify"},
+	{http.MethodPost, "/resend-verification"},
+	{http.MethodPost, "/login"},
+	{http.MethodPost, "/request-password-reset"},
+	{http.MethodPost, "/reset-password"},
+	{http.MethodPost, "/delete-account"},
+	{http.MethodGet, "/.well-known/jwks.json"},
+}
+
+// route is a method and a path.
+type route struct{ method, path string }
 
 var identityHeaders = []string{identity.HeaderUserID, identity.HeaderEmail, identity.HeaderRoles}
 

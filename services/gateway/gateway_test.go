@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -535,6 +536,55 @@ func TestOpenAPIDocumentIsValidAndCoversTheContract(t *testing.T) {
 	}
 }
 
+// TestOnlyAuthsPublicRoutesAreForwarded: every /auth operation of the OpenAPI
+// document reaches auth (prefix stripped); auth's probes and metrics, and
+// anything else under /auth, are 404 at the gateway and never reach auth.
+// (Before, /auth/* forwarded everything: /auth/metrics showed auth's metrics
+// to the internet.)
+func TestOnlyAuthsPublicRoutesAreForwarded(t *testing.T) {
+	w := newWorld(t)
+	gw := w.start(t)
+	doc, err := openapi3.NewLoader().LoadFromData(call(t, gw, http.MethodGet, "/openapi.json", "", nil).Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	public := 0
+	for path, item := range doc.Paths.Map() {
+		upstreamPath, ok := strings.CutPrefix(path, "/auth")
+		if !ok {
+			continue
+		}
+		for method := range item.Operations() {
+			public++
+			before := w.auth.calls()
+			r := call(t, gw, method, path, "", nil)
+			if r.Status != http.StatusOK || w.auth.calls() != before+1 || w.auth.last(t).URL.Path != upstreamPath {
+				t.Errorf("%s %s: status %d, auth saw %d requests, the last for %s; want it forwarded to %s",
+					method, path, r.Status, w.auth.calls()-before, w.auth.last(t).URL.Path, upstreamPath)
+			}
+		}
+	}
+	if public < 8 {
+		t.Fatalf("the OpenAPI document lists %d /auth operations; auth has 8", public)
+	}
+	before := w.auth.calls()
+	for _, c := range []struct{ method, path string }{
+		{http.MethodGet, "/auth/metrics"}, {http.MethodGet, "/auth/readyz"}, {http.MethodGet, "/auth/healthz"},
+		{http.MethodGet, "/auth/health"}, {http.MethodGet, "/auth/"}, {http.MethodPost, "/auth/admin"},
+		{http.MethodGet, "/auth/login/../metrics"}, {http.MethodGet, "/auth/%2e%2e/metrics"}, {http.MethodGet, "/auth//metrics"},
+	} {
+		r := call(t, gw, c.method, c.path, "", nil)
+		if r.Status != http.StatusNotFound || r.Body.Message != "route not found" {
+			t.Errorf("%s %s: %d %s, want 404 route not found", c.method, c.path, r.Status, r.Raw)
+		}
+	}
+	// A public path with another method is the usual 405, still not forwarded.
+	call(t, gw, http.MethodGet, "/auth/login", "", nil).Expect(t, http.StatusMethodNotAllowed, "")
+	if w.auth.calls() != before {
+		t.Fatalf("%d requests for internal routes reached auth", w.auth.calls()-before)
+	}
+}
+
 func TestJWKSFromAFileAndConfigErrors(t *testing.T) {
 	w := newWorld(t)
 	path := filepath.Join(t.TempDir(), "jwks.json")
@@ -710,4 +760,73 @@ func TestJWKSSettingsAreChecked(t *testing.T) {
 			t.Errorf("%s: %v, want an error naming the variable", name, err)
 		}
 	}
+}
+
+// randomAddress is an address in prefix.0.0.0/8 no other test or run uses,
+// so its rate-limit buckets on the shared Redis start full.
+func randomAddress(first int) string {
+	n, _ := strconv.ParseUint(testenv.RandomSuffix()[:6], 16, 32)
+	return fmt.Sprintf("%d.%d.%d.%d", first, n>>16&0xff, n>>8&0xff, n&0xff%254+1)
+}
+
+// connectingFrom is a client of gw whose connections come from the loopback
+// address ip (any of 127.0.0.0/8 works on Linux): a peer of our choosing.
+func connectingFrom(gw *apitest.Client, ip string) *apitest.Client {
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &apitest.Client{Base: gw.Base, HTTP: &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}}
+}
+
+// TestClientsBehindATrustedProxyHaveTheirOwnBudgets: behind the ingress (a
+// trusted proxy), each client address of X-Forwarded-For has its own bucket,
+// a client cannot leave its bucket by putting addresses of its own before
+// its real one, and auth is told the client's address, not the ingress's, for
+// its own per-client limits. (Before, the upstream saw the ingress's address:
+// auth's per-client counters held one bucket for everyone.)
+func TestClientsBehindATrustedProxyHaveTheirOwnBudgets(t *testing.T) {
+	w := newWorld(t)
+	ingressIP := randomAddress(127)
+	w.cfg.TrustedProxies = []string{ingressIP + "/32"}
+	w.cfg.RateLimits = "auth=3/m,products=1000/s,orders=1000/s"
+	ingress := connectingFrom(w.start(t), ingressIP)
+	login := func(forwardedFor string) apitest.Reply {
+		return call(t, ingress, http.MethodPost, "/auth/login", "", map[string]string{"X-Forwarded-For": forwardedFor, "X-Real-IP": "192.0.2.1"})
+	}
+	alice, bob, carol := randomAddress(100), randomAddress(100), randomAddress(100)
+	for range 3 {
+		login(alice).Expect(t, http.StatusOK, "")
+		if got := w.auth.last(t).Header.Get("X-Forwarded-For"); got != alice {
+			t.Fatalf("auth was told the client is %q, want %s", got, alice)
+		}
+	}
+	login(alice).Expect(t, http.StatusTooManyRequests, "too many requests")
+	login(bob).Expect(t, http.StatusOK, "")
+	if got := w.auth.last(t); got.Header.Get("X-Forwarded-For") != bob || got.Header.Get("X-Real-IP") != "" {
+		t.Fatalf("auth was told X-Forwarded-For %q, X-Real-IP %q; want %s and nothing", got.Header.Get("X-Forwarded-For"), got.Header.Get("X-Real-IP"), bob)
+	}
+	// What a client writes itself arrives left of what the ingress appends.
+	for i := range 3 {
+		login(fmt.Sprintf("198.51.100.%d, %s", i+1, carol)).Expect(t, http.StatusOK, "")
+		if got := w.auth.last(t).Header.Get("X-Forwarded-For"); got != carol {
+			t.Fatalf("auth was told the client is %q, want %s", got, carol)
+		}
+	}
+	login("198.51.100.9, "+carol).Expect(t, http.StatusTooManyRequests, "too many requests")
+}
+
+// TestAnUntrustedPeersForwardedForIsIgnored: a peer outside the trusted
+// proxies is the client, whatever X-Forwarded-For it sends: one bucket, and
+// upstreams are told its address.
+func TestAnUntrustedPeersForwardedForIsIgnored(t *testing.T) {
+	w := newWorld(t)
+	w.cfg.TrustedProxies = []string{"10.0.0.0/8"}
+	w.cfg.RateLimits = "auth=3/m,products=1000/s,orders=1000/s"
+	peerIP := randomAddress(127)
+	peer := connectingFrom(w.start(t), peerIP)
+	for i := range 3 {
+		call(t, peer, http.MethodPost, "/auth/login", "", map[string]string{"X-Forwarded-For": randomAddress(100)}).Expect(t, http.StatusOK, "")
+		if got := w.auth.last(t).Header.Get("X-Forwarded-For"); got != peerIP {
+			t.Fatalf("request %d: auth was told the client is %q, want the peer %s", i, got, peerIP)
+		}
+	}
+	call(t, peer, http.MethodPost, "/auth/login", "", map[string]string{"X-Forwarded-For": randomAddress(100)}).Expect(t, http.StatusTooManyRequests, "too many requests")
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
@@ -51,6 +52,13 @@ func newUpstream(name string, target *url.URL, stripPrefix string, timeout time.
 				pr.Out.URL.RawPath = ""
 			}
 			pr.SetXForwarded()
+			// The client as the gateway resolved it (through the trusted
+			// proxies), not the ingress controller that connected: auth counts
+			// code guesses and wrong passwords per client address.
+			if client := clientOf(pr.In.Context()); client != "" {
+				pr.Out.Header.Set("X-Forwarded-For", client)
+			}
+			pr.Out.Header.Del("X-Real-Ip")
 			pr.Out.Header.Set(httpx.HeaderRequestID, httpx.RequestID(pr.In.Context()))
 		},
 		// The client span and the traceparent header for the upstream.
@@ -73,6 +81,21 @@ func newUpstream(name string, target *url.URL, stripPrefix string, timeout time.
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return u
+}
+
+type clientKey struct{}
+
+// rememberClient keeps the client address gin resolved (X-Forwarded-For from
+// a trusted proxy, else the connection's peer) for the proxy, which sees only
+// the http.Request.
+func rememberClient(c *gin.Context) {
+	c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), clientKey{}, c.ClientIP()))
+	c.Next()
+}
+
+func clientOf(ctx context.Context) string {
+	client, _ := ctx.Value(clientKey{}).(string)
+	return client
 }
 
 // classify turns a proxy error into the answer: 504 when the upstream was too
