@@ -1,0 +1,102 @@
+package e2e_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/kshop/kshop/services/e2e"
+	"github.com/kshop/kshop/services/loadgen"
+	"github.com/kshop/kshop/services/platform/promtest"
+)
+
+// TestEveryDashboardPanelShowsTheJourneyAndALoad proves what Grafana would
+// show of a working platform: a real Prometheus scrapes every service, with
+// the labels the chart's ServiceMonitors give, through the customer journey
+// and a short load; then every panel of every shipped dashboard is queried
+// over that time, as Grafana queries it. Each panel must draw a line that
+// moved, except the panels that show failures (e2e.FailurePanels), which
+// must stay flat, and every alert must evaluate without an error and be
+// silent. The failure panels are checked to move in the chaos test.
+func TestEveryDashboardPanelShowsTheJourneyAndALoad(t *testing.T) {
+	panels, err := e2e.Panels(e2e.ChartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerts, err := e2e.Alerts(e2e.ChartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(panels) < 30 || len(alerts) < 5 {
+		t.Fatalf("only %d panels and %d alerts found in the chart", len(panels), len(alerts))
+	}
+	known := map[string]bool{}
+	for _, p := range panels {
+		known[p.Name()] = true
+	}
+	for name := range e2e.FailurePanels {
+		if !known[name] {
+			t.Errorf("e2e.FailurePanels names %q, which no dashboard has", name)
+		}
+	}
+
+	reminders := []time.Duration{2 * time.Second}
+	p := startPlatform(t, e2e.Config{Reminders: reminders, Expiry: 4 * time.Second})
+	targets := e2e.ScrapeTargets(t, p)
+	prom := promtest.Start(t, targets, time.Second)
+	prom.Up(t, len(targets))
+	start := time.Now()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := loadgen.Journey(ctx, loadgen.JourneyConfig{
+		Gateway: p.Gateway.Base, Inbox: e2e.Inbox{Server: p.SMTP}, Admin: p.Admin, AdminPassword: p.AdminPassword,
+		Reminders: len(reminders), ExpiryWithin: 30 * time.Second,
+	}); err != nil {
+		t.Fatalf("the journey: %v", err)
+	}
+	report, err := loadgen.Load(ctx, loadgen.LoadConfig{
+		Gateway: p.Gateway.Base, Inbox: e2e.Inbox{Server: p.SMTP}, Admin: p.Admin, AdminPassword: p.AdminPassword,
+		Rate: 25, Duration: 10 * time.Second, MaxInFlight: 32,
+		Mix:   map[string]int{loadgen.OpBrowse: 40, loadgen.OpSearch: 20, loadgen.OpOrder: 25, loadgen.OpPay: 15},
+		Users: 3, Products: 3,
+	})
+	if err != nil {
+		t.Fatalf("the load: %v", err)
+	}
+	for op, stats := range report.Ops {
+		if stats.OK != stats.Requests {
+			t.Errorf("the load: %d of %d %s requests failed: %v, %d without an answer", stats.Requests-stats.OK, stats.Requests, op, stats.ByStatus, stats.Failures)
+		}
+	}
+	// Two more scrapes, so the last requests are in.
+	time.Sleep(2500 * time.Millisecond)
+	end := time.Now()
+
+	for _, panel := range panels {
+		data, err := e2e.QueryPanel(ctx, prom, panel, start, end, time.Second)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		failure, isFailure := e2e.FailurePanels[panel.Name()]
+		switch {
+		case isFailure && data.NonZero:
+			t.Errorf("%s moved in a healthy run, yet it shows %s: %s", panel.Name(), failure, data.Summary())
+		case !isFailure && !data.NonZero:
+			t.Errorf("%s shows no live data after the journey and the load: %s", panel.Name(), data.Summary())
+		default:
+			t.Logf("%-55s %s", panel.Name(), data.Summary())
+		}
+	}
+	for _, alert := range alerts {
+		firing, err := prom.Query(ctx, alert.Expr, end)
+		if err != nil {
+			t.Errorf("alert %s does not evaluate: %v", alert.Name, err)
+			continue
+		}
+		if len(firing) > 0 {
+			t.Errorf("alert %s fires in a healthy run: %v", alert.Name, firing)
+		}
+	}
+}
