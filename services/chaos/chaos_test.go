@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/kshop/kshop/services/e2e"
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/loadgen"
+	"github.com/kshop/kshop/services/platform/promtest"
 	"github.com/kshop/kshop/services/platform/retry"
 	"github.com/kshop/kshop/services/platform/testenv"
 )
@@ -52,6 +54,10 @@ func TestOrdersSurviveRestartsOfRabbitMQKafkaAndPostgreSQL(t *testing.T) {
 	say("Kafka broker process %d on %s, data in %s", broker.cmd.Process.Pid, broker.addr, broker.dataDir)
 	platform := startPlatform(t, broker.addr)
 	say("services running in this process; gateway %s", platform.Gateway.Base)
+	targets := e2e.ScrapeTargets(t, platform)
+	prom := promtest.Start(t, targets, time.Second)
+	prom.Up(t, len(targets))
+	say("Prometheus %s scrapes every service each second", prom.URL)
 
 	var (
 		mu       sync.Mutex
@@ -106,6 +112,65 @@ func TestOrdersSurviveRestartsOfRabbitMQKafkaAndPostgreSQL(t *testing.T) {
 		if !row.ok() {
 			t.Errorf("%s: expected %d, found %d", row.check, row.expected, row.found)
 		}
+	}
+	checkFailurePanels(t, prom, started, time.Now(), say)
+}
+
+// chaosMoves are the dashboard panels that show only failures
+// (e2e.FailurePanels) and that this run's faults must move: a broker down
+// makes outbox rows wait, age and fail to publish; PostgreSQL down makes the
+// consumers' handlers fail and retry.
+var chaosMoves = []string{
+	"overview / Outbox rows waiting",
+	"overview / Oldest unsent outbox row",
+	"overview / Outbox publish failures",
+	"overview / Consumer retries and dead letters",
+}
+
+// checkFailurePanels queries the failure panels of the shipped dashboards
+// over the whole run, as Grafana would show them afterwards: the ones the
+// faults cause must have moved; the others are listed with the failure they
+// wait for. Every alert must still evaluate.
+func checkFailurePanels(t *testing.T, prom *promtest.Server, start, end time.Time, say func(string, ...any)) {
+	t.Helper()
+	panels, err := e2e.Panels(e2e.ChartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	byName := map[string]e2e.Panel{}
+	for _, p := range panels {
+		byName[p.Name()] = p
+	}
+	say("dashboards: the panels that show failures, over the run")
+	for name, failure := range e2e.FailurePanels {
+		panel, ok := byName[name]
+		if !ok {
+			t.Errorf("no dashboard has the failure panel %q", name)
+			continue
+		}
+		data, err := e2e.QueryPanel(ctx, prom, panel, start, end, time.Second)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		must := slices.Contains(chaosMoves, name)
+		say("  %-48s moved: %-5v (shows %s)", name, data.NonZero, failure)
+		if must && !data.NonZero {
+			t.Errorf("%s did not move though the run's faults cause %s: %s", name, failure, data.Summary())
+		}
+	}
+	alerts, err := e2e.Alerts(e2e.ChartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, alert := range alerts {
+		firing, err := prom.Query(ctx, alert.Expr, end)
+		if err != nil {
+			t.Errorf("alert %s does not evaluate: %v", alert.Name, err)
+			continue
+		}
+		say("  alert %-30s firing for %d series", alert.Name, len(firing))
 	}
 }
 
