@@ -257,5 +257,5 @@ var FailurePanels = map[string]string{
 	"overview / Outbox rows waiting":               "a broker that does not confirm: rows pile up",
 	"overview / Oldest unsent outbox row":          "a broker that does not confirm: the oldest row ages",
 	"overview / Consumer retries and dead letters": "a consumer's handler failing (its database down), and dead letters when it keeps failing",
-	"overview / Outbox publish failures":           "a broker that does not confirm (Kafka or RabbitMQ down)",
+	"overview / Outbox publish failures":           "a broker that refuses a publish, or stays away longer than the relay's publish timeout (30 s)",
 }
