@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -150,7 +151,8 @@ func checkFailurePanels(t *testing.T, prom *promtest.Server, start, end time.Tim
 		byName[p.Name()] = p
 	}
 	say("dashboards: the panels that show failures, over the run")
-	for name, failure := range e2e.FailurePanels {
+	for _, name := range slices.Sorted(maps.Keys(e2e.FailurePanels)) {
+		failure := e2e.FailurePanels[name]
 		panel, ok := byName[name]
 		if !ok {
 			t.Errorf("no dashboard has the failure panel %q", name)

@@ -253,7 +253,7 @@ var FailurePanels = map[string]string{
 	"gateway / Rate-limited requests by group":     "a client beyond KSHOP_GATEWAY_RATE_LIMITS",
 	"gateway / Upstream errors":                    "a service unreachable or slower than its timeout",
 	"gateway / Rate limiter unavailable":           "Redis unreachable from the gateway",
-	"mail / Failures, retries and dead letters":    "the SMTP relay refusing or unreachable",
+	"mail / Failures, retries and dead letters":    "e-mails that could not be sent at once: the SMTP relay refusing or unreachable, the mail database down",
 	"overview / Outbox rows waiting":               "a broker that does not confirm: rows pile up",
 	"overview / Oldest unsent outbox row":          "a broker that does not confirm: the oldest row ages",
 	"overview / Consumer retries and dead letters": "a consumer's handler failing (its database down), and dead letters when it keeps failing",
