@@ -56,7 +56,7 @@ func TestOrdersSurviveRestartsOfRabbitMQKafkaAndPostgreSQL(t *testing.T) {
 	platform := startPlatform(t, broker.addr)
 	say("services running in this process; gateway %s", platform.Gateway.Base)
 	targets := e2e.ScrapeTargets(t, platform)
-	prom := promtest.Start(t, targets, time.Second)
+	prom := promtest.Start(t, targets, time.Second, e2e.AlertsFile)
 	prom.Up(t, len(targets))
 	say("Prometheus %s scrapes every service each second", prom.URL)
 
@@ -173,13 +173,11 @@ func checkFailurePanels(t *testing.T, prom *promtest.Server, start, end time.Tim
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, alert := range alerts {
-		firing, err := prom.Query(ctx, alert.Expr, end)
-		if err != nil {
-			t.Errorf("alert %s does not evaluate: %v", alert.Name, err)
-			continue
+	for _, rule := range prom.EvaluatedAlertRules(t, len(alerts)) {
+		if rule.Health != "ok" {
+			t.Errorf("alert %s does not evaluate: %s %s", rule.Name, rule.Health, rule.LastError)
 		}
-		say("  alert %-30s firing for %d series", alert.Name, len(firing))
+		say("  alert %-25s %-8s %d alerts", rule.Name, rule.State, len(rule.Active))
 	}
 }
 

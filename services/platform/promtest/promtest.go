@@ -34,10 +34,10 @@ type Server struct {
 	client *http.Client
 }
 
-// Start runs Prometheus on a free loopback port, scraping every target each
-// interval, until the test ends. The binary is $KSHOP_PROMETHEUS or
-// `prometheus` on the PATH.
-func Start(t testing.TB, targets []Target, interval time.Duration) *Server {
+// Start runs Prometheus on a free loopback port, scraping every target and
+// evaluating the rule files (alerts) each interval, until the test ends. The
+// binary is $KSHOP_PROMETHEUS or `prometheus` on the PATH.
+func Start(t testing.TB, targets []Target, interval time.Duration, ruleFiles ...string) *Server {
 	t.Helper()
 	binary := os.Getenv("KSHOP_PROMETHEUS")
 	if binary == "" {
@@ -48,7 +48,14 @@ func Start(t testing.TB, targets []Target, interval time.Duration) *Server {
 	}
 	dir := t.TempDir()
 	config := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(config, []byte(Config(targets, interval)), 0o600); err != nil {
+	for i, f := range ruleFiles {
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ruleFiles[i] = abs
+	}
+	if err := os.WriteFile(config, []byte(Config(targets, interval, ruleFiles...)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
@@ -109,9 +116,16 @@ func Start(t testing.TB, targets []Target, interval time.Duration) *Server {
 // Config is the Prometheus configuration scraping the targets. honor_labels
 // and the service target label are what the chart's ServiceMonitors set, so
 // the series carry the labels they carry in a cluster.
-func Config(targets []Target, interval time.Duration) string {
+func Config(targets []Target, interval time.Duration, ruleFiles ...string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n  evaluation_interval: %s\nscrape_configs:\n", interval, interval, interval)
+	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n  evaluation_interval: %s\n", interval, interval, interval)
+	if len(ruleFiles) > 0 {
+		fmt.Fprintf(&b, "rule_files:\n")
+		for _, f := range ruleFiles {
+			fmt.Fprintf(&b, "  - %s\n", strconv.Quote(f))
+		}
+	}
+	fmt.Fprintf(&b, "scrape_configs:\n")
 	for _, target := range targets {
 		path := target.Path
 		if path == "" {
@@ -249,6 +263,88 @@ func (s *Server) Up(t testing.TB, targets int) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("prometheus: %d of %d targets up after 30s (%v)", len(series), targets, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// AlertRule is an alerting rule as Prometheus evaluates it: Health is "ok"
+// once an evaluation succeeded ("err" with LastError when it failed,
+// "unknown" before the first), State "inactive", "pending" (its expression
+// holds, for less than its `for`) or "firing".
+type AlertRule struct {
+	Name, Query, Health, LastError, State string
+	// Active are the label sets of its pending and firing alerts.
+	Active []map[string]string
+}
+
+// AlertRules lists the alerting rules of the rule files and their states.
+func (s *Server) AlertRules(ctx context.Context) ([]AlertRule, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/api/v1/rules?type=alert", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Groups []struct {
+				Rules []struct {
+					Name      string `json:"name"`
+					Query     string `json:"query"`
+					Health    string `json:"health"`
+					LastError string `json:"lastError"`
+					State     string `json:"state"`
+					Alerts    []struct {
+						Labels map[string]string `json:"labels"`
+					} `json:"alerts"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		return nil, fmt.Errorf("prometheus rules: %d, %w", resp.StatusCode, err)
+	}
+	if answer.Status != "success" {
+		return nil, fmt.Errorf("prometheus rules: %s", answer.Error)
+	}
+	var out []AlertRule
+	for _, g := range answer.Data.Groups {
+		for _, r := range g.Rules {
+			rule := AlertRule{Name: r.Name, Query: r.Query, Health: r.Health, LastError: r.LastError, State: r.State}
+			for _, a := range r.Alerts {
+				rule.Active = append(rule.Active, a.Labels)
+			}
+			out = append(out, rule)
+		}
+	}
+	return out, nil
+}
+
+// EvaluatedAlertRules waits until Prometheus has evaluated each of the want
+// alerting rules at least once, and returns them.
+func (s *Server) EvaluatedAlertRules(t testing.TB, want int) []AlertRule {
+	t.Helper()
+	// Two evaluation intervals at most; the rules' interval is the scrape's.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rules, err := s.AlertRules(context.Background())
+		evaluated := 0
+		for _, r := range rules {
+			if r.Health != "unknown" {
+				evaluated++
+			}
+		}
+		if err == nil && len(rules) == want && evaluated == want {
+			return rules
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus: %d alerting rules evaluated of %d loaded, %d wanted (%v)", evaluated, len(rules), want, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

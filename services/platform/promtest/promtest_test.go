@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -29,7 +31,21 @@ func TestScrapesTheTargetsAndAnswersQueries(t *testing.T) {
 		fmt.Fprintf(w, "# TYPE demo_total counter\ndemo_total %d\n# TYPE demo_labelled gauge\ndemo_labelled{service=\"own\"} 1\n", n)
 	}))
 	defer target.Close()
-	prom := promtest.Start(t, []promtest.Target{{Service: "demo", Addr: strings.TrimPrefix(target.URL, "http://"), Path: "/custom-metrics"}}, 200*time.Millisecond)
+	rules := filepath.Join(t.TempDir(), "alerts.yaml")
+	if err := os.WriteFile(rules, []byte(`groups:
+  - name: demo
+    rules:
+      - alert: DemoCounts
+        expr: demo_total > 0
+      - alert: DemoCountsForLong
+        expr: demo_total > 0
+        for: 1h
+      - alert: DemoNever
+        expr: demo_total < 0
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	prom := promtest.Start(t, []promtest.Target{{Service: "demo", Addr: strings.TrimPrefix(target.URL, "http://"), Path: "/custom-metrics"}}, 200*time.Millisecond, rules)
 	prom.Up(t, 1)
 
 	ctx := context.Background()
@@ -48,5 +64,16 @@ func TestScrapesTheTargetsAndAnswersQueries(t *testing.T) {
 	}
 	if _, err := prom.Query(ctx, `sum(rate(demo_total[5s]`, time.Now()); err == nil {
 		t.Error("a malformed query was no error")
+	}
+
+	states := map[string]string{}
+	for _, r := range prom.EvaluatedAlertRules(t, 3) {
+		if r.Health != "ok" {
+			t.Errorf("alert %s: health %s %s", r.Name, r.Health, r.LastError)
+		}
+		states[r.Name] = r.State
+	}
+	if states["DemoCounts"] != "firing" || states["DemoCountsForLong"] != "pending" || states["DemoNever"] != "inactive" {
+		t.Errorf("alert states %v, want firing, pending (its for: not over), inactive", states)
 	}
 }
