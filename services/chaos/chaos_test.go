@@ -121,10 +121,11 @@ func TestOrdersSurviveRestartsOfRabbitMQKafkaAndPostgreSQL(t *testing.T) {
 // (e2e.FailurePanels) and that this run's faults must move: a broker down
 // makes outbox rows wait and age; PostgreSQL down makes the consumers'
 // handlers fail and retry, and the requests of the order and product
-// services (and so the gateway's) answer 5xx. Outbox publish failures do not
-// move: a relay waits for a batch's confirms up to its publish timeout (30 s),
-// longer than these 5-second outages, so it waits a broker's restart out; they
-// count a broker that refuses, or stays away longer.
+// services (and so the gateway's) answer 5xx. Outbox publish failures and
+// the mail service's failures move in some runs and not in others: a relay
+// waits for a batch's confirms up to its publish timeout (30 s), longer than
+// these 5-second outages, and whether a publish or an e-mail fails depends on
+// where a restart catches it; they are listed, not required.
 var chaosMoves = []string{
 	"overview / Outbox rows waiting",
 	"overview / Oldest unsent outbox row",
