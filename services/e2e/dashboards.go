@@ -271,3 +271,13 @@ var LevelPanels = map[string]string{
 	"order / Database connections in use":   "connections held at the scrape's instant; an idle pool holds none",
 	"mail / Database connections in use":    "connections held at the scrape's instant; an idle pool holds none",
 }
+
+// BacklogPanels are failure panels (in FailurePanels) of a backlog's size or
+// age: a healthy relay publishes within its poll interval, so a scrape may
+// catch a row or two waiting in a busy healthy run. There they must draw a
+// line, and their alert (KshopOutboxLagGrowing) must stay silent; a broker's
+// outage must move them (the chaos test).
+var BacklogPanels = map[string]bool{
+	"overview / Outbox rows waiting":      true,
+	"overview / Oldest unsent outbox row": true,
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/kshop/kshop/services/e2e"
 	"github.com/kshop/kshop/services/loadgen"
 	"github.com/kshop/kshop/services/platform/promtest"
+	"github.com/kshop/kshop/services/platform/testenv"
 )
 
 // TestEveryDashboardPanelShowsTheJourneyAndALoad proves what Grafana would
@@ -44,9 +45,16 @@ func TestEveryDashboardPanelShowsTheJourneyAndALoad(t *testing.T) {
 			}
 		}
 	}
+	for name := range e2e.BacklogPanels {
+		if _, ok := e2e.FailurePanels[name]; !ok {
+			t.Errorf("backlog panel %q is not among the failure panels", name)
+		}
+	}
 
 	reminders := []time.Duration{2 * time.Second}
-	p := startPlatform(t, e2e.Config{Reminders: reminders, Expiry: 4 * time.Second})
+	// A virtual host of its own: the timers of the load's last orders are still
+	// waiting when the test ends, and would reach a later test's orders.
+	p := startPlatform(t, e2e.Config{Reminders: reminders, Expiry: 4 * time.Second, AMQPURL: testenv.NewAMQPVHost(t)})
 	targets := e2e.ScrapeTargets(t, p)
 	prom := promtest.Start(t, targets, time.Second, e2e.AlertsFile)
 	prom.Up(t, len(targets))
@@ -94,6 +102,10 @@ func TestEveryDashboardPanelShowsTheJourneyAndALoad(t *testing.T) {
 		failure, isFailure := e2e.FailurePanels[panel.Name()]
 		_, isLevel := e2e.LevelPanels[panel.Name()]
 		switch {
+		case e2e.BacklogPanels[panel.Name()] && data.Finite == 0:
+			t.Errorf("%s draws nothing after the journey and the load: %s", panel.Name(), data.Summary())
+		case e2e.BacklogPanels[panel.Name()]:
+			t.Logf("%-55s %s (a backlog: may blip while healthy)", panel.Name(), data.Summary())
 		case isFailure && data.NonZero:
 			t.Errorf("%s moved in a healthy run, yet it shows %s: %s", panel.Name(), failure, data.Summary())
 		case isLevel && data.Finite == 0:
