@@ -12,6 +12,9 @@ have redis-cli || missing+=(redis-tools)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 have gcc || missing+=(gcc) # confluent-kafka-go needs cgo
 have curl || missing+=(curl) # hack/registry.sh asks the registry whether it answers
+# The e2e and chaos tests run a private Prometheus that scrapes the services and
+# answers every dashboard panel's and alert's query (services/e2e/dashboards_test.go).
+have prometheus || missing+=(prometheus)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -97,6 +97,9 @@ export KSHOP_AUTH_AMQP_URL="$amqp_url"
 export KSHOP_AUTH_ADMIN_EMAILS="${KSHOP_AUTH_ADMIN_EMAILS:+$KSHOP_AUTH_ADMIN_EMAILS,}$dev_admin"
 # make smoke walks the journey again and again: more e-mails a day per address.
 export KSHOP_AUTH_MAILS_PER_DAY="${KSHOP_AUTH_MAILS_PER_DAY:-1000}"
+# The Postman collection and docs/kshop.http ask for a password reset seconds
+# after registering: one e-mail per address every 5 s, not every minute.
+export KSHOP_AUTH_RESEND_COOLDOWN="${KSHOP_AUTH_RESEND_COOLDOWN:-5s}"
 export KSHOP_PRODUCT_HTTP_ADDR="$product_addr"
 export KSHOP_PRODUCT_DATABASE_URL="$pg_url/product"
 export KSHOP_PRODUCT_KAFKA_BROKERS="$kafka_addr"

@@ -4,10 +4,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
@@ -79,6 +81,19 @@ type Platform struct {
 	Admin, AdminPassword string
 	// Databases maps each service to the URL of its database.
 	Databases map[string]string
+	// Routes maps each service (and the gateway) to the routes its HTTP
+	// handler serves, for the tests that compare them with the API's documents.
+	Routes map[string]gin.RoutesInfo
+}
+
+// routesOf lists the routes of a service's handler (a gin engine).
+func routesOf(t *testing.T, handler http.Handler) gin.RoutesInfo {
+	t.Helper()
+	engine, ok := handler.(*gin.Engine)
+	if !ok {
+		t.Fatalf("a service's handler is a %T, not a gin engine", handler)
+	}
+	return engine.Routes()
 }
 
 // Start runs the four services and the gateway, each on its own database,
@@ -112,7 +127,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Platform{SMTP: smtptest.Start(t), AMQPURL: cfg.AMQPURL, Databases: map[string]string{},
+	p := &Platform{SMTP: smtptest.Start(t), AMQPURL: cfg.AMQPURL, Databases: map[string]string{}, Routes: map[string]gin.RoutesInfo{},
 		Admin: "admin-" + testenv.RandomSuffix() + "@example.com", AdminPassword: adminPassword}
 	database := func(service string) pg.Config {
 		p.Databases[service] = testenv.NewDatabase(t)
@@ -135,6 +150,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 		t.Fatal(err)
 	}
 	p.Auth = apitest.Start(t, authApp.Serve)
+	p.Routes["auth"] = routesOf(t, authApp.Handler)
 
 	productApp, err := product.New(product.Config{
 		ShutdownTimeout: 5 * time.Second, Database: database("product"),
@@ -144,6 +160,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 		t.Fatal(err)
 	}
 	p.Product = apitest.Start(t, productApp.Serve)
+	p.Routes["product"] = routesOf(t, productApp.Handler)
 
 	orderApp, err := order.New(order.Config{
 		ShutdownTimeout: 5 * time.Second, Database: database("order"),
@@ -156,6 +173,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 		t.Fatal(err)
 	}
 	p.Order = apitest.Start(t, orderApp.Serve)
+	p.Routes["order"] = routesOf(t, orderApp.Handler)
 
 	mailApp, err := mail.New(mail.Config{
 		ShutdownTimeout: 5 * time.Second, Database: database("mail"), AMQP: rabbitmq,
@@ -166,6 +184,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 		t.Fatal(err)
 	}
 	p.Mail = apitest.Start(t, mailApp.Serve)
+	p.Routes["mail"] = routesOf(t, mailApp.Handler)
 
 	gatewayCfg := gateway.Config{
 		ShutdownTimeout: 5 * time.Second, Redis: redis,
@@ -182,6 +201,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 		t.Fatal(err)
 	}
 	p.Gateway = apitest.Start(t, gatewayApp.Serve)
+	p.Routes["gateway"] = routesOf(t, gatewayApp.Handler)
 	return p
 }
 

@@ -157,6 +157,25 @@ func OwnAMQPURL(t testing.TB) string {
 	return ownVHost.url
 }
 
+// NewAMQPVHost creates a virtual host on the shared RabbitMQ node for one
+// test alone, and returns its URL. A test whose messages outlive it (order
+// timers still waiting in their delay queues when it ends) uses it, so they
+// cannot reach a later test's consumers in the process's own virtual host.
+func NewAMQPVHost(t testing.TB) string {
+	t.Helper()
+	base := AMQPURL(t)
+	name := "test-" + RandomSuffix()
+	if out, err := exec.Command(lookup(t, "KSHOP_TESTENV"), "vhost", name).CombinedOutput(); err != nil {
+		t.Fatalf("create RabbitMQ vhost %s: %v\n%s", name, err, out)
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
 // NewAMQPUser creates a RabbitMQ user on the shared node, allowed everything on
 // this process's own virtual host (OwnAMQPURL), and returns that virtual host's
 // URL without credentials: the test puts user and password in itself. The

@@ -47,3 +47,17 @@ func TestOwnAMQPURLIsAPrivateVHost(t *testing.T) {
 	}
 	conn.Close()
 }
+
+func TestNewAMQPVHostIsOneTestsOwn(t *testing.T) {
+	first, second := NewAMQPVHost(t), NewAMQPVHost(t)
+	if first == second || first == OwnAMQPURL(t) || !strings.Contains(first, "/test-") {
+		t.Fatalf("NewAMQPVHost gave %s and %s (the process's own: %s), want two fresh vhosts", first, second, OwnAMQPURL(t))
+	}
+	for _, u := range []string{first, second} {
+		conn, err := amqp091.Dial(u)
+		if err != nil {
+			t.Fatalf("dial the vhost %s: %v", u, err)
+		}
+		conn.Close()
+	}
+}
