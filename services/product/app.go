@@ -94,6 +94,9 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		DB: db.Primary, Migrations: []pg.Migrations{Migrations, outbox.Migrations, inbox.Migrations},
 		AfterMigrations: []func(context.Context) error{app.relay.Run},
 	}
+	// The replica's checks run from the start: until the first one, reads go
+	// to the primary.
+	app.service.Background = append(app.service.Background, db.WatchReplica)
 	for _, c := range app.consumers {
 		app.service.AfterMigrations = append(app.service.AfterMigrations, c.Run)
 	}

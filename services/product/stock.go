@@ -108,10 +108,19 @@ func (s *Stock) Reserve(ctx context.Context, eventID string, order events.OrderC
 		}
 
 		for _, id := range ids {
+			// The decrement and its history row are one statement: the
+			// order path pays no extra round trip for the history.
 			p, err := scanProduct(tx.QueryRow(ctx, `
-				UPDATE products SET quantity = quantity - $2, version = version + 1, updated_at = now()
-				WHERE id = $1 AND quantity >= $2
-				RETURNING `+productColumns, id, wanted[id]))
+				WITH p AS (
+					UPDATE products SET quantity = quantity - $2, version = version + 1, updated_at = now()
+					WHERE id = $1 AND quantity >= $2
+					RETURNING `+productColumns+`
+				), h AS (
+					INSERT INTO product_history (product_id, version, kind, changes, order_id)
+					SELECT id, version, 'reserved', jsonb_build_object('quantity', jsonb_build_object('from', quantity + $2, 'to', quantity)), $3
+					FROM p
+				)
+				SELECT `+productColumns+` FROM p`, id, wanted[id], order.OrderID))
 			if err != nil {
 				// Impossible under the row lock; if it ever happens, nothing commits.
 				return fmt.Errorf("take %d of product %d for order %d: %w", wanted[id], id, order.OrderID, err)
@@ -166,11 +175,19 @@ func (s *Stock) Release(ctx context.Context, eventID string, cancel events.Order
 		}
 		// Soft-deleted products get their units back too, but are not announced:
 		// a product-updated would bring them back to life in the order service.
+		// The restock and its history rows are one statement.
 		rows, err := tx.Query(ctx, `
-			UPDATE products p SET quantity = p.quantity + r.quantity, version = p.version + 1, updated_at = now()
-			FROM reservations r
-			WHERE r.order_id = $1 AND r.product_id = p.id
-			RETURNING p.id, p.deleted_at IS NULL`, cancel.OrderID)
+			WITH moved AS (
+				UPDATE products p SET quantity = p.quantity + r.quantity, version = p.version + 1, updated_at = now()
+				FROM reservations r
+				WHERE r.order_id = $1 AND r.product_id = p.id
+				RETURNING p.id, p.version, p.quantity, r.quantity AS released, p.deleted_at IS NULL AS live
+			), h AS (
+				INSERT INTO product_history (product_id, version, kind, changes, order_id)
+				SELECT id, version, 'released', jsonb_build_object('quantity', jsonb_build_object('from', quantity - released, 'to', quantity)), $1
+				FROM moved
+			)
+			SELECT id, live FROM moved`, cancel.OrderID)
 		if err != nil {
 			return fmt.Errorf("restock order %d: %w", cancel.OrderID, err)
 		}

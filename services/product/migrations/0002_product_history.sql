@@ -1,0 +1,32 @@
+-- product_history is every change of every product, written in the change's
+-- own transaction (by the same statement wherever the change is one): its
+-- creation, each replace (the fields that changed, before and after), its
+-- deletion, and every stock movement with the order or the admin that caused
+-- it. Replaying a product's rows in id order rebuilds its row, stock included.
+CREATE TABLE product_history (
+    id         bigserial   PRIMARY KEY,
+    product_id bigint      NOT NULL REFERENCES products (id),
+    -- the product's version once the change was made
+    version    bigint      NOT NULL,
+    kind       text        NOT NULL CHECK (kind IN ('recorded', 'created', 'updated', 'adjusted', 'deleted', 'reserved', 'released')),
+    -- {"field": {"from": before, "to": after}}; "from" is null at creation
+    changes    jsonb       NOT NULL,
+    order_id   bigint,
+    user_id    bigint,
+    at         timestamptz NOT NULL DEFAULT now()
+);
+
+-- A product's history is read newest first, a page at a time.
+CREATE INDEX product_history_by_product ON product_history (product_id, id DESC);
+
+-- Products older than the history start it with their state at that moment
+-- ("recorded"), so that every product's history replays to its row.
+INSERT INTO product_history (product_id, version, kind, changes, at)
+SELECT id, version, 'recorded', jsonb_build_object(
+        'name', jsonb_build_object('from', NULL, 'to', name),
+        'description', jsonb_build_object('from', NULL, 'to', description),
+        'price', jsonb_build_object('from', NULL, 'to', price::text),
+        'quantity', jsonb_build_object('from', NULL, 'to', quantity),
+        'deleted', jsonb_build_object('from', NULL, 'to', deleted_at IS NOT NULL)),
+    now()
+FROM products ORDER BY id;
