@@ -42,7 +42,8 @@ func readFrom(t *testing.T, db *pg.DB, reason string) {
 // back once replay resumes.
 func TestLaggingReplicaServesNoReadsUntilItCatchesUp(t *testing.T) {
 	url := testenv.NewDatabase(t)
-	replicaURL := testenv.ReplicaURL(t, url)
+	// Alone on the replica: pausing its replay would surprise anyone else.
+	_, replicaURL := testenv.RestartableReplica(t, url)
 	db := open(t, pg.Config{URL: url, ReplicaURL: replicaURL, ReplicaMaxLag: 400 * time.Millisecond, ReplicaCheckInterval: 50 * time.Millisecond})
 	watch(t, db)
 	if _, err := db.Primary.Exec(context.Background(), `CREATE TABLE marks (n int)`); err != nil {
