@@ -59,11 +59,13 @@ func TestLaggingReplicaServesNoReadsUntilItCatchesUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer control.Close()
+	t.Cleanup(func() {
+		_, _ = control.Exec(context.Background(), `SELECT pg_wal_replay_resume()`)
+		control.Close()
+	})
 	if _, err := control.Exec(context.Background(), `SELECT pg_wal_replay_pause()`); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = control.Exec(context.Background(), `SELECT pg_wal_replay_resume()`) })
 	if _, err := db.Primary.Exec(context.Background(), `INSERT INTO marks VALUES (1)`); err != nil {
 		t.Fatal(err)
 	}

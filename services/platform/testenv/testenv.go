@@ -336,6 +336,17 @@ func RestartableReplica(t testing.TB, primaryURL string) (*Replica, string) {
 		t.Logf("the replica was left stopped by an earlier, interrupted test; starting it")
 		r.Start(t)
 	}
+	// Nor may its replay stay paused by such a test.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect to the PostgreSQL replica: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SELECT pg_wal_replay_resume() WHERE pg_is_wal_replay_paused()`); err != nil {
+		t.Fatalf("resume the replica's replay: %v", err)
+	}
 	return r, replicaOf(t, base, primaryURL)
 }
 
