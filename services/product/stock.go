@@ -108,13 +108,16 @@ func (s *Stock) Reserve(ctx context.Context, eventID string, order events.OrderC
 		}
 
 		for _, id := range ids {
-			// The decrement and its history row are one statement: the
-			// order path pays no extra round trip for the history.
+			// The decrement, the reservation and the history row are one
+			// statement: the order path pays no round trip for the history
+			// (and one fewer than with a separate reservation insert).
 			p, err := scanProduct(tx.QueryRow(ctx, `
 				WITH p AS (
 					UPDATE products SET quantity = quantity - $2, version = version + 1, updated_at = now()
 					WHERE id = $1 AND quantity >= $2
 					RETURNING `+productColumns+`
+				), r AS (
+					INSERT INTO reservations (order_id, product_id, quantity) SELECT $3, id, $2 FROM p
 				), h AS (
 					INSERT INTO product_history (product_id, version, kind, changes, order_id)
 					SELECT id, version, 'reserved', jsonb_build_object('quantity', jsonb_build_object('from', quantity + $2, 'to', quantity)), $3
@@ -124,9 +127,6 @@ func (s *Stock) Reserve(ctx context.Context, eventID string, order events.OrderC
 			if err != nil {
 				// Impossible under the row lock; if it ever happens, nothing commits.
 				return fmt.Errorf("take %d of product %d for order %d: %w", wanted[id], id, order.OrderID, err)
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO reservations (order_id, product_id, quantity) VALUES ($1, $2, $3)`, order.OrderID, id, wanted[id]); err != nil {
-				return fmt.Errorf("record reservation of product %d for order %d: %w", id, order.OrderID, err)
 			}
 			// The order service's product copy follows the stock.
 			if err := announce(ctx, tx, events.TopicProductUpdated, p.ID, productEvent(p)); err != nil {

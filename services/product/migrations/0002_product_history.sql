@@ -3,9 +3,14 @@
 -- creation, each replace (the fields that changed, before and after), its
 -- deletion, and every stock movement with the order or the admin that caused
 -- it. Replaying a product's rows in id order rebuilds its row, stock included.
+--
+-- product_id has no foreign key on purpose: every row is written from the
+-- product row itself by the statement that changes it, and products are never
+-- removed (deletion is soft), so the key would add nothing but a lookup per
+-- row on the order path (a reservation writes one row per product).
 CREATE TABLE product_history (
     id         bigserial   PRIMARY KEY,
-    product_id bigint      NOT NULL REFERENCES products (id),
+    product_id bigint      NOT NULL,
     -- the product's version once the change was made
     version    bigint      NOT NULL,
     kind       text        NOT NULL CHECK (kind IN ('recorded', 'created', 'updated', 'adjusted', 'deleted', 'reserved', 'released')),
