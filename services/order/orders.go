@@ -423,8 +423,13 @@ func (o *Orders) Pay(ctx context.Context, c Customer, requestID string, orderID 
 		if order.stockStatus != "reserved" {
 			return Action{}, ErrNotReserved
 		}
-		if _, err := tx.Exec(ctx, `UPDATE orders SET status = 'PAID', paid_at = now(), updated_at = now() WHERE id = $1`, order.ID); err != nil {
+		var paidAt time.Time
+		if err := tx.QueryRow(ctx, `UPDATE orders SET status = 'PAID', paid_at = now(), updated_at = now() WHERE id = $1 RETURNING paid_at`, order.ID).Scan(&paidAt); err != nil {
 			return Action{}, fmt.Errorf("pay order %d: %w", order.ID, err)
+		}
+		// The product service records the reserved units as sold.
+		if err := announce(ctx, tx, events.TopicOrderPaid, order.ID, events.OrderPaid{OrderID: order.ID, CustomerID: c.ID, PaidAt: paidAt}); err != nil {
+			return Action{}, err
 		}
 		if err := mail(ctx, tx, events.RoutingOrderSuccess, events.OrderSuccessMail{
 			Email: order.email, OrderID: order.ID, TotalAmount: order.TotalAmount, Items: mailItems(order.Items),

@@ -70,6 +70,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	for topic, handle := range map[string]func(context.Context, kafka.Message) error{
 		events.TopicOrderCreated:   app.onOrderCreated,
 		events.TopicOrderCancelled: app.onOrderCancelled,
+		events.TopicOrderPaid:      app.onOrderPaid,
 	} {
 		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
 			Connection:  cfg.Kafka,
@@ -148,6 +149,18 @@ func (a *App) onOrderCancelled(ctx context.Context, msg kafka.Message) error {
 		return retry.Permanent(err)
 	}
 	return a.Stock.Release(ctx, id, cancel)
+}
+
+func (a *App) onOrderPaid(ctx context.Context, msg kafka.Message) error {
+	id, err := eventID(msg)
+	if err != nil {
+		return err
+	}
+	paid, err := events.Decode[events.OrderPaid](msg.Value)
+	if err != nil {
+		return retry.Permanent(err)
+	}
+	return a.Stock.Sell(ctx, id, paid)
 }
 
 // Run serves HTTP on cfg.HTTPAddr and runs the background work until ctx ends.

@@ -144,8 +144,8 @@ func (c *Catalogue) Update(ctx context.Context, admin, id int64, ifVersions []in
 				WHERE id = $1
 				RETURNING `+productColumns+`
 			), h AS (
-				INSERT INTO product_history (product_id, version, kind, changes, user_id)
-				SELECT p.id, p.version, e.value->>'kind', e.value->'changes', $7
+				INSERT INTO product_history (product_id, version, kind, changes, units, user_id)
+				SELECT p.id, p.version, e.value->>'kind', e.value->'changes', (e.value->>'units')::integer, $7
 				FROM p, jsonb_array_elements($6::jsonb) WITH ORDINALITY AS e(value, n)
 				ORDER BY e.n
 			)
@@ -162,6 +162,7 @@ func (c *Catalogue) Update(ctx context.Context, admin, id int64, ifVersions []in
 type historyEntry struct {
 	Kind    string                 `json:"kind"`
 	Changes map[string]FieldChange `json:"changes"`
+	Units   *int64                 `json:"units,omitempty"`
 }
 
 // replaceEntries are the history rows of replacing before's fields with f:
@@ -180,7 +181,8 @@ func replaceEntries(before Product, f Fields) []historyEntry {
 	diff("price", before.Price.String(), f.Price.String(), before.Price.String() == f.Price.String())
 	entries := []historyEntry{{Kind: HistoryUpdated, Changes: changed}}
 	if before.Quantity != f.Quantity {
-		entries = append(entries, historyEntry{Kind: HistoryAdjusted, Changes: map[string]FieldChange{
+		added := f.Quantity - before.Quantity
+		entries = append(entries, historyEntry{Kind: HistoryAdjusted, Units: &added, Changes: map[string]FieldChange{
 			"quantity": {From: mustJSON(before.Quantity), To: mustJSON(f.Quantity)},
 		}})
 	}

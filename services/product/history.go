@@ -18,6 +18,7 @@ const (
 	HistoryDeleted  = "deleted"  // deleted by an admin
 	HistoryReserved = "reserved" // units taken for an order
 	HistoryReleased = "released" // units given back by a cancelled order
+	HistorySold     = "sold"     // a paid order's reserved units, sold (the stock does not move)
 )
 
 // FieldChange is one field's value before and after a change, as JSON: a
@@ -35,9 +36,13 @@ type HistoryEntry struct {
 	Version   int64                  `json:"version"`
 	Kind      string                 `json:"kind"`
 	Changes   map[string]FieldChange `json:"changes"`
-	OrderID   *int64                 `json:"order_id"`
-	UserID    *int64                 `json:"user_id"`
-	At        time.Time              `json:"at"`
+	// Units is what a stock movement moved: taken for an order (reserved),
+	// given back (released), sold, or added by an admin (adjusted, negative
+	// when removed); null for other changes.
+	Units   *int64    `json:"units"`
+	OrderID *int64    `json:"order_id"`
+	UserID  *int64    `json:"user_id"`
+	At      time.Time `json:"at"`
 }
 
 // History reads a product's changes, newest first, a page at a time, with
@@ -54,14 +59,14 @@ func (c *Catalogue) History(ctx context.Context, id int64, page, limit int) ([]H
 		return nil, 0, ErrNotFound
 	}
 	rows, err := c.db.Primary.Query(ctx, noLoadBalance+`
-		SELECT id, product_id, version, kind, changes, order_id, user_id, at FROM product_history
+		SELECT id, product_id, version, kind, changes, units, order_id, user_id, at FROM product_history
 		WHERE product_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3`, id, limit, (page-1)*limit)
 	if err != nil {
 		return nil, 0, fmt.Errorf("read the history of product %d: %w", id, err)
 	}
 	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (HistoryEntry, error) {
 		var e HistoryEntry
-		err := row.Scan(&e.ID, &e.ProductID, &e.Version, &e.Kind, &e.Changes, &e.OrderID, &e.UserID, &e.At)
+		err := row.Scan(&e.ID, &e.ProductID, &e.Version, &e.Kind, &e.Changes, &e.Units, &e.OrderID, &e.UserID, &e.At)
 		return e, err
 	})
 	if err != nil {

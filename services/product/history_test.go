@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +29,7 @@ type historyJSON struct {
 	Version   int64                  `json:"version"`
 	Kind      string                 `json:"kind"`
 	Changes   map[string]fieldChange `json:"changes"`
+	Units     *int64                 `json:"units"`
 	OrderID   *int64                 `json:"order_id"`
 	UserID    *int64                 `json:"user_id"`
 	At        time.Time              `json:"at"`
@@ -80,12 +82,18 @@ func replay(t testing.TB, entries []historyJSON) replayed {
 			t.Fatalf("history starts with %q", e.Kind)
 		case i > 0 && e.Version != p.Version && e.Version != p.Version+1:
 			t.Fatalf("entry %d (%s) at version %d after version %d: a change is missing", e.ID, e.Kind, e.Version, p.Version)
+		case e.Kind == product.HistorySold && e.Version != p.Version:
+			t.Fatalf("sale %d at version %d, but the product is at %d: a sale changes nothing of it", e.ID, e.Version, p.Version)
 		}
 		p.Version = e.Version
 		switch e.Kind {
 		case product.HistoryReserved, product.HistoryReleased:
-			if e.OrderID == nil || e.UserID != nil || len(e.Changes) != 1 {
-				t.Fatalf("stock movement %+v: want an order and only the quantity", e)
+			if e.OrderID == nil || e.UserID != nil || len(e.Changes) != 1 || e.Units == nil {
+				t.Fatalf("stock movement %+v: want an order, its units and only the quantity", e)
+			}
+		case product.HistorySold:
+			if e.OrderID == nil || e.UserID != nil || len(e.Changes) != 0 || e.Units == nil || *e.Units <= 0 {
+				t.Fatalf("sale %+v: want an order, its units and no change", e)
 			}
 		default:
 			if e.UserID == nil || *e.UserID != admin.ID || e.OrderID != nil {
@@ -113,8 +121,10 @@ func replay(t testing.TB, entries []historyJSON) replayed {
 			_ = json.Unmarshal(q.To, &to)
 		}
 		switch {
-		case e.Kind == product.HistoryReserved && to >= from, e.Kind == product.HistoryReleased && to <= from:
-			t.Fatalf("%s moved stock from %d to %d", e.Kind, from, to)
+		case e.Kind == product.HistoryReserved && (to >= from || *e.Units != from-to),
+			e.Kind == product.HistoryReleased && (to <= from || *e.Units != to-from),
+			e.Kind == product.HistoryAdjusted && (e.Units == nil || *e.Units != to-from):
+			t.Fatalf("%s of %v units moved stock from %d to %d", e.Kind, e.Units, from, to)
 		}
 	}
 	return p
@@ -142,6 +152,15 @@ func TestHistoryIsForAdminsNewestFirstAndPaged(t *testing.T) {
 	if err := s.app.Stock.Release(ctx, uuid.NewString(), events.OrderCancelled{OrderID: 31, CustomerID: 9, Reason: events.CancelCustomer}); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.app.Stock.Reserve(ctx, uuid.NewString(), orderOf(32, item(p.ID, 2))); err != nil {
+		t.Fatal(err)
+	}
+	paid := events.OrderPaid{OrderID: 32, CustomerID: 9, PaidAt: time.Now()}
+	for range 2 { // a redelivery under another event id sells nothing twice
+		if err := s.app.Stock.Sell(ctx, uuid.NewString(), paid); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.Do(t, &admin, http.MethodDelete, path, nil).Expect(t, http.StatusOK, "")
 
 	s.Do(t, nobody, http.MethodGet, path+"/history", nil).Expect(t, http.StatusUnauthorized, "unauthorized")
@@ -158,18 +177,21 @@ func TestHistoryIsForAdminsNewestFirstAndPaged(t *testing.T) {
 	for _, e := range entries {
 		kinds = append(kinds, fmt.Sprintf("%s@%d", e.Kind, e.Version))
 	}
-	if fmt.Sprint(kinds) != "[created@1 updated@2 adjusted@2 reserved@3 released@4 deleted@5]" {
+	if fmt.Sprint(kinds) != "[created@1 updated@2 adjusted@2 reserved@3 released@4 reserved@5 sold@5 deleted@6]" {
 		t.Fatalf("history %v", kinds)
 	}
-	updated, adjusted, reserved := entries[1], entries[2], entries[3]
+	updated, adjusted, reserved, sold := entries[1], entries[2], entries[3], entries[6]
 	if len(updated.Changes) != 1 || string(updated.Changes["name"].From) != `"Kopi"` || string(updated.Changes["name"].To) != `"Kopi Luwak"` {
 		t.Fatalf("updated %+v: want only the name, before and after", updated.Changes)
 	}
 	if string(adjusted.Changes["quantity"].From) != "10" || string(adjusted.Changes["quantity"].To) != "12" {
 		t.Fatalf("adjusted %+v", adjusted.Changes)
 	}
-	if reserved.OrderID == nil || *reserved.OrderID != 31 || string(reserved.Changes["quantity"].To) != "7" {
+	if reserved.OrderID == nil || *reserved.OrderID != 31 || string(reserved.Changes["quantity"].To) != "7" || *reserved.Units != 5 {
 		t.Fatalf("reserved %+v", reserved)
+	}
+	if *sold.OrderID != 32 || *sold.Units != 2 || len(sold.Changes) != 0 {
+		t.Fatalf("sold %+v", sold)
 	}
 	if got, want := replay(t, entries), s.row(t, p.ID); got != want {
 		t.Fatalf("replayed %+v, row %+v", got, want)
@@ -178,12 +200,12 @@ func TestHistoryIsForAdminsNewestFirstAndPaged(t *testing.T) {
 	r := s.Do(t, &admin, http.MethodGet, path+"/history?limit=2&page=2", nil).Expect(t, http.StatusOK, "")
 	var page []historyJSON
 	r.Decode(t, &page)
-	if len(page) != 2 || page[0].Kind != "reserved" || page[1].Kind != "adjusted" ||
-		r.Body.Paging.TotalItem != 6 || r.Body.Paging.TotalPage != 3 {
+	if len(page) != 2 || page[0].Kind != "reserved" || page[1].Kind != "released" ||
+		r.Body.Paging.TotalItem != 8 || r.Body.Paging.TotalPage != 4 {
 		t.Fatalf("page 2 of 2: %+v, paging %+v", page, r.Body.Paging)
 	}
 	r = s.Do(t, &admin, http.MethodGet, path+"/history?page=9", nil).Expect(t, http.StatusOK, "")
-	if r.Body.Paging.TotalItem != 6 || string(r.Body.Data) != "[]" {
+	if r.Body.Paging.TotalItem != 8 || string(r.Body.Data) != "[]" {
 		t.Fatalf("a page past the end: %s, %+v", r.Body.Data, r.Body.Paging)
 	}
 }
@@ -203,7 +225,6 @@ func TestHistoryReplaysToTheRowAfterConcurrentOrdersCancellationsAndEdits(t *tes
 	}
 	ctx := context.Background()
 	var wg sync.WaitGroup
-	var orders sync.Map // order id -> cancelled
 	for c := range 4 {
 		wg.Add(1)
 		go func() {
@@ -219,10 +240,20 @@ func TestHistoryReplaysToTheRowAfterConcurrentOrdersCancellationsAndEdits(t *tes
 					t.Error(err)
 					return
 				}
-				cancelled := rng.IntN(3) == 0
-				orders.Store(id, cancelled)
-				if cancelled {
+				// A third are cancelled, a third paid, a third left pending.
+				switch rng.IntN(3) {
+				case 0:
 					if err := s.app.Stock.Release(ctx, uuid.NewString(), events.OrderCancelled{OrderID: id, CustomerID: 9, Reason: events.CancelCustomer}); err != nil {
+						t.Error(err)
+						return
+					}
+				case 1:
+					if err := s.app.Stock.Sell(ctx, uuid.NewString(), events.OrderPaid{OrderID: id, CustomerID: 9, PaidAt: time.Now()}); err != nil {
+						t.Error(err)
+						return
+					}
+					// A paid order is never restocked, whatever arrives later.
+					if err := s.app.Stock.Release(ctx, uuid.NewString(), events.OrderCancelled{OrderID: id, CustomerID: 9, Reason: events.CancelExpired}); err != nil {
 						t.Error(err)
 						return
 					}
@@ -282,23 +313,22 @@ func TestHistoryReplaysToTheRowAfterConcurrentOrdersCancellationsAndEdits(t *tes
 			t.Fatalf("product %d: replayed %+v, row %+v", id, got, want)
 		}
 		// Every reservation and every release of the product is in it, for its order.
-		var reservedIn, releasedIn []string
+		moved := map[string]int{}
 		for _, e := range entries {
-			switch e.Kind {
-			case product.HistoryReserved:
-				reservedIn = append(reservedIn, strconv.FormatInt(*e.OrderID, 10))
-			case product.HistoryReleased:
-				releasedIn = append(releasedIn, strconv.FormatInt(*e.OrderID, 10))
+			if e.OrderID != nil {
+				moved[e.Kind] += int(*e.Units)
 			}
 		}
-		reserved := count(t, s.db, `SELECT count(*) FROM reservations WHERE product_id = $1`, id)
-		released := count(t, s.db, `SELECT count(*) FROM reservations r JOIN order_stock o USING (order_id) WHERE r.product_id = $1 AND o.status = 'released'`, id)
-		if len(reservedIn) != reserved || len(releasedIn) != released {
-			t.Fatalf("product %d: history has %d reservations and %d releases; the tables %d and %d", id, len(reservedIn), len(releasedIn), reserved, released)
+		units := func(status string) int {
+			return count(t, s.db, `SELECT coalesce(sum(r.quantity), 0) FROM reservations r JOIN order_stock o USING (order_id) WHERE r.product_id = $1 AND o.status = ANY($2)`, id, strings.Split(status, ","))
 		}
-		t.Logf("product %d: %d entries replayed, %d reservations, %d releases", id, len(entries), reserved, released)
+		reserved, released, sold := units("reserved,released,sold"), units("released"), units("sold")
+		if moved[product.HistoryReserved] != reserved || moved[product.HistoryReleased] != released || moved[product.HistorySold] != sold {
+			t.Fatalf("product %d: history moved %v units; the tables say %d reserved, %d released, %d sold", id, moved, reserved, released, sold)
+		}
+		t.Logf("product %d: %d entries replayed; units reserved %d, released %d, sold %d", id, len(entries), reserved, released, sold)
 	}
-	if n := count(t, s.db, `SELECT count(*) FROM product_history h WHERE kind IN ('reserved', 'released') AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.order_id = h.order_id AND r.product_id = h.product_id)`); n != 0 {
+	if n := count(t, s.db, `SELECT count(*) FROM product_history h WHERE kind IN ('reserved', 'released', 'sold') AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.order_id = h.order_id AND r.product_id = h.product_id)`); n != 0 {
 		t.Fatalf("%d stock movements name an order that holds no reservation of the product", n)
 	}
 }
