@@ -236,11 +236,12 @@ func (db *DB) ReadPool() (*pgxpool.Pool, string) {
 }
 
 // Read runs a read that may be at most ReplicaMaxLag stale (plus one check
-// interval) on the pool ReadPool picks. If it fails on the replica for a
-// reason other than the query itself (the connection, a standby conflict), it
-// runs again on the primary: a replica that has just stopped costs a retry,
-// not an error. fresh sends it to the primary at once: for callers who must
-// see every committed write (their own, above all). pgx.ErrNoRows is an
+// interval) on the pool ReadPool picks. If it fails on the replica, it runs
+// again on the primary: a replica that has just stopped, a standby's conflict
+// with recovery, or a replica a little behind a migration (a table it has not
+// replayed yet) costs a retry, not an error; a query that is wrong fails on
+// the primary too. fresh sends it to the primary at once: for callers who
+// must see every committed write (their own, above all). pgx.ErrNoRows is an
 // answer, not a failure.
 func (db *DB) Read(ctx context.Context, fresh bool, fn func(pool *pgxpool.Pool) error) error {
 	if fresh {
@@ -253,7 +254,7 @@ func (db *DB) Read(ctx context.Context, fresh bool, fn func(pool *pgxpool.Pool) 
 		return fn(pool)
 	}
 	err := fn(pool)
-	if err == nil || errors.Is(err, pgx.ErrNoRows) || ctx.Err() != nil || !replicaTrouble(err) {
+	if err == nil || errors.Is(err, pgx.ErrNoRows) || ctx.Err() != nil {
 		db.reads.add(ReadReplica)
 		return err
 	}
@@ -265,21 +266,6 @@ func (db *DB) Read(ctx context.Context, fresh bool, fn func(pool *pgxpool.Pool) 
 	}
 	db.reads.add(ReadReplicaFailed)
 	return fn(db.Primary)
-}
-
-// replicaTrouble tells failures of the replica (connection lost, recovery
-// conflicts, a server shutting down) from failures of the query (bad input,
-// constraint), which the primary would answer the same way.
-func replicaTrouble(err error) bool {
-	pgErr, isPg := errors.AsType[*pgconn.PgError](err)
-	if !isPg {
-		return true
-	}
-	switch pgErr.Code[:2] {
-	case "08", "57", "53", "58": // connection, operator intervention (shutdown, conflict with recovery), resources, system
-		return true
-	}
-	return pgErr.Code == "40001" // serialization failure: a standby's conflict with recovery
 }
 
 // WatchReplica checks the replica until ctx ends; without a replica it

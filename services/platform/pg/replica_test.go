@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -147,6 +148,24 @@ func TestAFailedReplicaReadRunsOnThePrimary(t *testing.T) {
 	}
 	if _, why := db.ReadPool(); why != pg.ReadReplicaDown {
 		t.Fatalf("after a failed replica read, reads go where %q says", why)
+	}
+	// A replica behind a migration misses a table for a moment: the read runs
+	// on the primary, and the replica keeps serving (it answered).
+	db2 := open(t, pg.Config{URL: url, ReplicaURL: url + "&application_name=replica2", ReplicaCheckInterval: time.Hour})
+	watch(t, db2)
+	calls = 0
+	err = db2.Read(context.Background(), false, func(pool *pgxpool.Pool) error {
+		calls++
+		if pool == db2.Replica {
+			return &pgconn.PgError{Code: "42P01", Message: `relation "products" does not exist`}
+		}
+		return nil
+	})
+	if err != nil || calls != 2 {
+		t.Fatalf("err %v after %d calls; want success on the primary", err, calls)
+	}
+	if _, why := db2.ReadPool(); why != pg.ReadReplica {
+		t.Fatalf("a replica that answered is no longer used: %q", why)
 	}
 	// Not found is an answer: no retry.
 	calls = 0
