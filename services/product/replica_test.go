@@ -49,7 +49,7 @@ const (
 
 // withReplica starts the service reading from the test server's streaming
 // replica, taken alone for the test (the tests pause and stop it).
-func withReplica(t *testing.T, maxLag time.Duration) (*service, *testenv.Replica, string) {
+func withReplica(t testing.TB, maxLag time.Duration) (*service, *testenv.Replica, string) {
 	t.Helper()
 	cfg := testConfig(t, newCluster(t))
 	replica, replicaURL := testenv.RestartableReplica(t, cfg.Database.URL)
