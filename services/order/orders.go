@@ -428,7 +428,15 @@ func (o *Orders) Pay(ctx context.Context, c Customer, requestID string, orderID 
 			return Action{}, fmt.Errorf("pay order %d: %w", order.ID, err)
 		}
 		// The product service records the reserved units as sold.
-		if err := announce(ctx, tx, events.TopicOrderPaid, order.ID, events.OrderPaid{OrderID: order.ID, CustomerID: c.ID, PaidAt: paidAt}); err != nil {
+		paid, err := json.Marshal(events.OrderPaid{OrderID: order.ID, CustomerID: c.ID, PaidAt: paidAt})
+		if err != nil {
+			return Action{}, fmt.Errorf("encode %s: %w", events.TopicOrderPaid, err)
+		}
+		eventID := uuid.NewString()
+		if err := outbox.Add(ctx, tx, outbox.Message{
+			EventID: eventID, Destination: outbox.Kafka, Topic: events.TopicOrderPaid, Key: events.Key(order.ID),
+			Headers: events.Headers(events.TopicOrderPaid, eventID), Payload: paid,
+		}); err != nil {
 			return Action{}, err
 		}
 		if err := mail(ctx, tx, events.RoutingOrderSuccess, events.OrderSuccessMail{
