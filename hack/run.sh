@@ -9,8 +9,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source hack/cachedir.sh
 
 export KSHOP_TESTENV_DIR="$KSHOP_CACHE_DIR/run"
-export KSHOP_TESTENV_SERVERS="postgres redis rabbitmq"
+export KSHOP_TESTENV_SERVERS="postgres postgres-replica redis rabbitmq"
 export KSHOP_TESTENV_POSTGRES_PORT="${KSHOP_RUN_POSTGRES_PORT:-14432}"
+# A streaming replica of it serves the product service's reads.
+export KSHOP_TESTENV_POSTGRES_REPLICA_PORT="${KSHOP_RUN_POSTGRES_REPLICA_PORT:-14433}"
 export KSHOP_TESTENV_REDIS_PORT="${KSHOP_RUN_REDIS_PORT:-14379}"
 export KSHOP_TESTENV_RABBITMQ_PORT="${KSHOP_RUN_RABBITMQ_PORT:-14672}"
 kafka_addr="127.0.0.1:${KSHOP_RUN_KAFKA_PORT:-14092}"
@@ -54,6 +56,7 @@ pg_url="postgres://postgres@127.0.0.1:$KSHOP_TESTENV_POSTGRES_PORT"
 for db in $databases; do
 	psql -q "$pg_url/postgres" -c "CREATE DATABASE \"$db\"" >/dev/null # quoted: order is a keyword
 done
+replica_url="postgres://postgres@127.0.0.1:$KSHOP_TESTENV_POSTGRES_REPLICA_PORT"
 redis_addr="127.0.0.1:$KSHOP_TESTENV_REDIS_PORT"
 amqp_url="amqp://guest:guest@127.0.0.1:$KSHOP_TESTENV_RABBITMQ_PORT/"
 
@@ -78,6 +81,7 @@ kshop development platform
   order       http://$order_addr   (docs/order.md)
   mail        http://$mail_addr   (health and metrics; sends to Mailpit's SMTP on 127.0.0.1:$smtp_port)
   PostgreSQL  $pg_url/<service>   (databases: $databases)
+  replica     $replica_url/product   (streaming replica; the product service reads there)
   Redis       $redis_addr
   RabbitMQ    $amqp_url
   Kafka       $kafka_addr (in-process Kafka-protocol broker; try: kcat -b $kafka_addr -L)
@@ -102,6 +106,7 @@ export KSHOP_AUTH_MAILS_PER_DAY="${KSHOP_AUTH_MAILS_PER_DAY:-1000}"
 export KSHOP_AUTH_RESEND_COOLDOWN="${KSHOP_AUTH_RESEND_COOLDOWN:-5s}"
 export KSHOP_PRODUCT_HTTP_ADDR="$product_addr"
 export KSHOP_PRODUCT_DATABASE_URL="$pg_url/product"
+export KSHOP_PRODUCT_DATABASE_REPLICA_URL="$replica_url/product"
 export KSHOP_PRODUCT_KAFKA_BROKERS="$kafka_addr"
 export KSHOP_ORDER_HTTP_ADDR="$order_addr"
 export KSHOP_ORDER_DATABASE_URL="$pg_url/order"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# testenv.sh starts and stops the private servers the tests talk to: PostgreSQL,
-# Redis (standalone and a 6-node cluster) and two RabbitMQ nodes (one shared, one
-# that tests may stop and start). Everything runs on loopback, on ports that never
+# testenv.sh starts and stops the private servers the tests talk to: PostgreSQL
+# and a streaming replica of it, Redis (standalone and a 6-node cluster) and two
+# RabbitMQ nodes (one shared, one that tests may stop and start). Everything runs on loopback, on ports that never
 # collide with the system's own services, with its data in a cache folder outside
 # the work tree.
 #
@@ -9,7 +9,7 @@
 #   hack/testenv.sh down          stop everything this script started
 #   hack/testenv.sh env           print the export lines the tests read
 #   hack/testenv.sh status        show what is running
-#   hack/testenv.sh stop NAME     stop one server (postgres, redis, redis-cluster, rabbitmq, rabbitmq-restartable)
+#   hack/testenv.sh stop NAME     stop one server (postgres, postgres-replica, redis, redis-cluster, rabbitmq, rabbitmq-restartable)
 #   hack/testenv.sh start NAME    start one server again, keeping its data
 #   hack/testenv.sh vhost NAME    create a RabbitMQ virtual host on the shared node (tests use it)
 #   hack/testenv.sh user NAME PASSWORD VHOST
@@ -39,6 +39,8 @@ if [ -n "${KSHOP_TESTENV_REDIS_PASSWORD:-}" ]; then export REDISCLI_AUTH="$KSHOP
 # by a readiness probe connecting to itself, and then fail with EADDRINUSE. The
 # RabbitMQ nodes use port+1 for Erlang distribution (and their CLI port+10001..).
 POSTGRES_PORT="${KSHOP_TESTENV_POSTGRES_PORT:-15432}"
+# The replica streams from the primary; the port next to it unless told.
+POSTGRES_REPLICA_PORT="${KSHOP_TESTENV_POSTGRES_REPLICA_PORT:-$((POSTGRES_PORT + 1))}"
 REDIS_PORT="${KSHOP_TESTENV_REDIS_PORT:-16379}"
 # The cluster bus listens 10000 above each node (27001-27006 by default).
 REDIS_CLUSTER_FIRST_PORT="${KSHOP_TESTENV_REDIS_CLUSTER_PORT:-17001}"
@@ -90,9 +92,12 @@ postgres_start() {
 			full_page_writes = off
 			wal_level = replica
 			max_wal_senders = 4
+			max_replication_slots = 4
+			max_slot_wal_keep_size = 1GB
 		EOF
 		if [ "$HOST" != 127.0.0.1 ]; then
 			echo "host all all $HOST/32 trust" >>"$dir/data/pg_hba.conf"
+			echo "host replication all $HOST/32 trust" >>"$dir/data/pg_hba.conf"
 		fi
 		if [ -n "$CLIENTS" ]; then
 			echo "host all all $CLIENTS scram-sha-256" >>"$dir/data/pg_hba.conf"
@@ -107,6 +112,48 @@ postgres_stop() {
 	local dir="$STATE_DIR/postgres"
 	[ -f "$dir/data/postmaster.pid" ] || return 0
 	log "stopping PostgreSQL"
+	as_postgres "$(pg_bin pg_ctl)" --pgdata="$dir/data" --mode=fast --wait stop >/dev/null 2>&1 || true
+}
+
+# A hot standby cloned from the primary with pg_basebackup: standby.signal and
+# primary_conninfo (written by --write-recovery-conf) make it stream the
+# primary's WAL and serve read-only queries. A replication slot keeps the WAL
+# it has not received yet, so a test may stop it for a while and start it again.
+postgres_replica_start() {
+	local dir="$STATE_DIR/postgres-replica"
+	if [ ! -f "$dir/data/PG_VERSION" ]; then
+		(exec 3<>"/dev/tcp/$HOST/$POSTGRES_PORT") 2>/dev/null || die "the replica needs the primary: start postgres first"
+		log "cloning PostgreSQL into a streaming replica in $dir (pg_basebackup)"
+		mkdir -p "$dir"
+		[ "$(id -u)" = 0 ] && chown postgres: "$dir"
+		as_postgres "$(pg_bin psql)" -qAt -h "$HOST" -p "$POSTGRES_PORT" -U postgres -d postgres \
+			-c "SELECT pg_drop_replication_slot('kshop_replica') FROM pg_replication_slots WHERE slot_name = 'kshop_replica'" >/dev/null ||
+			die "could not clear the replication slot on the primary"
+		as_postgres "$(pg_bin pg_basebackup)" --host="$HOST" --port="$POSTGRES_PORT" --username=postgres \
+			--pgdata="$dir/data" --wal-method=stream --write-recovery-conf --checkpoint=fast \
+			--create-slot --slot=kshop_replica >"$dir/basebackup.log" 2>&1 ||
+			die "pg_basebackup failed, see $dir/basebackup.log"
+		# The copy carries the primary's settings; the last line of a setting wins.
+		# Replay never waits more than a second for a conflicting read (the read
+		# is cancelled instead), so a test's replica never falls far behind.
+		cat >>"$dir/data/postgresql.conf" <<-EOF
+			port = $POSTGRES_REPLICA_PORT
+			unix_socket_directories = '$dir'
+			hot_standby = on
+			hot_standby_feedback = on
+			max_standby_streaming_delay = 1s
+			wal_receiver_status_interval = 1s
+		EOF
+	fi
+	log "starting the PostgreSQL replica on $HOST:$POSTGRES_REPLICA_PORT"
+	as_postgres "$(pg_bin pg_ctl)" --pgdata="$dir/data" --log="$dir/postgres.log" --wait --timeout=60 start >/dev/null ||
+		die "the PostgreSQL replica did not start, see $dir/postgres.log"
+}
+
+postgres_replica_stop() {
+	local dir="$STATE_DIR/postgres-replica"
+	[ -f "$dir/data/postmaster.pid" ] || return 0
+	log "stopping the PostgreSQL replica"
 	as_postgres "$(pg_bin pg_ctl)" --pgdata="$dir/data" --mode=fast --wait stop >/dev/null 2>&1 || true
 }
 
@@ -287,6 +334,7 @@ print_env() {
 	for port in $(redis_cluster_ports); do cluster="${cluster:+$cluster,}$HOST:$port"; done
 	cat <<-EOF
 		export KSHOP_TEST_POSTGRES_URL='postgres://postgres@$HOST:$POSTGRES_PORT/postgres?sslmode=disable'
+		export KSHOP_TEST_POSTGRES_REPLICA_URL='postgres://postgres@$HOST:$POSTGRES_REPLICA_PORT/postgres?sslmode=disable'
 		export KSHOP_TEST_REDIS_ADDR='$HOST:$REDIS_PORT'
 		export KSHOP_TEST_REDIS_CLUSTER_ADDRS='$cluster'
 		export KSHOP_TEST_AMQP_URL='amqp://guest:guest@$HOST:$RABBITMQ_PORT/'
@@ -294,6 +342,7 @@ print_env() {
 		export KSHOP_TESTENV='$HACK_DIR/testenv.sh'
 		export KSHOP_TESTENV_DIR='$STATE_DIR'
 		export KSHOP_TESTENV_HOST='$HOST' KSHOP_TESTENV_POSTGRES_PORT='$POSTGRES_PORT' KSHOP_TESTENV_REDIS_PORT='$REDIS_PORT'
+		export KSHOP_TESTENV_POSTGRES_REPLICA_PORT='$POSTGRES_REPLICA_PORT'
 		export KSHOP_TESTENV_REDIS_CLUSTER_PORT='$REDIS_CLUSTER_FIRST_PORT' KSHOP_TESTENV_RABBITMQ_PORT='$RABBITMQ_PORT'
 		export KSHOP_TESTENV_RABBITMQ_RESTARTABLE_PORT='$RABBITMQ_RESTARTABLE_PORT'
 	EOF
@@ -302,26 +351,28 @@ print_env() {
 start_one() {
 	case "$1" in
 	postgres) postgres_start ;;
+	postgres-replica) postgres_replica_start ;;
 	redis) redis_start ;;
 	redis-cluster) redis_cluster_start ;;
 	rabbitmq) rabbitmq_start rabbitmq "$RABBITMQ_PORT" ;;
 	rabbitmq-restartable) rabbitmq_start rabbitmq-restartable "$RABBITMQ_RESTARTABLE_PORT" ;;
-	*) die "unknown server '$1' (postgres, redis, redis-cluster, rabbitmq, rabbitmq-restartable)" ;;
+	*) die "unknown server '$1' (postgres, postgres-replica, redis, redis-cluster, rabbitmq, rabbitmq-restartable)" ;;
 	esac
 }
 
 stop_one() {
 	case "$1" in
 	postgres) postgres_stop ;;
+	postgres-replica) postgres_replica_stop ;;
 	redis) redis_stop ;;
 	redis-cluster) redis_cluster_stop ;;
 	rabbitmq) rabbitmq_stop rabbitmq "$RABBITMQ_PORT" ;;
 	rabbitmq-restartable) rabbitmq_stop rabbitmq-restartable "$RABBITMQ_RESTARTABLE_PORT" ;;
-	*) die "unknown server '$1' (postgres, redis, redis-cluster, rabbitmq, rabbitmq-restartable)" ;;
+	*) die "unknown server '$1' (postgres, postgres-replica, redis, redis-cluster, rabbitmq, rabbitmq-restartable)" ;;
 	esac
 }
 
-ALL="postgres redis redis-cluster rabbitmq rabbitmq-restartable"
+ALL="postgres postgres-replica redis redis-cluster rabbitmq rabbitmq-restartable"
 # make run needs fewer servers than the tests: KSHOP_TESTENV_SERVERS picks them.
 SERVERS="${KSHOP_TESTENV_SERVERS:-$ALL}"
 wants() { [[ " $SERVERS " == *" $1 "* ]]; }
@@ -343,7 +394,7 @@ up() {
 		start_one "$name" &
 		pids+=($!)
 	done
-	for name in postgres redis redis-cluster; do
+	for name in postgres postgres-replica redis redis-cluster; do
 		if wants "$name"; then start_one "$name"; fi
 	done
 	for name in "${pids[@]}"; do wait "$name" || failed=1; done
@@ -357,6 +408,7 @@ status() {
 	for name in $ALL; do
 		case "$name" in
 		postgres) port=$POSTGRES_PORT ;;
+		postgres-replica) port=$POSTGRES_REPLICA_PORT ;;
 		redis) port=$REDIS_PORT ;;
 		redis-cluster) port=$REDIS_CLUSTER_FIRST_PORT ;;
 		rabbitmq) port=$RABBITMQ_PORT ;;

@@ -50,7 +50,8 @@ func TestMain(m *testing.M) {
 
 func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 	reminders := []time.Duration{2 * time.Second, 3 * time.Second}
-	p := startPlatform(t, e2e.Config{Reminders: reminders, Expiry: 5 * time.Second})
+	// The catalogue is read from a real streaming replica, as under make run.
+	p := startPlatform(t, e2e.Config{Reminders: reminders, Expiry: 5 * time.Second, ProductReplica: true})
 	smtp, authAPI, productAPI, orderAPI, mailAPI, gw := p.SMTP, p.Auth, p.Product, p.Order, p.Mail, p.Gateway
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -55,6 +55,10 @@ type Config struct {
 	MailAttempts    int
 	MailRetry       retry.Pace
 	MailConcurrency int
+	// ProductReplica makes the product service read from the test server's
+	// streaming replica (hack/testenv.sh starts it), as make run and a
+	// cluster do; the test then holds the replica shared until it ends.
+	ProductReplica bool
 	// RateLimits is the gateway's KSHOP_GATEWAY_RATE_LIMITS.
 	RateLimits string
 	// TrustedProxies is the gateway's KSHOP_GATEWAY_TRUSTED_PROXIES: the
@@ -152,8 +156,12 @@ func Start(t *testing.T, cfg Config) *Platform {
 	p.Auth = apitest.Start(t, authApp.Serve)
 	p.Routes["auth"] = routesOf(t, authApp.Handler)
 
+	productDB := database("product")
+	if cfg.ProductReplica {
+		productDB.ReplicaURL = testenv.ReplicaURL(t, productDB.URL)
+	}
 	productApp, err := product.New(product.Config{
-		ShutdownTimeout: 5 * time.Second, Database: database("product"),
+		ShutdownTimeout: 5 * time.Second, Database: productDB,
 		Kafka: kafkaConn, ConsumerMaxAttempts: cfg.ConsumerAttempts, ConsumerRetry: cfg.ConsumerRetry,
 	}, log.With("service", "product"), registry())
 	if err != nil {

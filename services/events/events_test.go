@@ -22,6 +22,7 @@ func TestPayloadFieldNamesMatchTheSpec(t *testing.T) {
 		"order-created item":       {OrderCreatedItem{}, "price product_id quantity"},
 		"order-cancelled":          {OrderCancelled{}, "customer_id items order_id reason"},
 		"order-cancelled item":     {CancelledItem{}, "product_id quantity"},
+		"order-paid":               {OrderPaid{}, "customer_id order_id paid_at"},
 		"stock-reserved":           {StockReserved{}, "order_id"},
 		"stock-rejected":           {StockRejected{}, "order_id reason shortages"},
 		"shortage":                 {Shortage{}, "available product_id requested"},

@@ -17,6 +17,7 @@ const (
 	TopicProductDeleted = "product-deleted"
 	TopicOrderCreated   = "order-created"
 	TopicOrderCancelled = "order-cancelled"
+	TopicOrderPaid      = "order-paid"
 	TopicStockReserved  = "stock-reserved"
 	TopicStockRejected  = "stock-rejected"
 )
@@ -24,7 +25,7 @@ const (
 // Topics lists every domain topic, for creating them.
 var Topics = []string{
 	TopicProductCreated, TopicProductUpdated, TopicProductDeleted,
-	TopicOrderCreated, TopicOrderCancelled, TopicStockReserved, TopicStockRejected,
+	TopicOrderCreated, TopicOrderCancelled, TopicOrderPaid, TopicStockReserved, TopicStockRejected,
 }
 
 // DefaultPartitions is how many partitions a topic gets unless configured otherwise.

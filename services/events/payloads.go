@@ -74,6 +74,19 @@ func (o OrderCreated) Validate() error {
 	return firstError(errs...)
 }
 
+// OrderPaid tells the product service that the units reserved for the order
+// are sold: they will never be released.
+type OrderPaid struct {
+	OrderID    int64     `json:"order_id"`
+	CustomerID int64     `json:"customer_id"`
+	PaidAt     time.Time `json:"paid_at"`
+}
+
+// Validate checks what a consumer relies on.
+func (o OrderPaid) Validate() error {
+	return firstError(positive("order_id", o.OrderID), positive("customer_id", o.CustomerID))
+}
+
 // CancelledItem is one line of an order-cancelled event.
 type CancelledItem struct {
 	ProductID int64 `json:"product_id"`

@@ -190,6 +190,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	engine.POST("/products", admin, app.rateLimit(GroupProducts), forward(products))
 	engine.PUT("/products/:id", admin, app.rateLimit(GroupProducts), forward(products))
 	engine.DELETE("/products/:id", admin, app.rateLimit(GroupProducts), forward(products))
+	engine.GET("/products/:id/history", admin, app.rateLimit(GroupProducts), forward(products))
 	engine.Any("/orders", user, app.rateLimit(GroupOrders), forward(orders))
 	engine.Any("/orders/*path", user, app.rateLimit(GroupOrders), forward(orders))
 	app.Handler = engine

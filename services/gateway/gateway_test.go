@@ -520,7 +520,7 @@ func TestOpenAPIDocumentIsValidAndCoversTheContract(t *testing.T) {
 	for path, methods := range map[string][]string{
 		"/auth/register": {"POST"}, "/auth/verify": {"POST"}, "/auth/resend-verification": {"POST"}, "/auth/login": {"POST"},
 		"/auth/request-password-reset": {"POST"}, "/auth/reset-password": {"POST"}, "/auth/delete-account": {"POST"},
-		"/products": {"GET", "POST"}, "/products/{id}": {"GET", "PUT", "DELETE"},
+		"/products": {"GET", "POST"}, "/products/{id}": {"GET", "PUT", "DELETE"}, "/products/{id}/history": {"GET"},
 		"/orders": {"GET", "POST"}, "/orders/{id}": {"GET"}, "/orders/pay": {"POST"}, "/orders/cancel": {"POST"},
 	} {
 		item := doc.Paths.Find(path)

@@ -100,12 +100,19 @@ func Journey(ctx context.Context, cfg JourneyConfig) (err error) {
 		map[string]any{"name": name, "description": "roasted for the smoke test", "price": "12.50", "quantity": 5}, &p); err != nil {
 		return fmt.Errorf("create a product as the admin: %w", err)
 	}
-	var found []product
-	if err := api.Expect(ctx, http.StatusOK, http.MethodGet, "/products?name="+strings.ReplaceAll(name, " ", "+"), nil, &found); err != nil {
+	// A customer's search reads a replica, which may lag the admin's write
+	// by up to its bound (KSHOP_PRODUCT_DATABASE_REPLICA_MAX_LAG): wait for it.
+	if err := retryUntil(ctx, 30*time.Second, func() error {
+		var found []product
+		if err := api.Expect(ctx, http.StatusOK, http.MethodGet, "/products?name="+strings.ReplaceAll(name, " ", "+"), nil, &found); err != nil {
+			return err
+		}
+		if len(found) != 1 || found[0].ID != p.ID {
+			return fmt.Errorf("search for %q found %+v, want product %d", name, found, p.ID)
+		}
+		return nil
+	}); err != nil {
 		return err
-	}
-	if len(found) != 1 || found[0].ID != p.ID {
-		return fmt.Errorf("search for %q found %+v, want product %d", name, found, p.ID)
 	}
 	step("admin created product %d; search finds it", p.ID)
 

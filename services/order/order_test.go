@@ -317,6 +317,18 @@ func TestPaymentRules(t *testing.T) {
 		t.Fatalf("order-success mail %+v, %v", success, err)
 	}
 	mail.None(events.QueueOrderSuccess, byOrderID, fmt.Sprint(o.ID), 300*time.Millisecond)
+	// One order-paid, for the product service to record the units as sold,
+	// whatever number of times the payment was asked for.
+	var payload []byte
+	if err := s.db.QueryRow(context.Background(), `SELECT payload FROM outbox WHERE topic = 'order-paid' AND key = $1`, fmt.Sprint(o.ID)).Scan(&payload); err != nil {
+		t.Fatalf("order-paid: %v", err)
+	}
+	if event, err := events.Decode[events.OrderPaid](payload); err != nil || event.OrderID != o.ID || event.CustomerID != ann.ID || event.PaidAt.IsZero() {
+		t.Fatalf("order-paid %+v, %v", event, err)
+	}
+	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'order-paid'`); n != 1 {
+		t.Fatalf("%d order-paid events for one payment", n)
+	}
 
 	cancelled := s.placeOrder(t, &ann, [2]int64{1, 1})
 	s.Do(t, &ann, http.MethodPost, "/orders/cancel", map[string]any{"request_id": uuid.NewString(), "order_id": cancelled.ID}).Expect(t, http.StatusOK, "")

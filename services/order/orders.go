@@ -431,8 +431,21 @@ func (o *Orders) Pay(ctx context.Context, c Customer, requestID string, orderID 
 		if order.stockStatus != "reserved" {
 			return Action{}, ErrNotReserved
 		}
-		if _, err := tx.Exec(ctx, `UPDATE orders SET status = 'PAID', paid_at = now(), updated_at = now() WHERE id = $1`, order.ID); err != nil {
+		var paidAt time.Time
+		if err := tx.QueryRow(ctx, `UPDATE orders SET status = 'PAID', paid_at = now(), updated_at = now() WHERE id = $1 RETURNING paid_at`, order.ID).Scan(&paidAt); err != nil {
 			return Action{}, fmt.Errorf("pay order %d: %w", order.ID, err)
+		}
+		// The product service records the reserved units as sold.
+		paid, err := json.Marshal(events.OrderPaid{OrderID: order.ID, CustomerID: c.ID, PaidAt: paidAt})
+		if err != nil {
+			return Action{}, fmt.Errorf("encode %s: %w", events.TopicOrderPaid, err)
+		}
+		eventID := uuid.NewString()
+		if err := outbox.Add(ctx, tx, outbox.Message{
+			EventID: eventID, Destination: outbox.Kafka, Topic: events.TopicOrderPaid, Key: events.Key(order.ID),
+			Headers: events.Headers(events.TopicOrderPaid, eventID), Payload: paid,
+		}); err != nil {
+			return Action{}, err
 		}
 		if err := mail(ctx, tx, events.RoutingOrderSuccess, events.OrderSuccessMail{
 			Email: order.email, OrderID: order.ID, TotalAmount: order.TotalAmount, Items: mailItems(order.Items),

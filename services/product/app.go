@@ -70,6 +70,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	for topic, handle := range map[string]func(context.Context, kafka.Message) error{
 		events.TopicOrderCreated:   app.onOrderCreated,
 		events.TopicOrderCancelled: app.onOrderCancelled,
+		events.TopicOrderPaid:      app.onOrderPaid,
 	} {
 		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
 			Connection:  cfg.Kafka,
@@ -94,6 +95,9 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		DB: db.Primary, Migrations: []pg.Migrations{Migrations, outbox.Migrations, inbox.Migrations},
 		AfterMigrations: []func(context.Context) error{app.relay.Run},
 	}
+	// The replica's checks run from the start: until the first one, reads go
+	// to the primary.
+	app.service.Background = append(app.service.Background, db.WatchReplica)
 	for _, c := range app.consumers {
 		app.service.AfterMigrations = append(app.service.AfterMigrations, c.Run)
 	}
@@ -145,6 +149,18 @@ func (a *App) onOrderCancelled(ctx context.Context, msg kafka.Message) error {
 		return retry.Permanent(err)
 	}
 	return a.Stock.Release(ctx, id, cancel)
+}
+
+func (a *App) onOrderPaid(ctx context.Context, msg kafka.Message) error {
+	id, err := eventID(msg)
+	if err != nil {
+		return err
+	}
+	paid, err := events.Decode[events.OrderPaid](msg.Value)
+	if err != nil {
+		return retry.Permanent(err)
+	}
+	return a.Stock.Sell(ctx, id, paid)
 }
 
 // Run serves HTTP on cfg.HTTPAddr and runs the background work until ctx ends.

@@ -99,6 +99,16 @@ func (h *handlers) routes(r gin.IRoutes) {
 	r.POST("/products", admin, h.create)
 	r.PUT("/products/:id", admin, h.update)
 	r.DELETE("/products/:id", admin, h.delete)
+	r.GET("/products/:id/history", admin, h.history)
+}
+
+// fresh tells whether a read must see every committed write: an admin's
+// must, as admins are who change products and would otherwise not find what
+// they just created or changed while the replica catches up. Their reads are
+// few; everyone else's may be as stale as the replica is allowed to lag.
+func fresh(c *gin.Context) bool {
+	u, ok := identity.FromRequest(c.Request)
+	return ok && u.HasRole(identity.RoleAdmin)
 }
 
 // bindFields decodes a product's four fields, or writes the 400.
@@ -120,7 +130,7 @@ func (h *handlers) create(c *gin.Context) {
 	if !ok {
 		return
 	}
-	p, err := h.catalogue.Create(c.Request.Context(), f)
+	p, err := h.catalogue.Create(c.Request.Context(), identity.FromContext(c).ID, f)
 	if err != nil {
 		h.fail(c, err)
 		return
@@ -146,7 +156,7 @@ func (h *handlers) update(c *gin.Context) {
 	if !ok {
 		return
 	}
-	p, err := h.catalogue.Update(c.Request.Context(), id, versions, f)
+	p, err := h.catalogue.Update(c.Request.Context(), identity.FromContext(c).ID, id, versions, f)
 	var changed *ChangedError
 	if errors.As(err, &changed) {
 		c.Header(headerETag, changed.Current.ETag())
@@ -221,7 +231,7 @@ func (h *handlers) delete(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if err := h.catalogue.Delete(c.Request.Context(), id); err != nil {
+	if err := h.catalogue.Delete(c.Request.Context(), identity.FromContext(c).ID, id); err != nil {
 		h.fail(c, err)
 		return
 	}
@@ -233,7 +243,7 @@ func (h *handlers) get(c *gin.Context) {
 	if !ok {
 		return
 	}
-	p, err := h.catalogue.Get(c.Request.Context(), id)
+	p, err := h.catalogue.Get(c.Request.Context(), id, fresh(c))
 	if err != nil {
 		h.fail(c, err)
 		return
@@ -247,7 +257,7 @@ func (h *handlers) search(c *gin.Context) {
 	if !ok {
 		return
 	}
-	list, total, err := h.catalogue.Search(c.Request.Context(), q)
+	list, total, err := h.catalogue.Search(c.Request.Context(), q, fresh(c))
 	if err != nil {
 		h.fail(c, err)
 		return
@@ -255,9 +265,28 @@ func (h *handlers) search(c *gin.Context) {
 	httpx.Page(c, list, httpx.NewPaging(q.Page, q.Limit, total, c.Request.URL))
 }
 
-// searchQuery reads the search's text and paging, or writes the 400.
-func searchQuery(c *gin.Context) (Query, bool) {
-	q := Query{Name: c.Query("name"), Description: c.Query("description"), Page: 1, Limit: defaultLimit}
+// history lists a product's changes, newest first, paged like every list.
+func (h *handlers) history(c *gin.Context) {
+	id, ok := httpx.PathID(c, "id")
+	if !ok {
+		return
+	}
+	q := Query{Page: 1, Limit: defaultLimit}
+	problems := readPaging(c, &q)
+	if len(problems) > 0 {
+		httpx.Fail(c, http.StatusBadRequest, httpx.MsgValidation, problems...)
+		return
+	}
+	list, total, err := h.catalogue.History(c.Request.Context(), id, q.Page, q.Limit)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	httpx.Page(c, list, httpx.NewPaging(q.Page, q.Limit, total, c.Request.URL))
+}
+
+// readPaging reads page and limit into q, returning what is wrong with them.
+func readPaging(c *gin.Context, q *Query) []httpx.FieldError {
 	var problems []httpx.FieldError
 	readInt := func(name string, dst *int, low, high int) {
 		raw, present := c.GetQuery(name)
@@ -273,6 +302,13 @@ func searchQuery(c *gin.Context) (Query, bool) {
 	}
 	readInt("page", &q.Page, 1, 1_000_000)
 	readInt("limit", &q.Limit, 1, maxLimit)
+	return problems
+}
+
+// searchQuery reads the search's text and paging, or writes the 400.
+func searchQuery(c *gin.Context) (Query, bool) {
+	q := Query{Name: c.Query("name"), Description: c.Query("description"), Page: 1, Limit: defaultLimit}
+	problems := readPaging(c, &q)
 	if utf8.RuneCountInString(q.Name) > maxNameChars {
 		problems = append(problems, httpx.FieldError{Field: "name", Message: "must be at most 255 characters"})
 	}

@@ -583,6 +583,17 @@ func TestSagaThroughKafkaWithTwoReplicas(t *testing.T) {
 	if got := stockOf(t, s, p.ID); got != 4 {
 		t.Fatalf("stock %d, want 4 (5 - 3 + 3 - 1)", got)
 	}
+
+	// Paying the order sells its unit: the history says so, the stock stays.
+	paid := uuid.NewString()
+	publish(t, producer, events.TopicOrderPaid, 502, events.OrderPaid{OrderID: 502, CustomerID: 9, PaidAt: time.Now()}, paid)
+	publish(t, producer, events.TopicOrderPaid, 502, events.OrderPaid{OrderID: 502, CustomerID: 9, PaidAt: time.Now()}, paid) // redelivered
+	testenv.WaitFor(t, 20*time.Second, "the sale", func() bool {
+		return count(t, s.db, `SELECT count(*) FROM product_history WHERE kind = 'sold' AND order_id = 502 AND units = 1`) == 1
+	})
+	if count(t, s.db, `SELECT count(*) FROM order_stock WHERE order_id = 502 AND status = 'sold'`) != 1 || stockOf(t, s, p.ID) != 4 {
+		t.Fatal("the paid order is not sold, or the sale moved the stock")
+	}
 }
 
 func TestConfigNamesMissingBrokers(t *testing.T) {

@@ -38,7 +38,38 @@ func (s *Stock) count(outcome string) {
 var (
 	reserveConsumer = events.ConsumerGroup("product", events.TopicOrderCreated)
 	releaseConsumer = events.ConsumerGroup("product", events.TopicOrderCancelled)
+	sellConsumer    = events.ConsumerGroup("product", events.TopicOrderPaid)
 )
+
+// Sell records that a paid order's reserved units are sold, once: the
+// decision moves from reserved to sold (a sold order is never released) and
+// each of its products gets a "sold" entry in its history. The stock does not
+// move; it moved at the reservation. The products are locked in id order, as a
+// reservation locks them, so the entry sits in the history after every change
+// that committed before it and at the version it was sold at.
+func (s *Stock) Sell(ctx context.Context, eventID string, paid events.OrderPaid) error {
+	return pg.InTx(ctx, s.db.Primary, func(tx pgx.Tx) error {
+		if first, err := inbox.Claim(ctx, tx, sellConsumer, eventID); err != nil || !first {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `
+			WITH o AS (
+				UPDATE order_stock SET status = 'sold', updated_at = now()
+				WHERE order_id = $1 AND status = 'reserved'
+				RETURNING order_id
+			), p AS (
+				SELECT p.id, p.version, r.quantity
+				FROM products p JOIN reservations r ON r.product_id = p.id JOIN o ON o.order_id = r.order_id
+				ORDER BY p.id
+				FOR UPDATE OF p
+			)
+			INSERT INTO product_history (product_id, version, kind, changes, order_id, units)
+			SELECT id, version, 'sold', '{}', $1, quantity FROM p`, paid.OrderID); err != nil {
+			return fmt.Errorf("record the sale of order %d: %w", paid.OrderID, err)
+		}
+		return nil
+	})
+}
 
 // Reserve takes every item of the order from stock in one transaction, or
 // nothing, and answers stock-reserved or stock-rejected through the outbox.
@@ -108,16 +139,25 @@ func (s *Stock) Reserve(ctx context.Context, eventID string, order events.OrderC
 		}
 
 		for _, id := range ids {
+			// The decrement, the reservation and the history row are one
+			// statement: the order path pays no round trip for the history
+			// (and one fewer than with a separate reservation insert).
 			p, err := scanProduct(tx.QueryRow(ctx, `
-				UPDATE products SET quantity = quantity - $2, version = version + 1, updated_at = now()
-				WHERE id = $1 AND quantity >= $2
-				RETURNING `+productColumns, id, wanted[id]))
+				WITH p AS (
+					UPDATE products SET quantity = quantity - $2, version = version + 1, updated_at = now()
+					WHERE id = $1 AND quantity >= $2
+					RETURNING `+productColumns+`
+				), r AS (
+					INSERT INTO reservations (order_id, product_id, quantity) SELECT $3, id, $2 FROM p
+				), h AS (
+					INSERT INTO product_history (product_id, version, kind, changes, order_id, units)
+					SELECT id, version, 'reserved', jsonb_build_object('quantity', jsonb_build_object('from', quantity + $2, 'to', quantity)), $3, $2
+					FROM p
+				)
+				SELECT `+productColumns+` FROM p`, id, wanted[id], order.OrderID))
 			if err != nil {
 				// Impossible under the row lock; if it ever happens, nothing commits.
 				return fmt.Errorf("take %d of product %d for order %d: %w", wanted[id], id, order.OrderID, err)
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO reservations (order_id, product_id, quantity) VALUES ($1, $2, $3)`, order.OrderID, id, wanted[id]); err != nil {
-				return fmt.Errorf("record reservation of product %d for order %d: %w", id, order.OrderID, err)
 			}
 			// The order service's product copy follows the stock.
 			if err := announce(ctx, tx, events.TopicProductUpdated, p.ID, productEvent(p)); err != nil {
@@ -166,11 +206,19 @@ func (s *Stock) Release(ctx context.Context, eventID string, cancel events.Order
 		}
 		// Soft-deleted products get their units back too, but are not announced:
 		// a product-updated would bring them back to life in the order service.
+		// The restock and its history rows are one statement.
 		rows, err := tx.Query(ctx, `
-			UPDATE products p SET quantity = p.quantity + r.quantity, version = p.version + 1, updated_at = now()
-			FROM reservations r
-			WHERE r.order_id = $1 AND r.product_id = p.id
-			RETURNING p.id, p.deleted_at IS NULL`, cancel.OrderID)
+			WITH moved AS (
+				UPDATE products p SET quantity = p.quantity + r.quantity, version = p.version + 1, updated_at = now()
+				FROM reservations r
+				WHERE r.order_id = $1 AND r.product_id = p.id
+				RETURNING p.id, p.version, p.quantity, r.quantity AS released, p.deleted_at IS NULL AS live
+			), h AS (
+				INSERT INTO product_history (product_id, version, kind, changes, order_id, units)
+				SELECT id, version, 'released', jsonb_build_object('quantity', jsonb_build_object('from', quantity - released, 'to', quantity)), $1, released
+				FROM moved
+			)
+			SELECT id, live FROM moved`, cancel.OrderID)
 		if err != nil {
 			return fmt.Errorf("restock order %d: %w", cancel.OrderID, err)
 		}

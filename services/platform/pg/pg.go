@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
@@ -19,13 +20,24 @@ type Config struct {
 	URL        string `envconfig:"URL" required:"true"`
 	ReplicaURL string `envconfig:"REPLICA_URL"`
 	MaxConns   int32  `envconfig:"MAX_CONNS" default:"10"`
+	// ReplicaMaxLag is how far behind the primary the replica may be and
+	// still serve reads that tolerate staleness; beyond it they go to the
+	// primary until it catches up.
+	ReplicaMaxLag time.Duration `envconfig:"REPLICA_MAX_LAG" default:"2s"`
+	// ReplicaCheckInterval paces the replica's checks (answers? how far
+	// behind?): a stopped replica stops serving reads within about this long.
+	ReplicaCheckInterval time.Duration `envconfig:"REPLICA_CHECK_INTERVAL" default:"500ms"`
 }
 
 // DB holds the pools. Replica is the primary itself when no replica is configured,
-// so code can always read from Replica.
+// so code can always read from Replica; Read picks the replica only while it
+// answers and keeps up (WatchReplica checks it).
 type DB struct {
 	Primary *pgxpool.Pool
 	Replica *pgxpool.Pool
+
+	replication *replication // nil without a replica of its own
+	reads       readCounts
 }
 
 // Open creates the pools without connecting: a database that is down at start is
@@ -43,6 +55,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 			return nil, err
 		}
 		db.Replica = replica
+		db.replication = newReplication(primary, replica, cfg)
 	}
 	return db, nil
 }
@@ -77,15 +90,12 @@ func (db *DB) Close() {
 	db.Primary.Close()
 }
 
-// Ready reports whether the primary and the replica answer.
+// Ready reports whether the primary answers. A replica that does not answer
+// leaves the service ready: its reads go to the primary meanwhile
+// (kshop_db_replica_up shows it).
 func (db *DB) Ready(ctx context.Context) error {
 	if err := db.Primary.Ping(ctx); err != nil {
 		return fmt.Errorf("primary database: %w", err)
-	}
-	if db.Replica != db.Primary {
-		if err := db.Replica.Ping(ctx); err != nil {
-			return fmt.Errorf("replica database: %w", err)
-		}
 	}
 	return nil
 }

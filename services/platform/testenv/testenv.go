@@ -279,3 +279,117 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, done func() bool)
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Replica is the private PostgreSQL streaming replica of the test server
+// (hack/testenv.sh starts it beside the primary).
+type Replica struct {
+	script string
+	addr   string
+}
+
+// replicaLock is shared by the tests that read from the replica and taken
+// alone by a test that stops it, so that one package stopping it never
+// surprises another package's test counting on it.
+func replicaLock(t testing.TB, how int) {
+	t.Helper()
+	dir := lookup(t, "KSHOP_TESTENV_DIR")
+	lock, err := os.OpenFile(dir+"/postgres-replica.lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatalf("open the replica lock: %v", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), how); err != nil {
+		t.Fatalf("lock the replica: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+		lock.Close()
+	})
+}
+
+// ReplicaURL returns the URL of the database at primaryURL (from NewDatabase)
+// on the streaming replica, once the replica has replayed its creation. The
+// replica stays up until the test ends.
+func ReplicaURL(t testing.TB, primaryURL string) string {
+	t.Helper()
+	base := lookup(t, "KSHOP_TEST_POSTGRES_REPLICA_URL")
+	requireReachable(t, "the PostgreSQL replica", hostOf(t, base))
+	replicaLock(t, syscall.LOCK_SH)
+	return replicaOf(t, base, primaryURL)
+}
+
+func replicaOf(t testing.TB, base, primaryURL string) string {
+	t.Helper()
+	p, err := url.Parse(primaryURL)
+	if err != nil {
+		t.Fatalf("bad database URL %q: %v", primaryURL, err)
+	}
+	u, _ := url.Parse(base)
+	u.Path = p.Path
+	WaitFor(t, 30*time.Second, "the replica to have database "+p.Path, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, u.String())
+		if err != nil {
+			return false
+		}
+		conn.Close(ctx)
+		return true
+	})
+	return u.String()
+}
+
+// RestartableReplica takes the streaming replica for the rest of the test,
+// alone: tests of other packages that read from it wait. It is started again
+// at cleanup if the test left it stopped.
+func RestartableReplica(t testing.TB, primaryURL string) (*Replica, string) {
+	t.Helper()
+	base := lookup(t, "KSHOP_TEST_POSTGRES_REPLICA_URL")
+	r := &Replica{script: lookup(t, "KSHOP_TESTENV"), addr: hostOf(t, base)}
+	replicaLock(t, syscall.LOCK_EX)
+	t.Cleanup(func() {
+		if !r.Reachable() {
+			r.Start(t)
+		}
+	})
+	if !r.Reachable() {
+		t.Logf("the replica was left stopped by an earlier, interrupted test; starting it")
+		r.Start(t)
+	}
+	// Nor may its replay stay paused by such a test.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect to the PostgreSQL replica: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SELECT pg_wal_replay_resume() WHERE pg_is_wal_replay_paused()`); err != nil {
+		t.Fatalf("resume the replica's replay: %v", err)
+	}
+	return r, replicaOf(t, base, primaryURL)
+}
+
+// Reachable reports whether the replica accepts connections.
+func (r *Replica) Reachable() bool {
+	conn, err := net.DialTimeout("tcp", r.addr, time.Second)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
+// Stop stops the replica and returns once it is down.
+func (r *Replica) Stop(t testing.TB) { t.Helper(); r.run(t, "stop") }
+
+// Start starts the replica and returns once it accepts connections; it
+// catches up with the primary from where it stopped.
+func (r *Replica) Start(t testing.TB) { t.Helper(); r.run(t, "start") }
+
+func (r *Replica) run(t testing.TB, verb string) {
+	t.Helper()
+	out, err := exec.Command(r.script, verb, "postgres-replica").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s the PostgreSQL replica: %v\n%s", verb, err, out)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -59,5 +60,36 @@ func TestNewAMQPVHostIsOneTestsOwn(t *testing.T) {
 			t.Fatalf("dial the vhost %s: %v", u, err)
 		}
 		conn.Close()
+	}
+}
+
+// TestTheReplicaStreamsThePrimary: the replica is a hot standby of the test
+// server: what the primary commits appears there, and it refuses writes.
+func TestTheReplicaStreamsThePrimary(t *testing.T) {
+	ctx := context.Background()
+	url := NewDatabase(t)
+	primary, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer primary.Close(ctx)
+	if _, err := primary.Exec(ctx, `CREATE TABLE marks (n int); INSERT INTO marks VALUES (7)`); err != nil {
+		t.Fatal(err)
+	}
+	replica, err := pgx.Connect(ctx, ReplicaURL(t, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replica.Close(ctx)
+	var recovering bool
+	if err := replica.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&recovering); err != nil || !recovering {
+		t.Fatalf("the replica is not a standby: %v, %v", recovering, err)
+	}
+	WaitFor(t, 10*time.Second, "the primary's row on the replica", func() bool {
+		var n int
+		return replica.QueryRow(ctx, `SELECT n FROM marks`).Scan(&n) == nil && n == 7
+	})
+	if _, err := replica.Exec(ctx, `INSERT INTO marks VALUES (8)`); err == nil || !strings.Contains(err.Error(), "read-only") {
+		t.Fatalf("a write on the replica: %v, want a read-only refusal", err)
 	}
 }
