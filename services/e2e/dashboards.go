@@ -270,6 +270,7 @@ var LevelPanels = map[string]string{
 	"product / Database connections in use": "connections held at the scrape's instant; an idle pool holds none",
 	"order / Database connections in use":   "connections held at the scrape's instant; an idle pool holds none",
 	"mail / Database connections in use":    "connections held at the scrape's instant; an idle pool holds none",
+	"product / Read replica lag":            "seconds the replica is behind; a replica that keeps up reads 0 at every check",
 }
 
 // BacklogPanels are failure panels (in FailurePanels) of a backlog's size or
