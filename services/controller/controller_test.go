@@ -313,6 +313,14 @@ func TestIdentityKeysArePublishedWithoutTheirPrivateParts(t *testing.T) {
 	if len(auth.Keys) != 1 || ids(auth) == ids(private) {
 		t.Fatalf("auth's keys %q and the gateway's %q must be two sets", ids(auth), ids(private))
 	}
+	// Looking for auth's keys by their label finds them alone.
+	var labelled corev1.SecretList
+	if err := c.List(ctx, &labelled, client.InNamespace(ns), client.HasLabels{controller.JWKSLabel}); err != nil {
+		t.Fatal(err)
+	}
+	if len(labelled.Items) != 1 || labelled.Items[0].Name != "shop-jwks" {
+		t.Fatalf("%d Secrets labelled %s, want auth's alone", len(labelled.Items), controller.JWKSLabel)
+	}
 
 	// Deleted by hand: written again.
 	if err := c.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-identity-keys-public"}}); err != nil {

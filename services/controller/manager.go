@@ -94,7 +94,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	}
 	if o.IdentitySecretName != "" {
 		identity := &JWKSReconciler{Client: mgr.GetClient(), Namespace: o.Namespace, SecretName: o.IdentitySecretName, PublicConfigMap: o.IdentityConfigMap,
-			Name: "identity-keys", Policy: o.IdentityPolicy, Now: o.Now, OwnerDeployment: o.JWKSOwner, Reader: mgr.GetAPIReader()}
+			Name: "identity-keys", Label: IdentityKeysLabel, Policy: o.IdentityPolicy, Now: o.Now, OwnerDeployment: o.JWKSOwner, Reader: mgr.GetAPIReader()}
 		if err := identity.SetupWithManager(mgr); err != nil {
 			return nil, err
 		}

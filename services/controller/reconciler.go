@@ -22,10 +22,13 @@ import (
 	"github.com/kshop/kshop/services/platform/tokens"
 )
 
-// The Secret's label and key: auth mounts the key and reads jwks.json.
+// The Secret's label and key: auth mounts the key and reads jwks.json. The
+// gateway's identity keys carry a label of their own, so that whoever looks
+// for auth's keys by label finds those alone.
 const (
-	JWKSLabel = "kshop.io/jwks"
-	JWKSKey   = "jwks.json"
+	JWKSLabel         = "kshop.io/jwks"
+	IdentityKeysLabel = "kshop.io/identity-keys"
+	JWKSKey           = "jwks.json"
 )
 
 // JWKSReconciler keeps the signing keys in the Secret Namespace/SecretName
@@ -40,7 +43,9 @@ type JWKSReconciler struct {
 	// private key (the gateway's identity keys: product and order mount it).
 	PublicConfigMap string
 	// Name names the controller (metrics, logs); empty: "jwks".
-	Name   string
+	Name string
+	// Label marks the Secret and the ConfigMap it creates; empty: JWKSLabel.
+	Label  string
 	Policy RotationPolicy
 	// OwnerDeployment, when set, names the Deployment (of Namespace) that owns
 	// the Secret the reconciler creates, so deleting it (helm uninstall)
@@ -50,6 +55,8 @@ type JWKSReconciler struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+func (r *JWKSReconciler) label() string { return cmp.Or(r.Label, JWKSLabel) }
 
 func (r *JWKSReconciler) now() time.Time {
 	if r.Now != nil {
@@ -119,7 +126,7 @@ func (r *JWKSReconciler) publish(ctx context.Context, set tokens.KeySet) error {
 	switch {
 	case apierrors.IsNotFound(err):
 		cm = corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.PublicConfigMap, Labels: map[string]string{JWKSLabel: "public"}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.PublicConfigMap, Labels: map[string]string{r.label(): "public"}},
 			Data:       map[string]string{JWKSKey: string(doc)},
 		}
 		owners, err := r.owners(ctx)
@@ -178,7 +185,7 @@ func (r *JWKSReconciler) EnsureSecret(ctx context.Context) error {
 		return err
 	}
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.SecretName, Labels: map[string]string{JWKSLabel: "true"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.SecretName, Labels: map[string]string{r.label(): "true"}},
 		Type:       corev1.SecretTypeOpaque,
 		Data:       map[string][]byte{JWKSKey: doc},
 	}
@@ -200,7 +207,7 @@ func (r *JWKSReconciler) EnsureSecret(ctx context.Context) error {
 // deleted or edited one is written again) and creates the Secret at start.
 func (r *JWKSReconciler) SetupWithManager(mgr manager.Manager) error {
 	ours := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		_, ok := o.GetLabels()[JWKSLabel]
+		_, ok := o.GetLabels()[r.label()]
 		return ok && o.GetName() == r.SecretName
 	})
 	if err := mgr.Add(manager.RunnableFunc(r.EnsureSecret)); err != nil {
