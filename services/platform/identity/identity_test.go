@@ -201,3 +201,56 @@ func TestConfigNeedsKeys(t *testing.T) {
 		t.Fatalf("an issuer with public keys only: err = %v, want one saying it needs the private keys", err)
 	}
 }
+
+// The gateway hands the same token out again, per identity and service,
+// while more than half its lifetime is left and its key still signs; the
+// number kept is bounded (Reuse).
+func TestIssuerReusesTokensForHalfTheirLife(t *testing.T) {
+	first := keys(t)
+	var current tokens.KeySet = first
+	now := time.Now()
+	issuer := &identity.Issuer{Keys: keySourceFunc(func() tokens.KeySet { return current }), TTL: time.Minute, Reuse: 8,
+		Now: func() time.Time { return now }}
+	ann := identity.User{ID: 7, Email: "ann@example.com", Roles: []string{"customer"}}
+	token := func(u identity.User, audience string) string {
+		t.Helper()
+		raw, err := issuer.Token(u, audience)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	a := token(ann, "order")
+	if token(ann, "order") != a {
+		t.Fatal("the same identity for the same service got a new token at once")
+	}
+	if token(ann, "product") == a {
+		t.Fatal("the order service's token was handed out for the product service")
+	}
+	admin := ann
+	admin.Roles = []string{"customer", "admin"}
+	if token(admin, "order") == a {
+		t.Fatal("a token was reused for other roles")
+	}
+	now = now.Add(29 * time.Second)
+	if token(ann, "order") != a {
+		t.Fatal("renewed before half its life")
+	}
+	now = now.Add(2 * time.Second)
+	b := token(ann, "order")
+	if b == a {
+		t.Fatal("handed out past half its life")
+	}
+	// A new key that signs: the token of the old one is not handed out again.
+	next := keys(t)
+	current = tokens.KeySet{Keys: append(append([]tokens.Key{}, next.Keys...), first.Keys...)}
+	next.Keys[0].ActiveFrom = first.Keys[0].ActiveFrom.Add(time.Second)
+	current.Keys[0] = next.Keys[0]
+	if c := token(ann, "order"); c == b {
+		t.Fatal("a token of a key that no longer signs was handed out again")
+	}
+}
+
+type keySourceFunc func() tokens.KeySet
+
+func (f keySourceFunc) KeySet() tokens.KeySet { return f() }
