@@ -141,7 +141,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trusted := identity.Config{Keys: tokens.Static(identityKeys.Public()), Leeway: 5 * time.Second}
+	trusted := identity.Config{Keys: tokens.Static(identityKeys.Public()), Leeway: 5 * time.Second, Cache: 4096}
 	p := &Platform{SMTP: smtptest.Start(t), AMQPURL: cfg.AMQPURL, Databases: map[string]string{}, Routes: map[string]gin.RoutesInfo{},
 		Metrics: map[string]*apitest.Client{}, IdentityKeys: identityKeys,
 		Admin: "admin-" + testenv.RandomSuffix() + "@example.com", AdminPassword: adminPassword}
@@ -217,7 +217,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 		AuthURL: p.Auth.Base, ProductURL: p.Product.Base, OrderURL: p.Order.Base,
 		AuthTimeout: 5 * time.Second, ProductTimeout: 5 * time.Second, OrderTimeout: 10 * time.Second,
 		TokenIssuer: "kshop-auth", TokenAudience: "kshop",
-		Identity:   identity.IssuerConfig{Keys: tokens.Static(identityKeys), TTL: time.Minute},
+		Identity:   identity.IssuerConfig{Keys: tokens.Static(identityKeys), TTL: time.Minute, Reuse: 4096},
 		RateLimits: cfg.RateLimits, BodyLimit: 1 << 20, TrustedProxies: cfg.TrustedProxies,
 	}
 	if err := gatewayCfg.Validate(); err != nil {
