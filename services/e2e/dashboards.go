@@ -25,9 +25,11 @@ import (
 func ScrapeTargets(t *testing.T, p *Platform) []promtest.Target {
 	t.Helper()
 	var targets []promtest.Target
+	// The metrics ports, as the ServiceMonitors name them: the API ports serve none.
 	for _, s := range []struct {
 		service, base string
-	}{{"gateway", p.Gateway.Base}, {"auth", p.Auth.Base}, {"product", p.Product.Base}, {"order", p.Order.Base}, {"mail", p.Mail.Base}} {
+	}{{"gateway", p.Metrics["gateway"].Base}, {"auth", p.Metrics["auth"].Base}, {"product", p.Metrics["product"].Base},
+		{"order", p.Metrics["order"].Base}, {"mail", p.Metrics["mail"].Base}} {
 		u, err := url.Parse(s.base)
 		if err != nil {
 			t.Fatal(err)

@@ -63,23 +63,6 @@ type User struct {
 // HasRole reports whether the user holds role.
 func (u User) HasRole(role string) bool { return slices.Contains(u.Roles, role) }
 
-// FromRequest reads the X-User-* headers as they are, verified or not; ok is
-// false when they are missing or malformed (a positive numeric id is
-// required). Services use Verifier, which checks them against the token.
-func FromRequest(r *http.Request) (User, bool) {
-	id, err := strconv.ParseInt(r.Header.Get(HeaderUserID), 10, 64)
-	if err != nil || id <= 0 {
-		return User{}, false
-	}
-	u := User{ID: id, Email: r.Header.Get(HeaderEmail)}
-	for _, role := range strings.Split(r.Header.Get(HeaderRoles), ",") {
-		if role = strings.TrimSpace(role); role != "" {
-			u.Roles = append(u.Roles, role)
-		}
-	}
-	return u, true
-}
-
 // Header sets u's X-User-* headers, and nothing that vouches for them: alone,
 // they are what a forger sends. Issuer.Header adds the token.
 func (u User) Header(h http.Header) {
