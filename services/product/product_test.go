@@ -40,6 +40,7 @@ var (
 
 type service struct {
 	*apitest.Client
+	metrics *apitest.Client // the metrics port
 	db      *pgxpool.Pool
 	app     *product.App
 	brokers string
@@ -69,7 +70,7 @@ func start(t testing.TB, cfg product.Config) *service {
 	t.Cleanup(pool.Close)
 	client := apitest.Start(t, app.Serve)
 	client.Audience = "product"
-	return &service{Client: client, db: pool, app: app, brokers: cfg.Kafka.Brokers}
+	return &service{Client: client, metrics: apitest.Run(t, app.ServeMetrics), db: pool, app: app, brokers: cfg.Kafka.Brokers}
 }
 
 // newCluster starts a Kafka cluster with every topic of the contract.
