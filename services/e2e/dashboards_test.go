@@ -62,6 +62,11 @@ func TestEveryDashboardPanelShowsTheJourneyAndALoad(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	// The kubelet's probes, as in a cluster, for as long as the panels are read.
+	probing, stopProbes := context.WithCancel(ctx)
+	probed := make(chan struct{})
+	go func() { defer close(probed); e2e.Probe(probing, p, time.Second) }()
+	defer func() { stopProbes(); <-probed }()
 	if err := loadgen.Journey(ctx, loadgen.JourneyConfig{
 		Gateway: p.Gateway.Base, Inbox: e2e.Inbox{Server: p.SMTP}, Admin: p.Admin, AdminPassword: p.AdminPassword,
 		Reminders: len(reminders), ExpiryWithin: 30 * time.Second,
