@@ -54,7 +54,9 @@ func TestEveryDashboardPanelShowsTheJourneyAndALoad(t *testing.T) {
 	reminders := []time.Duration{2 * time.Second}
 	// A virtual host of its own: the timers of the load's last orders are still
 	// waiting when the test ends, and would reach a later test's orders.
-	p := startPlatform(t, e2e.Config{Reminders: reminders, Expiry: 4 * time.Second, AMQPURL: testenv.NewAMQPVHost(t)})
+	// The product service reads from the test server's replica, as in a
+	// cluster with read replicas, so its replica panels have something to draw.
+	p := startPlatform(t, e2e.Config{Reminders: reminders, Expiry: 4 * time.Second, AMQPURL: testenv.NewAMQPVHost(t), ProductReplica: true})
 	targets := e2e.ScrapeTargets(t, p)
 	prom := promtest.Start(t, targets, time.Second, e2e.AlertsFile)
 	prom.Up(t, len(targets))
