@@ -21,6 +21,10 @@ auth_addr="127.0.0.1:${KSHOP_RUN_AUTH_PORT:-8081}"
 product_addr="127.0.0.1:${KSHOP_RUN_PRODUCT_PORT:-8082}"
 order_addr="127.0.0.1:${KSHOP_RUN_ORDER_PORT:-8083}"
 mail_addr="127.0.0.1:${KSHOP_RUN_MAIL_PORT:-8084}"
+# Each service's /metrics is on a port of its own, never on its API port.
+metrics_port="${KSHOP_RUN_METRICS_PORT:-9080}"
+gateway_metrics="127.0.0.1:$metrics_port" auth_metrics="127.0.0.1:$((metrics_port + 1))" product_metrics="127.0.0.1:$((metrics_port + 2))"
+order_metrics="127.0.0.1:$((metrics_port + 3))" mail_metrics="127.0.0.1:$((metrics_port + 4))"
 # One database per service, as in Kubernetes.
 databases="auth product order mail"
 
@@ -79,7 +83,9 @@ kshop development platform
   auth        http://$auth_addr   (try: curl -s http://$auth_addr/.well-known/jwks.json)
   product     http://$product_addr   (try: curl -s http://$product_addr/products)
   order       http://$order_addr   (docs/order.md)
-  mail        http://$mail_addr   (health and metrics; sends to Mailpit's SMTP on 127.0.0.1:$smtp_port)
+  mail        http://$mail_addr   (health; sends to Mailpit's SMTP on 127.0.0.1:$smtp_port)
+  metrics     http://$gateway_metrics/metrics (gateway), $auth_metrics auth, $product_metrics product, $order_metrics order, $mail_metrics mail
+  identity    the gateway signs each caller's identity for product and order with a key made for this run
   PostgreSQL  $pg_url/<service>   (databases: $databases)
   replica     $replica_url/product   (streaming replica; the product service reads there)
   Redis       $redis_addr
@@ -95,6 +101,7 @@ EOF
 # Not exec: the trap above must outlive the binary to stop the servers.
 export KSHOP_DEV_KAFKA_ADDR="$kafka_addr"
 export KSHOP_AUTH_HTTP_ADDR="$auth_addr"
+export KSHOP_AUTH_METRICS_ADDR="$auth_metrics"
 export KSHOP_AUTH_DATABASE_URL="$pg_url/auth"
 export KSHOP_AUTH_REDIS_ADDRS="$redis_addr"
 export KSHOP_AUTH_AMQP_URL="$amqp_url"
@@ -105,10 +112,12 @@ export KSHOP_AUTH_MAILS_PER_DAY="${KSHOP_AUTH_MAILS_PER_DAY:-1000}"
 # after registering: one e-mail per address every 5 s, not every minute.
 export KSHOP_AUTH_RESEND_COOLDOWN="${KSHOP_AUTH_RESEND_COOLDOWN:-5s}"
 export KSHOP_PRODUCT_HTTP_ADDR="$product_addr"
+export KSHOP_PRODUCT_METRICS_ADDR="$product_metrics"
 export KSHOP_PRODUCT_DATABASE_URL="$pg_url/product"
 export KSHOP_PRODUCT_DATABASE_REPLICA_URL="$replica_url/product"
 export KSHOP_PRODUCT_KAFKA_BROKERS="$kafka_addr"
 export KSHOP_ORDER_HTTP_ADDR="$order_addr"
+export KSHOP_ORDER_METRICS_ADDR="$order_metrics"
 export KSHOP_ORDER_DATABASE_URL="$pg_url/order"
 export KSHOP_ORDER_REDIS_ADDRS="$redis_addr"
 export KSHOP_ORDER_KAFKA_BROKERS="$kafka_addr"
@@ -121,10 +130,12 @@ export KSHOP_ORDER_EXPIRY_DELAY="${KSHOP_ORDER_EXPIRY_DELAY:-45s}"
 export KSHOP_ORDER_MAX_PENDING_ORDERS="${KSHOP_ORDER_MAX_PENDING_ORDERS:-1000}"
 export KSHOP_ORDER_MAX_PENDING_UNITS="${KSHOP_ORDER_MAX_PENDING_UNITS:-100000}"
 export KSHOP_MAIL_HTTP_ADDR="$mail_addr"
+export KSHOP_MAIL_METRICS_ADDR="$mail_metrics"
 export KSHOP_MAIL_DATABASE_URL="$pg_url/mail"
 export KSHOP_MAIL_AMQP_URL="$amqp_url"
 export KSHOP_MAIL_SMTP_HOST=127.0.0.1 KSHOP_MAIL_SMTP_PORT="$smtp_port" KSHOP_MAIL_SMTP_TLS=none
 export KSHOP_GATEWAY_HTTP_ADDR="$gateway_addr"
+export KSHOP_GATEWAY_METRICS_ADDR="$gateway_metrics"
 # Generous limits: every local client shares 127.0.0.1 (make load sends from it).
 export KSHOP_GATEWAY_RATE_LIMITS="${KSHOP_GATEWAY_RATE_LIMITS:-auth=300/m,products=2000/s,orders=500/s}"
 export KSHOP_GATEWAY_REDIS_ADDRS="$redis_addr"

@@ -39,6 +39,8 @@ var dependencyObjects = map[string]dependencyObject{
 	"%[1]s-mailpit-http":            {"Service", nil, "mailpit 0.27.0 templates/http-service.yaml, port 80 (pods: 8025)"},
 	"%[1]s-opentelemetry-collector": {"Service", nil, "opentelemetry-collector 0.111.0 templates/service.yaml, port 4317 (otlp)"},
 	"%[1]s-jwks":                    {"Secret", []string{"jwks.json"}, "the platform controller (services/controller), which creates and rotates it"},
+	"%[1]s-identity-keys":           {"Secret", []string{"jwks.json"}, "the platform controller, which creates and rotates the gateway's identity keys"},
+	"%[1]s-identity-keys-public":    {"ConfigMap", nil, "the platform controller, which publishes the public half of the gateway's identity keys"},
 }
 
 // releaseObjects are what a reference may point at for release, by kind and

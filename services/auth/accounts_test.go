@@ -112,7 +112,7 @@ func TestUnverifiedRegistrationsExpire(t *testing.T) {
 		t.Fatalf("%d codes outlived their registration", n)
 	}
 	s.post(t, "/verify", map[string]any{"email": pending, "verification_token": code}).Expect(t, http.StatusBadRequest, "token is wrong or expired")
-	metrics := s.Send(t, http.MethodGet, "/metrics", "", nil, nil)
+	metrics := s.metrics.Send(t, http.MethodGet, "/metrics", "", nil, nil)
 	if !bytes.Contains(metrics.Raw, []byte("kshop_auth_unverified_expired_total 1")) {
 		t.Fatalf("the expiry is not counted:\n%s", metrics.Raw)
 	}
@@ -162,7 +162,7 @@ func TestPasswordResetReplacesThePasswordAndRevokesItsTokens(t *testing.T) {
 	unknown := newEmail("nobody")
 	s.post(t, "/request-password-reset", map[string]any{"email": unknown}).Expect(t, http.StatusAccepted, "check your e-mail")
 	mail.None(events.QueuePasswordReset, byEmail, unknown, 300*time.Millisecond)
-	metrics := s.Send(t, http.MethodGet, "/metrics", "", nil, nil)
+	metrics := s.metrics.Send(t, http.MethodGet, "/metrics", "", nil, nil)
 	if !bytes.Contains(metrics.Raw, []byte("kshop_auth_password_resets_total 1")) {
 		t.Fatalf("the reset is not counted:\n%s", metrics.Raw)
 	}
@@ -403,7 +403,7 @@ func TestWrongPasswordsAreCappedPerAddressAcrossClients(t *testing.T) {
 			t.Errorf("%s: answers\n%s\nwant\n%s", who, strings.Join(answers[i], "\n"), strings.Join(want, "\n"))
 		}
 	}
-	metrics := s.Send(t, http.MethodGet, "/metrics", "", nil, nil)
+	metrics := s.metrics.Send(t, http.MethodGet, "/metrics", "", nil, nil)
 	if !bytes.Contains(metrics.Raw, []byte(`kshop_auth_limited_total{limit="login_failures"} 6`)) {
 		t.Errorf("the refusals are not counted:\n%s", metrics.Raw)
 	}

@@ -88,6 +88,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 
 	app.service = &lifecycle.Service{
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, Close: app.Close,
+		Metrics: httpx.MetricsHandler(registry), MetricsAddr: cfg.MetricsAddr, MetricsAddrVar: Prefix + "_METRICS_ADDR",
 		DB: db.Primary, Migrations: []pg.Migrations{Migrations, outbox.Migrations},
 		// Waits for the broker as long as it takes; redeclared after every reconnect.
 		Background:      []func(context.Context) error{func(ctx context.Context) error { return app.amqp.Declare(ctx, Topology()) }},
@@ -97,7 +98,6 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		Service:    "auth",
 		Logger:     logger,
 		Registerer: registry,
-		Gatherer:   registry,
 		Ready: map[string]func(context.Context) error{
 			"postgres":   db.Ready,
 			"redis":      func(ctx context.Context) error { return redisx.Ready(ctx, app.redis) },
@@ -127,6 +127,12 @@ func (a *App) Run(ctx context.Context) error {
 // Serve is Run on a listener the caller opened (tests use port 0). It closes
 // the app's connections when it returns.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error { return a.service.Serve(ctx, ln) }
+
+// ServeMetrics serves the metrics port (/metrics only) on a listener the
+// caller opened; Run opens cfg.MetricsAddr itself.
+func (a *App) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	return a.service.ServeMetrics(ctx, ln)
+}
 
 // Close releases the connections; Serve calls it on the way out.
 func (a *App) Close() {

@@ -36,7 +36,8 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // service is one running auth instance under test.
 type service struct {
 	*apitest.Client
-	db *pgxpool.Pool
+	metrics *apitest.Client // the metrics port
+	db      *pgxpool.Pool
 }
 
 func testConfig(t testing.TB) auth.Config {
@@ -88,14 +89,14 @@ func newApp(t testing.TB, cfg auth.Config) (*auth.App, *pgxpool.Pool) {
 func serve(t testing.TB, cfg auth.Config) *service {
 	t.Helper()
 	app, pool := newApp(t, cfg)
-	return &service{Client: apitest.Run(t, app.Serve), db: pool}
+	return &service{Client: apitest.Run(t, app.Serve), metrics: apitest.Run(t, app.ServeMetrics), db: pool}
 }
 
 // start is serve, then waits until the instance is ready.
 func start(t testing.TB, cfg auth.Config) *service {
 	t.Helper()
 	app, pool := newApp(t, cfg)
-	return &service{Client: apitest.Start(t, app.Serve), db: pool}
+	return &service{Client: apitest.Start(t, app.Serve), metrics: apitest.Run(t, app.ServeMetrics), db: pool}
 }
 
 func (s *service) post(t testing.TB, path string, body any) apitest.Reply {

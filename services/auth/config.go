@@ -25,6 +25,7 @@ const Prefix = "KSHOP_AUTH"
 // Config is the service's configuration (KSHOP_AUTH_* variables, README).
 type Config struct {
 	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8081"`
+	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9081"` // /metrics only; the API port serves none
 	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
 	Database        pg.Config        `envconfig:"DATABASE"`
 	Redis           redisx.Config    `envconfig:"REDIS"`

@@ -27,6 +27,15 @@ type Config struct {
 	PropagationDelay time.Duration `envconfig:"PROPAGATION_DELAY" default:"10m"`
 	TokenLifetime    time.Duration `envconfig:"TOKEN_LIFETIME" default:"1h"`
 	Grace            time.Duration `envconfig:"GRACE" default:"15m"`
+	// IdentitySecret, when set, names the Secret of the gateway's identity
+	// keys (created and rotated like the JWKS Secret, mounted by the gateway
+	// only); IdentityConfigMap the ConfigMap their public half is published
+	// in (mounted by the services). Identity tokens live a minute, so their
+	// keys can turn over faster than access-token keys.
+	IdentitySecret         string        `envconfig:"IDENTITY_SECRET"`
+	IdentityConfigMap      string        `envconfig:"IDENTITY_CONFIGMAP"`
+	IdentityRotationPeriod time.Duration `envconfig:"IDENTITY_ROTATION_PERIOD" default:"24h"`
+	IdentityTokenLifetime  time.Duration `envconfig:"IDENTITY_TOKEN_LIFETIME" default:"1m"`
 	// Kafka and AMQP reach the brokers the topology ConfigMaps describe
 	// (KSHOP_CONTROLLER_KAFKA_*, KSHOP_CONTROLLER_AMQP_*); leave one's
 	// variables unset to leave that broker alone.
@@ -55,6 +64,13 @@ func (c *Config) Validate() error {
 	if c.TokenLifetime <= 0 || c.Grace < 0 {
 		errs = append(errs, fmt.Errorf("%s_TOKEN_LIFETIME must be positive and %s_GRACE not negative", Prefix, Prefix))
 	}
+	if (c.IdentitySecret == "") != (c.IdentityConfigMap == "") {
+		errs = append(errs, fmt.Errorf("%s_IDENTITY_SECRET and %s_IDENTITY_CONFIGMAP go together: the services need the public half of the keys the gateway signs with", Prefix, Prefix))
+	}
+	if c.IdentitySecret != "" && (c.IdentityRotationPeriod <= c.PropagationDelay || c.IdentityTokenLifetime <= 0) {
+		errs = append(errs, fmt.Errorf("%s_IDENTITY_ROTATION_PERIOD=%v must be longer than %s_PROPAGATION_DELAY=%v, and %s_IDENTITY_TOKEN_LIFETIME positive",
+			Prefix, c.IdentityRotationPeriod, Prefix, c.PropagationDelay, Prefix))
+	}
 	if c.Kafka.Configured() {
 		if err := c.Kafka.Validate(Prefix + "_KAFKA"); err != nil {
 			errs = append(errs, err)
@@ -74,4 +90,9 @@ func (c *Config) Validate() error {
 // Policy is the rotation policy the configuration describes.
 func (c *Config) Policy() RotationPolicy {
 	return RotationPolicy{Algorithm: c.KeyAlgorithm, Period: c.RotationPeriod, PropagationDelay: c.PropagationDelay, TokenLifetime: c.TokenLifetime, Grace: c.Grace}
+}
+
+// IdentityPolicy is the rotation policy of the gateway's identity keys.
+func (c *Config) IdentityPolicy() RotationPolicy {
+	return RotationPolicy{Algorithm: c.KeyAlgorithm, Period: c.IdentityRotationPeriod, PropagationDelay: c.PropagationDelay, TokenLifetime: c.IdentityTokenLifetime, Grace: c.Grace}
 }

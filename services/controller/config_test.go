@@ -19,6 +19,12 @@ func TestConfigRefusesARotationThatCannotPropagate(t *testing.T) {
 		"HMAC keys":                       func(c *Config) { c.KeyAlgorithm = "HS256" },
 		"no token lifetime":               func(c *Config) { c.TokenLifetime = 0 },
 		"topology re-checked constantly":  func(c *Config) { c.TopologyResync = 10 * time.Millisecond },
+		"identity keys without their public ConfigMap": func(c *Config) {
+			c.IdentitySecret, c.IdentityRotationPeriod, c.IdentityTokenLifetime = "shop-identity-keys", 24*time.Hour, time.Minute
+		},
+		"identity keys rotated faster than they propagate": func(c *Config) {
+			c.IdentitySecret, c.IdentityConfigMap, c.IdentityRotationPeriod, c.IdentityTokenLifetime = "k", "k-public", 5*time.Minute, time.Minute
+		},
 	} {
 		c := ok
 		mutate(&c)
@@ -28,6 +34,14 @@ func TestConfigRefusesARotationThatCannotPropagate(t *testing.T) {
 	}
 	if p := ok.Policy(); p.Period != ok.RotationPeriod || p.TokenLifetime != time.Hour || p.Grace != 15*time.Minute {
 		t.Fatalf("policy %+v", p)
+	}
+	withIdentity := ok
+	withIdentity.IdentitySecret, withIdentity.IdentityConfigMap, withIdentity.IdentityRotationPeriod, withIdentity.IdentityTokenLifetime = "k", "k-public", 24*time.Hour, time.Minute
+	if err := withIdentity.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if p := withIdentity.IdentityPolicy(); p.Period != 24*time.Hour || p.TokenLifetime != time.Minute || p.PropagationDelay != ok.PropagationDelay {
+		t.Fatalf("identity policy %+v", p)
 	}
 }
 

@@ -228,3 +228,126 @@ func TestTheSecretBelongsToTheControllerDeployment(t *testing.T) {
 		t.Fatalf("owner references %+v, want the Deployment shop-controller (%s)", refs, owner.UID)
 	}
 }
+
+// The gateway's identity keys: a Secret of their own, rotated beside auth's
+// keys without touching them, and a ConfigMap that holds their public half
+// only, updated in the pass that adds a key (so the services know it for the
+// whole propagation delay before it signs) and written again when deleted.
+func TestIdentityKeysArePublishedWithoutTheirPrivateParts(t *testing.T) {
+	ctx := context.Background()
+	c, err := client.New(apiServer.Config, client.Options{Scheme: scheme.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := namespace(t, c)
+	t0 := time.Now().UTC().Truncate(time.Second)
+	clk := &clock{now: t0}
+	identityPolicy := controller.RotationPolicy{Algorithm: tokens.EdDSA, Period: time.Hour, PropagationDelay: 10 * time.Minute, TokenLifetime: time.Minute, Grace: 5 * time.Minute}
+	mgr, err := controller.NewManager(apiServer.Config, controller.Options{
+		Namespace: ns, JWKSSecretName: "shop-jwks", Policy: policy,
+		IdentitySecretName: "shop-identity-keys", IdentityConfigMap: "shop-identity-keys-public", IdentityPolicy: identityPolicy,
+		MetricsAddr: "0", ProbeAddr: "0", Now: clk.Now, SeveralPerProcess: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgrCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mgrCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+
+	secretKeys := func(name string) tokens.KeySet {
+		var secret corev1.Secret
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &secret); err != nil {
+			return tokens.KeySet{}
+		}
+		set, err := tokens.ParseJWKS(secret.Data[controller.JWKSKey])
+		if err != nil {
+			t.Fatalf("secret %s: %v", name, err)
+		}
+		return set
+	}
+	published := func() (tokens.KeySet, string) {
+		var cm corev1.ConfigMap
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "shop-identity-keys-public"}, &cm); err != nil {
+			return tokens.KeySet{}, ""
+		}
+		set, err := tokens.ParseJWKS([]byte(cm.Data[controller.JWKSKey]))
+		if err != nil {
+			t.Fatalf("public ConfigMap: %v", err)
+		}
+		return set, cm.Data[controller.JWKSKey]
+	}
+	ids := func(set tokens.KeySet) string {
+		var out []string
+		for _, k := range set.Keys {
+			out = append(out, k.ID)
+		}
+		return strings.Join(out, ",")
+	}
+	samePublicKeys := func() bool {
+		private := secretKeys("shop-identity-keys")
+		public, _ := published()
+		return len(private.Keys) > 0 && ids(private) == ids(public)
+	}
+	testenv.WaitFor(t, 30*time.Second, "the identity keys and their public half", samePublicKeys)
+	private := secretKeys("shop-identity-keys")
+	public, raw := published()
+	if _, err := private.SigningKey(t0); err != nil {
+		t.Fatalf("the Secret holds no private signing key: %v", err)
+	}
+	for _, k := range public.Keys {
+		if k.Private != nil {
+			t.Fatal("the public ConfigMap holds a private key")
+		}
+	}
+	if strings.Contains(raw, `"d"`) {
+		t.Fatalf("the public ConfigMap carries a private member:\n%s", raw)
+	}
+	auth := secretKeys("shop-jwks")
+	if len(auth.Keys) != 1 || ids(auth) == ids(private) {
+		t.Fatalf("auth's keys %q and the gateway's %q must be two sets", ids(auth), ids(private))
+	}
+	// Looking for auth's keys by their label finds them alone.
+	var labelled corev1.SecretList
+	if err := c.List(ctx, &labelled, client.InNamespace(ns), client.HasLabels{controller.JWKSLabel}); err != nil {
+		t.Fatal(err)
+	}
+	if len(labelled.Items) != 1 || labelled.Items[0].Name != "shop-jwks" {
+		t.Fatalf("%d Secrets labelled %s, want auth's alone", len(labelled.Items), controller.JWKSLabel)
+	}
+
+	// Deleted by hand: written again.
+	if err := c.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-identity-keys-public"}}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 30*time.Second, "the deleted public ConfigMap to be written again", samePublicKeys)
+
+	// A period later a new key comes: published with the old one, not yet signing.
+	clk.Set(t0.Add(time.Hour + time.Second))
+	first := private.Keys[0].ID
+	secret := &corev1.Secret{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "shop-identity-keys"}, secret); err != nil {
+		t.Fatal(err)
+	}
+	// Nudge the reconciler (its requeue is an hour of real time away).
+	secret.Annotations = map[string]string{"test/nudge": "1"}
+	if err := c.Update(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 30*time.Second, "the rotated key to be published", func() bool {
+		return samePublicKeys() && len(secretKeys("shop-identity-keys").Keys) == 2
+	})
+	rotated := secretKeys("shop-identity-keys")
+	if k, err := rotated.SigningKey(clk.Now()); err != nil || k.ID != first {
+		t.Fatalf("the new key signs before its propagation delay: %v %v", k.ID, err)
+	}
+	if ids(secretKeys("shop-jwks")) != ids(auth) {
+		t.Fatal("rotating the identity keys changed auth's keys")
+	}
+}

@@ -25,6 +25,11 @@ type Options struct {
 	// JWKSOwner names the Deployment that owns the Secret it creates (empty: none).
 	JWKSOwner string
 	Policy    RotationPolicy
+	// IdentitySecretName and IdentityConfigMap, when set, are where the
+	// gateway's identity keys and their public half are kept, rotated by
+	// IdentityPolicy.
+	IdentitySecretName, IdentityConfigMap string
+	IdentityPolicy                        RotationPolicy
 	// MetricsAddr and ProbeAddr serve /metrics and /healthz, /readyz ("0" turns one off).
 	MetricsAddr, ProbeAddr string
 	// LeaderElection makes one replica of several do the work, holding the
@@ -48,7 +53,7 @@ type Options struct {
 }
 
 // NewManager builds the manager: one namespace's Secrets cached, the JWKS
-// rotation and the messaging topology registered, health checks and metrics, leader election by a Lease.
+// rotation (auth's keys, and the gateway's identity keys when named) and the messaging topology registered, health checks and metrics, leader election by a Lease.
 func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -86,6 +91,13 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		OwnerDeployment: o.JWKSOwner, Reader: mgr.GetAPIReader()}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
+	}
+	if o.IdentitySecretName != "" {
+		identity := &JWKSReconciler{Client: mgr.GetClient(), Namespace: o.Namespace, SecretName: o.IdentitySecretName, PublicConfigMap: o.IdentityConfigMap,
+			Name: "identity-keys", Label: IdentityKeysLabel, Policy: o.IdentityPolicy, Now: o.Now, OwnerDeployment: o.JWKSOwner, Reader: mgr.GetAPIReader()}
+		if err := identity.SetupWithManager(mgr); err != nil {
+			return nil, err
+		}
 	}
 	brokers := map[string]TopologyBroker{}
 	if o.Kafka.Brokers != "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -85,7 +86,15 @@ func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 		t.Error("no account-verified e-mail")
 	}
 
-	// Every service tells on /metrics what the journey did.
+	// Every service tells on /metrics what the journey did: on its metrics
+	// port, as its API port serves none.
+	for name, api := range map[string]*apitest.Client{"auth": authAPI, "product": productAPI, "order": orderAPI, "mail": mailAPI, "gateway": gw} {
+		api.Send(t, "GET", "/metrics", "", nil, nil).Expect(t, http.StatusNotFound, "route not found")
+		if p.Metrics[name] == nil {
+			t.Fatalf("no metrics port for %s", name)
+		}
+	}
+	authAPI, productAPI, orderAPI, mailAPI, gw = p.Metrics["auth"], p.Metrics["product"], p.Metrics["order"], p.Metrics["mail"], p.Metrics["gateway"]
 	for _, c := range []struct {
 		api    *apitest.Client
 		series string

@@ -42,12 +42,13 @@ func BenchmarkOrderPlacement(b *testing.B) {
 	productURL, orderURL := testenv.NewDatabase(b), testenv.NewDatabase(b)
 	productApp, err := product.New(product.Config{
 		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: productURL, MaxConns: 10},
-		Kafka: kafka.Connection{Brokers: brokers}, ConsumerMaxAttempts: 3,
+		Kafka: kafka.Connection{Brokers: brokers}, ConsumerMaxAttempts: 3, Identity: apitest.IdentityConfig(),
 	}, log.With("service", "product"), serviceRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}
 	productAPI := apitest.Start(b, productApp.Serve)
+	productAPI.Audience = "product"
 	orderApp, err := order.New(order.Config{
 		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: orderURL, MaxConns: 10},
 		Redis: redisx.Config{Addrs: []string{testenv.RedisAddr(b)}}, Kafka: kafka.Connection{Brokers: brokers}, AMQP: amqp.Config{URL: testenv.OwnAMQPURL(b)},
@@ -55,6 +56,7 @@ func BenchmarkOrderPlacement(b *testing.B) {
 		// Nobody pays: 200 customers each hold b.N/200 orders pending, which
 		// the limits must not refuse (a 409 here counts as a stock refusal).
 		MaxPendingOrders: 1_000_000, MaxPendingUnits: 1_000_000_000,
+		Identity: apitest.IdentityConfig(),
 	}, log.With("service", "order"), serviceRegistry())
 	if err != nil {
 		b.Fatal(err)
@@ -142,7 +144,10 @@ func postOrder(client *http.Client, base string, customer identity.User, product
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	customer.Header(req.Header)
+	// As the gateway would send it: the identity signed for the order service.
+	if err := apitest.Issuer().Header(req.Header, customer, "order"); err != nil {
+		return 0, err
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err

@@ -21,6 +21,7 @@ import (
 	"github.com/kshop/kshop/services/order"
 	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/apitest"
+	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/kafkatest"
 	"github.com/kshop/kshop/services/platform/pg"
@@ -77,8 +78,13 @@ type Config struct {
 // servers, with a client per service and the databases they own.
 type Platform struct {
 	Gateway, Auth, Product, Order, Mail *apitest.Client
-	SMTP                                *smtptest.Server
-	AMQPURL                             string
+	// Metrics are the services' metrics ports, by service name.
+	Metrics map[string]*apitest.Client
+	// IdentityKeys are the gateway's identity keys (private parts included),
+	// the services trusting their public half.
+	IdentityKeys tokens.KeySet
+	SMTP         *smtptest.Server
+	AMQPURL      string
 	// Admin is the one address auth makes an administrator, a new one per
 	// platform (none is fixed), and AdminPassword a password for it, random
 	// too; nobody has registered it yet.
@@ -131,7 +137,13 @@ func Start(t *testing.T, cfg Config) *Platform {
 	if err != nil {
 		t.Fatal(err)
 	}
+	identityKeys, err := identity.GenerateKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted := identity.Config{Keys: tokens.Static(identityKeys.Public()), Leeway: 5 * time.Second, Cache: 4096}
 	p := &Platform{SMTP: smtptest.Start(t), AMQPURL: cfg.AMQPURL, Databases: map[string]string{}, Routes: map[string]gin.RoutesInfo{},
+		Metrics: map[string]*apitest.Client{}, IdentityKeys: identityKeys,
 		Admin: "admin-" + testenv.RandomSuffix() + "@example.com", AdminPassword: adminPassword}
 	database := func(service string) pg.Config {
 		p.Databases[service] = testenv.NewDatabase(t)
@@ -155,6 +167,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 	}
 	p.Auth = apitest.Start(t, authApp.Serve)
 	p.Routes["auth"] = routesOf(t, authApp.Handler)
+	p.Metrics["auth"] = apitest.Run(t, authApp.ServeMetrics)
 
 	productDB := database("product")
 	if cfg.ProductReplica {
@@ -163,12 +176,14 @@ func Start(t *testing.T, cfg Config) *Platform {
 	productApp, err := product.New(product.Config{
 		ShutdownTimeout: 5 * time.Second, Database: productDB,
 		Kafka: kafkaConn, ConsumerMaxAttempts: cfg.ConsumerAttempts, ConsumerRetry: cfg.ConsumerRetry,
+		Identity: trusted,
 	}, log.With("service", "product"), registry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.Product = apitest.Start(t, productApp.Serve)
 	p.Routes["product"] = routesOf(t, productApp.Handler)
+	p.Metrics["product"] = apitest.Run(t, productApp.ServeMetrics)
 
 	orderApp, err := order.New(order.Config{
 		ShutdownTimeout: 5 * time.Second, Database: database("order"),
@@ -176,12 +191,14 @@ func Start(t *testing.T, cfg Config) *Platform {
 		ReminderDelays: cfg.Reminders, ExpiryDelay: cfg.Expiry, LockTTL: 10 * time.Second,
 		MaxPendingOrders: cfg.MaxPendingOrders, MaxPendingUnits: cfg.MaxPendingUnits,
 		ConsumerMaxAttempts: cfg.ConsumerAttempts, ConsumerRetry: cfg.ConsumerRetry,
+		Identity: trusted,
 	}, log.With("service", "order"), registry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.Order = apitest.Start(t, orderApp.Serve)
 	p.Routes["order"] = routesOf(t, orderApp.Handler)
+	p.Metrics["order"] = apitest.Run(t, orderApp.ServeMetrics)
 
 	mailApp, err := mail.New(mail.Config{
 		ShutdownTimeout: 5 * time.Second, Database: database("mail"), AMQP: rabbitmq,
@@ -193,12 +210,14 @@ func Start(t *testing.T, cfg Config) *Platform {
 	}
 	p.Mail = apitest.Start(t, mailApp.Serve)
 	p.Routes["mail"] = routesOf(t, mailApp.Handler)
+	p.Metrics["mail"] = apitest.Run(t, mailApp.ServeMetrics)
 
 	gatewayCfg := gateway.Config{
 		ShutdownTimeout: 5 * time.Second, Redis: redis,
 		AuthURL: p.Auth.Base, ProductURL: p.Product.Base, OrderURL: p.Order.Base,
 		AuthTimeout: 5 * time.Second, ProductTimeout: 5 * time.Second, OrderTimeout: 10 * time.Second,
 		TokenIssuer: "kshop-auth", TokenAudience: "kshop",
+		Identity:   identity.IssuerConfig{Keys: tokens.Static(identityKeys), TTL: time.Minute, Reuse: 4096},
 		RateLimits: cfg.RateLimits, BodyLimit: 1 << 20, TrustedProxies: cfg.TrustedProxies,
 	}
 	if err := gatewayCfg.Validate(); err != nil {
@@ -210,6 +229,7 @@ func Start(t *testing.T, cfg Config) *Platform {
 	}
 	p.Gateway = apitest.Start(t, gatewayApp.Serve)
 	p.Routes["gateway"] = routesOf(t, gatewayApp.Handler)
+	p.Metrics["gateway"] = apitest.Run(t, gatewayApp.ServeMetrics)
 	return p
 }
 

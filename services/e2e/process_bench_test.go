@@ -18,9 +18,11 @@ import (
 	"github.com/kshop/kshop/services/e2e"
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/loadgen"
+	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/kafkatest"
 	"github.com/kshop/kshop/services/platform/smtptest"
 	"github.com/kshop/kshop/services/platform/testenv"
+	"github.com/kshop/kshop/services/platform/tokens"
 )
 
 // serviceProcess is one service binary running as its own process, as in its pod.
@@ -60,19 +62,41 @@ func BenchmarkServiceProcesses(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The gateway's identity keys as Kubernetes mounts them: the private set
+	// for the gateway, the public one for the services.
+	identityKeys, err := identity.GenerateKeys()
+	if err != nil {
+		b.Fatal(err)
+	}
+	privateKeys, publicKeys := filepath.Join(b.TempDir(), "identity.json"), filepath.Join(b.TempDir(), "identity-public.json")
+	for path, set := range map[string]struct {
+		keys    tokens.KeySet
+		private bool
+	}{privateKeys: {identityKeys, true}, publicKeys: {identityKeys.Public(), false}} {
+		doc, err := set.keys.MarshalJWKS(set.private)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(path, doc, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
 	env := map[string][]string{
 		"auth": {"KSHOP_AUTH_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_AUTH_REDIS_ADDRS=" + redis,
 			"KSHOP_AUTH_AMQP_URL=" + amqpURL, "KSHOP_AUTH_ADMIN_EMAILS=" + admin},
-		"product": {"KSHOP_PRODUCT_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_PRODUCT_KAFKA_BROKERS=" + brokers},
+		"product": {"KSHOP_PRODUCT_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_PRODUCT_KAFKA_BROKERS=" + brokers,
+			"KSHOP_PRODUCT_IDENTITY_KEYS_FILE=" + publicKeys},
 		"order": {"KSHOP_ORDER_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_ORDER_REDIS_ADDRS=" + redis,
 			"KSHOP_ORDER_KAFKA_BROKERS=" + brokers, "KSHOP_ORDER_AMQP_URL=" + amqpURL,
 			// 4 customers leave about 50 orders each unpaid in the 20 s of load.
-			"KSHOP_ORDER_MAX_PENDING_ORDERS=1000", "KSHOP_ORDER_MAX_PENDING_UNITS=100000"},
+			"KSHOP_ORDER_MAX_PENDING_ORDERS=1000", "KSHOP_ORDER_MAX_PENDING_UNITS=100000",
+			"KSHOP_ORDER_IDENTITY_KEYS_FILE=" + publicKeys},
 		"mail": {"KSHOP_MAIL_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_MAIL_AMQP_URL=" + amqpURL,
 			"KSHOP_MAIL_SMTP_HOST=" + smtp.Host, "KSHOP_MAIL_SMTP_PORT=" + strconv.Itoa(smtp.Port), "KSHOP_MAIL_SMTP_TLS=none"},
 		"gateway": {"KSHOP_GATEWAY_REDIS_ADDRS=" + redis, "KSHOP_GATEWAY_AUTH_URL=http://" + addr["auth"],
 			"KSHOP_GATEWAY_PRODUCT_URL=http://" + addr["product"], "KSHOP_GATEWAY_ORDER_URL=http://" + addr["order"],
-			"KSHOP_GATEWAY_RATE_LIMITS=auth=300/m,products=5000/s,orders=1000/s"},
+			"KSHOP_GATEWAY_RATE_LIMITS=auth=300/m,products=5000/s,orders=1000/s",
+			"KSHOP_GATEWAY_IDENTITY_KEYS_FILE=" + privateKeys},
 	}
 
 	// One at a time, so each start-up has the machine to itself (the gateway
@@ -86,7 +110,7 @@ func BenchmarkServiceProcesses(b *testing.B) {
 	for _, name := range names {
 		prefix := "KSHOP_" + strings.ToUpper(name) + "_"
 		p := &serviceProcess{name: name, addr: addr[name], cmd: exec.Command(filepath.Join(bin, name))}
-		p.cmd.Env = append(os.Environ(), append(env[name], prefix+"HTTP_ADDR="+p.addr, prefix+"LOG_LEVEL=warn")...)
+		p.cmd.Env = append(os.Environ(), append(env[name], prefix+"HTTP_ADDR="+p.addr, prefix+"METRICS_ADDR=127.0.0.1:0", prefix+"LOG_LEVEL=warn")...)
 		logFile, err := os.Create(filepath.Join(b.TempDir(), name+".log"))
 		if err != nil {
 			b.Fatal(err)

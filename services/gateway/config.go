@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 
+	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/redisx"
 	"github.com/kshop/kshop/services/platform/telemetry"
@@ -25,6 +26,7 @@ const Prefix = "KSHOP_GATEWAY"
 // Config is the gateway's configuration (docs/gateway.md).
 type Config struct {
 	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8080"`
+	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9080"` // /metrics only; the API port serves none
 	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
 	Redis           redisx.Config    `envconfig:"REDIS"`
 	Log             logx.Config      `envconfig:"LOG"`
@@ -57,6 +59,9 @@ type Config struct {
 	// (about 1 KB each; 0 verifies every request in full). A remembered token
 	// is refused as soon as it expires or its key leaves the key set.
 	TokenCache int `envconfig:"TOKEN_CACHE" default:"4096"`
+	// Identity signs the identity the gateway passes upstream
+	// (KSHOP_GATEWAY_IDENTITY_KEYS_FILE, _TTL; docs/gateway.md, Identity).
+	Identity identity.IssuerConfig `envconfig:"IDENTITY"`
 	// RevocationCache is how long the answer "this token's credentials are not
 	// revoked" is kept per credential before Redis is asked again: the longest
 	// a token outlives a password reset or an account deletion. 0: ask Redis

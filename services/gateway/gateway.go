@@ -19,6 +19,7 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/httpx"
@@ -37,11 +38,14 @@ var openAPI []byte
 // App is one running gateway.
 type App struct {
 	Handler http.Handler
+	// Metrics serves /metrics, on the metrics port only.
+	Metrics http.Handler
 
 	cfg      Config
 	redis    redis.UniversalClient
 	limiter  *redis_rate.Limiter
 	verifier *tokens.Verifier
+	issuer   *identity.Issuer
 	revoked  *revocations
 	metrics  *metrics
 	logger   *slog.Logger
@@ -145,6 +149,11 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	app.verifier = &tokens.Verifier{Keys: keys, Issuer: cfg.TokenIssuer, Audience: cfg.TokenAudience, Leeway: 30 * time.Second,
 		Cache: tokens.NewVerifiedCache(cfg.TokenCache)}
 	app.revoked = newRevocations(app.redis, cfg.RevocationCache)
+	issuer, err := cfg.Identity.NewIssuer(Prefix+"_IDENTITY", logger)
+	if err != nil {
+		return nil, err
+	}
+	app.issuer = issuer
 
 	upstreams := map[string]*upstream{}
 	for _, u := range []struct {
@@ -163,7 +172,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	}
 
 	engine := httpx.NewEngine(httpx.Options{
-		Service: "gateway", Logger: logger, Registerer: registry, Gatherer: registry, BodyLimit: cfg.BodyLimit,
+		Service: "gateway", Logger: logger, Registerer: registry, BodyLimit: cfg.BodyLimit,
 		Ready: map[string]func(context.Context) error{"jwks": keysReady},
 	})
 	if err := engine.SetTrustedProxies(cfg.TrustedProxies); err != nil {
@@ -177,7 +186,12 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 
 	public, user, admin := app.authenticate(false), app.authenticate(true), app.authenticate(true, identity.RoleAdmin)
 	forward := func(u *upstream) gin.HandlerFunc {
-		return func(c *gin.Context) { u.proxy.ServeHTTP(c.Writer, c.Request) }
+		return func(c *gin.Context) {
+			if !app.vouch(c, u.name) {
+				return
+			}
+			u.proxy.ServeHTTP(c.Writer, c.Request)
+		}
 	}
 	auth, products, orders := upstreams["auth"], upstreams["product"], upstreams["order"]
 	// Only auth's public routes: its /healthz, /readyz and /metrics (and any
@@ -193,7 +207,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	engine.GET("/products/:id/history", admin, app.rateLimit(GroupProducts), forward(products))
 	engine.Any("/orders", user, app.rateLimit(GroupOrders), forward(orders))
 	engine.Any("/orders/*path", user, app.rateLimit(GroupOrders), forward(orders))
-	app.Handler = engine
+	app.Handler, app.Metrics = engine, httpx.MetricsHandler(registry)
 	return app, nil
 }
 
@@ -214,17 +228,15 @@ var authRoutes = []route{
 // route is a method and a path.
 type route struct{ method, path string }
 
-var identityHeaders = []string{identity.HeaderUserID, identity.HeaderEmail, identity.HeaderRoles}
-
 const userKey = "gateway.user"
 
-// authenticate ALWAYS removes the identity headers the client sent, then
+// authenticate ALWAYS removes the identity headers (and identity token) the client sent, then
 // verifies the bearer token when there is one (a present but bad token is 401
 // even on a public route) and passes the verified identity upstream. required
 // makes a token mandatory; roles, when given, must include one the user holds.
 func (a *App) authenticate(required bool, roles ...string) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		for _, h := range identityHeaders {
+		for _, h := range identity.Headers {
 			c.Request.Header.Del(h)
 		}
 		raw := c.GetHeader("Authorization")
@@ -278,6 +290,24 @@ func (a *App) authenticate(required bool, roles ...string) gin.HandlerFunc {
 		c.Set(userKey, u)
 		c.Next()
 	}
+}
+
+// vouch adds the token that proves the verified identity to upstream: signed
+// with the gateway's key, for that service only, valid for the identity TTL.
+// The services refuse X-User-* headers without it.
+func (a *App) vouch(c *gin.Context, upstream string) bool {
+	v, ok := c.Get(userKey)
+	if !ok {
+		return true
+	}
+	token, err := a.issuer.Token(v.(identity.User), upstream)
+	if err != nil {
+		a.logger.ErrorContext(c.Request.Context(), "identity not signed", "upstream", upstream, "error", err)
+		httpx.Fail(c, http.StatusServiceUnavailable, "identity signing unavailable")
+		return false
+	}
+	c.Request.Header.Set(identity.HeaderToken, token)
+	return true
 }
 
 func (a *App) refuse(c *gin.Context, reason string) {
@@ -350,13 +380,30 @@ func cors(origins []string) gin.HandlerFunc {
 	}
 }
 
-// Run serves on cfg.HTTPAddr until ctx ends.
+// Run serves the API on cfg.HTTPAddr and the metrics on cfg.MetricsAddr
+// (when set) until ctx ends.
 func (a *App) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("%s_HTTP_ADDR=%s: %w", Prefix, a.cfg.HTTPAddr, err)
 	}
-	return a.Serve(ctx, ln)
+	if a.cfg.MetricsAddr == "" {
+		return a.Serve(ctx, ln)
+	}
+	metrics, err := net.Listen("tcp", a.cfg.MetricsAddr)
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("%s_METRICS_ADDR=%s: %w", Prefix, a.cfg.MetricsAddr, err)
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.ServeMetrics(ctx, metrics) })
+	g.Go(func() error { return a.Serve(ctx, ln) })
+	return g.Wait()
+}
+
+// ServeMetrics serves the metrics port on a listener the caller opened.
+func (a *App) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	return httpx.ServeListener(ctx, ln, a.Metrics, a.cfg.ShutdownTimeout, a.logger)
 }
 
 // Serve is Run on a listener the caller opened.

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/gateway"
 	"github.com/kshop/kshop/services/platform/apitest"
+	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/redisx"
 	"github.com/kshop/kshop/services/platform/telemetry"
 	"github.com/kshop/kshop/services/platform/testenv"
@@ -95,8 +97,11 @@ func (u *upstream) calls() int {
 type world struct {
 	auth, product, order *upstream
 	key                  tokens.Key
+	identityKeys         tokens.KeySet // the gateway's own, for the services
 	cfg                  gateway.Config
 	registry             *prometheus.Registry
+	// metrics is each started gateway's metrics port.
+	metrics map[*apitest.Client]*apitest.Client
 
 	jwksMu sync.Mutex
 	// published is the key set auth serves; jwksDelay holds each answer that
@@ -127,7 +132,11 @@ func newWorld(t testing.TB) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{auth: newUpstream(t), product: newUpstream(t), order: newUpstream(t), key: key, published: []tokens.Key{key}}
+	identityKeys, err := identity.GenerateKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{auth: newUpstream(t), product: newUpstream(t), order: newUpstream(t), key: key, published: []tokens.Key{key}, identityKeys: identityKeys}
 	w.auth.answer = func(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Content-Type", "application/json")
 		if r.URL.Path == "/.well-known/jwks.json" {
@@ -152,6 +161,7 @@ func newWorld(t testing.TB) *world {
 		AuthURL:         w.auth.URL, ProductURL: w.product.URL, OrderURL: w.order.URL,
 		AuthTimeout: 5 * time.Second, ProductTimeout: 5 * time.Second, OrderTimeout: 5 * time.Second,
 		TokenIssuer: "kshop-auth", TokenAudience: "kshop", TokenCache: 4096,
+		Identity:   identity.IssuerConfig{Keys: tokens.Static(identityKeys), TTL: time.Minute},
 		RateLimits: "auth=1000/s,products=1000/s,orders=1000/s",
 		BodyLimit:  1 << 20,
 	}
@@ -169,7 +179,31 @@ func (w *world) start(t testing.TB) *apitest.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return apitest.Start(t, app.Serve)
+	gw := apitest.Start(t, app.Serve)
+	if w.metrics == nil {
+		w.metrics = map[*apitest.Client]*apitest.Client{}
+	}
+	w.metrics[gw] = apitest.Run(t, app.ServeMetrics)
+	return gw
+}
+
+// scrape reads gw's metrics from its metrics port.
+func (w *world) scrape(t testing.TB, gw *apitest.Client) apitest.Reply {
+	t.Helper()
+	return call(t, w.metrics[gw], http.MethodGet, "/metrics", "", nil).Expect(t, http.StatusOK, "")
+}
+
+// The API port does not serve the metrics; the metrics port serves nothing else.
+func TestMetricsOnTheirOwnPort(t *testing.T) {
+	w := newWorld(t)
+	gw := w.start(t)
+	call(t, gw, http.MethodGet, "/products", "", nil).Expect(t, http.StatusOK, "")
+	call(t, gw, http.MethodGet, "/metrics", "", nil).Expect(t, http.StatusNotFound, "route not found")
+	if text := string(w.scrape(t, gw).Raw); !strings.Contains(text, `http_requests_total{method="GET",route="/products",service="gateway",status="200"} 1`) {
+		t.Fatalf("the metrics port does not count the API's requests:\n%s", text)
+	}
+	call(t, w.metrics[gw], http.MethodGet, "/products", "", nil).Expect(t, http.StatusNotFound, "route not found")
+	call(t, w.metrics[gw], http.MethodGet, "/healthz", "", nil).Expect(t, http.StatusNotFound, "route not found")
 }
 
 func (w *world) token(t testing.TB, userID int64, roles ...string) string {
@@ -207,14 +241,21 @@ func call(t testing.TB, c *apitest.Client, method, path, token string, header ma
 func TestRoutesIdentityAndHeaders(t *testing.T) {
 	w := newWorld(t)
 	gw := w.start(t)
-	spoof := map[string]string{"X-User-ID": "1", "X-User-Roles": "admin", "X-User-Email": "root@example.com", "X-Forwarded-For": "10.9.9.9"}
+	// A token the gateway really signed, for another user: a client replaying
+	// one it captured must not get it through.
+	captured, err := (&identity.Issuer{Keys: tokens.Static(w.identityKeys), TTL: time.Minute}).Token(identity.User{ID: 1, Roles: []string{"admin"}}, "product")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spoof := map[string]string{"X-User-ID": "1", "X-User-Roles": "admin", "X-User-Email": "root@example.com", "X-Forwarded-For": "10.9.9.9",
+		identity.HeaderToken: captured}
 
 	call(t, gw, http.MethodGet, "/products/5?x=1", "", spoof).Expect(t, http.StatusOK, "")
 	seen := w.product.last(t)
 	if seen.URL.Path != "/products/5" || seen.URL.RawQuery != "x=1" {
 		t.Fatalf("upstream got %s", seen.URL)
 	}
-	for _, h := range []string{"X-User-ID", "X-User-Roles", "X-User-Email"} {
+	for _, h := range identity.Headers {
 		if v := seen.Header.Get(h); v != "" {
 			t.Fatalf("a spoofed %s=%q reached the upstream", h, v)
 		}
@@ -224,10 +265,22 @@ func TestRoutesIdentityAndHeaders(t *testing.T) {
 	}
 
 	token := w.token(t, 42)
-	r := call(t, gw, http.MethodGet, "/orders/7", token, map[string]string{"X-User-ID": "1", "X-Request-ID": "trace-me-123"}).Expect(t, http.StatusOK, "")
+	r := call(t, gw, http.MethodGet, "/orders/7", token, map[string]string{"X-User-ID": "1", identity.HeaderToken: captured, "X-Request-ID": "trace-me-123"}).Expect(t, http.StatusOK, "")
 	seen = w.order.last(t)
 	if seen.Header.Get("X-User-ID") != "42" || seen.Header.Get("X-User-Email") != "user42@example.com" || seen.Header.Get("X-User-Roles") != "customer" {
 		t.Fatalf("identity upstream: %v", seen.Header)
+	}
+	// The identity reaches the order service signed by the gateway's key, for
+	// the order service only.
+	for audience, valid := range map[string]bool{"order": true, "product": false} {
+		verifier := &tokens.Verifier{Keys: tokens.KeySetLookup{Source: tokens.Static(w.identityKeys.Public())}, Issuer: identity.TokenIssuer, Audience: audience}
+		claims, err := verifier.Verify(context.Background(), seen.Header.Get(identity.HeaderToken))
+		if valid && (err != nil || claims.Subject != "42" || claims.Email != "user42@example.com" || !slices.Equal(claims.Roles, []string{"customer"})) {
+			t.Fatalf("identity token for the order service: %+v, %v", claims, err)
+		}
+		if !valid && err == nil {
+			t.Fatalf("the order service's identity token is accepted by the %s service", audience)
+		}
 	}
 	if seen.Header.Get("X-Request-ID") != "trace-me-123" || r.Header.Values("X-Request-ID")[0] != "trace-me-123" || len(r.Header.Values("X-Request-ID")) != 1 {
 		t.Fatalf("request id: upstream %q, response %q", seen.Header.Get("X-Request-ID"), r.Header.Values("X-Request-ID"))
@@ -327,7 +380,7 @@ func TestRedisDownFailsOpenOrClosed(t *testing.T) {
 	w.cfg.Redis.Addrs = []string{"127.0.0.1:1"}
 	open := w.start(t)
 	call(t, open, http.MethodGet, "/products", "", nil).Expect(t, http.StatusOK, "")
-	metrics := call(t, open, http.MethodGet, "/metrics", "", nil)
+	metrics := w.scrape(t, open)
 	if !strings.Contains(string(metrics.Raw), "kshop_gateway_rate_limiter_errors_total 1") {
 		t.Fatal("the fail-open request was not counted")
 	}
@@ -359,7 +412,7 @@ func TestDeadUpstreamIs502AndSlowUpstreamIs504(t *testing.T) {
 		t.Fatalf("502 after %v: a refused connection must not wait for the timeout", elapsed)
 	}
 	call(t, gw, http.MethodGet, "/orders", w.token(t, 5), nil).Expect(t, http.StatusGatewayTimeout, "upstream timed out")
-	metrics := string(call(t, gw, http.MethodGet, "/metrics", "", nil).Raw)
+	metrics := string(w.scrape(t, gw).Raw)
 	for _, want := range []string{`kshop_gateway_upstream_errors_total{kind="unavailable",upstream="product"} 1`, `kshop_gateway_upstream_errors_total{kind="timeout",upstream="order"} 1`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
@@ -694,7 +747,7 @@ func TestTokensOfARevokedCredentialAreRefused(t *testing.T) {
 	}
 	call(t, gw, http.MethodGet, "/orders", tokenOf(current), nil).Expect(t, http.StatusOK, "")
 	call(t, gw, http.MethodGet, "/orders", tokenOf(""), nil).Expect(t, http.StatusOK, "")
-	metrics := call(t, gw, http.MethodGet, "/metrics", "", nil)
+	metrics := w.scrape(t, gw)
 	if !strings.Contains(string(metrics.Raw), `kshop_gateway_rejected_tokens_total{reason="revoked"} 2`) {
 		t.Fatalf("revoked tokens are not counted:\n%s", metrics.Raw)
 	}
@@ -738,7 +791,7 @@ func TestRedisDownLeavesRevocationOpenOrClosed(t *testing.T) {
 	}
 	open := w.start(t)
 	call(t, open, http.MethodGet, "/orders", token, nil).Expect(t, http.StatusOK, "")
-	if metrics := call(t, open, http.MethodGet, "/metrics", "", nil); !strings.Contains(string(metrics.Raw), "kshop_gateway_revocation_check_errors_total 1") {
+	if metrics := w.scrape(t, open); !strings.Contains(string(metrics.Raw), "kshop_gateway_revocation_check_errors_total 1") {
 		t.Fatal("the unchecked revocation was not counted")
 	}
 	w.cfg.RevocationFailClosed = true

@@ -134,6 +134,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	declared := make(chan struct{})
 	app.service = &lifecycle.Service{
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, Close: app.Close,
+		Metrics: httpx.MetricsHandler(registry), MetricsAddr: cfg.MetricsAddr, MetricsAddrVar: Prefix + "_METRICS_ADDR",
 		// The service's only table is the inbox: the ids of the messages it sent.
 		DB: db.Primary, Migrations: []pg.Migrations{inbox.Migrations},
 		Background: []func(context.Context) error{func(ctx context.Context) error {
@@ -155,7 +156,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		})
 	}
 	engine := httpx.NewEngine(httpx.Options{
-		Service: "mail", Logger: logger, Registerer: registry, Gatherer: registry,
+		Service: "mail", Logger: logger, Registerer: registry,
 		Ready: map[string]func(context.Context) error{
 			"postgres":   db.Ready,
 			"rabbitmq":   app.amqp.Ready,
@@ -256,6 +257,12 @@ func (a *App) Run(ctx context.Context) error {
 
 // Serve is Run on a listener the caller opened.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error { return a.service.Serve(ctx, ln) }
+
+// ServeMetrics serves the metrics port (/metrics only) on a listener the
+// caller opened; Run opens cfg.MetricsAddr itself.
+func (a *App) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	return a.service.ServeMetrics(ctx, ln)
+}
 
 // Close releases the connections; Serve calls it on the way out.
 func (a *App) Close() {

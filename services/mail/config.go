@@ -32,6 +32,7 @@ const (
 // Config is the service's configuration (docs/mail.md).
 type Config struct {
 	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8084"`
+	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9084"` // /metrics only; the API port serves none
 	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
 	Database        pg.Config        `envconfig:"DATABASE"`
 	AMQP            amqp.Config      `envconfig:"AMQP"`

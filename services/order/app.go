@@ -17,6 +17,7 @@ import (
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/httpx"
+	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/inbox"
 	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/lifecycle"
@@ -59,6 +60,11 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		return nil, err
 	}
 	amqpURL, err := cfg.AMQP.DialURL()
+	if err != nil {
+		return nil, err
+	}
+	// Only callers the gateway vouches for act as someone (docs/security.md).
+	verifier, err := identity.NewVerifier(cfg.Identity, "order", Prefix+"_IDENTITY", logger)
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +140,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	declared := make(chan struct{})
 	app.service = &lifecycle.Service{
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, Close: app.Close,
+		Metrics: httpx.MetricsHandler(registry), MetricsAddr: cfg.MetricsAddr, MetricsAddrVar: Prefix + "_METRICS_ADDR",
 		DB: db.Primary, Migrations: []pg.Migrations{Migrations, outbox.Migrations, inbox.Migrations},
 		Background: []func(context.Context) error{func(ctx context.Context) error {
 			if err := app.amqp.Declare(ctx, app.Topology()); err != nil {
@@ -158,7 +165,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		})
 	}
 	engine := httpx.NewEngine(httpx.Options{
-		Service: "order", Logger: logger, Registerer: registry, Gatherer: registry,
+		Service: "order", Logger: logger, Registerer: registry,
 		Ready: map[string]func(context.Context) error{
 			"postgres":   db.Ready,
 			"redis":      func(ctx context.Context) error { return redisx.Ready(ctx, app.redis) },
@@ -167,6 +174,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 			"migrations": app.service.MigrationsApplied,
 		},
 	})
+	engine.Use(verifier.Authenticate())
 	(&handlers{orders: app.Orders, logger: logger, now: time.Now}).routes(engine)
 	app.Handler, app.service.Handler = engine, engine
 	return app, nil
@@ -239,6 +247,12 @@ func (a *App) Run(ctx context.Context) error {
 // Serve is Run on a listener the caller opened. It closes the app's
 // connections when it returns.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error { return a.service.Serve(ctx, ln) }
+
+// ServeMetrics serves the metrics port (/metrics only) on a listener the
+// caller opened; Run opens cfg.MetricsAddr itself.
+func (a *App) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	return a.service.ServeMetrics(ctx, ln)
+}
 
 // Close releases the connections; Serve calls it on the way out.
 func (a *App) Close() {

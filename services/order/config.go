@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kshop/kshop/services/platform/amqp"
+	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/pg"
@@ -23,6 +24,7 @@ const Prefix = "KSHOP_ORDER"
 // Config is the service's configuration (docs/order.md).
 type Config struct {
 	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8083"`
+	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9083"` // /metrics only; the API port serves none
 	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
 	Database        pg.Config        `envconfig:"DATABASE"`
 	Redis           redisx.Config    `envconfig:"REDIS"`
@@ -30,6 +32,9 @@ type Config struct {
 	AMQP            amqp.Config      `envconfig:"AMQP"`
 	Log             logx.Config      `envconfig:"LOG"`
 	OTel            telemetry.Config `envconfig:"OTEL"`
+	// Identity is where the gateway's public identity keys are
+	// (KSHOP_ORDER_IDENTITY_KEYS_FILE): the only proof of who calls.
+	Identity identity.Config `envconfig:"IDENTITY"`
 
 	// ReminderDelays are the payment reminders after an order is placed.
 	ReminderDelays []time.Duration `envconfig:"REMINDER_DELAYS" default:"4h,12h,22h"`

@@ -57,6 +57,7 @@ func TestMain(m *testing.M) {
 
 type service struct {
 	*apitest.Client
+	metrics *apitest.Client // the metrics port
 	db      *pgxpool.Pool
 	app     *order.App
 	brokers string
@@ -75,6 +76,7 @@ func testConfig(t testing.TB) order.Config {
 		ExpiryDelay:         4 * time.Hour,
 		LockTTL:             10 * time.Second,
 		ConsumerMaxAttempts: 3,
+		Identity:            apitest.IdentityConfig(),
 	}
 }
 
@@ -89,7 +91,9 @@ func start(t testing.TB, cfg order.Config) *service {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return &service{Client: apitest.Start(t, app.Serve), db: pool, app: app, brokers: cfg.Kafka.Brokers, amqpURL: cfg.AMQP.URL}
+	client := apitest.Start(t, app.Serve)
+	client.Audience = "order"
+	return &service{Client: client, metrics: apitest.Run(t, app.ServeMetrics), db: pool, app: app, brokers: cfg.Kafka.Brokers, amqpURL: cfg.AMQP.URL}
 }
 
 type orderJSON struct {
@@ -238,6 +242,24 @@ func TestConcurrentIdenticalRequestsCreateOneOrder(t *testing.T) {
 	}
 	// The same request id from another customer is another order.
 	s.Do(t, &bob, http.MethodPost, "/orders", orderBody(requestID, [2]int64{1, 2})).Expect(t, http.StatusCreated, "")
+}
+
+// A caller past the gateway cannot act as a customer: bare X-User-* headers
+// and a token the gateway signed for the product service are refused, and
+// nothing is created; the gateway's token for this service works.
+func TestIdentityNeedsTheGatewaysToken(t *testing.T) {
+	s := start(t, testConfig(t))
+	s.product(t, 1, "10.00", 3)
+	forger := *s.Client
+	forger.Audience = ""
+	forger.Do(t, &ann, http.MethodGet, "/orders", nil).Expect(t, http.StatusUnauthorized, "unauthorized")
+	forger.Do(t, &ann, http.MethodPost, "/orders", orderBody("forged", [2]int64{1, 1})).Expect(t, http.StatusUnauthorized, "unauthorized")
+	forger.Audience = "product"
+	forger.Do(t, &ann, http.MethodPost, "/orders", orderBody("misaddressed", [2]int64{1, 1})).Expect(t, http.StatusUnauthorized, "unauthorized")
+	if n := count(t, s.db, `SELECT count(*) FROM orders`); n != 0 {
+		t.Fatalf("%d orders created by forged identities", n)
+	}
+	s.Do(t, &ann, http.MethodPost, "/orders", orderBody("real", [2]int64{1, 1})).Expect(t, http.StatusCreated, "")
 }
 
 func TestOrderErrors(t *testing.T) {
@@ -650,7 +672,8 @@ func TestPendingLimitsHoldUnderParallelOrders(t *testing.T) {
 	if again := orderIn(t, s.Do(t, &ann, http.MethodPost, "/orders", orderBody(requestID, [2]int64{1, 1})).Expect(t, http.StatusOK, "")); again.ID != id {
 		t.Fatalf("the retry of request %s answered order %d, want %d", requestID, again.ID, id)
 	}
-	metrics := string(s.Do(t, nil, http.MethodGet, "/metrics", nil).Raw)
+	s.Do(t, nil, http.MethodGet, "/metrics", nil).Expect(t, http.StatusNotFound, "route not found")
+	metrics := string(s.metrics.Do(t, nil, http.MethodGet, "/metrics", nil).Raw)
 	for _, want := range []string{`kshop_orders_refused_total{limit="orders"} 36`, `kshop_orders_refused_total{limit="units"} 39`} {
 		if !strings.Contains(metrics, want+"\n") {
 			t.Errorf("/metrics lacks %s", want)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/httpx"
+	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/inbox"
 	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/lifecycle"
@@ -46,6 +47,11 @@ type App struct {
 func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, error) {
 	// Checked here too, for configurations built without config.Load.
 	if err := cfg.Kafka.Validate(Prefix + "_KAFKA"); err != nil {
+		return nil, err
+	}
+	// Only callers the gateway vouches for act as someone (docs/security.md).
+	verifier, err := identity.NewVerifier(cfg.Identity, "product", Prefix+"_IDENTITY", logger)
+	if err != nil {
 		return nil, err
 	}
 	db, err := pg.Open(context.Background(), cfg.Database)
@@ -92,6 +98,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 
 	app.service = &lifecycle.Service{
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, Close: app.Close,
+		Metrics: httpx.MetricsHandler(registry), MetricsAddr: cfg.MetricsAddr, MetricsAddrVar: Prefix + "_METRICS_ADDR",
 		DB: db.Primary, Migrations: []pg.Migrations{Migrations, outbox.Migrations, inbox.Migrations},
 		AfterMigrations: []func(context.Context) error{app.relay.Run},
 	}
@@ -105,13 +112,13 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		Service:    "product",
 		Logger:     logger,
 		Registerer: registry,
-		Gatherer:   registry,
 		Ready: map[string]func(context.Context) error{
 			"postgres":   db.Ready,
 			"kafka":      producer.Ready,
 			"migrations": app.service.MigrationsApplied,
 		},
 	})
+	engine.Use(verifier.Authenticate())
 	(&handlers{catalogue: &Catalogue{db: db}, logger: logger}).routes(engine)
 	app.Handler, app.service.Handler = engine, engine
 	return app, nil
@@ -171,6 +178,12 @@ func (a *App) Run(ctx context.Context) error {
 // Serve is Run on a listener the caller opened. It closes the app's
 // connections when it returns.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error { return a.service.Serve(ctx, ln) }
+
+// ServeMetrics serves the metrics port (/metrics only) on a listener the
+// caller opened; Run opens cfg.MetricsAddr itself.
+func (a *App) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	return a.service.ServeMetrics(ctx, ln)
+}
 
 // Close releases the connections; Serve calls it on the way out.
 func (a *App) Close() {

@@ -6,6 +6,7 @@ package product
 import (
 	"time"
 
+	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/pg"
@@ -19,11 +20,15 @@ const Prefix = "KSHOP_PRODUCT"
 // Config is the service's configuration (docs/product.md).
 type Config struct {
 	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8082"`
+	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9082"` // /metrics only; the API port serves none
 	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
 	Database        pg.Config        `envconfig:"DATABASE"`
 	Kafka           kafka.Connection `envconfig:"KAFKA"`
 	Log             logx.Config      `envconfig:"LOG"`
 	OTel            telemetry.Config `envconfig:"OTEL"`
+	// Identity is where the gateway's public identity keys are
+	// (KSHOP_PRODUCT_IDENTITY_KEYS_FILE): the only proof of who calls.
+	Identity identity.Config `envconfig:"IDENTITY"`
 	// ConsumerMaxAttempts bounds how often one event is tried before it goes to
 	// its dead-letter topic.
 	ConsumerMaxAttempts int `envconfig:"CONSUMER_MAX_ATTEMPTS" default:"5"`

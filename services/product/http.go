@@ -106,9 +106,10 @@ func (h *handlers) routes(r gin.IRoutes) {
 // must, as admins are who change products and would otherwise not find what
 // they just created or changed while the replica catches up. Their reads are
 // few; everyone else's may be as stale as the replica is allowed to lag.
+// Only an identity the gateway vouched for counts (identity.Authenticate
+// refused the request otherwise).
 func fresh(c *gin.Context) bool {
-	u, ok := identity.FromRequest(c.Request)
-	return ok && u.HasRole(identity.RoleAdmin)
+	return identity.FromContext(c).HasRole(identity.RoleAdmin)
 }
 
 // bindFields decodes a product's four fields, or writes the 400.

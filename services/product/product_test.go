@@ -26,6 +26,7 @@ import (
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/telemetry"
 	"github.com/kshop/kshop/services/platform/testenv"
+	"github.com/kshop/kshop/services/platform/tokens"
 	"github.com/kshop/kshop/services/product"
 )
 
@@ -39,6 +40,7 @@ var (
 
 type service struct {
 	*apitest.Client
+	metrics *apitest.Client // the metrics port
 	db      *pgxpool.Pool
 	app     *product.App
 	brokers string
@@ -51,6 +53,7 @@ func testConfig(t testing.TB, brokers string) product.Config {
 		Database:            pg.Config{URL: testenv.NewDatabase(t), MaxConns: 20},
 		Kafka:               kafka.Connection{Brokers: brokers},
 		ConsumerMaxAttempts: 3,
+		Identity:            apitest.IdentityConfig(),
 	}
 }
 
@@ -65,7 +68,9 @@ func start(t testing.TB, cfg product.Config) *service {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return &service{Client: apitest.Start(t, app.Serve), db: pool, app: app, brokers: cfg.Kafka.Brokers}
+	client := apitest.Start(t, app.Serve)
+	client.Audience = "product"
+	return &service{Client: client, metrics: apitest.Run(t, app.ServeMetrics), db: pool, app: app, brokers: cfg.Kafka.Brokers}
 }
 
 // newCluster starts a Kafka cluster with every topic of the contract.
@@ -130,7 +135,7 @@ func (s *service) replace(t testing.TB, as *identity.User, path, ifMatch string,
 	}
 	header := http.Header{}
 	if as != nil {
-		as.Header(header)
+		s.Identify(t, header, *as)
 	}
 	if ifMatch != "" {
 		header.Set("If-Match", ifMatch)
@@ -257,6 +262,49 @@ func TestOnlyAdminsWrite(t *testing.T) {
 	if n := count(t, s.db, `SELECT count(*) FROM products`); n != 1 {
 		t.Fatalf("%d products, want 1", n)
 	}
+}
+
+// A caller that reaches the service past the gateway cannot act as an
+// admin: bare X-User-* headers, a token for another service, signed by
+// another key or expired are all refused, and nothing is written.
+func TestIdentityNeedsTheGatewaysToken(t *testing.T) {
+	s := newService(t)
+	body := map[string]any{"name": "x", "description": "y", "price": 1, "quantity": 1}
+	strangerKeys, err := identity.GenerateKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	longAgo := time.Now().Add(-time.Hour)
+	signed := func(i *identity.Issuer, audience string) http.Header {
+		h := http.Header{}
+		if err := i.Header(h, admin, audience); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	forged := http.Header{}
+	admin.Header(forged)
+	for name, header := range map[string]http.Header{
+		"bare headers":         forged,
+		"token for the orders": signed(apitest.Issuer(), "order"),
+		"token by another key": signed(&identity.Issuer{Keys: tokens.Static(strangerKeys), TTL: time.Minute}, "product"),
+		"expired token":        signed(&identity.Issuer{Keys: tokens.Static(apitest.IdentityKeys()), TTL: time.Minute, Now: func() time.Time { return longAgo }}, "product"),
+		"forged roles on token": func() http.Header {
+			h := signed(apitest.Issuer(), "product")
+			h.Set(identity.HeaderRoles, "admin")
+			return h
+		}(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			raw, _ := json.Marshal(body)
+			s.Send(t, http.MethodPost, "/products", "application/json", raw, header).Expect(t, http.StatusUnauthorized, "unauthorized")
+			s.Send(t, http.MethodGet, "/products", "", nil, header).Expect(t, http.StatusUnauthorized, "unauthorized")
+		})
+	}
+	if n := count(t, s.db, `SELECT count(*) FROM products`); n != 0 {
+		t.Fatalf("%d products written by forged admins", n)
+	}
+	s.Do(t, &admin, http.MethodPost, "/products", body).Expect(t, http.StatusCreated, "")
 }
 
 func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {

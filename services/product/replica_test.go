@@ -15,11 +15,11 @@ import (
 	"github.com/kshop/kshop/services/platform/testenv"
 )
 
-// metric reads one series of the service's /metrics (the name with its
-// labels, as exposed), or -1 when it is absent.
+// metric reads one series of the service's /metrics, on its metrics port
+// (the name with its labels, as exposed), or -1 when it is absent.
 func (s *service) metric(t testing.TB, series string) float64 {
 	t.Helper()
-	resp, err := http.Get(s.Base + "/metrics")
+	resp, err := http.Get(s.metrics.Base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -414,7 +414,14 @@ func checkNetworkPolicies(ctx context.Context, t *testing.T) {
 	if probe("client", clientLabels(), gateway, product)[product] {
 		t.Fatal("the release's in-cluster client reached the product service directly, past the gateway")
 	}
-	measured(t, "NetworkPolicy: a stranger pod and the release's client pod are refused the product port; the client reaches the gateway, the stranger the inbox")
+	// A pod that calls itself Prometheus outside the monitoring namespace
+	// reaches neither the product service's API port nor its metrics port.
+	productMetrics := "http://" + release + "-product:9082/metrics"
+	impostor := map[string]string{"app.kubernetes.io/name": "prometheus"}
+	if answered := probe("impostor", impostor, inbox+"/", product, productMetrics); answered[product] || answered[productMetrics] {
+		t.Fatalf("a pod labelled prometheus in %s reached the product service: %v", namespace, answered)
+	}
+	measured(t, "NetworkPolicy: a stranger pod, the release's client pod and a pod labelled prometheus outside the monitoring namespace are refused the product ports; the client reaches the gateway, the stranger the inbox")
 }
 
 // userSecrets are the operator's, made before the install

@@ -322,6 +322,28 @@ true
 {{- default (include "kshop.fullname" (dict "root" . "name" "jwks")) .Values.jwks.secretName -}}
 {{- end -}}
 
+{{/* The gateway's identity keys (private, the gateway's alone) and their public half (the services'). */}}
+{{- define "kshop.identitySecret" -}}
+{{- default (include "kshop.fullname" (dict "root" . "name" "identity-keys")) .Values.identity.secretName -}}
+{{- end -}}
+{{- define "kshop.identityConfigMap" -}}
+{{- default (include "kshop.fullname" (dict "root" . "name" "identity-keys-public")) .Values.identity.configMapName -}}
+{{- end -}}
+
+{{/* Who may scrape the metrics ports: NetworkPolicy peers (a YAML list).
+The namespace the values name; the release's own with the bundled Prometheus. */}}
+{{- define "kshop.prometheusPeers" -}}
+{{- $namespaces := list .Values.networkPolicy.prometheus.namespace }}
+{{- if and .Values.observability.enabled (not (has .Release.Namespace $namespaces)) }}
+{{- $namespaces = append $namespaces .Release.Namespace }}
+{{- end }}
+{{- range $namespaces }}
+- namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: {{ . | quote }}}}
+  podSelector:
+    {{- toYaml $.Values.networkPolicy.prometheus.podSelector | nindent 4 }}
+{{- end }}
+{{- end -}}
+
 {{/* The Kafka settings a client reads, as KEY: "value" lines (services' ConfigMaps, the controller's env).
 Takes (dict "prefix" KSHOP_X "kafka" RESOLVED-KAFKA "env" BOOL). */}}
 {{- define "kshop.kafkaConfig" -}}

@@ -34,6 +34,7 @@ func main() {
 	}
 	mgr, err := controller.NewManager(restConfig, controller.Options{
 		Namespace: cfg.Namespace, JWKSSecretName: cfg.JWKSSecretName, JWKSOwner: cfg.JWKSOwner, Policy: cfg.Policy(),
+		IdentitySecretName: cfg.IdentitySecret, IdentityConfigMap: cfg.IdentityConfigMap, IdentityPolicy: cfg.IdentityPolicy(),
 		MetricsAddr: cfg.MetricsAddr, ProbeAddr: cfg.ProbeAddr, LeaderElection: cfg.LeaderElection,
 		LeaderElectionID: cfg.LeaderElectionID,
 		Kafka:            cfg.Kafka, AMQPURL: amqpURL, TopologyResync: cfg.TopologyResync,

@@ -21,9 +21,11 @@ import (
 	"github.com/kshop/kshop/services/mail"
 	"github.com/kshop/kshop/services/order"
 	"github.com/kshop/kshop/services/platform/config"
+	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/process"
 	"github.com/kshop/kshop/services/platform/telemetry"
+	"github.com/kshop/kshop/services/platform/tokens"
 	"github.com/kshop/kshop/services/product"
 )
 
@@ -69,6 +71,9 @@ func main() {
 	p := process.Start("kshop", "KSHOP", cfg.Log, cfg.OTel)
 	defer p.Close()
 	logger := p.Logger
+	if err := shareIdentityKeys(&gatewayCfg.Identity, &productCfg.Identity, &orderCfg.Identity); err != nil {
+		p.Fail("make the gateway's identity keys", err)
+	}
 
 	broker, err := startDevKafka(cfg.DevKafka, logger)
 	if err != nil {
@@ -76,7 +81,7 @@ func main() {
 	}
 	defer broker.Close()
 
-	// Each service keeps its own registry, served on its own /metrics, as it
+	// Each service keeps its own registry, served on its own metrics port, as it
 	// would be in its own pod (with the process's runtime metrics in each).
 	authApp, err := auth.New(authCfg, logx.New(os.Stdout, "auth", p.Level), serviceRegistry())
 	if err != nil {
@@ -105,11 +110,34 @@ func main() {
 	g.Go(func() error { return orderApp.Run(ctx) })
 	g.Go(func() error { return mailApp.Run(ctx) })
 	g.Go(func() error { return gatewayApp.Run(ctx) })
-	logger.Info("platform running", "gateway", gatewayCfg.HTTPAddr, "auth", authCfg.HTTPAddr, "product", productCfg.HTTPAddr, "order", orderCfg.HTTPAddr, "mail", mailCfg.HTTPAddr)
+	logger.Info("platform running", "gateway", gatewayCfg.HTTPAddr, "auth", authCfg.HTTPAddr, "product", productCfg.HTTPAddr, "order", orderCfg.HTTPAddr, "mail", mailCfg.HTTPAddr,
+		"metrics", []string{gatewayCfg.MetricsAddr, authCfg.MetricsAddr, productCfg.MetricsAddr, orderCfg.MetricsAddr, mailCfg.MetricsAddr})
 	if err := g.Wait(); err != nil {
 		p.Fail("a service stopped", err)
 	}
 	logger.Info("stopped")
+}
+
+// shareIdentityKeys gives the gateway, when no key file is set, a key made
+// for this run, and the services that have no key file of their own its
+// public half: the identities the gateway passes on are signed and checked as
+// in Kubernetes, with nothing to set up. A key file set for the gateway is
+// used as it is (the services then need theirs).
+func shareIdentityKeys(gateway *identity.IssuerConfig, services ...*identity.Config) error {
+	if gateway.KeysFile != "" {
+		return nil
+	}
+	keys, err := identity.GenerateKeys()
+	if err != nil {
+		return err
+	}
+	gateway.Keys = tokens.Static(keys)
+	for _, s := range services {
+		if s.KeysFile == "" {
+			s.Keys = tokens.Static(keys.Public())
+		}
+	}
+	return nil
 }
 
 func serviceRegistry() *prometheus.Registry {

@@ -10,17 +10,60 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/kshop/kshop/services/platform/httpx"
 	"github.com/kshop/kshop/services/platform/identity"
+	"github.com/kshop/kshop/services/platform/tokens"
 )
 
 // Client talks to one running service.
 type Client struct {
 	Base string
 	HTTP *http.Client
+	// Audience, when set, makes Do send a user's identity as the gateway
+	// does: the X-User-* headers with an identity token signed for this
+	// service by Issuer. Empty: the bare headers, which services refuse.
+	Audience string
+}
+
+// gatewayKeys stand in for the gateway's identity keys in every test of a process.
+// Active for a day already, so tests can sign with a clock set back (expired tokens).
+var gatewayKeys = sync.OnceValue(func() tokens.KeySet {
+	since := time.Now().Add(-24 * time.Hour)
+	k, err := tokens.GenerateKey(tokens.EdDSA, since, since)
+	if err != nil {
+		panic(err)
+	}
+	return tokens.KeySet{Keys: []tokens.Key{k}}
+})
+
+// IdentityConfig is the identity setting of a service under test: it trusts
+// what Issuer signs, as a service trusts its gateway.
+func IdentityConfig() identity.Config {
+	return identity.Config{Keys: tokens.Static(gatewayKeys().Public()), Leeway: 5 * time.Second}
+}
+
+// IdentityKeys is the private key set Issuer signs with, for a gateway under test.
+func IdentityKeys() tokens.KeySet { return gatewayKeys() }
+
+// Issuer signs identities as the gateway does.
+func Issuer() *identity.Issuer {
+	return &identity.Issuer{Keys: tokens.Static(gatewayKeys()), TTL: time.Minute}
+}
+
+// Identify sets as's identity on h: signed for c.Audience when set, else the bare headers.
+func (c *Client) Identify(t testing.TB, h http.Header, as identity.User) {
+	t.Helper()
+	if c.Audience == "" {
+		as.Header(h)
+		return
+	}
+	if err := Issuer().Header(h, as, c.Audience); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Run starts serve on a free loopback port and stops it when the test ends,
@@ -83,7 +126,8 @@ type Reply struct {
 }
 
 // Do sends body (a string is sent as it is, anything else as JSON; nil sends no
-// body) as the user as (nil: anonymous), with the identity headers the gateway sets.
+// body) as the user as (nil: anonymous), with the identity headers the gateway
+// sets (signed when c.Audience is set).
 func (c *Client) Do(t testing.TB, as *identity.User, method, path string, body any) Reply {
 	t.Helper()
 	var raw []byte
@@ -102,7 +146,7 @@ func (c *Client) Do(t testing.TB, as *identity.User, method, path string, body a
 	}
 	header := http.Header{}
 	if as != nil {
-		as.Header(header)
+		c.Identify(t, header, *as)
 	}
 	return c.Send(t, method, path, contentType, raw, header)
 }

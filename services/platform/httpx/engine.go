@@ -30,10 +30,9 @@ type Options struct {
 	// Service names the process in metrics and logs.
 	Service string
 	Logger  *slog.Logger
-	// Registerer receives the HTTP metrics; Gatherer serves /metrics. With both nil
-	// a private registry is used for both.
+	// Registerer receives the HTTP metrics (nil: a private registry). The
+	// engine does not serve them: MetricsHandler does, on a port of its own.
 	Registerer prometheus.Registerer
-	Gatherer   prometheus.Gatherer
 	// BodyLimit caps request bodies in bytes (default 1 MiB).
 	BodyLimit int64
 	// Ready are the dependency checks of /readyz, by name.
@@ -50,9 +49,8 @@ func NewEngine(opts Options) *gin.Engine {
 	if opts.BodyLimit <= 0 {
 		opts.BodyLimit = 1 << 20
 	}
-	if opts.Registerer == nil && opts.Gatherer == nil {
-		registry := prometheus.NewRegistry()
-		opts.Registerer, opts.Gatherer = registry, registry
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
 	}
 	metrics := newHTTPMetrics(opts.Registerer, opts.Service)
 
@@ -66,10 +64,27 @@ func NewEngine(opts Options) *gin.Engine {
 	e.GET("/healthz", func(c *gin.Context) { Message(c, http.StatusOK, "ok") })
 	e.GET("/health", func(c *gin.Context) { Message(c, http.StatusOK, "status UP") })
 	e.GET("/readyz", readiness(opts.Ready))
-	if opts.Gatherer != nil {
-		e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})))
-	}
 	return e
+}
+
+// MetricsHandler serves gatherer on GET /metrics and answers 404 (the
+// envelope) to anything else. It is the whole of a service's metrics port:
+// the API port does not serve metrics, so the NetworkPolicy can let
+// Prometheus reach the metrics port and nothing else, and what the metrics
+// tell stays off the public routes.
+// A nil registry serves an empty page.
+func MetricsHandler(registry *prometheus.Registry) http.Handler {
+	if registry == nil {
+		registry = prometheus.NewRegistry()
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"message":"` + MsgRouteNotFound + `"}`))
+	})
+	return mux
 }
 
 type requestIDKey struct{}

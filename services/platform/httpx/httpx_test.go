@@ -38,7 +38,7 @@ type orderRequest struct {
 func newEngine(t *testing.T, ready map[string]func(context.Context) error) (*gin.Engine, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	e := NewEngine(Options{Service: "test", Logger: quiet, Registerer: reg, Gatherer: reg, BodyLimit: 1024, Ready: ready})
+	e := NewEngine(Options{Service: "test", Logger: quiet, Registerer: reg, BodyLimit: 1024, Ready: ready})
 	e.POST("/orders", func(c *gin.Context) {
 		var req orderRequest
 		if !BindJSON(c, &req) {
@@ -246,12 +246,12 @@ func TestHealthReadinessAndNotFound(t *testing.T) {
 }
 
 func TestMetricsUseRouteTemplates(t *testing.T) {
-	e, _ := newEngine(t, nil)
+	e, reg := newEngine(t, nil)
 	do(t, e, "GET", "/orders/1", "", "")
 	do(t, e, "GET", "/orders/2", "", "")
 	do(t, e, "GET", "/scanner/probe", "", "")
 	rec := httptest.NewRecorder()
-	e.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	MetricsHandler(reg).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	text := rec.Body.String()
 	for _, want := range []string{
 		`http_requests_total{method="GET",route="/orders/:id",service="test",status="200"} 2`,
@@ -307,6 +307,36 @@ func TestRequestsWhoseClientHangsUpAre499(t *testing.T) {
 	if !strings.Contains(logs.String(), `"level":"INFO","msg":"client closed the request"`) ||
 		strings.Count(logs.String(), `"level":"ERROR"`) != 1 {
 		t.Fatalf("the hang-up must be logged at info, only the real failure as an error:\n%s", logs.String())
+	}
+}
+
+// The metrics are on the metrics port's handler only: the API answers 404 on
+// /metrics, and the metrics handler serves nothing but /metrics.
+func TestMetricsOnlyOnTheirOwnHandler(t *testing.T) {
+	e, reg := newEngine(t, nil)
+	if r := do(t, e, "GET", "/metrics", "", ""); r.status != 404 || r.body.Message != MsgRouteNotFound {
+		t.Fatalf("/metrics on the API: %d %s, want 404", r.status, r.raw)
+	}
+	metrics := MetricsHandler(reg)
+	for path, want := range map[string]int{"/metrics": 200, "/healthz": 404, "/orders/1": 404, "/": 404} {
+		rec := httptest.NewRecorder()
+		metrics.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != want {
+			t.Errorf("GET %s on the metrics handler: %d, want %d", path, rec.Code, want)
+		}
+		if want == 404 && strings.TrimSpace(rec.Body.String()) != `{"message":"`+MsgRouteNotFound+`"}` {
+			t.Errorf("GET %s on the metrics handler: %s, want the envelope", path, rec.Body)
+		}
+	}
+	rec := httptest.NewRecorder()
+	metrics.ServeHTTP(rec, httptest.NewRequest("POST", "/metrics", nil))
+	if rec.Code == 200 {
+		t.Error("POST /metrics answered 200")
+	}
+	rec = httptest.NewRecorder()
+	MetricsHandler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 {
+		t.Errorf("a nil registry: %d, want 200", rec.Code)
 	}
 }
 

@@ -35,6 +35,10 @@ type Service struct {
 	AfterMigrations []func(context.Context) error
 	// Close releases connections when Serve returns.
 	Close func()
+	// Metrics is served on MetricsAddr (MetricsAddrVar names the setting in
+	// errors) beside the API; an empty address serves no metrics port.
+	Metrics                     http.Handler
+	MetricsAddr, MetricsAddrVar string
 
 	migrated atomic.Bool
 }
@@ -47,13 +51,30 @@ func (s *Service) MigrationsApplied(context.Context) error {
 	return nil
 }
 
-// Run listens on addr and serves until ctx ends; addrVar names the setting in errors.
+// Run listens on addr (and the metrics port) and serves until ctx ends;
+// addrVar names the setting in errors.
 func (s *Service) Run(ctx context.Context, addr, addrVar string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("%s=%s: %w", addrVar, addr, err)
 	}
-	return s.Serve(ctx, ln)
+	if s.MetricsAddr == "" {
+		return s.Serve(ctx, ln)
+	}
+	metrics, err := net.Listen("tcp", s.MetricsAddr)
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("%s=%s: %w", s.MetricsAddrVar, s.MetricsAddr, err)
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.ServeMetrics(ctx, metrics) })
+	g.Go(func() error { return s.Serve(ctx, ln) })
+	return g.Wait()
+}
+
+// ServeMetrics serves the metrics port on a listener the caller opened until ctx ends.
+func (s *Service) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	return httpx.ServeListener(ctx, ln, s.Metrics, s.ShutdownTimeout, s.Logger)
 }
 
 // Serve runs every part until ctx ends or one fails, then stops the others
