@@ -144,6 +144,8 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 			close(declared)
 			return nil
 		}},
+		AfterMigrations: []func(context.Context) error{
+			(&inbox.Pruner{Pool: db.Primary, Retention: cfg.InboxRetention, Registerer: registry, Logger: logger}).Run},
 	}
 	for _, c := range app.consumers {
 		app.service.AfterMigrations = append(app.service.AfterMigrations, func(ctx context.Context) error {

@@ -31,14 +31,17 @@ const (
 
 // Config is the service's configuration (docs/mail.md).
 type Config struct {
-	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8084"`
-	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9084"` // /metrics only; the API port serves none
-	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
-	Database        pg.Config        `envconfig:"DATABASE"`
-	AMQP            amqp.Config      `envconfig:"AMQP"`
-	Log             logx.Config      `envconfig:"LOG"`
-	OTel            telemetry.Config `envconfig:"OTEL"`
-	SMTP            SMTPConfig       `envconfig:"SMTP"`
+	HTTPAddr        string        `envconfig:"HTTP_ADDR" default:":8084"`
+	MetricsAddr     string        `envconfig:"METRICS_ADDR" default:":9084"` // /metrics only; the API port serves none
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+	// InboxRetention is how long a handled message's id is remembered against
+	// its redelivery (longer than any broker redelivers); pruned on a schedule.
+	InboxRetention time.Duration    `envconfig:"INBOX_RETENTION" default:"168h"`
+	Database       pg.Config        `envconfig:"DATABASE"`
+	AMQP           amqp.Config      `envconfig:"AMQP"`
+	Log            logx.Config      `envconfig:"LOG"`
+	OTel           telemetry.Config `envconfig:"OTEL"`
+	SMTP           SMTPConfig       `envconfig:"SMTP"`
 
 	// MaxAttempts bounds the sends of one message before its dead-letter queue.
 	MaxAttempts int `envconfig:"MAX_ATTEMPTS" default:"5"`
@@ -76,6 +79,9 @@ func sentOnlyOverTLS(host string) bool {
 // Validate checks the rules the types cannot express.
 func (c *Config) Validate() error {
 	var errs []error
+	if c.InboxRetention < 0 {
+		errs = append(errs, fmt.Errorf("%s_INBOX_RETENTION=%v must not be negative", Prefix, c.InboxRetention))
+	}
 	switch c.SMTP.TLS {
 	case TLSNone, TLSOpportunistic, TLSStartTLS, TLSImplicit:
 	default:

@@ -132,7 +132,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	app.relay = outbox.NewRelay(db.Primary, map[outbox.Destination]outbox.Publisher{
 		outbox.Kafka: outbox.KafkaPublisher(producer),
 		outbox.AMQP:  outbox.AMQPPublisher(amqp.NewPublisher(app.amqp)),
-	}, outbox.RelayConfig{Registerer: registry}, logger)
+	}, outbox.RelayConfig{Registerer: registry, Retention: cfg.OutboxRetention}, logger)
 
 	// Timer consumers start once their queues exist as declared (a consumer would
 	// otherwise create its dead-letter queue with other arguments first) and the
@@ -149,7 +149,8 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 			close(declared)
 			return nil
 		}},
-		AfterMigrations: []func(context.Context) error{app.relay.Run},
+		AfterMigrations: []func(context.Context) error{app.relay.Run,
+			(&inbox.Pruner{Pool: db.Primary, Retention: cfg.InboxRetention, Registerer: registry, Logger: logger}).Run},
 	}
 	for _, c := range app.kafkaIn {
 		app.service.AfterMigrations = append(app.service.AfterMigrations, c.Run)

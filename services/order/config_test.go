@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kshop/kshop/services/order"
 	"github.com/kshop/kshop/services/platform/amqp"
@@ -97,5 +98,30 @@ func TestPendingLimitsHaveSafeDefaultsAndRefuseZero(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Load = %v, want a line %q", err, want)
 		}
+	}
+}
+
+// The inbox (and outbox) retentions have defaults that outlast any redelivery,
+// and a negative one is refused, naming the variable.
+func TestRetentionsHaveDefaultsAndRefuseNegatives(t *testing.T) {
+	t.Setenv("KSHOP_ORDER_DATABASE_URL", "postgres://kshop@db:5432/order")
+	t.Setenv("KSHOP_ORDER_KAFKA_BROKERS", "k:9092")
+	t.Setenv("KSHOP_ORDER_REDIS_ADDRS", "r:6379")
+	t.Setenv("KSHOP_ORDER_AMQP_URL", "amqp://rabbit:5672/")
+	var cfg order.Config
+	if err := config.Load(order.Prefix, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.InboxRetention != 7*24*time.Hour {
+		t.Errorf("InboxRetention = %v, want 168h", cfg.InboxRetention)
+	}
+	for _, variable := range strings.Fields("INBOX_RETENTION OUTBOX_RETENTION") {
+		t.Run(variable, func(t *testing.T) {
+			t.Setenv("KSHOP_ORDER_"+variable, "-1h")
+			var cfg order.Config
+			if err := config.Load(order.Prefix, &cfg); err == nil || !strings.Contains(err.Error(), "KSHOP_ORDER_"+variable) {
+				t.Fatalf("%s=-1h: %v, want an error naming it", variable, err)
+			}
+		})
 	}
 }

@@ -94,13 +94,14 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	}
 	app.relay = outbox.NewRelay(db.Primary,
 		map[outbox.Destination]outbox.Publisher{outbox.Kafka: outbox.KafkaPublisher(producer)},
-		outbox.RelayConfig{Registerer: registry}, logger)
+		outbox.RelayConfig{Registerer: registry, Retention: cfg.OutboxRetention}, logger)
 
 	app.service = &lifecycle.Service{
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, Close: app.Close,
 		Metrics: httpx.MetricsHandler(registry), MetricsAddr: cfg.MetricsAddr, MetricsAddrVar: Prefix + "_METRICS_ADDR",
 		DB: db.Primary, Migrations: []pg.Migrations{Migrations, outbox.Migrations, inbox.Migrations},
-		AfterMigrations: []func(context.Context) error{app.relay.Run},
+		AfterMigrations: []func(context.Context) error{app.relay.Run,
+			(&inbox.Pruner{Pool: db.Primary, Retention: cfg.InboxRetention, Registerer: registry, Logger: logger}).Run},
 	}
 	// The replica's checks run from the start: until the first one, reads go
 	// to the primary.

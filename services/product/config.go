@@ -4,6 +4,8 @@
 package product
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/kshop/kshop/services/platform/identity"
@@ -32,6 +34,11 @@ type Config struct {
 	// ConsumerMaxAttempts bounds how often one event is tried before it goes to
 	// its dead-letter topic.
 	ConsumerMaxAttempts int `envconfig:"CONSUMER_MAX_ATTEMPTS" default:"5"`
+	// InboxRetention is how long a handled event's id is remembered against
+	// its redelivery (longer than any broker redelivers); OutboxRetention how
+	// long sent outbox rows are kept for auditing. Both are pruned on a schedule.
+	InboxRetention  time.Duration `envconfig:"INBOX_RETENTION" default:"168h"`
+	OutboxRetention time.Duration `envconfig:"OUTBOX_RETENTION" default:"24h"`
 	// ConsumerRetry paces those tries (KSHOP_..._CONSUMER_RETRY_INITIAL, _MAX);
 	// an initial of zero keeps the platform's short redelivery pace (tests
 	// that want speed).
@@ -40,5 +47,15 @@ type Config struct {
 
 // Validate checks the rules the types cannot express.
 func (c *Config) Validate() error {
-	return c.Kafka.Validate(Prefix + "_KAFKA")
+	var errs []error
+	if err := c.Kafka.Validate(Prefix + "_KAFKA"); err != nil {
+		errs = append(errs, err)
+	}
+	if c.InboxRetention < 0 {
+		errs = append(errs, fmt.Errorf("%s_INBOX_RETENTION=%v must not be negative", Prefix, c.InboxRetention))
+	}
+	if c.OutboxRetention < 0 {
+		errs = append(errs, fmt.Errorf("%s_OUTBOX_RETENTION=%v must not be negative", Prefix, c.OutboxRetention))
+	}
+	return errors.Join(errs...)
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kshop/kshop/services/platform/config"
 	"github.com/kshop/kshop/services/platform/kafka"
@@ -54,6 +55,31 @@ func TestKafkaMistakesNameTheVariable(t *testing.T) {
 			err := config.Load(product.Prefix, &cfg)
 			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 				t.Fatalf("Load = %v\nwant prefix %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// The inbox (and outbox) retentions have defaults that outlast any redelivery,
+// and a negative one is refused, naming the variable.
+func TestRetentionsHaveDefaultsAndRefuseNegatives(t *testing.T) {
+	t.Setenv("KSHOP_PRODUCT_DATABASE_URL", "postgres://kshop@db:5432/product")
+	t.Setenv("KSHOP_PRODUCT_KAFKA_BROKERS", "k:9092")
+	t.Setenv("KSHOP_PRODUCT_REDIS_ADDRS", "r:6379")
+	t.Setenv("KSHOP_PRODUCT_AMQP_URL", "amqp://rabbit:5672/")
+	var cfg product.Config
+	if err := config.Load(product.Prefix, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.InboxRetention != 7*24*time.Hour {
+		t.Errorf("InboxRetention = %v, want 168h", cfg.InboxRetention)
+	}
+	for _, variable := range strings.Fields("INBOX_RETENTION OUTBOX_RETENTION") {
+		t.Run(variable, func(t *testing.T) {
+			t.Setenv("KSHOP_PRODUCT_"+variable, "-1h")
+			var cfg product.Config
+			if err := config.Load(product.Prefix, &cfg); err == nil || !strings.Contains(err.Error(), "KSHOP_PRODUCT_"+variable) {
+				t.Fatalf("%s=-1h: %v, want an error naming it", variable, err)
 			}
 		})
 	}

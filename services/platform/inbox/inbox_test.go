@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/kshop/kshop/services/platform/inbox"
 	"github.com/kshop/kshop/services/platform/pg"
@@ -118,4 +120,50 @@ func TestPruneForgetsOldClaims(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("Prune = %d, %v; want 1", n, err)
 	}
+}
+
+// The pruner runs on its own: claims past the retention go, recent ones stay,
+// and the count is exported.
+func TestThePrunerForgetsOldClaimsOnItsOwn(t *testing.T) {
+	pool := newPool(t)
+	claim(t, pool, "c", "old")
+	claim(t, pool, "c", "recent")
+	if _, err := pool.Exec(context.Background(), `UPDATE inbox SET processed_at = now() - interval '2 hours' WHERE event_id = 'old'`); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- (&inbox.Pruner{Pool: pool, Retention: time.Hour, Every: 50 * time.Millisecond, Registerer: reg}).Run(ctx)
+	}()
+	testenv.WaitFor(t, 10*time.Second, "the old claim to be pruned", func() bool {
+		var n int
+		return pool.QueryRow(context.Background(), `SELECT count(*) FROM inbox WHERE event_id = 'old'`).Scan(&n) == nil && n == 0
+	})
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run returned %v", err)
+	}
+	if claim(t, pool, "c", "recent") {
+		t.Fatal("the recent claim was pruned: its redelivery would take effect twice")
+	}
+	if got := testutil.ToFloat64(counterOf(t, reg, "inbox_pruned_rows_total")); got != 1 {
+		t.Fatalf("inbox_pruned_rows_total = %v, want 1", got)
+	}
+}
+
+func counterOf(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: name}, func() float64 { return f.GetMetric()[0].GetCounter().GetValue() })
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return nil
 }
