@@ -241,15 +241,6 @@ func TestNoBrokerIsNotReadyAndDoesNotPanic(t *testing.T) {
 	}
 }
 
-func TestEnsureTopicsIsIdempotent(t *testing.T) {
-	brokers := kafkatest.NewCluster(t)
-	for range 2 {
-		if err := kafka.EnsureTopics(context.Background(), kafka.Connection{Brokers: brokers}, kafka.TopicSpec{Name: "product-created", Partitions: 3}); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func BenchmarkPublishBatch(b *testing.B) {
 	brokers := kafkatest.NewCluster(b, kafkatest.WithTopics(3, "bench"))
 	p := newProducer(b, brokers)

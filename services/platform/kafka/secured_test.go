@@ -37,12 +37,9 @@ func TestSecuredClusterRoundTrip(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			conn := tc.conn
-			conn.Brokers = kafkatest.NewCluster(t, tc.cluster...)
+			conn.Brokers = kafkatest.NewCluster(t, append(tc.cluster, kafkatest.WithTopics(3, "secured"))...)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if err := kafka.EnsureTopics(ctx, conn, kafka.TopicSpec{Name: "secured", Partitions: 3}); err != nil {
-				t.Fatalf("EnsureTopics: %v", err)
-			}
 			got := &seen{}
 			consume(t, kafka.ConsumerConfig{Connection: conn, GroupID: "secured", Topics: []string{"secured"}},
 				func(ctx context.Context, m kafka.Message) error { got.add(ctx, m); return nil })

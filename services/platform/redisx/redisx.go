@@ -104,12 +104,6 @@ func Acquire(ctx context.Context, c redis.UniversalClient, key string, ttl time.
 	return &Lock{Key: key, Token: token, client: c}, nil
 }
 
-// LockFor returns a handle on key with token, for a holder that kept its token
-// elsewhere (or for tests that play someone else).
-func LockFor(c redis.UniversalClient, key, token string) *Lock {
-	return &Lock{Key: key, Token: token, client: c}
-}
-
 func newToken() (string, error) {
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
@@ -126,11 +120,6 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
 	return redis.call("DEL", KEYS[1])
 end
 return 0`)
-	extendScript = redis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] then
-	return redis.call("PEXPIRE", KEYS[1], ARGV[2])
-end
-return 0`)
 )
 
 // Release deletes the lock if it is still ours. It reports false when the lock had
@@ -139,15 +128,6 @@ func (l *Lock) Release(ctx context.Context) (bool, error) {
 	n, err := releaseScript.Run(ctx, l.client, []string{l.Key}, l.Token).Int()
 	if err != nil {
 		return false, fmt.Errorf("release lock %s: %w", l.Key, err)
-	}
-	return n == 1, nil
-}
-
-// Extend sets the lock's expiry to ttl from now if it is still ours.
-func (l *Lock) Extend(ctx context.Context, ttl time.Duration) (bool, error) {
-	n, err := extendScript.Run(ctx, l.client, []string{l.Key}, l.Token, ttl.Milliseconds()).Int()
-	if err != nil {
-		return false, fmt.Errorf("extend lock %s: %w", l.Key, err)
 	}
 	return n == 1, nil
 }
