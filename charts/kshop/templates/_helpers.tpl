@@ -330,6 +330,30 @@ true
 {{- default (include "kshop.fullname" (dict "root" . "name" "identity-keys-public")) .Values.identity.configMapName -}}
 {{- end -}}
 
+{{/* A topology document's ConfigMap (kind: kafka or rabbitmq). */}}
+{{- define "kshop.topologyConfigMap" -}}
+{{- printf "%s-%s-topology" .root.Release.Name .kind -}}
+{{- end -}}
+
+{{/* The topology documents the chart renders (a YAML list; the controller
+keeps these and no others). */}}
+{{- define "kshop.topologyConfigMaps" -}}
+{{- $names := list }}
+{{- range $kind := list "kafka" "rabbitmq" }}
+{{- if (index $.Values.topology $kind).enabled }}
+{{- $names = append $names (include "kshop.topologyConfigMap" (dict "root" $ "kind" $kind)) }}
+{{- end }}
+{{- end }}
+{{- toYaml $names }}
+{{- end -}}
+
+{{/* Every ConfigMap the controller reads and writes, by name (a YAML list). */}}
+{{- define "kshop.controllerConfigMaps" -}}
+{{- $names := list (include "kshop.identityConfigMap" .) }}
+{{- $names = concat $names (include "kshop.topologyConfigMaps" . | fromYamlArray) }}
+{{- toYaml $names }}
+{{- end -}}
+
 {{/* Who may scrape the metrics ports: NetworkPolicy peers (a YAML list).
 The namespace the values name; the release's own with the bundled Prometheus. */}}
 {{- define "kshop.prometheusPeers" -}}
