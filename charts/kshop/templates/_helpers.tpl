@@ -350,34 +350,41 @@ from services.order.env as the order service computes them. */}}
 {{- end -}}
 
 {{/* What each RabbitMQ user may touch (a YAML map user -> {configure, write,
-read} regular expressions), from topology.rabbitmq: a service the exchanges and
-queues of the routes it produces or consumes, their dead-letter queues, and
-(order) the timers' delay queues; the controller everything the topology
+read} regular expressions), from topology.rabbitmq: a service may configure and
+read the exchanges and queues of the routes it produces or consumes, their
+dead-letter queues and (order) the timers' delay queues, and write those queues
+and the exchanges it publishes to; the controller everything the topology
 document names. Declaring a queue whose dead letters go to the default exchange
-needs read on the queue and write on amq.default, and so does a consumer's
-dead-lettering: every user writes amq.default. */}}
+needs write on amq.default, and so does a consumer's dead-lettering: every user
+writes amq.default. */}}
 {{- define "kshop.rabbitmqGrants" -}}
 {{- $t := .Values.topology.rabbitmq }}
 {{- $delays := list }}
 {{- range include "kshop.delayQueues" . | fromYamlArray }}{{ $delays = append $delays .name }}{{ end }}
 {{- $all := list }}
 {{- range $t.exchanges }}{{ $all = append $all .name }}{{ end }}
-{{- $names := dict "controller" list }}
-{{- range $t.routes }}
-{{- $route := list .exchange .queue (printf "%s.dlq" .queue) }}
-{{- $all = concat $all $route }}
+{{- $names := dict }}
+{{- $writes := dict }}
+{{- range $route := $t.routes }}
+{{- $queues := list .queue (printf "%s.dlq" .queue) }}
+{{- $all = concat $all (append $queues .exchange) }}
 {{- range $svc := list .producer .consumer | uniq }}
-{{- $_ := set $names $svc (concat (get $names $svc | default list) $route) }}
+{{- $_ := set $names $svc (concat (get $names $svc | default list) (append $queues $route.exchange)) }}
+{{- $_ := set $writes $svc (concat (get $writes $svc | default list) $queues) }}
 {{- end }}
+{{- $_ := set $writes .producer (append (get $writes .producer) .exchange) }}
 {{- end }}
 {{- $_ := set $names "order" (concat (get $names "order" | default list) $delays) }}
+{{- $_ := set $writes "order" (concat (get $writes "order" | default list) $delays) }}
 {{- $_ := set $names "controller" (concat $all $delays) }}
+{{- $_ := set $writes "controller" (concat $all $delays) }}
 {{- $out := dict }}
 {{- range $user, $list := $names }}
-{{- $quoted := list }}
-{{- range $list | uniq | sortAlpha }}{{ $quoted = append $quoted (regexQuoteMeta .) }}{{ end }}
-{{- $re := printf "^(%s)$" (join "|" $quoted) }}
-{{- $_ := set $out $user (dict "configure" $re "read" $re "write" (printf "^(%s)$" (join "|" (append $quoted "amq\\.default")))) }}
+{{- $re := list }}
+{{- range $list | uniq | sortAlpha }}{{ $re = append $re (regexQuoteMeta .) }}{{ end }}
+{{- $w := list }}
+{{- range get $writes $user | uniq | sortAlpha }}{{ $w = append $w (regexQuoteMeta .) }}{{ end }}
+{{- $_ := set $out $user (dict "configure" (printf "^(%s)$" (join "|" $re)) "read" (printf "^(%s)$" (join "|" $re)) "write" (printf "^(%s)$" (join "|" (append $w "amq\\.default")))) }}
 {{- end }}
 {{- toYaml $out }}
 {{- end -}}
