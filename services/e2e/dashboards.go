@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/promtest"
 )
 
@@ -37,6 +40,31 @@ func ScrapeTargets(t *testing.T, p *Platform) []promtest.Target {
 		targets = append(targets, promtest.Target{Service: s.service, Addr: u.Host, Path: "/metrics"})
 	}
 	return targets
+}
+
+// Probe asks every service's /healthz and /readyz on its API port every
+// interval until ctx ends, as the kubelet's probes do in a cluster. The
+// services' request panels count them: the mail service serves nothing else,
+// since Prometheus scrapes the metrics ports, which no panel counts.
+func Probe(ctx context.Context, p *Platform, every time.Duration) {
+	for ctx.Err() == nil {
+		for _, c := range []*apitest.Client{p.Gateway, p.Auth, p.Product, p.Order, p.Mail} {
+			for _, path := range []string{"/healthz", "/readyz"} {
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+path, nil)
+				if err != nil {
+					return
+				}
+				if resp, err := c.HTTP.Do(req); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(every):
+		}
+	}
 }
 
 // Panel is one panel of a shipped dashboard, its queries with the

@@ -54,7 +54,9 @@ func TestEveryDashboardPanelShowsTheJourneyAndALoad(t *testing.T) {
 	reminders := []time.Duration{2 * time.Second}
 	// A virtual host of its own: the timers of the load's last orders are still
 	// waiting when the test ends, and would reach a later test's orders.
-	p := startPlatform(t, e2e.Config{Reminders: reminders, Expiry: 4 * time.Second, AMQPURL: testenv.NewAMQPVHost(t)})
+	// The product service reads from the test server's replica, as in a
+	// cluster with read replicas, so its replica panels have something to draw.
+	p := startPlatform(t, e2e.Config{Reminders: reminders, Expiry: 4 * time.Second, AMQPURL: testenv.NewAMQPVHost(t), ProductReplica: true})
 	targets := e2e.ScrapeTargets(t, p)
 	prom := promtest.Start(t, targets, time.Second, e2e.AlertsFile)
 	prom.Up(t, len(targets))
@@ -62,6 +64,11 @@ func TestEveryDashboardPanelShowsTheJourneyAndALoad(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	// The kubelet's probes, as in a cluster, for as long as the panels are read.
+	probing, stopProbes := context.WithCancel(ctx)
+	probed := make(chan struct{})
+	go func() { defer close(probed); e2e.Probe(probing, p, time.Second) }()
+	defer func() { stopProbes(); <-probed }()
 	if err := loadgen.Journey(ctx, loadgen.JourneyConfig{
 		Gateway: p.Gateway.Base, Inbox: e2e.Inbox{Server: p.SMTP}, Admin: p.Admin, AdminPassword: p.AdminPassword,
 		Reminders: len(reminders), ExpiryWithin: 30 * time.Second,

@@ -61,6 +61,14 @@ func (c *Client) Call(ctx context.Context, method, path string, body any) (Reply
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
+	if key := requestID(body); key != "" {
+		// A request carrying a request_id is idempotent by the contract (a
+		// repeat answers what the first did), and this header says so to the
+		// HTTP client: net/http then retries it when a pooled connection was
+		// closed under it, as a server that is shutting down for a rollout
+		// does, instead of failing it. It already does so for GET.
+		req.Header.Set("Idempotency-Key", key)
+	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return Reply{}, fmt.Errorf("%s %s: %w", method, path, err)
@@ -79,6 +87,16 @@ func (c *Client) Call(ctx context.Context, method, path string, body any) (Reply
 		r.Message, r.Data = envelope.Message, envelope.Data
 	}
 	return r, nil
+}
+
+// requestID is the request_id of a JSON body, if it has one.
+func requestID(body any) string {
+	if m, ok := body.(map[string]any); ok {
+		if id, ok := m["request_id"].(string); ok {
+			return id
+		}
+	}
+	return ""
 }
 
 // Expect calls and checks the status, decoding data into dst when given.
