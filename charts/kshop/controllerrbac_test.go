@@ -2,6 +2,7 @@ package chart_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -189,5 +190,32 @@ func TestTheControllerWorksUnderTheChartsRoleAndReadsNoOtherSecret(t *testing.T)
 		if got := can(c.verb, c.resource, c.name); got != c.allowed {
 			t.Errorf("may the controller %s %s %q? %v, want %v", c.verb, c.resource, c.name, got, c.allowed)
 		}
+	}
+}
+
+// A topology document of the operator's own is kept only when named in
+// controller.extraTopologyConfigMaps: the Role names it, and so does the
+// controller's list.
+func TestExtraTopologyDocumentsAreNamedInTheRole(t *testing.T) {
+	objects := render(t, "--set", "controller.extraTopologyConfigMaps={my-topics}")
+	role := find(objects, "Role", releaseName+"-controller")
+	if role == nil {
+		t.Fatal("no controller Role")
+	}
+	rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+	named := false
+	for _, r := range rules {
+		names, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resourceNames")
+		resources, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resources")
+		if slices.Contains(resources, "configmaps") && slices.Contains(names, "my-topics") {
+			named = true
+		}
+	}
+	if !named {
+		t.Errorf("the Role does not name my-topics: %v", rules)
+	}
+	want := releaseName + "-kafka-topology," + releaseName + "-rabbitmq-topology,my-topics"
+	if got := controllerEnv(t, objects, releaseName)["KSHOP_CONTROLLER_TOPOLOGY_CONFIGMAPS"]; got != want {
+		t.Errorf("the controller keeps %q, want %q", got, want)
 	}
 }

@@ -402,8 +402,8 @@ the services share the connections.amqp credentials. */}}
 {{- printf "%s-%s-topology" .root.Release.Name .kind -}}
 {{- end -}}
 
-{{/* The topology documents the chart renders (a YAML list; the controller
-keeps these and no others). */}}
+{{/* The topology documents the controller keeps, and no others (a YAML
+list): the chart's, and controller.extraTopologyConfigMaps. */}}
 {{- define "kshop.topologyConfigMaps" -}}
 {{- $names := list }}
 {{- range $kind := list "kafka" "rabbitmq" }}
@@ -411,6 +411,7 @@ keeps these and no others). */}}
 {{- $names = append $names (include "kshop.topologyConfigMap" (dict "root" $ "kind" $kind)) }}
 {{- end }}
 {{- end }}
+{{- $names = concat $names (.Values.controller.extraTopologyConfigMaps | default list) | uniq }}
 {{- toYaml $names }}
 {{- end -}}
 
