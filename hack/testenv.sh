@@ -12,8 +12,9 @@
 #   hack/testenv.sh stop NAME     stop one server (postgres, postgres-replica, redis, redis-cluster, rabbitmq, rabbitmq-restartable)
 #   hack/testenv.sh start NAME    start one server again, keeping its data
 #   hack/testenv.sh vhost NAME    create a RabbitMQ virtual host on the shared node (tests use it)
-#   hack/testenv.sh user NAME PASSWORD VHOST
+#   hack/testenv.sh user NAME PASSWORD VHOST [CONFIGURE WRITE READ]
 #                                 create a RabbitMQ user on the shared node with every right on VHOST
+#                                 (or the permission patterns given)
 #
 # Ports and folder can be moved with KSHOP_TESTENV_DIR and KSHOP_TESTENV_*_PORT
 # (see below); KSHOP_TESTENV_SERVERS="postgres redis rabbitmq" starts a subset.
@@ -301,18 +302,19 @@ rabbitmq_vhost() { # name
 }
 
 # rabbitmq_user gives a test a user other than guest (guest may only come from
-# loopback, a remote client never can), with every right on one virtual host.
+# loopback, a remote client never can), with every right on one virtual host,
+# or the configure, write and read patterns given (a deployment's permissions).
 # The password may hold any character: it travels as one argument, never through
 # a shell. Two CLI calls (1-4 s); calling it again sets the password anew.
-rabbitmq_user() { # name password vhost
-	local name=$1 password=$2 vhost=$3
+rabbitmq_user() { # name password vhost [configure write read]
+	local name=$1 password=$2 vhost=$3 configure=${4:-.*} write=${5:-.*} read=${6:-.*}
 	[[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || die "user name '$name' must be letters, digits, . _ -"
 	[[ "$password" != -* ]] || die "the password must not start with '-' (rabbitmqctl would take it for an option)"
 	# A user left by an earlier call gets the new password instead.
 	rabbitmq_ctl rabbitmq "$RABBITMQ_PORT" add_user "$name" "$password" >/dev/null 2>&1 ||
 		rabbitmq_ctl rabbitmq "$RABBITMQ_PORT" change_password "$name" "$password" >/dev/null ||
 		die "could not create RabbitMQ user $name"
-	rabbitmq_ctl rabbitmq "$RABBITMQ_PORT" set_permissions -p "$vhost" "$name" '.*' '.*' '.*' >/dev/null ||
+	rabbitmq_ctl rabbitmq "$RABBITMQ_PORT" set_permissions -p "$vhost" "$name" "$configure" "$write" "$read" >/dev/null ||
 		die "could not give RabbitMQ user $name the vhost $vhost"
 }
 
@@ -427,6 +429,6 @@ status) status ;;
 start) start_one "${2:?name a server}" ;;
 stop) stop_one "${2:?name a server}" ;;
 vhost) rabbitmq_vhost "${2:?name the vhost}" ;;
-user) rabbitmq_user "${2:?name the user}" "${3:?give the password}" "${4:?name the vhost}" ;;
+user) rabbitmq_user "${2:?name the user}" "${3:?give the password}" "${4:?name the vhost}" "${@:5}" ;;
 *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -168,7 +168,9 @@ func TestEveryRenderedObjectIsAcceptedByTheAPIServer(t *testing.T) {
 		// HPAs from 2, PDBs for them and the 2 controllers; no smoke test
 		// (no Mailpit), no ServiceMonitor (the API server of this test, like a
 		// cluster without the Prometheus Operator, is not asked: helm template).
-		"staging":  {"NetworkPolicy": 7, "RabbitmqCluster": 1, "Secret": 1, "HorizontalPodAutoscaler": 5, "PodDisruptionBudget": 6},
+		// and a RabbitMQ user for each of auth, mail, order and the
+		// controller: User, Permission and the Secret of its password.
+		"staging":  {"NetworkPolicy": 7, "RabbitmqCluster": 1, "Secret": 5, "User": 4, "Permission": 4, "HorizontalPodAutoscaler": 5, "PodDisruptionBudget": 6},
 		"external": {"NetworkPolicy": 7, "HorizontalPodAutoscaler": 5, "PodDisruptionBudget": 6},
 		// the gateway's HPA from 1, a PDB for product's 2 replicas
 		"local": {"NetworkPolicy": 8, "Pod": 1, "Secret": 1, "HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 1},

@@ -32,6 +32,7 @@ var dependencyObjects = map[string]dependencyObject{
 	"%[1]s-orderdb-postgresql":      {"Secret", []string{"password", "postgres-password", "repmgr-password"}, "postgresql-ha 16.3.2 templates/postgresql/secrets.yaml"},
 	"%[1]s-maildb-postgresql":       {"Secret", []string{"password", "postgres-password", "repmgr-password"}, "postgresql-ha 16.3.2 templates/postgresql/secrets.yaml"},
 	"%[1]s-kafka":                   {"Service", nil, "kafka 32.4.3 templates/svc.yaml, port 9092 (tcp-client)"},
+	"%[1]s-kafka-user-passwords":    {"Secret", []string{"system-user-password"}, "kafka 32.4.3 templates/secrets.yaml when a listener uses SASL (values-staging.yaml): client-passwords, system-user-password (the first of sasl.client.users), inter-broker-password, controller-password"},
 	"%[1]s-redis-cluster":           {"Service", nil, "redis-cluster 10.2.5 templates/redis-svc.yaml, port 6379; the Secret of that name is this chart's (redis-password.yaml)"},
 	"%[1]s-rabbitmq":                {"Service", nil, "the RabbitMQ cluster operator (rabbitmq-cluster-operator 4.3.25), for this chart's RabbitmqCluster, port 5672"},
 	"%[1]s-rabbitmq-default-user":   {"Secret", []string{"username", "password"}, "the RabbitMQ cluster operator, for this chart's RabbitmqCluster"},

@@ -42,9 +42,12 @@ type Config struct {
 	Kafka          kafka.Connection `envconfig:"KAFKA"`
 	AMQP           amqp.Config      `envconfig:"AMQP"`
 	TopologyResync time.Duration    `envconfig:"TOPOLOGY_RESYNC" default:"5m"`
-	MetricsAddr    string           `envconfig:"METRICS_ADDR" default:":8085"`
-	ProbeAddr      string           `envconfig:"PROBE_ADDR" default:":8086"`
-	LeaderElection bool             `envconfig:"LEADER_ELECTION" default:"true"`
+	// TopologyConfigMaps names the topology documents to keep (the chart's
+	// two), so the Role can name them; empty: every labelled ConfigMap.
+	TopologyConfigMaps []string `envconfig:"TOPOLOGY_CONFIGMAPS"`
+	MetricsAddr        string   `envconfig:"METRICS_ADDR" default:":8085"`
+	ProbeAddr          string   `envconfig:"PROBE_ADDR" default:":8086"`
+	LeaderElection     bool     `envconfig:"LEADER_ELECTION" default:"true"`
 	// LeaderElectionID names the election's Lease: one per release, so two
 	// releases in one namespace do not wait on each other's leader.
 	LeaderElectionID string      `envconfig:"LEADER_ELECTION_ID" default:"kshop-controller"`

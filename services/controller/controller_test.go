@@ -351,3 +351,95 @@ func TestIdentityKeysArePublishedWithoutTheirPrivateParts(t *testing.T) {
 		t.Fatal("rotating the identity keys changed auth's keys")
 	}
 }
+
+// The manager's cache holds the labelled Secrets only: a password Secret of
+// the namespace never reaches the controller's memory, even when something
+// lists Secrets through the cache.
+func TestTheCacheHoldsNoUnlabelledSecret(t *testing.T) {
+	ctx := context.Background()
+	c, err := client.New(apiServer.Config, client.Options{Scheme: scheme.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := namespace(t, c)
+	password := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-postgresql"}, StringData: map[string]string{"password": "s3cret"}}
+	if err := c.Create(ctx, password); err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := controller.NewManager(apiServer.Config, controller.Options{
+		Namespace: ns, JWKSSecretName: "shop-jwks", Policy: policy, MetricsAddr: "0", ProbeAddr: "0", SeveralPerProcess: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgrCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mgrCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	var list corev1.SecretList
+	testenv.WaitFor(t, 30*time.Second, "the JWKS Secret in the cache", func() bool {
+		return mgr.GetCache().List(ctx, &list, client.InNamespace(ns)) == nil && len(list.Items) > 0
+	})
+	for _, s := range list.Items {
+		if s.Labels[controller.JWKSLabel] == "" {
+			t.Errorf("the cache holds the unlabelled Secret %s", s.Name)
+		}
+	}
+}
+
+// Only the topology documents named to the controller are kept: a ConfigMap
+// that carries the label under another name is neither read nor applied.
+func TestOnlyTheNamedTopologyDocumentsAreKept(t *testing.T) {
+	ctx := context.Background()
+	c, err := client.New(apiServer.Config, client.Options{Scheme: scheme.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := namespace(t, c)
+	for _, name := range []string{"shop-rabbitmq-topology", "someone-elses-topology"} {
+		cm := &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{controller.TopologyLabel: controller.TopologyRabbitMQ}},
+			Data:       map[string]string{controller.TopologyKey: "queues:\n  - {name: q, type: quorum, delete: true}\n"},
+		}
+		if err := c.Create(ctx, cm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mgr, err := controller.NewManager(apiServer.Config, controller.Options{
+		Namespace: ns, JWKSSecretName: "shop-jwks", Policy: policy, MetricsAddr: "0", ProbeAddr: "0", SeveralPerProcess: true,
+		TopologyConfigMaps: []string{"shop-rabbitmq-topology"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgrCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mgrCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	status := func(name string) string {
+		var cm corev1.ConfigMap
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &cm); err != nil {
+			t.Fatal(err)
+		}
+		return cm.Annotations[controller.TopologyStatusAnnotation]
+	}
+	// No broker is configured: the named document is reported NotConfigured.
+	testenv.WaitFor(t, 30*time.Second, "the named document's status", func() bool {
+		return strings.Contains(status("shop-rabbitmq-topology"), controller.ReasonNotConfigured)
+	})
+	// Give the other one the time the first one took, twice over.
+	time.Sleep(2 * time.Second)
+	if s := status("someone-elses-topology"); s != "" {
+		t.Fatalf("the unnamed document was handled: %s", s)
+	}
+}

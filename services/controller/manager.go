@@ -3,13 +3,16 @@ package controller
 import (
 	"cmp"
 	"fmt"
+	"slices"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -47,21 +50,38 @@ type Options struct {
 	AMQPURL string
 	// TopologyResync is how often every topology is checked again (zero: 5 min).
 	TopologyResync time.Duration
+	// TopologyConfigMaps names the topology documents the controller keeps
+	// (the chart's); empty: every ConfigMap labelled TopologyLabel in
+	// Namespace, which needs list and watch on all its ConfigMaps.
+	TopologyConfigMaps []string
 	// SeveralPerProcess allows more than one manager in a process (tests run
 	// two to watch the election); their controllers then share metric names.
 	SeveralPerProcess bool
 }
 
-// NewManager builds the manager: one namespace's Secrets cached, the JWKS
-// rotation (auth's keys, and the gateway's identity keys when named) and the messaging topology registered, health checks and metrics, leader election by a Lease.
+// NewManager builds the manager: the JWKS rotation (auth's keys, and the
+// gateway's identity keys when named) and the messaging topology registered,
+// health checks and metrics, leader election by a Lease. It watches the
+// Secrets and ConfigMaps it keeps by name and label, and reads them by name:
+// no other Secret of the namespace ever reaches its memory.
 func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
 	opts := ctrl.Options{
-		Scheme:                  scheme,
-		Cache:                   cache.Options{DefaultNamespaces: map[string]cache.Config{o.Namespace: {}}},
+		Scheme: scheme,
+		Cache: cache.Options{
+			DefaultNamespaces: map[string]cache.Config{o.Namespace: {}},
+			// The reconcilers watch through informers of their own
+			// (watchScoped) and read uncached; should anything still ask the
+			// manager's cache for these kinds, it holds labelled objects only.
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Secret{}:    {Label: labelled(JWKSLabel)},
+				&corev1.ConfigMap{}: {Label: labelled(TopologyLabel)},
+			},
+		},
+		Client:                  client.Options{Cache: &client.CacheOptions{DisableFor: uncached}},
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:  o.ProbeAddr,
 		LeaderElection:          o.LeaderElection,
@@ -110,7 +130,13 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	if resync <= 0 {
 		resync = 5 * time.Minute
 	}
-	topology := &TopologyReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("kshop-controller"), Brokers: brokers, Resync: resync}
+	// With no broker and no document named there is nothing to keep, and no
+	// reason to watch ConfigMaps (the chart's Role then names none).
+	if len(brokers) == 0 && len(o.TopologyConfigMaps) == 0 {
+		return mgr, nil
+	}
+	topology := &TopologyReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("kshop-controller"), Brokers: brokers, Resync: resync,
+		Namespace: o.Namespace, Names: slices.DeleteFunc(slices.Clone(o.TopologyConfigMaps), func(n string) bool { return n == "" })}
 	if err := topology.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}

@@ -12,11 +12,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kshop/kshop/services/platform/tokens"
@@ -204,24 +202,27 @@ func (r *JWKSReconciler) EnsureSecret(ctx context.Context) error {
 }
 
 // SetupWithManager watches its labelled Secret (and public ConfigMap: a
-// deleted or edited one is written again) and creates the Secret at start.
+// deleted or edited one is written again), each by name, and creates the
+// Secret at start.
 func (r *JWKSReconciler) SetupWithManager(mgr manager.Manager) error {
-	ours := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		_, ok := o.GetLabels()[r.label()]
-		return ok && o.GetName() == r.SecretName
-	})
 	if err := mgr.Add(manager.RunnableFunc(r.EnsureSecret)); err != nil {
 		return err
 	}
-	b := ctrl.NewControllerManagedBy(mgr).Named(cmp.Or(r.Name, "jwks")).
-		For(&corev1.Secret{}, builder.WithPredicates(ours))
+	secrets, err := watchScoped(mgr, r.Namespace, &corev1.Secret{}, r.label(), r.SecretName, &handler.EnqueueRequestForObject{})
+	if err != nil {
+		return err
+	}
+	b := ctrl.NewControllerManagedBy(mgr).Named(cmp.Or(r.Name, "jwks")).WatchesRawSource(secrets)
 	if r.PublicConfigMap != "" {
 		secret := types.NamespacedName{Namespace: r.Namespace, Name: r.SecretName}
-		b = b.Watches(&corev1.ConfigMap{},
+		public, err := watchScoped(mgr, r.Namespace, &corev1.ConfigMap{}, r.label(), r.PublicConfigMap,
 			handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 				return []reconcile.Request{{NamespacedName: secret}}
-			}),
-			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == r.PublicConfigMap })))
+			}))
+		if err != nil {
+			return err
+		}
+		b = b.WatchesRawSource(public)
 	}
 	return b.Complete(r)
 }

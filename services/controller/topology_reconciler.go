@@ -14,9 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -54,6 +54,11 @@ type TopologyReconciler struct {
 	// one is reported NotConfigured.
 	Brokers map[string]TopologyBroker
 	Resync  time.Duration
+	// Namespace holds the documents; Names, when set, are the only ones kept
+	// (each watched by name, so the Role can name them); empty: every
+	// labelled ConfigMap of Namespace.
+	Namespace string
+	Names     []string
 }
 
 // Reconcile applies one ConfigMap's document and records the outcome.
@@ -63,6 +68,10 @@ func (r *TopologyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	kind := cm.Labels[TopologyLabel]
+	if kind == "" {
+		// Its label was taken off: no longer a document to keep.
+		return ctrl.Result{}, nil
+	}
 	broker, ok := r.Brokers[kind]
 	var status TopologyStatus
 	previous := readStatus(&cm)
@@ -151,13 +160,10 @@ func (r *TopologyReconciler) writeStatus(ctx context.Context, cm *corev1.ConfigM
 	return nil
 }
 
-// SetupWithManager watches the labelled ConfigMaps. The controller's own
-// status writes change only an annotation and do not wake it again.
+// SetupWithManager watches the labelled ConfigMaps (those of Names alone when
+// set). The controller's own status writes change only an annotation and do
+// not wake it again.
 func (r *TopologyReconciler) SetupWithManager(mgr manager.Manager) error {
-	labelled := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		kind := o.GetLabels()[TopologyLabel]
-		return kind != ""
-	})
 	contentChanged := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 		before, okBefore := e.ObjectOld.(*corev1.ConfigMap)
 		after, okAfter := e.ObjectNew.(*corev1.ConfigMap)
@@ -166,9 +172,19 @@ func (r *TopologyReconciler) SetupWithManager(mgr manager.Manager) error {
 		}
 		return !maps.Equal(before.Data, after.Data) || !maps.Equal(before.Labels, after.Labels)
 	}}
-	return ctrl.NewControllerManagedBy(mgr).Named("topology").
-		For(&corev1.ConfigMap{}, builder.WithPredicates(labelled, contentChanged)).
-		Complete(r)
+	names := r.Names
+	if len(names) == 0 {
+		names = []string{""} // one watch on every labelled ConfigMap
+	}
+	b := ctrl.NewControllerManagedBy(mgr).Named("topology")
+	for _, name := range names {
+		src, err := watchScoped(mgr, r.Namespace, &corev1.ConfigMap{}, TopologyLabel, name, &handler.EnqueueRequestForObject{}, contentChanged)
+		if err != nil {
+			return err
+		}
+		b = b.WatchesRawSource(src)
+	}
+	return b.Complete(r)
 }
 
 // describeBrokers says which kinds are served, for the start-up log.

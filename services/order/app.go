@@ -219,6 +219,12 @@ func timerHandler[T events.Payload](handle func(ctx context.Context, messageID s
 // Topology is what the order service declares on RabbitMQ: the mail queues it
 // feeds, its own timer queues, and one TTL queue per timer delay.
 func (a *App) Topology() amqp.Topology {
+	return Topology(a.cfg.ReminderDelays, a.cfg.ExpiryDelay)
+}
+
+// Topology is what the order service declares for these timer delays; the
+// chart's RabbitMQ permissions are checked against it.
+func Topology(reminderDelays []time.Duration, expiryDelay time.Duration) amqp.Topology {
 	var routes []amqp.WorkRoute
 	for _, r := range append(events.Producing("order", events.MailRoutes), events.TimerRoutes...) {
 		routes = append(routes, amqp.WorkRoute{Exchange: r.Exchange, ExchangeKind: events.ExchangeKinds[r.Exchange], RoutingKey: r.RoutingKey, Queue: r.Queue})
@@ -233,10 +239,10 @@ func (a *App) Topology() amqp.Topology {
 		seen[name] = true
 		t.Delays = append(t.Delays, amqp.DelayQueue{Name: name, Delay: d, TargetExchange: events.ExchangeOrders, TargetRoutingKey: key})
 	}
-	for _, d := range a.cfg.ReminderDelays {
+	for _, d := range reminderDelays {
 		add(d, events.RoutingOrderReminder)
 	}
-	add(a.cfg.ExpiryDelay, events.RoutingOrderAutoCancel)
+	add(expiryDelay, events.RoutingOrderAutoCancel)
 	return t
 }
 

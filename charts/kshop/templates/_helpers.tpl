@@ -218,7 +218,13 @@ result with: include "kshop.connections" . | fromYaml.
 {{- $sasl := dict "mechanism" $k.sasl.mechanism -}}
 {{- if $k.sasl.mechanism -}}
 {{- $_ := set $sasl "username" (required (printf "connections.kafka.sasl.username: SASL mechanism %s needs a user name" $k.sasl.mechanism) $k.sasl.username) -}}
-{{- $_ := set $sasl "passwordSecret" (dict "name" (required (printf "connections.kafka.sasl.passwordSecret.name: SASL mechanism %s needs the Secret holding the password (key %s)" $k.sasl.mechanism $k.sasl.passwordSecret.key) $k.sasl.passwordSecret.name) "key" $k.sasl.passwordSecret.key) -}}
+{{- $secret := dict "name" $k.sasl.passwordSecret.name "key" $k.sasl.passwordSecret.key -}}
+{{- if and (not $secret.name) $v.kafka.enabled -}}
+{{- /* The bundled Kafka's client passwords: the Kafka chart generates them into
+<kafka>-user-passwords, the first client user's under system-user-password. */ -}}
+{{- $secret = dict "name" (printf "%s-user-passwords" (include "kshop.dependencyFullname" (dict "release" $release "chart" "kafka" "values" $v.kafka))) "key" "system-user-password" -}}
+{{- end -}}
+{{- $_ := set $sasl "passwordSecret" (dict "name" (required (printf "connections.kafka.sasl.passwordSecret.name: SASL mechanism %s needs the Secret holding the password (key %s)" $k.sasl.mechanism $k.sasl.passwordSecret.key) $secret.name) "key" $secret.key) -}}
 {{- end -}}
 {{- $_ := set $out "kafka" (dict "brokers" (join "," (splitList "," $brokers | compact)) "tls" $k.tls "caFile" (ternary (get $ca "file") "" (and $k.tls (hasKey $ca "file"))) "sasl" $sasl "egress" (include "kshop.egressRule" (dict "ports" $ports "hosts" $hosts) | fromYaml)) -}}
 {{- end -}}
@@ -330,6 +336,92 @@ true
 {{- default (include "kshop.fullname" (dict "root" . "name" "identity-keys-public")) .Values.identity.configMapName -}}
 {{- end -}}
 
+{{/* The order timers' delay queues (a YAML list of {name, delay, routingKey}),
+from services.order.env as the order service computes them. */}}
+{{- define "kshop.delayQueues" -}}
+{{- $orderEnv := .Values.services.order.env | default dict }}
+{{- $out := list }}
+{{- range splitList "," (get $orderEnv "KSHOP_ORDER_REMINDER_DELAYS" | default "4h,12h,22h") }}
+{{- $out = append $out (dict "name" (printf "orders.delay.%s" (include "kshop.delayQueueSuffix" .)) "delay" (trim .) "routingKey" "order.reminder") }}
+{{- end }}
+{{- $expiry := get $orderEnv "KSHOP_ORDER_EXPIRY_DELAY" | default "24h" }}
+{{- $out = append $out (dict "name" (printf "orders.delay.%s" (include "kshop.delayQueueSuffix" $expiry)) "delay" $expiry "routingKey" "order.auto.cancel") }}
+{{- toYaml $out }}
+{{- end -}}
+
+{{/* What each RabbitMQ user may touch (a YAML map user -> {configure, write,
+read} regular expressions), from topology.rabbitmq: a service may configure and
+read the exchanges and queues of the routes it produces or consumes, their
+dead-letter queues and (order) the timers' delay queues, and write those queues
+and the exchanges it publishes to; the controller everything the topology
+document names. Declaring a queue whose dead letters go to the default exchange
+needs write on amq.default, and so does a consumer's dead-lettering: every user
+writes amq.default. */}}
+{{- define "kshop.rabbitmqGrants" -}}
+{{- $t := .Values.topology.rabbitmq }}
+{{- $delays := list }}
+{{- range include "kshop.delayQueues" . | fromYamlArray }}{{ $delays = append $delays .name }}{{ end }}
+{{- $all := list }}
+{{- range $t.exchanges }}{{ $all = append $all .name }}{{ end }}
+{{- $names := dict }}
+{{- $writes := dict }}
+{{- range $route := $t.routes }}
+{{- $queues := list .queue (printf "%s.dlq" .queue) }}
+{{- $all = concat $all (append $queues .exchange) }}
+{{- range $svc := list .producer .consumer | uniq }}
+{{- $_ := set $names $svc (concat (get $names $svc | default list) (append $queues $route.exchange)) }}
+{{- $_ := set $writes $svc (concat (get $writes $svc | default list) $queues) }}
+{{- end }}
+{{- $_ := set $writes .producer (append (get $writes .producer) .exchange) }}
+{{- end }}
+{{- $_ := set $names "order" (concat (get $names "order" | default list) $delays) }}
+{{- $_ := set $writes "order" (concat (get $writes "order" | default list) $delays) }}
+{{- $_ := set $names "controller" (concat $all $delays) }}
+{{- $_ := set $writes "controller" (concat $all $delays) }}
+{{- $out := dict }}
+{{- range $user, $list := $names }}
+{{- $re := list }}
+{{- range $list | uniq | sortAlpha }}{{ $re = append $re (regexQuoteMeta .) }}{{ end }}
+{{- $w := list }}
+{{- range get $writes $user | uniq | sortAlpha }}{{ $w = append $w (regexQuoteMeta .) }}{{ end }}
+{{- $_ := set $out $user (dict "configure" (printf "^(%s)$" (join "|" $re)) "read" (printf "^(%s)$" (join "|" $re)) "write" (printf "^(%s)$" (join "|" (append $w "amq\\.default")))) }}
+{{- end }}
+{{- toYaml $out }}
+{{- end -}}
+
+{{/* The Secret of a RabbitMQ user of this release (rabbitmq.users), "" when
+the services share the connections.amqp credentials. */}}
+{{- define "kshop.rabbitmqUserSecret" -}}
+{{- if and .root.Values.rabbitmq.enabled .root.Values.rabbitmq.users.enabled -}}
+{{- printf "%s-%s" (include "kshop.fullname" (dict "root" .root "name" "rabbitmq")) .user -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A topology document's ConfigMap (kind: kafka or rabbitmq). */}}
+{{- define "kshop.topologyConfigMap" -}}
+{{- printf "%s-%s-topology" .root.Release.Name .kind -}}
+{{- end -}}
+
+{{/* The topology documents the controller keeps, and no others (a YAML
+list): the chart's, and controller.extraTopologyConfigMaps. */}}
+{{- define "kshop.topologyConfigMaps" -}}
+{{- $names := list }}
+{{- range $kind := list "kafka" "rabbitmq" }}
+{{- if (index $.Values.topology $kind).enabled }}
+{{- $names = append $names (include "kshop.topologyConfigMap" (dict "root" $ "kind" $kind)) }}
+{{- end }}
+{{- end }}
+{{- $names = concat $names (.Values.controller.extraTopologyConfigMaps | default list) | uniq }}
+{{- toYaml $names }}
+{{- end -}}
+
+{{/* Every ConfigMap the controller reads and writes, by name (a YAML list). */}}
+{{- define "kshop.controllerConfigMaps" -}}
+{{- $names := list (include "kshop.identityConfigMap" .) }}
+{{- $names = concat $names (include "kshop.topologyConfigMaps" . | fromYamlArray) }}
+{{- toYaml $names }}
+{{- end -}}
+
 {{/* Who may scrape the metrics ports: NetworkPolicy peers (a YAML list).
 The namespace the values name; the release's own with the bundled Prometheus. */}}
 {{- define "kshop.prometheusPeers" -}}
@@ -385,7 +477,13 @@ Takes (dict "prefix" KSHOP_X "conn" CONNECTIONS "database" NAME-OR-"" "redis" BO
 - name: {{ $p }}_KAFKA_SASL_PASSWORD
   valueFrom: {secretKeyRef: {name: {{ $conn.kafka.sasl.passwordSecret.name }}, key: {{ $conn.kafka.sasl.passwordSecret.key }}}}
 {{- end }}
-{{- if .amqp }}
+{{- if and .amqp .amqpUserSecret }}
+# Its own RabbitMQ user (rabbitmq.users): permissions on its exchanges and queues only.
+- name: {{ $p }}_AMQP_USERNAME
+  valueFrom: {secretKeyRef: {name: {{ .amqpUserSecret }}, key: username}}
+- name: {{ $p }}_AMQP_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ .amqpUserSecret }}, key: password}}
+{{- else if .amqp }}
 - name: {{ $p }}_AMQP_USERNAME
   valueFrom: {secretKeyRef: {name: {{ $conn.amqp.userSecret.name }}, key: {{ $conn.amqp.userSecret.key }}}}
 - name: {{ $p }}_AMQP_PASSWORD

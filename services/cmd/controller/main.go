@@ -38,6 +38,7 @@ func main() {
 		MetricsAddr: cfg.MetricsAddr, ProbeAddr: cfg.ProbeAddr, LeaderElection: cfg.LeaderElection,
 		LeaderElectionID: cfg.LeaderElectionID,
 		Kafka:            cfg.Kafka, AMQPURL: amqpURL, TopologyResync: cfg.TopologyResync,
+		TopologyConfigMaps: cfg.TopologyConfigMaps,
 	})
 	if err != nil {
 		config.Exit(err)

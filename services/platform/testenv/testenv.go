@@ -195,6 +195,23 @@ func NewAMQPUser(t testing.TB, user, password string) string {
 	return own.String()
 }
 
+// NewAMQPUserWithPermissions is NewAMQPUser with RabbitMQ's configure, write
+// and read patterns of a deployment instead of every right.
+func NewAMQPUserWithPermissions(t testing.TB, user, password, configure, write, read string) string {
+	t.Helper()
+	own, err := url.Parse(OwnAMQPURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vhost := strings.TrimPrefix(own.Path, "/")
+	out, err := exec.Command(lookup(t, "KSHOP_TESTENV"), "user", user, password, vhost, configure, write, read).CombinedOutput()
+	if err != nil {
+		t.Fatalf("create RabbitMQ user %s: %v\n%s", user, err, out)
+	}
+	own.User = nil
+	return own.String()
+}
+
 // RandomSuffix returns 12 hex characters for names (databases, queues, keys) that
 // must not collide between tests running at the same time.
 func RandomSuffix() string {
