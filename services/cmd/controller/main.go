@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/kshop/kshop/services/controller"
 	"github.com/kshop/kshop/services/platform/config"
+	"github.com/kshop/kshop/services/platform/logx"
 )
 
 func main() {
@@ -19,7 +20,15 @@ func main() {
 	if err := config.Load(controller.Prefix, &cfg); err != nil {
 		config.Exit(err)
 	}
-	ctrl.SetLogger(zap.New(zap.JSONEncoder(), zap.UseDevMode(cfg.Log.Level == "debug")))
+	level, err := logx.ParseLevel(cfg.Log.Level)
+	if err != nil {
+		config.Exit(fmt.Errorf("config: %s_LOG_LEVEL: %w", controller.Prefix, err))
+	}
+	// The same JSON lines as every other kshop binary (service, level, msg,
+	// trace ids), so one Loki query reads them all; controller-runtime logs
+	// through logr, which hands its records to slog.
+	logger := logx.New(os.Stderr, "controller", level)
+	ctrl.SetLogger(logr.FromSlogHandler(logger.Handler()))
 	var amqpURL string
 	if cfg.AMQP.Configured() {
 		url, err := cfg.AMQP.DialURL()
@@ -44,7 +53,7 @@ func main() {
 		config.Exit(err)
 	}
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
-		fmt.Fprintln(os.Stderr, "controller stopped:", err)
+		logger.Error("controller stopped", "error", err)
 		os.Exit(1)
 	}
 }
