@@ -240,6 +240,10 @@ rabbitmq_env() { # name port
 	export RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf"
 	export RABBITMQ_ENABLED_PLUGINS=""
 	export RABBITMQ_USE_LONGNAME=false
+	# rabbitmqctl is Elixir: without a UTF-8 locale (CI's environment may have
+	# none) it reads its arguments as Latin-1, and a password with a non-ASCII
+	# character is stored as other bytes than the client sends.
+	export LC_ALL=C.UTF-8
 	# Erlang distribution (used by rabbitmqctl) on loopback only, like everything else.
 	export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 }
