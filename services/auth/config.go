@@ -25,7 +25,7 @@ const Prefix = "KSHOP_AUTH"
 // Config is the service's configuration (KSHOP_AUTH_* variables, README).
 type Config struct {
 	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8081" desc:"Address the API listens on."`
-	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9081" desc:"Address /metrics is served on (the API port serves none)."` // /metrics only; the API port serves none
+	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9081" desc:"Address /metrics is served on (the API port serves none); empty: no metrics."` // /metrics only; the API port serves none
 	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s" desc:"How long in-flight work may take to finish after SIGTERM."`
 	Database        pg.Config        `envconfig:"DATABASE"`
 	Redis           redisx.Config    `envconfig:"REDIS"`

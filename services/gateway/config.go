@@ -26,7 +26,7 @@ const Prefix = "KSHOP_GATEWAY"
 // Config is the gateway's configuration (docs/gateway.md).
 type Config struct {
 	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8080" desc:"Address the gateway listens on."`
-	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9080" desc:"Address /metrics is served on (the API port serves none)."` // /metrics only; the API port serves none
+	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9080" desc:"Address /metrics is served on (the API port serves none); empty: no metrics."` // /metrics only; the API port serves none
 	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s" desc:"How long in-flight work may take to finish after SIGTERM."`
 	Redis           redisx.Config    `envconfig:"REDIS"`
 	Log             logx.Config      `envconfig:"LOG"`
@@ -52,7 +52,7 @@ type Config struct {
 	// no fetch succeeded for JWKSMaxStale; each fetch bounded by JWKSTimeout.
 	JWKSRefresh    time.Duration `envconfig:"JWKS_REFRESH" default:"1m" desc:"Age after which the fetched key set is fetched again in the background."`
 	JWKSMinRefresh time.Duration `envconfig:"JWKS_MIN_REFRESH" default:"10s" desc:"Least time between two fetches (unknown key ids, failures)."`
-	JWKSMaxStale   time.Duration `envconfig:"JWKS_MAX_STALE" default:"15m" desc:"No token is trusted once no fetch has succeeded for this long."`
+	JWKSMaxStale   time.Duration `envconfig:"JWKS_MAX_STALE" default:"15m" desc:"No token is trusted once no fetch has succeeded for this long (longer than JWKS_REFRESH)."`
 	JWKSTimeout    time.Duration `envconfig:"JWKS_TIMEOUT" default:"5s" desc:"Bound of one key-set fetch."`
 	// TokenCache is how many verified tokens are remembered, so that a
 	// client's later requests with the same token skip the signature check
@@ -80,7 +80,7 @@ type Config struct {
 	RateLimitFailClosed bool `envconfig:"RATE_LIMIT_FAIL_CLOSED" desc:"Refuse requests (503) while Redis is unreachable; default: let them through and count."`
 	// TrustedProxies may set X-Forwarded-For (CIDRs); by default nobody may,
 	// and the client address is the connection's.
-	TrustedProxies []string `envconfig:"TRUSTED_PROXIES" desc:"CIDRs of proxies allowed to set X-Forwarded-For; empty: the client address is the connection one."`
+	TrustedProxies []string `envconfig:"TRUSTED_PROXIES" desc:"CIDRs or addresses of the proxies in front of the gateway, whose X-Forwarded-For names the client; empty: the client address is the connection one."`
 	// CORSOrigins are the browser origins allowed to call the API ("*" for any).
 	CORSOrigins []string `envconfig:"CORS_ORIGINS" desc:"Browser origins allowed to call the API (* for any); empty: none."`
 	// BodyLimit caps request bodies in bytes.

@@ -32,7 +32,7 @@ const (
 // Config is the service's configuration (docs/mail.md).
 type Config struct {
 	HTTPAddr        string        `envconfig:"HTTP_ADDR" default:":8084" desc:"Address the health endpoints listen on."`
-	MetricsAddr     string        `envconfig:"METRICS_ADDR" default:":9084" desc:"Address /metrics is served on (the API port serves none)."` // /metrics only; the API port serves none
+	MetricsAddr     string        `envconfig:"METRICS_ADDR" default:":9084" desc:"Address /metrics is served on (the API port serves none); empty: no metrics."` // /metrics only; the API port serves none
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s" desc:"How long in-flight work may take to finish after SIGTERM."`
 	// InboxRetention is how long a handled message's id is remembered against
 	// its redelivery (longer than any broker redelivers); pruned on a schedule.
@@ -61,7 +61,7 @@ type SMTPConfig struct {
 	// server's certificate verified against the system's roots) or to this
 	// machine's own loopback: without TLS the send fails before the password
 	// leaves.
-	Username string        `envconfig:"USERNAME" desc:"SMTP user for AUTH PLAIN, only ever over TLS or to loopback; empty: no login."`
+	Username string        `envconfig:"USERNAME" desc:"SMTP user for AUTH PLAIN, only ever over TLS or to loopback (refused at start with SMTP_TLS=none to another host); empty: no login."`
 	Password string        `envconfig:"PASSWORD" desc:"SMTP password (a secret: give it from a Secret)."`
 	From     string        `envconfig:"FROM" default:"kshop <no-reply@kshop.local>" desc:"Sender address of every mail."`
 	Timeout  time.Duration `envconfig:"TIMEOUT" default:"15s" desc:"Bound of one SMTP conversation."`

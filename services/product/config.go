@@ -22,7 +22,7 @@ const Prefix = "KSHOP_PRODUCT"
 // Config is the service's configuration (docs/product.md).
 type Config struct {
 	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8082" desc:"Address the API listens on."`
-	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9082" desc:"Address /metrics is served on (the API port serves none)."` // /metrics only; the API port serves none
+	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9082" desc:"Address /metrics is served on (the API port serves none); empty: no metrics."` // /metrics only; the API port serves none
 	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s" desc:"How long in-flight work may take to finish after SIGTERM."`
 	Database        pg.Config        `envconfig:"DATABASE"`
 	Kafka           kafka.Connection `envconfig:"KAFKA"`

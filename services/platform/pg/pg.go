@@ -17,8 +17,8 @@ import (
 // the variables read KSHOP_<SERVICE>_DATABASE_URL, _DATABASE_REPLICA_URL and
 // _DATABASE_MAX_CONNS.
 type Config struct {
-	URL        string `envconfig:"URL" required:"true" desc:"PostgreSQL connection URL of the primary (postgres://user:pass@host:5432/db)."`
-	ReplicaURL string `envconfig:"REPLICA_URL" desc:"Connection URL of a read replica for reads that tolerate staleness; empty: every read goes to the primary."`
+	URL        string `envconfig:"URL" required:"true" desc:"PostgreSQL URL of the primary, for writes (postgres://user@host:5432/db?sslmode=verify-full); the password may come apart in PGPASSWORD, which the driver reads."`
+	ReplicaURL string `envconfig:"REPLICA_URL" desc:"PostgreSQL URL of a streaming replica for reads that tolerate staleness; empty: every read goes to the primary."`
 	MaxConns   int32  `envconfig:"MAX_CONNS" default:"10" desc:"Most connections in the pool (each of primary and replica)."`
 	// ReplicaMaxLag is how far behind the primary the replica may be and
 	// still serve reads that tolerate staleness; beyond it they go to the
