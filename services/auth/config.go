@@ -79,7 +79,7 @@ type Config struct {
 	JWKSReload time.Duration `envconfig:"JWKS_RELOAD" default:"10s" desc:"How often the key file is checked for rotated keys."`
 	// JWKSAlgorithm is the algorithm of the generated development key.
 	JWKSAlgorithm string        `envconfig:"JWKS_DEV_ALGORITHM" default:"EdDSA" desc:"Algorithm of the development key: EdDSA or ES256."`
-	TokenTTL      time.Duration `envconfig:"TOKEN_TTL" default:"1h" desc:"Lifetime of an access token (the chart passes it to the controller as its token lifetime)."`
+	TokenTTL      time.Duration `envconfig:"TOKEN_TTL" default:"1h" desc:"Lifetime of an access token; the controller KSHOP_CONTROLLER_TOKEN_LIFETIME must be the same (the chart sets both from jwks.tokenTTL)."`
 	TokenIssuer   string        `envconfig:"TOKEN_ISSUER" default:"kshop-auth" desc:"Issuer (iss) written into access tokens."`
 	TokenAudience string        `envconfig:"TOKEN_AUDIENCE" default:"kshop" desc:"Audience (aud) written into access tokens."`
 }

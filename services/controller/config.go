@@ -25,7 +25,7 @@ type Config struct {
 	KeyAlgorithm     string        `envconfig:"KEY_ALGORITHM" default:"EdDSA" desc:"Algorithm of new keys: EdDSA or ES256."`
 	RotationPeriod   time.Duration `envconfig:"ROTATION_PERIOD" default:"168h" desc:"How often a new access-token key is made."`
 	PropagationDelay time.Duration `envconfig:"PROPAGATION_DELAY" default:"10m" desc:"How long a new key is published before it signs (every reader has it by then)."`
-	TokenLifetime    time.Duration `envconfig:"TOKEN_LIFETIME" default:"1h" desc:"Lifetime of auth access tokens (auth TOKEN_TTL; the chart sets both from one value): an old key stays published this long plus GRACE."`
+	TokenLifetime    time.Duration `envconfig:"TOKEN_LIFETIME" default:"1h" desc:"Lifetime of the access tokens auth signs: the same as KSHOP_AUTH_TOKEN_TTL (the chart sets both from jwks.tokenTTL); a retired key stays published this long plus GRACE."`
 	Grace            time.Duration `envconfig:"GRACE" default:"15m" desc:"Extra time an old key stays published after the last token it signed expired."`
 	// IdentitySecret, when set, names the Secret of the gateway's identity
 	// keys (created and rotated like the JWKS Secret, mounted by the gateway
