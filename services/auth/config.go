@@ -25,7 +25,7 @@ const Prefix = "KSHOP_AUTH"
 // Config is the service's configuration (KSHOP_AUTH_* variables, README).
 type Config struct {
 	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8081" desc:"Address the API listens on."`
-	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9081" desc:"Address /metrics is served on (the API port serves none); empty: no metrics."` // /metrics only; the API port serves none
+	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9081" desc:"Address /metrics is served on (the API port serves none); empty: no metrics."`
 	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s" desc:"How long in-flight work may take to finish after SIGTERM."`
 	Database        pg.Config        `envconfig:"DATABASE"`
 	Redis           redisx.Config    `envconfig:"REDIS"`
@@ -33,19 +33,14 @@ type Config struct {
 	Log             logx.Config      `envconfig:"LOG"`
 	OTel            telemetry.Config `envconfig:"OTEL"`
 
-	// BcryptCost is the work factor for passwords and verification codes.
-	BcryptCost int `envconfig:"BCRYPT_COST" default:"11" desc:"bcrypt work factor for passwords and verification codes (10 to 31)."`
-	// AdminEmails get the admin role in their tokens (comma-separated). There
-	// is no default: nobody is an administrator unless named here.
+	BcryptCost  int      `envconfig:"BCRYPT_COST" default:"11" desc:"bcrypt work factor for passwords and verification codes (10 to 31)."`
 	AdminEmails []string `envconfig:"ADMIN_EMAILS" desc:"Addresses that get the admin role in their tokens; empty: nobody is an administrator."`
 	// TestAdminEmail gets the admin role too: the address of an automated
 	// journey's own admin, which the chart takes from the smoke test's
 	// generated Secret (docs/kubernetes.md). Empty: none.
-	TestAdminEmail string `envconfig:"TEST_ADMIN_EMAIL" desc:"One more admin address: an automated journey own admin (the chart takes it from the smoke test Secret); empty: none."`
-	// CodeTTL is how long a verification or reset code is valid.
-	CodeTTL time.Duration `envconfig:"CODE_TTL" default:"10m" desc:"How long a verification or reset code is valid."`
-	// CodeMaxAttempts wrong guesses void a code.
-	CodeMaxAttempts int `envconfig:"CODE_MAX_ATTEMPTS" default:"5" desc:"Wrong guesses that void a code."`
+	TestAdminEmail  string        `envconfig:"TEST_ADMIN_EMAIL" desc:"One more admin address: an automated journey's own admin (the chart takes it from the smoke test's Secret); empty: none."`
+	CodeTTL         time.Duration `envconfig:"CODE_TTL" default:"10m" desc:"How long a verification or reset code is valid."`
+	CodeMaxAttempts int           `envconfig:"CODE_MAX_ATTEMPTS" default:"5" desc:"Wrong guesses that void a code."`
 	// CodeGuessesPerDay wrong codes (verification and reset together) are
 	// accepted per address in a day, CodeGuessesPerClientPerDay per client
 	// address; after each wrong code the next one for the address waits
@@ -65,21 +60,16 @@ type Config struct {
 	// ResendCooldown is the least time between two e-mails to one address
 	// (codes, reset codes, "the account exists").
 	ResendCooldown time.Duration `envconfig:"RESEND_COOLDOWN" default:"1m" desc:"Least time between two e-mails to one address."`
-	// MailsPerDay is how many e-mails registrations, resends and reset
-	// requests may cause to one address in a day.
-	MailsPerDay int `envconfig:"MAILS_PER_DAY" default:"10" desc:"E-mails that registrations, resends and reset requests may cause to one address in a day."`
+	MailsPerDay    int           `envconfig:"MAILS_PER_DAY" default:"10" desc:"E-mails that registrations, resends and reset requests may cause to one address in a day."`
 	// UnverifiedTTL: a registration not verified within it is deleted; the
 	// cleanup runs every CleanupInterval.
 	UnverifiedTTL   time.Duration `envconfig:"UNVERIFIED_TTL" default:"24h" desc:"A registration not verified within this long is deleted (at least CODE_TTL)."`
 	CleanupInterval time.Duration `envconfig:"CLEANUP_INTERVAL" default:"10m" desc:"How often unverified registrations are cleaned up."`
 
-	// JWKSFile is the private key set (a mounted Secret); empty: a development key.
-	JWKSFile string `envconfig:"JWKS_FILE" desc:"Private signing key set (a mounted Secret); empty: a development key made at start."`
-	// JWKSReload is how often the file is checked for rotated keys.
-	JWKSReload time.Duration `envconfig:"JWKS_RELOAD" default:"10s" desc:"How often the key file is checked for rotated keys."`
-	// JWKSAlgorithm is the algorithm of the generated development key.
+	JWKSFile      string        `envconfig:"JWKS_FILE" desc:"Private signing key set (a mounted Secret); empty: a development key made at start."`
+	JWKSReload    time.Duration `envconfig:"JWKS_RELOAD" default:"10s" desc:"How often the key file is checked for rotated keys."`
 	JWKSAlgorithm string        `envconfig:"JWKS_DEV_ALGORITHM" default:"EdDSA" desc:"Algorithm of the development key: EdDSA or ES256."`
-	TokenTTL      time.Duration `envconfig:"TOKEN_TTL" default:"1h" desc:"Lifetime of an access token; the controller KSHOP_CONTROLLER_TOKEN_LIFETIME must be the same (the chart sets both from jwks.tokenTTL)."`
+	TokenTTL      time.Duration `envconfig:"TOKEN_TTL" default:"1h" desc:"Lifetime of an access token; the controller's KSHOP_CONTROLLER_TOKEN_LIFETIME must be the same (the chart sets both from jwks.tokenTTL)."`
 	TokenIssuer   string        `envconfig:"TOKEN_ISSUER" default:"kshop-auth" desc:"Issuer (iss) written into access tokens."`
 	TokenAudience string        `envconfig:"TOKEN_AUDIENCE" default:"kshop" desc:"Audience (aud) written into access tokens."`
 }

@@ -32,24 +32,22 @@ const (
 // Config is the service's configuration (docs/mail.md).
 type Config struct {
 	HTTPAddr        string        `envconfig:"HTTP_ADDR" default:":8084" desc:"Address the health endpoints listen on."`
-	MetricsAddr     string        `envconfig:"METRICS_ADDR" default:":9084" desc:"Address /metrics is served on (the API port serves none); empty: no metrics."` // /metrics only; the API port serves none
+	MetricsAddr     string        `envconfig:"METRICS_ADDR" default:":9084" desc:"Address /metrics is served on (the API port serves none); empty: no metrics."`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s" desc:"How long in-flight work may take to finish after SIGTERM."`
 	// InboxRetention is how long a handled message's id is remembered against
 	// its redelivery (longer than any broker redelivers); pruned on a schedule.
-	InboxRetention time.Duration    `envconfig:"INBOX_RETENTION" default:"168h" desc:"How long a handled message id is remembered against redelivery (pruned on a schedule)."`
+	InboxRetention time.Duration    `envconfig:"INBOX_RETENTION" default:"168h" desc:"How long a handled message's id is remembered against redelivery (pruned on a schedule)."`
 	Database       pg.Config        `envconfig:"DATABASE"`
 	AMQP           amqp.Config      `envconfig:"AMQP"`
 	Log            logx.Config      `envconfig:"LOG"`
 	OTel           telemetry.Config `envconfig:"OTEL"`
 	SMTP           SMTPConfig       `envconfig:"SMTP"`
 
-	// MaxAttempts bounds the sends of one message before its dead-letter queue.
 	MaxAttempts int `envconfig:"MAX_ATTEMPTS" default:"5" desc:"Sends of one message before its dead-letter queue."`
 	// Retry paces the sends (KSHOP_MAIL_RETRY_INITIAL, _MAX): doubling with
 	// jitter, the same pace as the other services' consumers.
-	Retry retry.Pace `envconfig:"RETRY"`
-	// Concurrency is how many messages of one queue are sent at once.
-	Concurrency int `envconfig:"CONCURRENCY" default:"4" desc:"Messages of one queue sent at once."`
+	Retry       retry.Pace `envconfig:"RETRY"`
+	Concurrency int        `envconfig:"CONCURRENCY" default:"4" desc:"Messages of one queue sent at once."`
 }
 
 // SMTPConfig says where and how mail is sent. The defaults reach Mailpit.

@@ -46,7 +46,7 @@ type DevKafkaConfig struct {
 	DataDir string `envconfig:"DATA_DIR" desc:"Directory where its topics and offsets survive a restart; empty: in memory only."`
 	// SeedTopics off: the broker starts empty and the platform controller
 	// must create the topics (the test cluster proves it does).
-	SeedTopics bool `envconfig:"SEED_TOPICS" default:"true" desc:"Create the contract topics at start (as the controller does in Kubernetes)."`
+	SeedTopics bool `envconfig:"SEED_TOPICS" default:"true" desc:"Create the contract's topics at start (as the controller does in Kubernetes)."`
 }
 
 // LoadgenPrefix is where loadgen's variables live.
@@ -56,7 +56,7 @@ const LoadgenPrefix = "KSHOP_LOADGEN"
 // leave it out: the password stays out of ps this way.
 type LoadgenConfig struct {
 	Admin         string `envconfig:"ADMIN" desc:"An address auth makes an admin, to create products with (the -admin flag wins)."`
-	AdminPassword string `envconfig:"ADMIN_PASSWORD" desc:"That admin password, used to register the address if it has no account yet (the -admin-password flag wins)."`
+	AdminPassword string `envconfig:"ADMIN_PASSWORD" desc:"That admin's password, used to register the address if it has no account yet (the -admin-password flag wins)."`
 }
 
 func service(name, prefix, what string, spec any) Binary {

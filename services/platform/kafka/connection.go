@@ -22,11 +22,10 @@ const (
 // _KAFKA_TLS_CA_FILE, _KAFKA_SASL_MECHANISM, _KAFKA_SASL_USERNAME and
 // _KAFKA_SASL_PASSWORD.
 type Connection struct {
-	// Brokers are the bootstrap servers, host:port comma-separated.
 	Brokers string `envconfig:"BROKERS" desc:"Kafka bootstrap servers, host:port comma-separated."`
 	// TLS encrypts every connection and verifies the brokers' certificates
 	// (and their host names) against TLSCAFile, or the system's roots.
-	TLS       bool   `envconfig:"TLS" desc:"Encrypt connections and verify the brokers certificates and host names."`
+	TLS       bool   `envconfig:"TLS" desc:"Encrypt connections and verify the brokers' certificates and host names."`
 	TLSCAFile string `envconfig:"TLS_CA_FILE" desc:"CA certificate file (PEM) to verify the brokers with; empty: the system roots."`
 	// SASLMechanism is empty (no authentication), PLAIN, SCRAM-SHA-256 or
 	// SCRAM-SHA-512; the user name and password go with it.
