@@ -5,6 +5,7 @@
 //
 //	go run ./hack/configdoc          write docs/configuration.md
 //	go run ./hack/configdoc -check   exit 1 when it is stale
+//	go generate ./services/cmd/binaries   the same as the first
 package main
 
 import (

@@ -3,6 +3,8 @@
 // docs/configuration.md from it, so the two cannot tell different stories.
 package binaries
 
+//go:generate go run ../../../hack/configdoc -root ../../..
+
 import (
 	"fmt"
 	"io"
