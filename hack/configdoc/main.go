@@ -100,6 +100,12 @@ Passwords have no defaults; the chart gives them from Kubernetes Secrets
 			}
 			b.WriteString("\n")
 		}
+		if notes := bin.LibraryNotes(); len(notes) > 0 {
+			b.WriteString("Read by libraries too:\n\n")
+			for _, n := range notes {
+				fmt.Fprintf(&b, "- %s\n", n)
+			}
+		}
 	}
 	return append(bytes.TrimRight(b.Bytes(), "\n"), '\n'), nil
 }

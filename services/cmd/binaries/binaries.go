@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 
 	"github.com/kshop/kshop/services/auth"
 	"github.com/kshop/kshop/services/controller"
@@ -17,6 +18,7 @@ import (
 	"github.com/kshop/kshop/services/order"
 	"github.com/kshop/kshop/services/platform/config"
 	"github.com/kshop/kshop/services/platform/logx"
+	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/telemetry"
 	"github.com/kshop/kshop/services/product"
 )
@@ -27,6 +29,61 @@ type Binary struct {
 	Summary  string
 	Usage    string
 	Sections []config.Section
+	// Kubernetes: the binary talks to the API server through client-go,
+	// which reads its own variables.
+	Kubernetes bool
+}
+
+// The standard variables libraries read besides kshop's own: listed with the
+// binaries whose settings hold the library's configuration, so that -help
+// names every variable a process reads.
+const (
+	postgresNote = "The PostgreSQL driver reads the libpq variables (PGPASSWORD, PGSSLROOTCERT, ...) for what a database URL leaves out; the chart passes database passwords in PGPASSWORD."
+	otelNote     = "The OpenTelemetry SDK reads its standard OTEL_* variables (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS, ...) for what these settings leave out."
+	kubeNote     = "The Kubernetes client reads KUBECONFIG outside a cluster; in a pod it uses the pod's service account."
+)
+
+// LibraryNotes says which standard variables b's libraries read too.
+func (b Binary) LibraryNotes() []string {
+	var notes []string
+	if holds(b.Sections, reflect.TypeFor[pg.Config]()) {
+		notes = append(notes, postgresNote)
+	}
+	if holds(b.Sections, reflect.TypeFor[telemetry.Config]()) {
+		notes = append(notes, otelNote)
+	}
+	if b.Kubernetes {
+		notes = append(notes, kubeNote)
+	}
+	return notes
+}
+
+// holds reports whether a section's settings contain a field of type want.
+func holds(sections []config.Section, want reflect.Type) bool {
+	var walk func(t reflect.Type) bool
+	walk = func(t reflect.Type) bool {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t == want {
+			return true
+		}
+		if t.Kind() != reflect.Struct {
+			return false
+		}
+		for i := range t.NumField() {
+			if walk(t.Field(i).Type) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, s := range sections {
+		if walk(reflect.TypeOf(s.Spec)) {
+			return true
+		}
+	}
+	return false
 }
 
 // KshopPrefix is where the all-in-one binary's own variables live.
@@ -77,7 +134,7 @@ var (
 	Product    = service("product", product.Prefix, "product service (docs/product.md)", product.Config{})
 	Order      = service("order", order.Prefix, "order service (docs/order.md)", order.Config{})
 	Mail       = service("mail", mail.Prefix, "mail service (docs/mail.md)", mail.Config{})
-	Controller = service("controller", controller.Prefix, "platform controller: signing-key rotation and broker topology (docs/kubernetes.md)", controller.Config{})
+	Controller = controllerBinary()
 	Kshop      = Binary{
 		Name: "kshop",
 		Summary: "Runs the whole platform in one process for make run: the development Kafka broker and every service, " +
@@ -101,6 +158,12 @@ var (
 	All = []Binary{Gateway, Auth, Product, Order, Mail, Controller, Kshop, Loadgen}
 )
 
+func controllerBinary() Binary {
+	b := service("controller", controller.Prefix, "platform controller: signing-key rotation and broker topology (docs/kubernetes.md)", controller.Config{})
+	b.Kubernetes = true
+	return b
+}
+
 func authBinary() Binary {
 	b := service("auth", auth.Prefix, "auth service (docs/auth.md)", auth.Config{})
 	b.Usage = "usage: auth [-help] | auth generate-jwks [EdDSA|ES256]   (prints a private key set for a Secret)"
@@ -109,7 +172,16 @@ func authBinary() Binary {
 
 // PrintHelp writes b's usage, summary and variables to w.
 func (b Binary) PrintHelp(w io.Writer) error {
-	return config.PrintHelp(w, b.Usage+"\n\n"+b.Summary, b.Sections)
+	if err := config.PrintHelp(w, b.Usage+"\n\n"+b.Summary, b.Sections); err != nil {
+		return err
+	}
+	if notes := b.LibraryNotes(); len(notes) > 0 {
+		fmt.Fprintf(w, "\nRead by libraries too:\n")
+		for _, n := range notes {
+			fmt.Fprintf(w, "  %s\n", n)
+		}
+	}
+	return nil
 }
 
 // HelpIfAsked prints b's help and exits 0 when args ask for it (-h, -help,

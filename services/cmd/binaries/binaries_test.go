@@ -49,3 +49,32 @@ func TestKshopListsEveryService(t *testing.T) {
 		}
 	}
 }
+
+// The standard variables the libraries read are named with the binaries that
+// use those libraries, found from the settings' types.
+func TestLibraryVariablesGoWithTheirLibraries(t *testing.T) {
+	for _, c := range []struct {
+		b    Binary
+		want []string
+	}{
+		{Gateway, []string{otelNote}},
+		{Auth, []string{postgresNote, otelNote}},
+		{Mail, []string{postgresNote, otelNote}},
+		{Kshop, []string{postgresNote, otelNote}},
+		{Controller, []string{kubeNote}},
+		{Loadgen, nil},
+	} {
+		if got := c.b.LibraryNotes(); strings.Join(got, "|") != strings.Join(c.want, "|") {
+			t.Errorf("%s: notes %q, want %q", c.b.Name, got, c.want)
+		}
+		var out bytes.Buffer
+		if err := c.b.PrintHelp(&out); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range c.want {
+			if !strings.Contains(out.String(), n) {
+				t.Errorf("%s -help lacks %q", c.b.Name, n)
+			}
+		}
+	}
+}
