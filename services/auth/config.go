@@ -24,64 +24,54 @@ const Prefix = "KSHOP_AUTH"
 
 // Config is the service's configuration (KSHOP_AUTH_* variables, README).
 type Config struct {
-	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8081"`
-	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9081"` // /metrics only; the API port serves none
-	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8081" desc:"Address the API listens on."`
+	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9081" desc:"Address /metrics is served on (the API port serves none); empty: no metrics."`
+	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s" desc:"How long in-flight work may take to finish after SIGTERM."`
 	Database        pg.Config        `envconfig:"DATABASE"`
 	Redis           redisx.Config    `envconfig:"REDIS"`
 	AMQP            amqp.Config      `envconfig:"AMQP"`
 	Log             logx.Config      `envconfig:"LOG"`
 	OTel            telemetry.Config `envconfig:"OTEL"`
 
-	// BcryptCost is the work factor for passwords and verification codes.
-	BcryptCost int `envconfig:"BCRYPT_COST" default:"11"`
-	// AdminEmails get the admin role in their tokens (comma-separated). There
-	// is no default: nobody is an administrator unless named here.
-	AdminEmails []string `envconfig:"ADMIN_EMAILS"`
+	BcryptCost  int      `envconfig:"BCRYPT_COST" default:"11" desc:"bcrypt work factor for passwords and verification codes (10 to 31)."`
+	AdminEmails []string `envconfig:"ADMIN_EMAILS" desc:"Addresses that get the admin role in their tokens; empty: nobody is an administrator."`
 	// TestAdminEmail gets the admin role too: the address of an automated
 	// journey's own admin, which the chart takes from the smoke test's
 	// generated Secret (docs/kubernetes.md). Empty: none.
-	TestAdminEmail string `envconfig:"TEST_ADMIN_EMAIL"`
-	// CodeTTL is how long a verification or reset code is valid.
-	CodeTTL time.Duration `envconfig:"CODE_TTL" default:"10m"`
-	// CodeMaxAttempts wrong guesses void a code.
-	CodeMaxAttempts int `envconfig:"CODE_MAX_ATTEMPTS" default:"5"`
+	TestAdminEmail  string        `envconfig:"TEST_ADMIN_EMAIL" desc:"One more admin address: an automated journey's own admin (the chart takes it from the smoke test's Secret); empty: none."`
+	CodeTTL         time.Duration `envconfig:"CODE_TTL" default:"10m" desc:"How long a verification or reset code is valid."`
+	CodeMaxAttempts int           `envconfig:"CODE_MAX_ATTEMPTS" default:"5" desc:"Wrong guesses that void a code."`
 	// CodeGuessesPerDay wrong codes (verification and reset together) are
 	// accepted per address in a day, CodeGuessesPerClientPerDay per client
 	// address; after each wrong code the next one for the address waits
 	// CodeGuessBackoff, doubling with each wrong code of the day (at most 15m).
-	CodeGuessesPerDay          int           `envconfig:"CODE_GUESSES_PER_DAY" default:"10"`
-	CodeGuessesPerClientPerDay int           `envconfig:"CODE_GUESSES_PER_CLIENT_PER_DAY" default:"100"`
-	CodeGuessBackoff           time.Duration `envconfig:"CODE_GUESS_BACKOFF" default:"2s"`
+	CodeGuessesPerDay          int           `envconfig:"CODE_GUESSES_PER_DAY" default:"10" desc:"Wrong codes (verification and reset together) accepted per address in a day."`
+	CodeGuessesPerClientPerDay int           `envconfig:"CODE_GUESSES_PER_CLIENT_PER_DAY" default:"100" desc:"Wrong codes accepted per client address in a day."`
+	CodeGuessBackoff           time.Duration `envconfig:"CODE_GUESS_BACKOFF" default:"2s" desc:"Wait after a wrong code before the next one for the address, doubling with each wrong code of the day (at most 15m)."`
 	// LoginFailuresPerAddress wrong passwords (at login and at account
 	// deletion, which takes the password too) are accepted per address within
 	// LoginFailureWindow, LoginFailuresPerClient per client address; then every
 	// password check for the address, or from the client, is refused (429 with
 	// Retry-After) until the window, which starts at the first wrong password,
 	// ends. Zero takes the default (configurations built without config.Load).
-	LoginFailuresPerAddress int           `envconfig:"LOGIN_FAILURES_PER_ADDRESS" default:"10"`
-	LoginFailuresPerClient  int           `envconfig:"LOGIN_FAILURES_PER_CLIENT" default:"100"`
-	LoginFailureWindow      time.Duration `envconfig:"LOGIN_FAILURE_WINDOW" default:"15m"`
+	LoginFailuresPerAddress int           `envconfig:"LOGIN_FAILURES_PER_ADDRESS" default:"10" desc:"Wrong passwords (login, account deletion) accepted per address within the failure window; then 429 until it ends."`
+	LoginFailuresPerClient  int           `envconfig:"LOGIN_FAILURES_PER_CLIENT" default:"100" desc:"Wrong passwords accepted per client address within the failure window."`
+	LoginFailureWindow      time.Duration `envconfig:"LOGIN_FAILURE_WINDOW" default:"15m" desc:"Window of the wrong-password limits, starting at the first wrong password."`
 	// ResendCooldown is the least time between two e-mails to one address
 	// (codes, reset codes, "the account exists").
-	ResendCooldown time.Duration `envconfig:"RESEND_COOLDOWN" default:"1m"`
-	// MailsPerDay is how many e-mails registrations, resends and reset
-	// requests may cause to one address in a day.
-	MailsPerDay int `envconfig:"MAILS_PER_DAY" default:"10"`
+	ResendCooldown time.Duration `envconfig:"RESEND_COOLDOWN" default:"1m" desc:"Least time between two e-mails to one address."`
+	MailsPerDay    int           `envconfig:"MAILS_PER_DAY" default:"10" desc:"E-mails that registrations, resends and reset requests may cause to one address in a day."`
 	// UnverifiedTTL: a registration not verified within it is deleted; the
 	// cleanup runs every CleanupInterval.
-	UnverifiedTTL   time.Duration `envconfig:"UNVERIFIED_TTL" default:"24h"`
-	CleanupInterval time.Duration `envconfig:"CLEANUP_INTERVAL" default:"10m"`
+	UnverifiedTTL   time.Duration `envconfig:"UNVERIFIED_TTL" default:"24h" desc:"A registration not verified within this long is deleted (at least CODE_TTL)."`
+	CleanupInterval time.Duration `envconfig:"CLEANUP_INTERVAL" default:"10m" desc:"How often unverified registrations are cleaned up."`
 
-	// JWKSFile is the private key set (a mounted Secret); empty: a development key.
-	JWKSFile string `envconfig:"JWKS_FILE"`
-	// JWKSReload is how often the file is checked for rotated keys.
-	JWKSReload time.Duration `envconfig:"JWKS_RELOAD" default:"10s"`
-	// JWKSAlgorithm is the algorithm of the generated development key.
-	JWKSAlgorithm string        `envconfig:"JWKS_DEV_ALGORITHM" default:"EdDSA"`
-	TokenTTL      time.Duration `envconfig:"TOKEN_TTL" default:"1h"`
-	TokenIssuer   string        `envconfig:"TOKEN_ISSUER" default:"kshop-auth"`
-	TokenAudience string        `envconfig:"TOKEN_AUDIENCE" default:"kshop"`
+	JWKSFile      string        `envconfig:"JWKS_FILE" desc:"Private signing key set (a mounted Secret); empty: a development key made at start."`
+	JWKSReload    time.Duration `envconfig:"JWKS_RELOAD" default:"10s" desc:"How often the key file is checked for rotated keys."`
+	JWKSAlgorithm string        `envconfig:"JWKS_DEV_ALGORITHM" default:"EdDSA" desc:"Algorithm of the development key: EdDSA or ES256."`
+	TokenTTL      time.Duration `envconfig:"TOKEN_TTL" default:"1h" desc:"Lifetime of an access token; the controller's KSHOP_CONTROLLER_TOKEN_LIFETIME must be the same (the chart sets both from jwks.tokenTTL)."`
+	TokenIssuer   string        `envconfig:"TOKEN_ISSUER" default:"kshop-auth" desc:"Issuer (iss) written into access tokens."`
+	TokenAudience string        `envconfig:"TOKEN_AUDIENCE" default:"kshop" desc:"Audience (aud) written into access tokens."`
 }
 
 // Validate checks the rules the types cannot express.

@@ -25,40 +25,37 @@ const Prefix = "KSHOP_GATEWAY"
 
 // Config is the gateway's configuration (docs/gateway.md).
 type Config struct {
-	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8080"`
-	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9080"` // /metrics only; the API port serves none
-	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8080" desc:"Address the gateway listens on."`
+	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9080" desc:"Address /metrics is served on (the API port serves none); empty: no metrics."`
+	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s" desc:"How long in-flight work may take to finish after SIGTERM."`
 	Redis           redisx.Config    `envconfig:"REDIS"`
 	Log             logx.Config      `envconfig:"LOG"`
 	OTel            telemetry.Config `envconfig:"OTEL"`
 
-	AuthURL    string `envconfig:"AUTH_URL" required:"true"`
-	ProductURL string `envconfig:"PRODUCT_URL" required:"true"`
-	OrderURL   string `envconfig:"ORDER_URL" required:"true"`
-	// Upstream timeouts: how long to wait for an upstream's response headers.
-	AuthTimeout    time.Duration `envconfig:"AUTH_TIMEOUT" default:"5s"`
-	ProductTimeout time.Duration `envconfig:"PRODUCT_TIMEOUT" default:"5s"`
-	OrderTimeout   time.Duration `envconfig:"ORDER_TIMEOUT" default:"10s"`
+	AuthURL        string        `envconfig:"AUTH_URL" required:"true" desc:"Base URL of the auth service."`
+	ProductURL     string        `envconfig:"PRODUCT_URL" required:"true" desc:"Base URL of the product service."`
+	OrderURL       string        `envconfig:"ORDER_URL" required:"true" desc:"Base URL of the order service."`
+	AuthTimeout    time.Duration `envconfig:"AUTH_TIMEOUT" default:"5s" desc:"How long to wait for the auth service's response headers."`
+	ProductTimeout time.Duration `envconfig:"PRODUCT_TIMEOUT" default:"5s" desc:"How long to wait for the product service's response headers."`
+	OrderTimeout   time.Duration `envconfig:"ORDER_TIMEOUT" default:"10s" desc:"How long to wait for the order service's response headers."`
 
-	// JWKSURL is where the public keys are (default: the auth service's
-	// /.well-known/jwks.json); JWKSFile reads them from a file instead.
-	JWKSURL       string `envconfig:"JWKS_URL"`
-	JWKSFile      string `envconfig:"JWKS_FILE"`
-	TokenIssuer   string `envconfig:"TOKEN_ISSUER" default:"kshop-auth"`
-	TokenAudience string `envconfig:"TOKEN_AUDIENCE" default:"kshop"`
+	JWKSURL       string `envconfig:"JWKS_URL" desc:"Where the access-token public keys are fetched; empty: the auth service's /.well-known/jwks.json."`
+	JWKSFile      string `envconfig:"JWKS_FILE" desc:"Read the access-token public keys from this file instead of fetching them."`
+	TokenIssuer   string `envconfig:"TOKEN_ISSUER" default:"kshop-auth" desc:"Issuer (iss) an access token must carry."`
+	TokenAudience string `envconfig:"TOKEN_AUDIENCE" default:"kshop" desc:"Audience (aud) an access token must carry."`
 	// The fetched key set (docs/gateway.md, Identity): fetched again in the
 	// background once older than JWKSRefresh; JWKSMinRefresh between the end
 	// of one fetch and the next (unknown kids, failures); no token trusted once
 	// no fetch succeeded for JWKSMaxStale; each fetch bounded by JWKSTimeout.
-	JWKSRefresh    time.Duration `envconfig:"JWKS_REFRESH" default:"1m"`
-	JWKSMinRefresh time.Duration `envconfig:"JWKS_MIN_REFRESH" default:"10s"`
-	JWKSMaxStale   time.Duration `envconfig:"JWKS_MAX_STALE" default:"15m"`
-	JWKSTimeout    time.Duration `envconfig:"JWKS_TIMEOUT" default:"5s"`
+	JWKSRefresh    time.Duration `envconfig:"JWKS_REFRESH" default:"1m" desc:"Age after which the fetched key set is fetched again in the background."`
+	JWKSMinRefresh time.Duration `envconfig:"JWKS_MIN_REFRESH" default:"10s" desc:"Least time between two fetches (unknown key ids, failures)."`
+	JWKSMaxStale   time.Duration `envconfig:"JWKS_MAX_STALE" default:"15m" desc:"No token is trusted once no fetch has succeeded for this long (longer than JWKS_REFRESH)."`
+	JWKSTimeout    time.Duration `envconfig:"JWKS_TIMEOUT" default:"5s" desc:"Bound of one key-set fetch."`
 	// TokenCache is how many verified tokens are remembered, so that a
 	// client's later requests with the same token skip the signature check
 	// (about 1 KB each; 0 verifies every request in full). A remembered token
 	// is refused as soon as it expires or its key leaves the key set.
-	TokenCache int `envconfig:"TOKEN_CACHE" default:"4096"`
+	TokenCache int `envconfig:"TOKEN_CACHE" default:"4096" desc:"Verified access tokens remembered to skip the signature check (about 1 KB each); 0: verify every request in full."`
 	// Identity signs the identity the gateway passes upstream
 	// (KSHOP_GATEWAY_IDENTITY_KEYS_FILE, _TTL; docs/gateway.md, Identity).
 	Identity identity.IssuerConfig `envconfig:"IDENTITY"`
@@ -66,25 +63,16 @@ type Config struct {
 	// revoked" is kept per credential before Redis is asked again: the longest
 	// a token outlives a password reset or an account deletion. 0: ask Redis
 	// on every request.
-	RevocationCache time.Duration `envconfig:"REVOCATION_CACHE" default:"5s"`
-	// RevocationFailClosed refuses tokens (503) whose revocation cannot be
-	// checked because Redis is unreachable; the default lets them through and
-	// counts the failures.
-	RevocationFailClosed bool `envconfig:"REVOCATION_FAIL_CLOSED"`
+	RevocationCache      time.Duration `envconfig:"REVOCATION_CACHE" default:"5s" desc:"How long the answer 'this credential is not revoked' is kept before Redis is asked again: the longest a token outlives a password reset or an account deletion; 0: ask on every request."`
+	RevocationFailClosed bool          `envconfig:"REVOCATION_FAIL_CLOSED" desc:"Refuse tokens (503) whose revocation cannot be checked while Redis is unreachable; default: let them through and count."`
 
 	// RateLimits per route group and client, as group=N/period (s, m or h):
 	// a GCRA limit of N per period with a burst of N.
-	RateLimits string `envconfig:"RATE_LIMITS" default:"auth=20/m,products=100/s,orders=20/s"`
-	// RateLimitFailClosed refuses requests (503) while Redis is unreachable;
-	// the default lets them through and counts the failures.
-	RateLimitFailClosed bool `envconfig:"RATE_LIMIT_FAIL_CLOSED"`
-	// TrustedProxies may set X-Forwarded-For (CIDRs); by default nobody may,
-	// and the client address is the connection's.
-	TrustedProxies []string `envconfig:"TRUSTED_PROXIES"`
-	// CORSOrigins are the browser origins allowed to call the API ("*" for any).
-	CORSOrigins []string `envconfig:"CORS_ORIGINS"`
-	// BodyLimit caps request bodies in bytes.
-	BodyLimit int64 `envconfig:"BODY_LIMIT" default:"1048576"`
+	RateLimits          string   `envconfig:"RATE_LIMITS" default:"auth=20/m,products=100/s,orders=20/s" desc:"Rate limits per route group (auth, products, orders) and client, as group=N/period (s, m or h): a GCRA limit of N per period with a burst of N; a group left out is not limited."`
+	RateLimitFailClosed bool     `envconfig:"RATE_LIMIT_FAIL_CLOSED" desc:"Refuse requests (503) while Redis is unreachable; default: let them through and count."`
+	TrustedProxies      []string `envconfig:"TRUSTED_PROXIES" desc:"CIDRs or addresses of the proxies in front of the gateway, whose X-Forwarded-For names the client; empty: the client address is the connection's."`
+	CORSOrigins         []string `envconfig:"CORS_ORIGINS" desc:"Browser origins allowed to call the API (* for any); empty: none."`
+	BodyLimit           int64    `envconfig:"BODY_LIMIT" default:"1048576" desc:"Largest request body in bytes."`
 
 	limits map[string]redis_rate.Limit
 }

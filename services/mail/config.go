@@ -31,40 +31,38 @@ const (
 
 // Config is the service's configuration (docs/mail.md).
 type Config struct {
-	HTTPAddr        string        `envconfig:"HTTP_ADDR" default:":8084"`
-	MetricsAddr     string        `envconfig:"METRICS_ADDR" default:":9084"` // /metrics only; the API port serves none
-	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+	HTTPAddr        string        `envconfig:"HTTP_ADDR" default:":8084" desc:"Address the health endpoints listen on."`
+	MetricsAddr     string        `envconfig:"METRICS_ADDR" default:":9084" desc:"Address /metrics is served on (the API port serves none); empty: no metrics."`
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s" desc:"How long in-flight work may take to finish after SIGTERM."`
 	// InboxRetention is how long a handled message's id is remembered against
 	// its redelivery (longer than any broker redelivers); pruned on a schedule.
-	InboxRetention time.Duration    `envconfig:"INBOX_RETENTION" default:"168h"`
+	InboxRetention time.Duration    `envconfig:"INBOX_RETENTION" default:"168h" desc:"How long a handled message's id is remembered against redelivery (pruned on a schedule)."`
 	Database       pg.Config        `envconfig:"DATABASE"`
 	AMQP           amqp.Config      `envconfig:"AMQP"`
 	Log            logx.Config      `envconfig:"LOG"`
 	OTel           telemetry.Config `envconfig:"OTEL"`
 	SMTP           SMTPConfig       `envconfig:"SMTP"`
 
-	// MaxAttempts bounds the sends of one message before its dead-letter queue.
-	MaxAttempts int `envconfig:"MAX_ATTEMPTS" default:"5"`
+	MaxAttempts int `envconfig:"MAX_ATTEMPTS" default:"5" desc:"Sends of one message before its dead-letter queue."`
 	// Retry paces the sends (KSHOP_MAIL_RETRY_INITIAL, _MAX): doubling with
 	// jitter, the same pace as the other services' consumers.
-	Retry retry.Pace `envconfig:"RETRY"`
-	// Concurrency is how many messages of one queue are sent at once.
-	Concurrency int `envconfig:"CONCURRENCY" default:"4"`
+	Retry       retry.Pace `envconfig:"RETRY"`
+	Concurrency int        `envconfig:"CONCURRENCY" default:"4" desc:"Messages of one queue sent at once."`
 }
 
 // SMTPConfig says where and how mail is sent. The defaults reach Mailpit.
 type SMTPConfig struct {
-	Host string `envconfig:"HOST" default:"localhost"`
-	Port int    `envconfig:"PORT" default:"1025"`
-	TLS  string `envconfig:"TLS" default:"opportunistic"`
+	Host string `envconfig:"HOST" default:"localhost" desc:"SMTP server host."`
+	Port int    `envconfig:"PORT" default:"1025" desc:"SMTP server port."`
+	TLS  string `envconfig:"TLS" default:"opportunistic" desc:"SMTP TLS mode: none, opportunistic (STARTTLS when offered), starttls (required) or tls (from the first byte, port 465)."`
 	// Username and Password log in with AUTH PLAIN, only ever over TLS (the
 	// server's certificate verified against the system's roots) or to this
 	// machine's own loopback: without TLS the send fails before the password
 	// leaves.
-	Username string        `envconfig:"USERNAME"`
-	Password string        `envconfig:"PASSWORD"`
-	From     string        `envconfig:"FROM" default:"kshop <no-reply@kshop.local>"`
-	Timeout  time.Duration `envconfig:"TIMEOUT" default:"15s"`
+	Username string        `envconfig:"USERNAME" desc:"SMTP user for AUTH PLAIN, only ever over TLS or to loopback (refused at start with SMTP_TLS=none to another host); empty: no login."`
+	Password string        `envconfig:"PASSWORD" desc:"SMTP password (a secret: give it from a Secret)."`
+	From     string        `envconfig:"FROM" default:"kshop <no-reply@kshop.local>" desc:"Sender address of every mail."`
+	Timeout  time.Duration `envconfig:"TIMEOUT" default:"15s" desc:"Bound of one SMTP conversation."`
 
 	// rootCAs replaces the system's roots; only tests set it.
 	rootCAs *x509.CertPool

@@ -23,9 +23,9 @@ const Prefix = "KSHOP_ORDER"
 
 // Config is the service's configuration (docs/order.md).
 type Config struct {
-	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8083"`
-	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9083"` // /metrics only; the API port serves none
-	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8083" desc:"Address the API listens on."`
+	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9083" desc:"Address /metrics is served on (the API port serves none); empty: no metrics."`
+	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s" desc:"How long in-flight work may take to finish after SIGTERM."`
 	Database        pg.Config        `envconfig:"DATABASE"`
 	Redis           redisx.Config    `envconfig:"REDIS"`
 	Kafka           kafka.Connection `envconfig:"KAFKA"`
@@ -36,27 +36,22 @@ type Config struct {
 	// (KSHOP_ORDER_IDENTITY_KEYS_FILE): the only proof of who calls.
 	Identity identity.Config `envconfig:"IDENTITY"`
 
-	// ReminderDelays are the payment reminders after an order is placed.
-	ReminderDelays []time.Duration `envconfig:"REMINDER_DELAYS" default:"4h,12h,22h"`
-	// ExpiryDelay is when an unpaid order is cancelled and a paid one completed.
-	ExpiryDelay time.Duration `envconfig:"EXPIRY_DELAY" default:"24h"`
-	// LockTTL bounds how long a request id stays locked if its holder dies.
-	LockTTL time.Duration `envconfig:"LOCK_TTL" default:"10s"`
+	ReminderDelays []time.Duration `envconfig:"REMINDER_DELAYS" default:"4h,12h,22h" desc:"Payment reminders, as delays after an order is placed (each shorter than EXPIRY_DELAY)."`
+	ExpiryDelay    time.Duration   `envconfig:"EXPIRY_DELAY" default:"24h" desc:"When an unpaid order is cancelled and a paid one completed, after it is placed."`
+	LockTTL        time.Duration   `envconfig:"LOCK_TTL" default:"10s" desc:"How long a request id stays locked if its holder dies."`
 	// MaxPendingOrders and MaxPendingUnits bound what one customer holds
 	// unpaid: PENDING orders, and the units in them. A pending order holds its
 	// stock until ExpiryDelay, so without a bound one account could reserve the
 	// whole catalogue for that long. Zero in a Config built without
 	// config.Load means the default.
-	MaxPendingOrders int   `envconfig:"MAX_PENDING_ORDERS" default:"20"`
-	MaxPendingUnits  int64 `envconfig:"MAX_PENDING_UNITS" default:"1000"`
-	// ConsumerMaxAttempts bounds the tries of one event or timer before its
-	// dead-letter topic or queue.
-	ConsumerMaxAttempts int `envconfig:"CONSUMER_MAX_ATTEMPTS" default:"5"`
+	MaxPendingOrders    int   `envconfig:"MAX_PENDING_ORDERS" default:"20" desc:"Unpaid (PENDING) orders one customer may hold."`
+	MaxPendingUnits     int64 `envconfig:"MAX_PENDING_UNITS" default:"1000" desc:"Units one customer may hold in unpaid orders."`
+	ConsumerMaxAttempts int   `envconfig:"CONSUMER_MAX_ATTEMPTS" default:"5" desc:"Tries of one event or timer before its dead-letter topic or queue."`
 	// InboxRetention is how long a handled event's id is remembered against
 	// its redelivery (longer than any broker redelivers); OutboxRetention how
 	// long sent outbox rows are kept for auditing. Both are pruned on a schedule.
-	InboxRetention  time.Duration `envconfig:"INBOX_RETENTION" default:"168h"`
-	OutboxRetention time.Duration `envconfig:"OUTBOX_RETENTION" default:"24h"`
+	InboxRetention  time.Duration `envconfig:"INBOX_RETENTION" default:"168h" desc:"How long a handled event's id is remembered against redelivery (pruned on a schedule)."`
+	OutboxRetention time.Duration `envconfig:"OUTBOX_RETENTION" default:"24h" desc:"How long sent outbox rows are kept for auditing (pruned on a schedule)."`
 	// ConsumerRetry paces those tries (KSHOP_..._CONSUMER_RETRY_INITIAL, _MAX);
 	// an initial of zero keeps the platform's short redelivery pace (tests
 	// that want speed).

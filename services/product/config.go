@@ -21,24 +21,22 @@ const Prefix = "KSHOP_PRODUCT"
 
 // Config is the service's configuration (docs/product.md).
 type Config struct {
-	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8082"`
-	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9082"` // /metrics only; the API port serves none
-	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+	HTTPAddr        string           `envconfig:"HTTP_ADDR" default:":8082" desc:"Address the API listens on."`
+	MetricsAddr     string           `envconfig:"METRICS_ADDR" default:":9082" desc:"Address /metrics is served on (the API port serves none); empty: no metrics."`
+	ShutdownTimeout time.Duration    `envconfig:"SHUTDOWN_TIMEOUT" default:"15s" desc:"How long in-flight work may take to finish after SIGTERM."`
 	Database        pg.Config        `envconfig:"DATABASE"`
 	Kafka           kafka.Connection `envconfig:"KAFKA"`
 	Log             logx.Config      `envconfig:"LOG"`
 	OTel            telemetry.Config `envconfig:"OTEL"`
 	// Identity is where the gateway's public identity keys are
 	// (KSHOP_PRODUCT_IDENTITY_KEYS_FILE): the only proof of who calls.
-	Identity identity.Config `envconfig:"IDENTITY"`
-	// ConsumerMaxAttempts bounds how often one event is tried before it goes to
-	// its dead-letter topic.
-	ConsumerMaxAttempts int `envconfig:"CONSUMER_MAX_ATTEMPTS" default:"5"`
+	Identity            identity.Config `envconfig:"IDENTITY"`
+	ConsumerMaxAttempts int             `envconfig:"CONSUMER_MAX_ATTEMPTS" default:"5" desc:"Tries of one event before it goes to its dead-letter topic."`
 	// InboxRetention is how long a handled event's id is remembered against
 	// its redelivery (longer than any broker redelivers); OutboxRetention how
 	// long sent outbox rows are kept for auditing. Both are pruned on a schedule.
-	InboxRetention  time.Duration `envconfig:"INBOX_RETENTION" default:"168h"`
-	OutboxRetention time.Duration `envconfig:"OUTBOX_RETENTION" default:"24h"`
+	InboxRetention  time.Duration `envconfig:"INBOX_RETENTION" default:"168h" desc:"How long a handled event's id is remembered against redelivery (pruned on a schedule)."`
+	OutboxRetention time.Duration `envconfig:"OUTBOX_RETENTION" default:"24h" desc:"How long sent outbox rows are kept for auditing (pruned on a schedule)."`
 	// ConsumerRetry paces those tries (KSHOP_..._CONSUMER_RETRY_INITIAL, _MAX);
 	// an initial of zero keeps the platform's short redelivery pace (tests
 	// that want speed).

@@ -152,7 +152,7 @@ func installValues() []string {
 	return []string{
 		"-f", filepath.Join(chartDir, "values-local.yaml"),
 		"--set", "image.tag=" + imageTag,
-		"--set", "controller.rotationPeriod=45s,controller.propagationDelay=10s,controller.tokenLifetime=3m",
+		"--set", "controller.rotationPeriod=45s,controller.propagationDelay=10s",
 	}
 }
 

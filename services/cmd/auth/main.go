@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"github.com/kshop/kshop/services/auth"
+	"github.com/kshop/kshop/services/cmd/binaries"
 	"github.com/kshop/kshop/services/platform/config"
 	"github.com/kshop/kshop/services/platform/process"
 	"github.com/kshop/kshop/services/platform/tokens"
 )
 
 func main() {
+	binaries.Auth.HelpIfAsked(os.Args[1:])
 	if len(os.Args) > 1 && os.Args[1] == "generate-jwks" {
 		generateJWKS(os.Args[2:])
 		return

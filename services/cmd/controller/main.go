@@ -10,12 +10,14 @@ import (
 	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/kshop/kshop/services/cmd/binaries"
 	"github.com/kshop/kshop/services/controller"
 	"github.com/kshop/kshop/services/platform/config"
 	"github.com/kshop/kshop/services/platform/logx"
 )
 
 func main() {
+	binaries.Controller.HelpIfAsked(os.Args[1:])
 	var cfg controller.Config
 	if err := config.Load(controller.Prefix, &cfg); err != nil {
 		config.Exit(err)

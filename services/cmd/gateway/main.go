@@ -3,12 +3,16 @@
 package main
 
 import (
+	"os"
+
+	"github.com/kshop/kshop/services/cmd/binaries"
 	"github.com/kshop/kshop/services/gateway"
 	"github.com/kshop/kshop/services/platform/config"
 	"github.com/kshop/kshop/services/platform/process"
 )
 
 func main() {
+	binaries.Gateway.HelpIfAsked(os.Args[1:])
 	var cfg gateway.Config
 	if err := config.Load(gateway.Prefix, &cfg); err != nil {
 		config.Exit(err)

@@ -8,24 +8,12 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/kshop/kshop/services/cmd/binaries"
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/process"
 )
 
-// DevKafkaConfig places the development broker: an in-process cluster speaking the
-// Kafka protocol (franz-go's kfake), so `make run` needs no JVM and no Docker. In
-// Kubernetes the real Kafka chart takes its place.
-type DevKafkaConfig struct {
-	// Addr is one address of this machine and a port (never 0.0.0.0).
-	Addr    string `envconfig:"ADDR" default:"127.0.0.1:14092"`
-	DataDir string `envconfig:"DATA_DIR"` // empty: topics live in memory only
-	// SeedTopics creates the contract's topics at start, as the controller
-	// does in Kubernetes; off, the broker starts empty and the platform
-	// controller must create them (the test cluster proves it does).
-	SeedTopics bool `envconfig:"SEED_TOPICS" default:"true"`
-}
-
-func startDevKafka(cfg DevKafkaConfig, logger *slog.Logger) (*kfake.Cluster, error) {
+func startDevKafka(cfg binaries.DevKafkaConfig, logger *slog.Logger) (*kfake.Cluster, error) {
 	host, portText, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("KSHOP_DEV_KAFKA_ADDR=%q is not host:port: %w", cfg.Addr, err)
@@ -76,7 +64,7 @@ func startDevKafka(cfg DevKafkaConfig, logger *slog.Logger) (*kfake.Cluster, err
 
 // runDevKafka is `kshop devkafka`: the broker alone until SIGINT or SIGTERM,
 // then a clean close that writes its state to the data directory, if any.
-func runDevKafka(cfg Config) {
+func runDevKafka(cfg binaries.KshopConfig) {
 	p := process.Start("devkafka", "KSHOP", cfg.Log, cfg.OTel)
 	defer p.Close()
 	if cfg.DevKafka.DataDir == "" {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kshop/kshop/services/auth"
+	"github.com/kshop/kshop/services/cmd/binaries"
 	"github.com/kshop/kshop/services/gateway"
 	"github.com/kshop/kshop/services/mail"
 	"github.com/kshop/kshop/services/order"
@@ -24,21 +25,14 @@ import (
 	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/process"
-	"github.com/kshop/kshop/services/platform/telemetry"
 	"github.com/kshop/kshop/services/platform/tokens"
 	"github.com/kshop/kshop/services/product"
 )
 
-// Config is read from KSHOP_* environment variables.
-type Config struct {
-	DevKafka DevKafkaConfig   `envconfig:"DEV_KAFKA"`
-	Log      logx.Config      `envconfig:"LOG"`
-	OTel     telemetry.Config `envconfig:"OTEL"`
-}
-
 func main() {
-	var cfg Config
-	if err := config.Load("KSHOP", &cfg); err != nil {
+	binaries.Kshop.HelpIfAsked(os.Args[1:])
+	var cfg binaries.KshopConfig
+	if err := config.Load(binaries.KshopPrefix, &cfg); err != nil {
 		config.Exit(err)
 	}
 	if len(os.Args) > 1 {
@@ -68,7 +62,7 @@ func main() {
 	if err := config.Load(gateway.Prefix, &gatewayCfg); err != nil {
 		config.Exit(err)
 	}
-	p := process.Start("kshop", "KSHOP", cfg.Log, cfg.OTel)
+	p := process.Start("kshop", binaries.KshopPrefix, cfg.Log, cfg.OTel)
 	defer p.Close()
 	logger := p.Logger
 	if err := shareIdentityKeys(&gatewayCfg.Identity, &productCfg.Identity, &orderCfg.Identity); err != nil {

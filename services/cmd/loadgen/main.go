@@ -23,10 +23,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kshop/kshop/services/cmd/binaries"
 	"github.com/kshop/kshop/services/loadgen"
+	"github.com/kshop/kshop/services/platform/config"
 )
 
 func main() {
+	// Only the first argument: after smoke or load, -help is the flags' own.
+	binaries.Loadgen.HelpIfAsked(os.Args[1:min(len(os.Args), 2)])
 	if len(os.Args) < 2 || (os.Args[1] != "smoke" && os.Args[1] != "load" && os.Args[1] != "probe") {
 		fmt.Fprintln(os.Stderr, "usage: loadgen smoke|load [flags] | loadgen probe [-timeout 3s] [-settle 1m] URL...   (loadgen load -h for the flags)")
 		os.Exit(2)
@@ -56,11 +60,15 @@ func main() {
 	_ = flags.Parse(os.Args[2:])
 
 	// From the environment after parsing, so -h never prints the password.
+	var env binaries.LoadgenConfig
+	if err := config.Load(binaries.LoadgenPrefix, &env); err != nil {
+		config.Exit(err)
+	}
 	if *admin == "" {
-		*admin = os.Getenv("KSHOP_LOADGEN_ADMIN")
+		*admin = env.Admin
 	}
 	if *adminPassword == "" {
-		*adminPassword = os.Getenv("KSHOP_LOADGEN_ADMIN_PASSWORD")
+		*adminPassword = env.AdminPassword
 	}
 	if *admin == "" || *adminPassword == "" {
 		fmt.Fprintln(os.Stderr, "loadgen: no admin to create products with: set KSHOP_LOADGEN_ADMIN and KSHOP_LOADGEN_ADMIN_PASSWORD "+

@@ -3,12 +3,16 @@
 package main
 
 import (
+	"os"
+
+	"github.com/kshop/kshop/services/cmd/binaries"
 	"github.com/kshop/kshop/services/mail"
 	"github.com/kshop/kshop/services/platform/config"
 	"github.com/kshop/kshop/services/platform/process"
 )
 
 func main() {
+	binaries.Mail.HelpIfAsked(os.Args[1:])
 	var cfg mail.Config
 	if err := config.Load(mail.Prefix, &cfg); err != nil {
 		config.Exit(err)

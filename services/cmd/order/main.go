@@ -3,12 +3,16 @@
 package main
 
 import (
+	"os"
+
+	"github.com/kshop/kshop/services/cmd/binaries"
 	"github.com/kshop/kshop/services/order"
 	"github.com/kshop/kshop/services/platform/config"
 	"github.com/kshop/kshop/services/platform/process"
 )
 
 func main() {
+	binaries.Order.HelpIfAsked(os.Args[1:])
 	var cfg order.Config
 	if err := config.Load(order.Prefix, &cfg); err != nil {
 		config.Exit(err)

@@ -3,12 +3,16 @@
 package main
 
 import (
+	"os"
+
+	"github.com/kshop/kshop/services/cmd/binaries"
 	"github.com/kshop/kshop/services/platform/config"
 	"github.com/kshop/kshop/services/platform/process"
 	"github.com/kshop/kshop/services/product"
 )
 
 func main() {
+	binaries.Product.HelpIfAsked(os.Args[1:])
 	var cfg product.Config
 	if err := config.Load(product.Prefix, &cfg); err != nil {
 		config.Exit(err)

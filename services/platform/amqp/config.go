@@ -19,9 +19,9 @@ import (
 type Config struct {
 	// URL is amqp://host:port/vhost, or amqps:// for TLS (the system's roots,
 	// or ?cacertfile=/path for a private CA; the host name is verified).
-	URL      string `envconfig:"URL"`
-	Username string `envconfig:"USERNAME"`
-	Password string `envconfig:"PASSWORD"`
+	URL      string `envconfig:"URL" desc:"RabbitMQ URL, amqp://host:5672/vhost or amqps:// for TLS (?cacertfile=/path for a private CA); credentials here or in _USERNAME and _PASSWORD, not both."`
+	Username string `envconfig:"USERNAME" desc:"RabbitMQ user, taken as it is (no percent-encoding)."`
+	Password string `envconfig:"PASSWORD" desc:"RabbitMQ password, taken as it is (a secret: give it from a Secret)."`
 }
 
 // Configured reports whether any setting is given, for a process where

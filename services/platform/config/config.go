@@ -4,7 +4,6 @@
 package config
 
 import (
-	"encoding"
 	"errors"
 	"fmt"
 	"os"
@@ -58,17 +57,9 @@ func requireSet(prefix string, v reflect.Value) error {
 		if !field.IsExported() || field.Tag.Get("ignored") == "true" {
 			continue
 		}
-		key := strings.ToUpper(field.Name)
-		if tag := field.Tag.Get("envconfig"); tag != "" {
-			key = strings.ToUpper(tag)
-		} else if field.Tag.Get("split_words") == "true" {
-			key = strings.ToUpper(strings.Join(camelWords.FindAllString(field.Name, -1), "_"))
-		}
-		if prefix != "" {
-			key = prefix + "_" + key
-		}
+		key := keyOf(prefix, field)
 		fv := v.Field(i)
-		if isNested(fv) {
+		if nestedType(fv.Type()) {
 			inner := key
 			if field.Anonymous {
 				inner = prefix
@@ -88,19 +79,6 @@ func requireSet(prefix string, v reflect.Value) error {
 }
 
 var camelWords = regexp.MustCompile(`([A-Z]+[a-z0-9]*?)(?:[A-Z][a-z]|$)|[A-Z]?[a-z0-9]+`)
-
-// isNested tells a struct of settings from a struct that decodes itself (a time, a URL).
-func isNested(v reflect.Value) bool {
-	if v.Kind() != reflect.Struct {
-		return false
-	}
-	ptr := v.Addr().Interface()
-	switch ptr.(type) {
-	case envconfig.Decoder, envconfig.Setter, encoding.TextUnmarshaler, encoding.BinaryUnmarshaler:
-		return false
-	}
-	return true
-}
 
 // describe rewrites envconfig's errors into "config: VAR ..." lines.
 func describe(err error) error {

@@ -179,17 +179,16 @@ type Config struct {
 	// KeysFile is the gateway's public key set (a JWKS document, e.g. the
 	// ConfigMap the controller keeps beside the gateway's Secret), re-read as
 	// it changes.
-	KeysFile string `envconfig:"KEYS_FILE"`
+	KeysFile string `envconfig:"KEYS_FILE" desc:"File of the gateway's public identity keys (a JWKS document; the chart mounts the controller's ConfigMap), re-read every 10s. Required, except in the all-in-one binary, which shares a key made at start."`
 	// Keys, when set, is used instead of KeysFile: the all-in-one binary and
 	// tests hand the key set over in memory.
-	Keys tokens.KeySource `ignored:"true"`
-	// Leeway absorbs clock skew between the gateway's node and this one.
-	Leeway time.Duration `envconfig:"LEEWAY" default:"5s"`
+	Keys   tokens.KeySource `ignored:"true"`
+	Leeway time.Duration    `envconfig:"LEEWAY" default:"5s" desc:"Clock skew tolerated when checking an identity token."`
 	// Cache is how many verified identity tokens are remembered (the gateway
 	// reuses a token for half its TTL), so a client's later requests skip the
 	// signature check; a remembered token is refused as soon as it expires or
 	// its key leaves the key set. 0: verify every request in full.
-	Cache int `envconfig:"CACHE" default:"4096"`
+	Cache int `envconfig:"CACHE" default:"4096" desc:"Verified identity tokens remembered until they expire or their key is withdrawn; 0: verify every request in full."`
 }
 
 // KeysReload is how often a key file is looked at again. A rotated key is
@@ -221,12 +220,11 @@ func keySource(keys tokens.KeySource, file, prefix string, logger *slog.Logger) 
 type IssuerConfig struct {
 	// KeysFile is the gateway's private key set (a JWKS document with private
 	// parts, e.g. the Secret the controller rotates), re-read as it changes.
-	KeysFile string `envconfig:"KEYS_FILE"`
+	KeysFile string `envconfig:"KEYS_FILE" desc:"File of the gateway's private identity keys (a JWKS document; the chart mounts the controller's Secret), re-read every 10s. Required, except in the all-in-one binary, which makes a key at start."`
 	// Keys, when set, is used instead of KeysFile.
-	Keys tokens.KeySource `ignored:"true"`
-	TTL  time.Duration    `envconfig:"TTL" default:"1m"`
-	// Reuse is how many signed tokens are kept for reuse (Issuer.Reuse).
-	Reuse int `envconfig:"REUSE" default:"4096"`
+	Keys  tokens.KeySource `ignored:"true"`
+	TTL   time.Duration    `envconfig:"TTL" default:"1m" desc:"Lifetime of a signed identity token."`
+	Reuse int              `envconfig:"REUSE" default:"4096" desc:"Signed identity tokens kept, one per identity and upstream, handed out again for half their lifetime while their key signs; 0: sign every request."`
 }
 
 // NewIssuer returns the issuer the configuration describes.

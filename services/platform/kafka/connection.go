@@ -22,17 +22,16 @@ const (
 // _KAFKA_TLS_CA_FILE, _KAFKA_SASL_MECHANISM, _KAFKA_SASL_USERNAME and
 // _KAFKA_SASL_PASSWORD.
 type Connection struct {
-	// Brokers are the bootstrap servers, host:port comma-separated.
-	Brokers string `envconfig:"BROKERS"`
+	Brokers string `envconfig:"BROKERS" desc:"Kafka bootstrap servers, host:port comma-separated."`
 	// TLS encrypts every connection and verifies the brokers' certificates
 	// (and their host names) against TLSCAFile, or the system's roots.
-	TLS       bool   `envconfig:"TLS"`
-	TLSCAFile string `envconfig:"TLS_CA_FILE"`
+	TLS       bool   `envconfig:"TLS" desc:"Encrypt connections and verify the brokers' certificates and host names."`
+	TLSCAFile string `envconfig:"TLS_CA_FILE" desc:"CA certificate file (PEM) to verify the brokers with; empty: the system roots."`
 	// SASLMechanism is empty (no authentication), PLAIN, SCRAM-SHA-256 or
 	// SCRAM-SHA-512; the user name and password go with it.
-	SASLMechanism string `envconfig:"SASL_MECHANISM"`
-	SASLUsername  string `envconfig:"SASL_USERNAME"`
-	SASLPassword  string `envconfig:"SASL_PASSWORD"`
+	SASLMechanism string `envconfig:"SASL_MECHANISM" desc:"SASL mechanism: empty (none), PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."`
+	SASLUsername  string `envconfig:"SASL_USERNAME" desc:"SASL user name."`
+	SASLPassword  string `envconfig:"SASL_PASSWORD" desc:"SASL password (a secret: give it from a Secret)."`
 }
 
 // Validate reports every mistake in the settings, one line each, naming the

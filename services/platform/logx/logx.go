@@ -15,7 +15,7 @@ import (
 
 // Config selects the level; services hold it in a field named Log (KSHOP_<SERVICE>_LOG_LEVEL).
 type Config struct {
-	Level string `envconfig:"LEVEL" default:"info"`
+	Level string `envconfig:"LEVEL" default:"info" desc:"Log level: debug, info, warn or error."`
 }
 
 // ParseLevel reads debug, info, warn or error.

@@ -17,16 +17,16 @@ import (
 // the variables read KSHOP_<SERVICE>_DATABASE_URL, _DATABASE_REPLICA_URL and
 // _DATABASE_MAX_CONNS.
 type Config struct {
-	URL        string `envconfig:"URL" required:"true"`
-	ReplicaURL string `envconfig:"REPLICA_URL"`
-	MaxConns   int32  `envconfig:"MAX_CONNS" default:"10"`
+	URL        string `envconfig:"URL" required:"true" desc:"PostgreSQL URL of the primary, for writes (postgres://user@host:5432/db?sslmode=verify-full); the password may come apart in PGPASSWORD, which the driver reads."`
+	ReplicaURL string `envconfig:"REPLICA_URL" desc:"PostgreSQL URL of a streaming replica for reads that tolerate staleness; empty: every read goes to the primary."`
+	MaxConns   int32  `envconfig:"MAX_CONNS" default:"10" desc:"Most connections in the pool (each of primary and replica)."`
 	// ReplicaMaxLag is how far behind the primary the replica may be and
 	// still serve reads that tolerate staleness; beyond it they go to the
 	// primary until it catches up.
-	ReplicaMaxLag time.Duration `envconfig:"REPLICA_MAX_LAG" default:"2s"`
+	ReplicaMaxLag time.Duration `envconfig:"REPLICA_MAX_LAG" default:"2s" desc:"How far behind the primary the replica may be and still serve reads; beyond it they go to the primary."`
 	// ReplicaCheckInterval paces the replica's checks (answers? how far
 	// behind?): a stopped replica stops serving reads within about this long.
-	ReplicaCheckInterval time.Duration `envconfig:"REPLICA_CHECK_INTERVAL" default:"500ms"`
+	ReplicaCheckInterval time.Duration `envconfig:"REPLICA_CHECK_INTERVAL" default:"500ms" desc:"How often the replica is checked (reachable? how far behind?)."`
 }
 
 // DB holds the pools. Replica is the primary itself when no replica is configured,

@@ -20,16 +20,16 @@ import (
 // Cluster, select cluster mode. Services hold it in a field named Redis:
 // KSHOP_<SERVICE>_REDIS_ADDRS and so on.
 type Config struct {
-	Addrs   []string `envconfig:"ADDRS" required:"true"`
-	Cluster bool     `envconfig:"CLUSTER"`
+	Addrs   []string `envconfig:"ADDRS" required:"true" desc:"Redis addresses, host:port (one for a single server, several seeds for a cluster)."`
+	Cluster bool     `envconfig:"CLUSTER" desc:"Talk to a Redis Cluster instead of a single server."`
 	// Username is an ACL user (Redis 6 and later); empty: the default user,
 	// which Password alone authenticates.
-	Username string `envconfig:"USERNAME"`
-	Password string `envconfig:"PASSWORD"`
+	Username string `envconfig:"USERNAME" desc:"ACL user (Redis 6 and later); empty: the default user, which the password alone authenticates."`
+	Password string `envconfig:"PASSWORD" desc:"Password of the user (a secret: give it from a Secret)."`
 	// TLS encrypts every connection and verifies the server's certificate
 	// against the system's roots, for the host name of the address dialled
 	// (each node's own in a cluster).
-	TLS bool `envconfig:"TLS"`
+	TLS bool `envconfig:"TLS" desc:"Encrypt connections and verify the server certificate against the system roots."`
 
 	// rootCAs replaces the system's roots; only tests set it.
 	rootCAs *x509.CertPool

@@ -115,8 +115,8 @@ func Do(ctx context.Context, b Backoff, attempts int, op func(context.Context) e
 // 15 s, longer than a restart of PostgreSQL or a broker, so a short outage
 // dead-letters nothing.
 type Pace struct {
-	Initial time.Duration `envconfig:"INITIAL" default:"1s"`
-	Max     time.Duration `envconfig:"MAX" default:"1m"`
+	Initial time.Duration `envconfig:"INITIAL" default:"1s" desc:"Wait before the second try, doubling (with jitter) up to _MAX; with the defaults the tries span about 15s, longer than a database or broker restart."`
+	Max     time.Duration `envconfig:"MAX" default:"1m" desc:"Longest delay between two retries."`
 }
 
 // Backoff is the pace as a Backoff; a zero Initial gives the zero Backoff,

@@ -26,11 +26,9 @@ import (
 // Config is read from a field named OTel under the service's prefix
 // (KSHOP_ORDER_OTEL_EXPORTER_OTLP_ENDPOINT, KSHOP_ORDER_OTEL_TRACES_SAMPLER_RATIO).
 type Config struct {
-	ServiceName string `ignored:"true"`
-	// OTLPEndpoint is a gRPC collector URL such as http://tempo:4317; empty: no export.
-	OTLPEndpoint string `envconfig:"EXPORTER_OTLP_ENDPOINT"`
-	// SampleRatio is the share of new traces sampled; children follow their parent.
-	SampleRatio float64 `envconfig:"TRACES_SAMPLER_RATIO" default:"1"`
+	ServiceName  string  `ignored:"true"`
+	OTLPEndpoint string  `envconfig:"EXPORTER_OTLP_ENDPOINT" desc:"OTLP gRPC collector URL for traces, such as http://tempo:4317; empty: traces are not exported."`
+	SampleRatio  float64 `envconfig:"TRACES_SAMPLER_RATIO" default:"1" desc:"Share of new traces sampled, 0 to 1; child spans follow their parent."`
 }
 
 // Telemetry holds the providers Setup installed.
