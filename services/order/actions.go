@@ -1,0 +1,60 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/pg"
+)
+
+// Action is the answer to pay and cancel.
+type Action struct {
+	OrderID int64  `json:"order_id"`
+	Status  string `json:"status"`
+}
+
+// act runs a customer's action on an order under the order's lock, recording
+// the request id so that a retry gets the first answer back.
+func (o *Orders) act(ctx context.Context, c Customer, requestID, action string, orderID int64, do func(pgx.Tx, Order) (Action, error)) (Action, error) {
+	var answer Action
+	err := pg.InTx(ctx, o.db.Primary, func(tx pgx.Tx) error {
+		order, err := lockOrder(ctx, tx, orderID, c.ID)
+		if err != nil {
+			return err
+		}
+		var earlier int64
+		err = tx.QueryRow(ctx, `SELECT order_id FROM order_actions WHERE customer_id = $1 AND action = $2 AND request_id = $3`, c.ID, action, requestID).Scan(&earlier)
+		switch {
+		case err == nil && earlier == orderID:
+			answer = Action{OrderID: orderID, Status: map[string]string{"pay": events.StatusPaid, "cancel": events.StatusCancelled}[action]}
+			return nil
+		case err == nil:
+			return ErrRequestReused
+		case !errors.Is(err, pgx.ErrNoRows):
+			return fmt.Errorf("find earlier %s request: %w", action, err)
+		}
+		if answer, err = do(tx, order); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO order_actions (customer_id, request_id, action, order_id) VALUES ($1, $2, $3, $4)`, c.ID, requestID, action, orderID); err != nil {
+			return fmt.Errorf("record %s request: %w", action, err)
+		}
+		return nil
+	})
+	return answer, err
+}
+
+func pendingOrWhy(order Order) error {
+	switch order.Status {
+	case events.StatusPending:
+		return nil
+	case events.StatusCancelled:
+		return ErrAlreadyCancelled
+	default: // PAID, COMPLETED
+		return ErrAlreadyPaid
+	}
+}

@@ -1,0 +1,61 @@
+package order
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/pg"
+)
+
+// Order is an order as the API shows it.
+type Order struct {
+	ID           int64        `json:"id"`
+	TotalAmount  events.Money `json:"total_amount"`
+	Description  string       `json:"description"`
+	Status       string       `json:"status"`
+	CancelReason *string      `json:"cancel_reason"`
+	Items        []Item       `json:"items"`
+	CreatedAt    time.Time    `json:"created_at"`
+	UpdatedAt    time.Time    `json:"updated_at"`
+
+	customerID  int64
+	email       string
+	stockStatus string
+}
+
+// Item is one line of an order.
+type Item struct {
+	ID        int64        `json:"id"`
+	ProductID int64        `json:"product_id"`
+	Quantity  int64        `json:"quantity"`
+	Price     events.Money `json:"price"`
+	name      string
+}
+
+// Customer is who places and owns orders (from the gateway's identity headers).
+type Customer struct {
+	ID    int64
+	Email string
+}
+
+// Line is what a client orders: a product and a quantity.
+type Line struct {
+	ProductID int64
+	Quantity  int64
+}
+
+// Orders holds the order use cases.
+type Orders struct {
+	db      *pg.DB
+	redis   redis.UniversalClient
+	cfg     Config
+	logger  *slog.Logger
+	created func() // counts creations; tests and metrics hook in
+	// refused counts orders refused by a pending limit ("orders", "units"):
+	// a customer who keeps meeting them may be hoarding.
+	refused  func(limit string)
+	counters orderCounters
+}
