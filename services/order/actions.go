@@ -7,19 +7,34 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/pg"
 )
 
 // Action is the answer to pay and cancel.
 type Action struct {
 	OrderID int64  `json:"order_id"`
-	Status  string `json:"status"`
+	Status  Status `json:"status"`
+}
+
+// action names a customer's action in order_actions.action.
+type action string
+
+const (
+	actionPay    action = "pay"
+	actionCancel action = "cancel"
+)
+
+// outcome is the status the action leads to, the answer to its retries.
+func (a action) outcome() Status {
+	if a == actionPay {
+		return StatusPaid
+	}
+	return StatusCancelled
 }
 
 // act runs a customer's action on an order under the order's lock, recording
 // the request id so that a retry gets the first answer back.
-func (o *Orders) act(ctx context.Context, c Customer, requestID, action string, orderID int64, do func(pgx.Tx, Order) (Action, error)) (Action, error) {
+func (o *Orders) act(ctx context.Context, c Customer, requestID string, action action, orderID int64, do func(pgx.Tx, Order) (Action, error)) (Action, error) {
 	var answer Action
 	err := pg.InTx(ctx, o.db.Primary, func(tx pgx.Tx) error {
 		order, err := lockOrder(ctx, tx, orderID, c.ID)
@@ -30,7 +45,7 @@ func (o *Orders) act(ctx context.Context, c Customer, requestID, action string, 
 		err = tx.QueryRow(ctx, `SELECT order_id FROM order_actions WHERE customer_id = $1 AND action = $2 AND request_id = $3`, c.ID, action, requestID).Scan(&earlier)
 		switch {
 		case err == nil && earlier == orderID:
-			answer = Action{OrderID: orderID, Status: map[string]string{"pay": events.StatusPaid, "cancel": events.StatusCancelled}[action]}
+			answer = Action{OrderID: orderID, Status: action.outcome()}
 			return nil
 		case err == nil:
 			return ErrRequestReused
@@ -50,9 +65,9 @@ func (o *Orders) act(ctx context.Context, c Customer, requestID, action string, 
 
 func pendingOrWhy(order Order) error {
 	switch order.Status {
-	case events.StatusPending:
+	case StatusPending:
 		return nil
-	case events.StatusCancelled:
+	case StatusCancelled:
 		return ErrAlreadyCancelled
 	default: // PAID, COMPLETED
 		return ErrAlreadyPaid

@@ -93,12 +93,12 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	}
 	refused.WithLabelValues("orders")
 	refused.WithLabelValues("units")
-	for _, reason := range []string{events.CancelExpired, events.CancelOutOfStock, events.CancelCustomer} {
-		cancelled.WithLabelValues(reason)
+	for _, reason := range []CancelReason{CancelExpired, CancelOutOfStock, CancelCustomer} {
+		cancelled.WithLabelValues(string(reason))
 	}
 	counters := orderCounters{
 		paid: paid.Inc, completed: completed.Inc,
-		cancelled: func(reason string) { cancelled.WithLabelValues(reason).Inc() },
+		cancelled: func(reason CancelReason) { cancelled.WithLabelValues(string(reason)).Inc() },
 	}
 	app := &App{cfg: cfg, db: db, redis: redisx.NewClient(cfg.Redis), producer: producer, amqp: amqp.Dial(amqpURL, logger), logger: logger}
 	app.Orders = &Orders{db: db, redis: app.redis, cfg: cfg, logger: logger, created: created.Inc, counters: counters,

@@ -13,29 +13,29 @@ import (
 // CancelByCustomer cancels a PENDING order, once per request id.
 func (o *Orders) CancelByCustomer(ctx context.Context, c Customer, requestID string, orderID int64) (Action, error) {
 	changed := false
-	answer, err := o.act(ctx, c, requestID, "cancel", orderID, func(tx pgx.Tx, order Order) (Action, error) {
+	answer, err := o.act(ctx, c, requestID, actionCancel, orderID, func(tx pgx.Tx, order Order) (Action, error) {
 		changed = true
 		if err := pendingOrWhy(order); err != nil {
 			return Action{}, err
 		}
-		if err := cancel(ctx, tx, order, events.CancelCustomer); err != nil {
+		if err := cancel(ctx, tx, order, CancelCustomer); err != nil {
 			return Action{}, err
 		}
-		return Action{OrderID: order.ID, Status: events.StatusCancelled}, nil
+		return Action{OrderID: order.ID, Status: StatusCancelled}, nil
 	})
 	if err == nil && changed {
-		o.counters.countCancelled(events.CancelCustomer)
+		o.counters.countCancelled(CancelCustomer)
 	}
 	return answer, err
 }
 
 // cancel moves a locked PENDING order to CANCELLED: order-cancelled for the
 // product service (restock) and the cancellation e-mail.
-func cancel(ctx context.Context, tx pgx.Tx, order Order, reason string) error {
-	if _, err := tx.Exec(ctx, `UPDATE orders SET status = 'CANCELLED', cancel_reason = $2, updated_at = now() WHERE id = $1`, order.ID, reason); err != nil {
+func cancel(ctx context.Context, tx pgx.Tx, order Order, reason CancelReason) error {
+	if _, err := tx.Exec(ctx, `UPDATE orders SET status = $3, cancel_reason = $2, updated_at = now() WHERE id = $1`, order.ID, reason, StatusCancelled); err != nil {
 		return fmt.Errorf("cancel order %d: %w", order.ID, err)
 	}
-	cancelled := events.OrderCancelled{OrderID: order.ID, CustomerID: order.customerID, Reason: reason}
+	cancelled := events.OrderCancelled{OrderID: order.ID, CustomerID: order.customerID, Reason: string(reason)}
 	for _, it := range order.Items {
 		cancelled.Items = append(cancelled.Items, events.CancelledItem{ProductID: it.ProductID, Quantity: it.Quantity})
 	}
@@ -44,7 +44,7 @@ func cancel(ctx context.Context, tx pgx.Tx, order Order, reason string) error {
 		return err
 	}
 	notice, err := mailMessage(events.RoutingCancelNotice, events.CancelNotificationMail{
-		Email: order.email, OrderID: order.ID, Reason: reason, TotalAmount: order.TotalAmount, Items: mailItems(order.Items),
+		Email: order.email, OrderID: order.ID, Reason: string(reason), TotalAmount: order.TotalAmount, Items: mailItems(order.Items),
 	})
 	if err != nil {
 		return err

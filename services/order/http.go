@@ -10,7 +10,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/httpx"
 	"github.com/kshop/kshop/services/platform/identity"
 )
@@ -172,9 +171,9 @@ func (h *handlers) listQuery(c *gin.Context) (ListQuery, bool) {
 		bad("end-date", "must not be before start-date")
 	}
 	if status, ok := c.GetQuery("status"); ok {
-		switch status {
-		case events.StatusPending, events.StatusPaid, events.StatusCompleted, events.StatusCancelled:
-			q.Status = status
+		switch s := Status(status); s {
+		case StatusPending, StatusPaid, StatusCompleted, StatusCancelled:
+			q.Status = s
 		default:
 			bad("status", "must be one of: PENDING, PAID, COMPLETED, CANCELLED")
 		}

@@ -4,7 +4,7 @@ package order
 // after the transaction that made the change committed.
 type orderCounters struct {
 	paid, completed func()
-	cancelled       func(reason string)
+	cancelled       func(reason CancelReason)
 }
 
 func (c orderCounters) countPaid() {
@@ -19,7 +19,7 @@ func (c orderCounters) countCompleted() {
 	}
 }
 
-func (c orderCounters) countCancelled(reason string) {
+func (c orderCounters) countCancelled(reason CancelReason) {
 	if c.cancelled != nil {
 		c.cancelled(reason)
 	}

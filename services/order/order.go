@@ -12,19 +12,51 @@ import (
 
 // Order is an order as the API shows it.
 type Order struct {
-	ID           int64        `json:"id"`
-	TotalAmount  events.Money `json:"total_amount"`
-	Description  string       `json:"description"`
-	Status       string       `json:"status"`
-	CancelReason *string      `json:"cancel_reason"`
-	Items        []Item       `json:"items"`
-	CreatedAt    time.Time    `json:"created_at"`
-	UpdatedAt    time.Time    `json:"updated_at"`
+	ID           int64         `json:"id"`
+	TotalAmount  events.Money  `json:"total_amount"`
+	Description  string        `json:"description"`
+	Status       Status        `json:"status"`
+	CancelReason *CancelReason `json:"cancel_reason"`
+	Items        []Item        `json:"items"`
+	CreatedAt    time.Time     `json:"created_at"`
+	UpdatedAt    time.Time     `json:"updated_at"`
 
 	customerID  int64
 	email       string
-	stockStatus string
+	stockStatus stockStatus
 }
+
+// Status is where an order is in its life. The values are the API's and the
+// orders.status column's; SQL takes them as parameters so that this list is the
+// only place they are spelled.
+type Status string
+
+const (
+	StatusPending   Status = events.StatusPending
+	StatusPaid      Status = events.StatusPaid
+	StatusCompleted Status = events.StatusCompleted
+	StatusCancelled Status = events.StatusCancelled
+)
+
+// CancelReason says why an order was cancelled (orders.cancel_reason, the
+// order-cancelled event, the cancellation e-mail and the metric's label).
+type CancelReason string
+
+const (
+	CancelExpired    CancelReason = events.CancelExpired
+	CancelOutOfStock CancelReason = events.CancelOutOfStock
+	CancelCustomer   CancelReason = events.CancelCustomer
+)
+
+// stockStatus follows the product service's answer to the order's reservation
+// (orders.stock_status): an order is payable once reserved.
+type stockStatus string
+
+const (
+	stockPending  stockStatus = "pending"
+	stockReserved stockStatus = "reserved"
+	stockRejected stockStatus = "rejected"
+)
 
 // Item is one line of an order.
 type Item struct {

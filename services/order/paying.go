@@ -17,16 +17,16 @@ import (
 // order-success e-mail.
 func (o *Orders) Pay(ctx context.Context, c Customer, requestID string, orderID int64) (Action, error) {
 	changed := false
-	answer, err := o.act(ctx, c, requestID, "pay", orderID, func(tx pgx.Tx, order Order) (Action, error) {
+	answer, err := o.act(ctx, c, requestID, actionPay, orderID, func(tx pgx.Tx, order Order) (Action, error) {
 		changed = true
 		if err := pendingOrWhy(order); err != nil {
 			return Action{}, err
 		}
-		if order.stockStatus != "reserved" {
+		if order.stockStatus != stockReserved {
 			return Action{}, ErrNotReserved
 		}
 		var paidAt time.Time
-		if err := tx.QueryRow(ctx, `UPDATE orders SET status = 'PAID', paid_at = now(), updated_at = now() WHERE id = $1 RETURNING paid_at`, order.ID).Scan(&paidAt); err != nil {
+		if err := tx.QueryRow(ctx, `UPDATE orders SET status = $2, paid_at = now(), updated_at = now() WHERE id = $1 RETURNING paid_at`, order.ID, StatusPaid).Scan(&paidAt); err != nil {
 			return Action{}, fmt.Errorf("pay order %d: %w", order.ID, err)
 		}
 		// The product service records the reserved units as sold.
@@ -46,7 +46,7 @@ func (o *Orders) Pay(ctx context.Context, c Customer, requestID string, orderID 
 		}); err != nil {
 			return Action{}, err
 		}
-		return Action{OrderID: order.ID, Status: events.StatusPaid}, nil
+		return Action{OrderID: order.ID, Status: StatusPaid}, nil
 	})
 	if err == nil && changed {
 		o.counters.countPaid()

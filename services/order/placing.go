@@ -116,10 +116,13 @@ func (o *Orders) withinLimits(ctx context.Context, tx pgx.Tx, customerID int64, 
 		return twin, err
 	}
 	var orders, units int64
+	// The status is written into the statement, not passed: the partial index
+	// orders_pending_by_customer serves only a query whose predicate the planner
+	// sees, and a prepared statement's generic plan does not see a parameter.
 	if err := tx.QueryRow(ctx, `
 		SELECT count(DISTINCT o.id), coalesce(sum(i.quantity), 0)
 		FROM orders o JOIN order_items i ON i.order_id = o.id
-		WHERE o.customer_id = $1 AND o.status = 'PENDING'`, customerID).Scan(&orders, &units); err != nil {
+		WHERE o.customer_id = $1 AND o.status = '`+string(StatusPending)+`'`, customerID).Scan(&orders, &units); err != nil {
 		return false, fmt.Errorf("count the pending orders of customer %d: %w", customerID, err)
 	}
 	var wanted int64

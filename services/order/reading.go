@@ -20,7 +20,7 @@ func (o *Orders) Get(ctx context.Context, customerID, id int64) (Order, error) {
 // ListQuery selects a customer's orders.
 type ListQuery struct {
 	From, To    time.Time // inclusive days, in UTC
-	Status      string    // empty: any
+	Status      Status    // empty: any
 	Page, Limit int
 }
 

@@ -74,10 +74,10 @@ func onCommit(ctx context.Context, f func()) {
 // StockReserved makes the order payable.
 func (s *Saga) StockReserved(ctx context.Context, eventID string, e events.StockReserved) error {
 	return s.onOrder(ctx, reservedConsumer, eventID, e.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
-		if o.stockStatus != "pending" {
+		if o.stockStatus != stockPending {
 			return nil
 		}
-		_, err := tx.Exec(ctx, `UPDATE orders SET stock_status = 'reserved', updated_at = now() WHERE id = $1`, o.ID)
+		_, err := tx.Exec(ctx, `UPDATE orders SET stock_status = $2, updated_at = now() WHERE id = $1`, o.ID, stockReserved)
 		s.count("stock_reserved")
 		return err
 	})
@@ -86,15 +86,15 @@ func (s *Saga) StockReserved(ctx context.Context, eventID string, e events.Stock
 // StockRejected cancels a PENDING order for lack of stock.
 func (s *Saga) StockRejected(ctx context.Context, eventID string, e events.StockRejected) error {
 	return s.onOrder(ctx, rejectedConsumer, eventID, e.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
-		if _, err := tx.Exec(ctx, `UPDATE orders SET stock_status = 'rejected', updated_at = now() WHERE id = $1 AND stock_status = 'pending'`, o.ID); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE orders SET stock_status = $2, updated_at = now() WHERE id = $1 AND stock_status = $3`, o.ID, stockRejected, stockPending); err != nil {
 			return fmt.Errorf("record rejection of order %d: %w", o.ID, err)
 		}
-		if o.Status != events.StatusPending {
+		if o.Status != StatusPending {
 			return nil
 		}
 		s.count("stock_rejected")
-		onCommit(ctx, func() { s.counters.countCancelled(events.CancelOutOfStock) })
-		return cancel(ctx, tx, o, events.CancelOutOfStock)
+		onCommit(ctx, func() { s.counters.countCancelled(CancelOutOfStock) })
+		return cancel(ctx, tx, o, CancelOutOfStock)
 	})
 }
 
@@ -102,7 +102,7 @@ func (s *Saga) StockRejected(ctx context.Context, eventID string, e events.Stock
 // other state the timer is simply consumed.
 func (s *Saga) Remind(ctx context.Context, messageID string, r events.OrderReminder) error {
 	return s.onOrder(ctx, reminderConsumer, messageID, r.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
-		if o.Status != events.StatusPending {
+		if o.Status != StatusPending {
 			return nil
 		}
 		s.count("reminder")
@@ -119,14 +119,14 @@ func (s *Saga) Remind(ctx context.Context, messageID string, r events.OrderRemin
 func (s *Saga) Expire(ctx context.Context, messageID string, e events.OrderAutoCancel) error {
 	return s.onOrder(ctx, autoCancelConsumer, messageID, e.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
 		switch o.Status {
-		case events.StatusPending:
+		case StatusPending:
 			s.count("expired")
-			onCommit(ctx, func() { s.counters.countCancelled(events.CancelExpired) })
-			return cancel(ctx, tx, o, events.CancelExpired)
-		case events.StatusPaid:
+			onCommit(ctx, func() { s.counters.countCancelled(CancelExpired) })
+			return cancel(ctx, tx, o, CancelExpired)
+		case StatusPaid:
 			s.count("completed")
 			onCommit(ctx, s.counters.countCompleted)
-			_, err := tx.Exec(ctx, `UPDATE orders SET status = 'COMPLETED', updated_at = now() WHERE id = $1`, o.ID)
+			_, err := tx.Exec(ctx, `UPDATE orders SET status = $2, updated_at = now() WHERE id = $1`, o.ID, StatusCompleted)
 			return err
 		}
 		return nil
