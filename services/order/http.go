@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -187,19 +186,17 @@ func (h *handlers) listQuery(c *gin.Context) (ListQuery, bool) {
 
 // fail maps a use case's error to the contract's status and message.
 func (h *handlers) fail(c *gin.Context, err error) {
+	var notOnSale *ProductNotOnSaleError
+	var overLimit *PendingLimitError
 	switch {
 	case errors.Is(err, ErrOrderNotFound):
 		httpx.Fail(c, http.StatusNotFound, ErrOrderNotFound.Error())
-	case errors.Is(err, ErrProductNotFound):
-		httpx.Fail(c, http.StatusNotFound, ErrProductNotFound.Error(), httpx.FieldError{Field: "items", Message: strings.TrimPrefix(err.Error(), ErrProductNotFound.Error()+": ") + " is not a product on sale"})
+	case errors.As(err, &notOnSale):
+		httpx.Fail(c, http.StatusNotFound, ErrProductNotFound.Error(), httpx.FieldError{Field: "items", Message: strconv.FormatInt(notOnSale.ProductID, 10) + " is not a product on sale"})
 	case errors.Is(err, ErrInsufficientStock):
 		httpx.Fail(c, http.StatusConflict, ErrInsufficientStock.Error())
-	case errors.Is(err, ErrTooManyPendingOrders), errors.Is(err, ErrTooManyPendingUnits):
-		limit := ErrTooManyPendingOrders
-		if errors.Is(err, ErrTooManyPendingUnits) {
-			limit = ErrTooManyPendingUnits
-		}
-		httpx.Fail(c, http.StatusConflict, limit.Error(), httpx.FieldError{Field: "items", Message: strings.TrimPrefix(err.Error(), limit.Error()+": ")})
+	case errors.As(err, &overLimit):
+		httpx.Fail(c, http.StatusConflict, overLimit.Limit.Error(), httpx.FieldError{Field: "items", Message: overLimit.Detail})
 	case errors.Is(err, ErrRequestDuplicate), errors.Is(err, ErrAlreadyPaid), errors.Is(err, ErrAlreadyCancelled),
 		errors.Is(err, ErrNotReserved), errors.Is(err, ErrRequestReused):
 		httpx.Fail(c, http.StatusConflict, err.Error())

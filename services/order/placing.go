@@ -131,11 +131,11 @@ func (o *Orders) withinLimits(ctx context.Context, tx pgx.Tx, customerID int64, 
 	}
 	switch {
 	case orders >= int64(o.cfg.MaxPendingOrders):
-		return false, fmt.Errorf("%w: a customer may have at most %d pending (unpaid) orders; pay or cancel one, or wait for one to expire",
-			ErrTooManyPendingOrders, o.cfg.MaxPendingOrders)
+		return false, &PendingLimitError{Limit: ErrTooManyPendingOrders, Detail: fmt.Sprintf(
+			"a customer may have at most %d pending (unpaid) orders; pay or cancel one, or wait for one to expire", o.cfg.MaxPendingOrders)}
 	case units+wanted > o.cfg.MaxPendingUnits:
-		return false, fmt.Errorf("%w: a customer may hold at most %d units in pending (unpaid) orders; %d are held and this order adds %d",
-			ErrTooManyPendingUnits, o.cfg.MaxPendingUnits, units, wanted)
+		return false, &PendingLimitError{Limit: ErrTooManyPendingUnits, Detail: fmt.Sprintf(
+			"a customer may hold at most %d units in pending (unpaid) orders; %d are held and this order adds %d", o.cfg.MaxPendingUnits, units, wanted)}
 	}
 	return false, nil
 }
@@ -176,7 +176,7 @@ func price(ctx context.Context, tx pgx.Tx, lines []Line) ([]Item, events.Money, 
 	for i, l := range lines {
 		p, ok := products[l.ProductID]
 		if !ok {
-			return nil, events.Money{}, fmt.Errorf("%w: %d", ErrProductNotFound, l.ProductID)
+			return nil, events.Money{}, &ProductNotOnSaleError{ProductID: l.ProductID}
 		}
 		if p.quantity < l.Quantity {
 			return nil, events.Money{}, fmt.Errorf("%w: product %d has %d", ErrInsufficientStock, l.ProductID, p.quantity)
