@@ -24,7 +24,7 @@ func (o *Orders) CancelByCustomer(ctx context.Context, c Customer, requestID str
 		return Action{OrderID: order.ID, Status: StatusCancelled}, nil
 	})
 	if err == nil && changed {
-		o.counters.countCancelled(CancelCustomer)
+		o.metrics.countCancelled(CancelCustomer)
 	}
 	return answer, err
 }

@@ -85,9 +85,5 @@ type Orders struct {
 	redis   redis.UniversalClient
 	cfg     Config
 	logger  *slog.Logger
-	created func() // counts creations; tests and metrics hook in
-	// refused counts orders refused by a pending limit ("orders", "units"):
-	// a customer who keeps meeting them may be hoarding.
-	refused  func(limit string)
-	counters orderCounters
+	metrics *metrics
 }

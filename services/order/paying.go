@@ -49,7 +49,7 @@ func (o *Orders) Pay(ctx context.Context, c Customer, requestID string, orderID 
 		return Action{OrderID: order.ID, Status: StatusPaid}, nil
 	})
 	if err == nil && changed {
-		o.counters.countPaid()
+		o.metrics.paid.Inc()
 	}
 	return answer, err
 }

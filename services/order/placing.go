@@ -77,23 +77,14 @@ func (o *Orders) Create(ctx context.Context, c Customer, requestID, description 
 		return o.announceCreated(ctx, tx, order)
 	})
 	if err != nil {
-		if o.refused != nil {
-			switch {
-			case errors.Is(err, ErrTooManyPendingOrders):
-				o.refused("orders")
-			case errors.Is(err, ErrTooManyPendingUnits):
-				o.refused("units")
-			}
-		}
+		o.metrics.countRefused(err)
 		return Order{}, false, err
 	}
 	if !created {
 		existing, err := o.byRequest(ctx, c.ID, requestID)
 		return existing, false, err
 	}
-	if o.created != nil {
-		o.created()
-	}
+	o.metrics.created.Inc()
 	return order, true, nil
 }
 

@@ -17,17 +17,12 @@ import (
 // answers and the order timers. Every handler is idempotent: by version for the
 // product copy, by event id (inbox) and by the order's state for the rest.
 type Saga struct {
-	db       *pg.DB
-	cfg      Config
-	events   func(kind string) // counts outcomes for metrics; may be nil
-	counters orderCounters
+	db      *pg.DB
+	cfg     Config
+	metrics *metrics
 }
 
-func (s *Saga) count(kind string) {
-	if s.events != nil {
-		s.events(kind)
-	}
-}
+func (s *Saga) count(kind string) { s.metrics.saga.WithLabelValues(kind).Inc() }
 
 // Consumer names, for the inbox.
 var (
@@ -93,7 +88,7 @@ func (s *Saga) StockRejected(ctx context.Context, eventID string, e events.Stock
 			return nil
 		}
 		s.count("stock_rejected")
-		onCommit(ctx, func() { s.counters.countCancelled(CancelOutOfStock) })
+		onCommit(ctx, func() { s.metrics.countCancelled(CancelOutOfStock) })
 		return cancel(ctx, tx, o, CancelOutOfStock)
 	})
 }
@@ -121,11 +116,11 @@ func (s *Saga) Expire(ctx context.Context, messageID string, e events.OrderAutoC
 		switch o.Status {
 		case StatusPending:
 			s.count("expired")
-			onCommit(ctx, func() { s.counters.countCancelled(CancelExpired) })
+			onCommit(ctx, func() { s.metrics.countCancelled(CancelExpired) })
 			return cancel(ctx, tx, o, CancelExpired)
 		case StatusPaid:
 			s.count("completed")
-			onCommit(ctx, s.counters.countCompleted)
+			onCommit(ctx, s.metrics.completed.Inc)
 			_, err := tx.Exec(ctx, `UPDATE orders SET status = $2, updated_at = now() WHERE id = $1`, o.ID, StatusCompleted)
 			return err
 		}
