@@ -32,11 +32,13 @@ func (a action) outcome() Status {
 	return StatusCancelled
 }
 
-// act runs a customer's action on an order under the order's lock, recording
-// the request id so that a retry gets the first answer back.
-func (o *Orders) act(ctx context.Context, c Customer, requestID string, action action, orderID int64, do func(pgx.Tx, Order) (Action, error)) (Action, error) {
-	var answer Action
-	err := pg.InTx(ctx, o.db.Primary, func(tx pgx.Tx) error {
+// act runs a customer's action on a PENDING order under the order's lock,
+// recording the request id so that a retry gets the first answer back. acted
+// reports that do ran and its change committed, for the metrics: a retry did
+// not act.
+func (o *Orders) act(ctx context.Context, c Customer, requestID string, action action, orderID int64, do func(pgx.Tx, Order) error) (answer Action, acted bool, err error) {
+	did := false
+	err = pg.InTx(ctx, o.db.Primary, func(tx pgx.Tx) error {
 		order, err := lockOrder(ctx, tx, orderID, c.ID)
 		if err != nil {
 			return err
@@ -52,15 +54,19 @@ func (o *Orders) act(ctx context.Context, c Customer, requestID string, action a
 		case !errors.Is(err, pgx.ErrNoRows):
 			return fmt.Errorf("find earlier %s request: %w", action, err)
 		}
-		if answer, err = do(tx, order); err != nil {
+		if err := pendingOrWhy(order); err != nil {
 			return err
 		}
+		if err := do(tx, order); err != nil {
+			return err
+		}
+		answer, did = Action{OrderID: orderID, Status: action.outcome()}, true
 		if _, err := tx.Exec(ctx, `INSERT INTO order_actions (customer_id, request_id, action, order_id) VALUES ($1, $2, $3, $4)`, c.ID, requestID, action, orderID); err != nil {
 			return fmt.Errorf("record %s request: %w", action, err)
 		}
 		return nil
 	})
-	return answer, err
+	return answer, err == nil && did, err
 }
 
 func pendingOrWhy(order Order) error {

@@ -12,18 +12,10 @@ import (
 
 // CancelByCustomer cancels a PENDING order, once per request id.
 func (o *Orders) CancelByCustomer(ctx context.Context, c Customer, requestID string, orderID int64) (Action, error) {
-	changed := false
-	answer, err := o.act(ctx, c, requestID, actionCancel, orderID, func(tx pgx.Tx, order Order) (Action, error) {
-		changed = true
-		if err := pendingOrWhy(order); err != nil {
-			return Action{}, err
-		}
-		if err := cancel(ctx, tx, order, CancelCustomer); err != nil {
-			return Action{}, err
-		}
-		return Action{OrderID: order.ID, Status: StatusCancelled}, nil
+	answer, acted, err := o.act(ctx, c, requestID, actionCancel, orderID, func(tx pgx.Tx, order Order) error {
+		return cancel(ctx, tx, order, CancelCustomer)
 	})
-	if err == nil && changed {
+	if acted {
 		o.metrics.countCancelled(CancelCustomer)
 	}
 	return answer, err

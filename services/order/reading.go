@@ -86,12 +86,26 @@ func scanOrder(row pgx.Row) (Order, error) {
 
 // load reads an order with its items; customerID 0 means any owner (timers).
 func load(ctx context.Context, q querier, id, customerID int64) (Order, error) {
-	o, err := scanOrder(q.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND ($2 = 0 OR customer_id = $2)`, id, customerID))
+	return readOrder(ctx, q, id, customerID, false)
+}
+
+// lockOrder reads an order FOR UPDATE: payment, cancellation, the saga and the
+// timers all take this lock, so each sees the others' outcome, never a mix.
+func lockOrder(ctx context.Context, tx pgx.Tx, id, customerID int64) (Order, error) {
+	return readOrder(ctx, tx, id, customerID, true)
+}
+
+func readOrder(ctx context.Context, q querier, id, customerID int64, forUpdate bool) (Order, error) {
+	query, verb := `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND ($2 = 0 OR customer_id = $2)`, "load"
+	if forUpdate {
+		query, verb = query+` FOR UPDATE`, "lock"
+	}
+	o, err := scanOrder(q.QueryRow(ctx, query, id, customerID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Order{}, ErrOrderNotFound
 	}
 	if err != nil {
-		return Order{}, fmt.Errorf("load order %d: %w", id, err)
+		return Order{}, fmt.Errorf("%s order %d: %w", verb, id, err)
 	}
 	items, err := loadItems(ctx, q, []int64{id})
 	if err != nil {
@@ -121,22 +135,4 @@ func loadItems(ctx context.Context, q querier, orderIDs []int64) (map[int64][]It
 		out[orderID] = append(out[orderID], it)
 	}
 	return out, rows.Err()
-}
-
-// lockOrder reads an order FOR UPDATE: payment, cancellation, the saga and the
-// timers all take this lock, so each sees the others' outcome, never a mix.
-func lockOrder(ctx context.Context, tx pgx.Tx, id, customerID int64) (Order, error) {
-	o, err := scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND ($2 = 0 OR customer_id = $2) FOR UPDATE`, id, customerID))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Order{}, ErrOrderNotFound
-	}
-	if err != nil {
-		return Order{}, fmt.Errorf("lock order %d: %w", id, err)
-	}
-	items, err := loadItems(ctx, tx, []int64{id})
-	if err != nil {
-		return Order{}, err
-	}
-	o.Items = items[id]
-	return o, nil
 }
