@@ -26,9 +26,9 @@ type Order struct {
 	stockStatus stockStatus
 }
 
-// Status is where an order is in its life. The values are the API's and the
-// orders.status column's; SQL takes them as parameters so that this list is the
-// only place they are spelled.
+// Status is where an order is in its life. The values are the API's (spelled
+// once in events) and the orders.status column's; SQL takes them as parameters
+// rather than spelling them again.
 type Status string
 
 const (
