@@ -4,7 +4,9 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -170,11 +172,14 @@ func (h *handlers) listQuery(c *gin.Context) (ListQuery, bool) {
 		bad("end-date", "must not be before start-date")
 	}
 	if status, ok := c.GetQuery("status"); ok {
-		switch s := Status(status); s {
-		case StatusPending, StatusPaid, StatusCompleted, StatusCancelled:
+		if s := Status(status); slices.Contains(statuses, s) {
 			q.Status = s
-		default:
-			bad("status", "must be one of: PENDING, PAID, COMPLETED, CANCELLED")
+		} else {
+			names := make([]string, len(statuses))
+			for i, s := range statuses {
+				names[i] = string(s)
+			}
+			bad("status", "must be one of: "+strings.Join(names, ", "))
 		}
 	}
 	if len(problems) > 0 {

@@ -38,6 +38,9 @@ const (
 	StatusCancelled Status = events.StatusCancelled
 )
 
+// statuses are the order statuses in the order of an order's life.
+var statuses = []Status{StatusPending, StatusPaid, StatusCompleted, StatusCancelled}
+
 // CancelReason says why an order was cancelled (orders.cancel_reason, the
 // order-cancelled event, the cancellation e-mail and the metric's label).
 type CancelReason string

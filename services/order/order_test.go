@@ -602,6 +602,11 @@ func TestListFiltersByDateStatusAndPage(t *testing.T) {
 	for _, bad := range []string{"start-date=2026-01-01", "end-date=32-01-2026", "start-date=02-01-2026&end-date=01-01-2026", "status=LOST", "limit=0", "limit=26", "page=0"} {
 		s.Do(t, &ann, http.MethodGet, "/orders?"+bad, nil).Expect(t, http.StatusBadRequest, "input validation error")
 	}
+	// The statuses are named in the answer as docs/api.md shows them.
+	r := s.Do(t, &ann, http.MethodGet, "/orders?status=LOST", nil).Expect(t, http.StatusBadRequest, "input validation error")
+	if want := `{"message":"input validation error","errors":[{"field":"status","message":"must be one of: PENDING, PAID, COMPLETED, CANCELLED"}]}`; strings.TrimSpace(string(r.Raw)) != want {
+		t.Fatalf("answered %s, want %s", r.Raw, want)
+	}
 }
 
 // Hoarding: one customer fired orders in parallel and held the whole
