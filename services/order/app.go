@@ -77,33 +77,13 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		db.Close()
 		return nil, err
 	}
-	outcomes := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "kshop_order_saga_events_total",
-		Help: "Saga and timer outcomes applied to orders, by kind.",
-	}, []string{"kind"})
-	created := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_orders_created_total", Help: "Orders created."})
-	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "kshop_orders_refused_total", Help: "Orders refused by a customer's pending limit, by limit (orders, units).",
-	}, []string{"limit"})
-	paid := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_orders_paid_total", Help: "Orders paid."})
-	completed := prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_orders_completed_total", Help: "Paid orders completed at their expiry."})
-	cancelled := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_orders_cancelled_total", Help: "Orders cancelled, by reason (expired, out_of_stock, customer)."}, []string{"reason"})
+	m := newMetrics(registry)
 	if registry != nil {
-		registry.MustRegister(outcomes, created, refused, paid, completed, cancelled, pg.NewPoolCollector(db))
-	}
-	refused.WithLabelValues("orders")
-	refused.WithLabelValues("units")
-	for _, reason := range []string{events.CancelExpired, events.CancelOutOfStock, events.CancelCustomer} {
-		cancelled.WithLabelValues(reason)
-	}
-	counters := orderCounters{
-		paid: paid.Inc, completed: completed.Inc,
-		cancelled: func(reason string) { cancelled.WithLabelValues(reason).Inc() },
+		registry.MustRegister(pg.NewPoolCollector(db))
 	}
 	app := &App{cfg: cfg, db: db, redis: redisx.NewClient(cfg.Redis), producer: producer, amqp: amqp.Dial(amqpURL, logger), logger: logger}
-	app.Orders = &Orders{db: db, redis: app.redis, cfg: cfg, logger: logger, created: created.Inc, counters: counters,
-		refused: func(limit string) { refused.WithLabelValues(limit).Inc() }}
-	app.Saga = &Saga{db: db, cfg: cfg, counters: counters, events: func(kind string) { outcomes.WithLabelValues(kind).Inc() }}
+	app.Orders = &Orders{db: db, redis: app.redis, cfg: cfg, logger: logger, metrics: m}
+	app.Saga = &Saga{db: db, cfg: cfg, metrics: m}
 
 	for topic, handle := range map[string]kafka.Handler{
 		events.TopicProductCreated: decoded(func(ctx context.Context, _ string, p events.Product) error { return app.Saga.ProductChanged(ctx, p) }),

@@ -4,13 +4,13 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/httpx"
 	"github.com/kshop/kshop/services/platform/identity"
 )
@@ -172,11 +172,14 @@ func (h *handlers) listQuery(c *gin.Context) (ListQuery, bool) {
 		bad("end-date", "must not be before start-date")
 	}
 	if status, ok := c.GetQuery("status"); ok {
-		switch status {
-		case events.StatusPending, events.StatusPaid, events.StatusCompleted, events.StatusCancelled:
-			q.Status = status
-		default:
-			bad("status", "must be one of: PENDING, PAID, COMPLETED, CANCELLED")
+		if s := Status(status); slices.Contains(statuses, s) {
+			q.Status = s
+		} else {
+			names := make([]string, len(statuses))
+			for i, s := range statuses {
+				names[i] = string(s)
+			}
+			bad("status", "must be one of: "+strings.Join(names, ", "))
 		}
 	}
 	if len(problems) > 0 {
@@ -188,19 +191,17 @@ func (h *handlers) listQuery(c *gin.Context) (ListQuery, bool) {
 
 // fail maps a use case's error to the contract's status and message.
 func (h *handlers) fail(c *gin.Context, err error) {
+	var notOnSale *ProductNotOnSaleError
+	var overLimit *PendingLimitError
 	switch {
 	case errors.Is(err, ErrOrderNotFound):
 		httpx.Fail(c, http.StatusNotFound, ErrOrderNotFound.Error())
-	case errors.Is(err, ErrProductNotFound):
-		httpx.Fail(c, http.StatusNotFound, ErrProductNotFound.Error(), httpx.FieldError{Field: "items", Message: strings.TrimPrefix(err.Error(), ErrProductNotFound.Error()+": ") + " is not a product on sale"})
+	case errors.As(err, &notOnSale):
+		httpx.Fail(c, http.StatusNotFound, ErrProductNotFound.Error(), httpx.FieldError{Field: "items", Message: strconv.FormatInt(notOnSale.ProductID, 10) + " is not a product on sale"})
 	case errors.Is(err, ErrInsufficientStock):
 		httpx.Fail(c, http.StatusConflict, ErrInsufficientStock.Error())
-	case errors.Is(err, ErrTooManyPendingOrders), errors.Is(err, ErrTooManyPendingUnits):
-		limit := ErrTooManyPendingOrders
-		if errors.Is(err, ErrTooManyPendingUnits) {
-			limit = ErrTooManyPendingUnits
-		}
-		httpx.Fail(c, http.StatusConflict, limit.Error(), httpx.FieldError{Field: "items", Message: strings.TrimPrefix(err.Error(), limit.Error()+": ")})
+	case errors.As(err, &overLimit):
+		httpx.Fail(c, http.StatusConflict, overLimit.Limit.Error(), httpx.FieldError{Field: "items", Message: overLimit.Detail})
 	case errors.Is(err, ErrRequestDuplicate), errors.Is(err, ErrAlreadyPaid), errors.Is(err, ErrAlreadyCancelled),
 		errors.Is(err, ErrNotReserved), errors.Is(err, ErrRequestReused):
 		httpx.Fail(c, http.StatusConflict, err.Error())

@@ -269,8 +269,13 @@ func TestOrderErrors(t *testing.T) {
 	if err := s.app.Saga.ProductDeleted(context.Background(), events.ProductDeleted{ID: 2, Version: time.Now().UnixNano(), DeletedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	s.Do(t, &ann, http.MethodPost, "/orders", orderBody("r1", [2]int64{99, 1})).Expect(t, http.StatusNotFound, "product not found")
-	s.Do(t, &ann, http.MethodPost, "/orders", orderBody("r2", [2]int64{2, 1})).Expect(t, http.StatusNotFound, "product not found")
+	// The answer names the missing product, as docs/api.md shows it.
+	for requestID, line := range map[string][2]int64{"r1": {99, 1}, "r2": {2, 1}} {
+		r := s.Do(t, &ann, http.MethodPost, "/orders", orderBody(requestID, line)).Expect(t, http.StatusNotFound, "product not found")
+		if want := fmt.Sprintf(`{"message":"product not found","errors":[{"field":"items","message":"%d is not a product on sale"}]}`, line[0]); strings.TrimSpace(string(r.Raw)) != want {
+			t.Errorf("product %d: answered %s, want %s", line[0], r.Raw, want)
+		}
+	}
 	s.Do(t, &ann, http.MethodPost, "/orders", orderBody("r3", [2]int64{1, 4})).Expect(t, http.StatusConflict, "insufficient product stock")
 	for name, tc := range map[string]struct {
 		body  any
@@ -596,6 +601,11 @@ func TestListFiltersByDateStatusAndPage(t *testing.T) {
 	}
 	for _, bad := range []string{"start-date=2026-01-01", "end-date=32-01-2026", "start-date=02-01-2026&end-date=01-01-2026", "status=LOST", "limit=0", "limit=26", "page=0"} {
 		s.Do(t, &ann, http.MethodGet, "/orders?"+bad, nil).Expect(t, http.StatusBadRequest, "input validation error")
+	}
+	// The statuses are named in the answer as docs/api.md shows them.
+	r := s.Do(t, &ann, http.MethodGet, "/orders?status=LOST", nil).Expect(t, http.StatusBadRequest, "input validation error")
+	if want := `{"message":"input validation error","errors":[{"field":"status","message":"must be one of: PENDING, PAID, COMPLETED, CANCELLED"}]}`; strings.TrimSpace(string(r.Raw)) != want {
+		t.Fatalf("answered %s, want %s", r.Raw, want)
 	}
 }
 

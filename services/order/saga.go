@@ -17,46 +17,12 @@ import (
 // answers and the order timers. Every handler is idempotent: by version for the
 // product copy, by event id (inbox) and by the order's state for the rest.
 type Saga struct {
-	db       *pg.DB
-	cfg      Config
-	events   func(kind string) // counts outcomes for metrics; may be nil
-	counters orderCounters
+	db      *pg.DB
+	cfg     Config
+	metrics *metrics
 }
 
-func (s *Saga) count(kind string) {
-	if s.events != nil {
-		s.events(kind)
-	}
-}
-
-// ProductChanged applies product-created or product-updated unless the copy
-// already holds that version or a newer one.
-func (s *Saga) ProductChanged(ctx context.Context, p events.Product) error {
-	_, err := s.db.Primary.Exec(ctx, `
-		INSERT INTO products (id, name, description, price, quantity, version, deleted, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, false, $7)
-		ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description,
-			price = excluded.price, quantity = excluded.quantity, version = excluded.version,
-			updated_at = excluded.updated_at
-		WHERE products.version < excluded.version AND NOT products.deleted`,
-		p.ID, p.Name, p.Description, p.Price.String(), p.Quantity, p.Version, p.UpdatedAt)
-	if err != nil {
-		return fmt.Errorf("apply product %d version %d: %w", p.ID, p.Version, err)
-	}
-	return nil
-}
-
-// ProductDeleted marks the copy deleted, whatever arrives after it.
-func (s *Saga) ProductDeleted(ctx context.Context, p events.ProductDeleted) error {
-	_, err := s.db.Primary.Exec(ctx, `
-		INSERT INTO products (id, version, deleted, updated_at) VALUES ($1, $2, true, $3)
-		ON CONFLICT (id) DO UPDATE SET deleted = true, version = greatest(products.version, excluded.version), updated_at = excluded.updated_at`,
-		p.ID, p.Version, p.DeletedAt)
-	if err != nil {
-		return fmt.Errorf("apply deletion of product %d: %w", p.ID, err)
-	}
-	return nil
-}
+func (s *Saga) count(kind string) { s.metrics.saga.WithLabelValues(kind).Inc() }
 
 // Consumer names, for the inbox.
 var (
@@ -103,10 +69,10 @@ func onCommit(ctx context.Context, f func()) {
 // StockReserved makes the order payable.
 func (s *Saga) StockReserved(ctx context.Context, eventID string, e events.StockReserved) error {
 	return s.onOrder(ctx, reservedConsumer, eventID, e.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
-		if o.stockStatus != "pending" {
+		if o.stockStatus != stockPending {
 			return nil
 		}
-		_, err := tx.Exec(ctx, `UPDATE orders SET stock_status = 'reserved', updated_at = now() WHERE id = $1`, o.ID)
+		_, err := tx.Exec(ctx, `UPDATE orders SET stock_status = $2, updated_at = now() WHERE id = $1`, o.ID, stockReserved)
 		s.count("stock_reserved")
 		return err
 	})
@@ -115,15 +81,15 @@ func (s *Saga) StockReserved(ctx context.Context, eventID string, e events.Stock
 // StockRejected cancels a PENDING order for lack of stock.
 func (s *Saga) StockRejected(ctx context.Context, eventID string, e events.StockRejected) error {
 	return s.onOrder(ctx, rejectedConsumer, eventID, e.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
-		if _, err := tx.Exec(ctx, `UPDATE orders SET stock_status = 'rejected', updated_at = now() WHERE id = $1 AND stock_status = 'pending'`, o.ID); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE orders SET stock_status = $2, updated_at = now() WHERE id = $1 AND stock_status = $3`, o.ID, stockRejected, stockPending); err != nil {
 			return fmt.Errorf("record rejection of order %d: %w", o.ID, err)
 		}
-		if o.Status != events.StatusPending {
+		if o.Status != StatusPending {
 			return nil
 		}
 		s.count("stock_rejected")
-		onCommit(ctx, func() { s.counters.countCancelled(events.CancelOutOfStock) })
-		return cancel(ctx, tx, o, events.CancelOutOfStock)
+		onCommit(ctx, func() { s.metrics.countCancelled(CancelOutOfStock) })
+		return cancel(ctx, tx, o, CancelOutOfStock)
 	})
 }
 
@@ -131,7 +97,7 @@ func (s *Saga) StockRejected(ctx context.Context, eventID string, e events.Stock
 // other state the timer is simply consumed.
 func (s *Saga) Remind(ctx context.Context, messageID string, r events.OrderReminder) error {
 	return s.onOrder(ctx, reminderConsumer, messageID, r.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
-		if o.Status != events.StatusPending {
+		if o.Status != StatusPending {
 			return nil
 		}
 		s.count("reminder")
@@ -148,14 +114,14 @@ func (s *Saga) Remind(ctx context.Context, messageID string, r events.OrderRemin
 func (s *Saga) Expire(ctx context.Context, messageID string, e events.OrderAutoCancel) error {
 	return s.onOrder(ctx, autoCancelConsumer, messageID, e.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
 		switch o.Status {
-		case events.StatusPending:
+		case StatusPending:
 			s.count("expired")
-			onCommit(ctx, func() { s.counters.countCancelled(events.CancelExpired) })
-			return cancel(ctx, tx, o, events.CancelExpired)
-		case events.StatusPaid:
+			onCommit(ctx, func() { s.metrics.countCancelled(CancelExpired) })
+			return cancel(ctx, tx, o, CancelExpired)
+		case StatusPaid:
 			s.count("completed")
-			onCommit(ctx, s.counters.countCompleted)
-			_, err := tx.Exec(ctx, `UPDATE orders SET status = 'COMPLETED', updated_at = now() WHERE id = $1`, o.ID)
+			onCommit(ctx, s.metrics.completed.Inc)
+			_, err := tx.Exec(ctx, `UPDATE orders SET status = $2, updated_at = now() WHERE id = $1`, o.ID, StatusCompleted)
 			return err
 		}
 		return nil

@@ -1,0 +1,227 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/outbox"
+	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/redisx"
+)
+
+// Create places an order once per (customer, request id). It returns the order
+// and whether this call created it (false: an earlier request with the same id did).
+func (o *Orders) Create(ctx context.Context, c Customer, requestID, description string, lines []Line) (Order, bool, error) {
+	if existing, err := o.byRequest(ctx, c.ID, requestID); err == nil || !errors.Is(err, ErrOrderNotFound) {
+		return existing, false, err
+	}
+	// The lock keeps a concurrent twin from doing the work twice; the unique key
+	// (customer_id, request_id) is what guarantees one order, so when Redis is
+	// down the request goes on without the lock.
+	lock, err := redisx.Acquire(ctx, o.redis, events.OrderLockKey(c.ID, requestID), o.cfg.LockTTL)
+	switch {
+	case errors.Is(err, redisx.ErrLocked):
+		return Order{}, false, ErrRequestDuplicate
+	case err != nil:
+		o.logger.WarnContext(ctx, "order lock unavailable; relying on the unique request id", "error", err)
+	default:
+		defer func() {
+			if _, err := lock.Release(context.WithoutCancel(ctx)); err != nil {
+				o.logger.WarnContext(ctx, "release order lock", "error", err)
+			}
+		}()
+	}
+	if existing, err := o.byRequest(ctx, c.ID, requestID); err == nil || !errors.Is(err, ErrOrderNotFound) {
+		return existing, false, err
+	}
+
+	var order Order
+	created := false
+	err = pg.InTx(ctx, o.db.Primary, func(tx pgx.Tx) error {
+		items, total, err := price(ctx, tx, lines)
+		if err != nil {
+			return err
+		}
+		if twin, err := o.withinLimits(ctx, tx, c.ID, requestID, lines); err != nil || twin {
+			return err // a twin committed first: created stays false
+		}
+		err = tx.QueryRow(ctx, `
+			INSERT INTO orders (customer_id, customer_email, request_id, description, total_amount)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (customer_id, request_id) DO NOTHING
+			RETURNING id, status, created_at, updated_at`,
+			c.ID, c.Email, requestID, description, total.String(),
+		).Scan(&order.ID, &order.Status, &order.CreatedAt, &order.UpdatedAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // a twin without the lock committed first
+		}
+		if err != nil {
+			return fmt.Errorf("insert order: %w", err)
+		}
+		created = true
+		order.TotalAmount, order.Description, order.customerID, order.email = total, description, c.ID, c.Email
+		for i := range items {
+			if err := tx.QueryRow(ctx, `
+				INSERT INTO order_items (order_id, product_id, product_name, quantity, price)
+				VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+				order.ID, items[i].ProductID, items[i].name, items[i].Quantity, items[i].Price.String()).Scan(&items[i].ID); err != nil {
+				return fmt.Errorf("insert order item: %w", err)
+			}
+		}
+		order.Items = items
+		return o.announceCreated(ctx, tx, order)
+	})
+	if err != nil {
+		o.metrics.countRefused(err)
+		return Order{}, false, err
+	}
+	if !created {
+		existing, err := o.byRequest(ctx, c.ID, requestID)
+		return existing, false, err
+	}
+	o.metrics.created.Inc()
+	return order, true, nil
+}
+
+// withinLimits takes the customer's lock and refuses the order if it would
+// take the customer past MaxPendingOrders or MaxPendingUnits. The lock is a row
+// per customer, held until the transaction ends, so one customer's orders are
+// counted and created one at a time: requests fired in parallel cannot all see
+// the same count and all pass. Leaving PENDING (paid, cancelled, expired) needs
+// no lock, since it only lowers the count. twin reports that an order with this
+// request id committed while the lock was awaited; it is the answer, whatever
+// the limits say now.
+func (o *Orders) withinLimits(ctx context.Context, tx pgx.Tx, customerID int64, requestID string, lines []Line) (twin bool, err error) {
+	if _, err := tx.Exec(ctx, `INSERT INTO customers (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`, customerID); err != nil {
+		return false, fmt.Errorf("record customer %d: %w", customerID, err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT id FROM customers WHERE id = $1 FOR UPDATE`, customerID); err != nil {
+		return false, fmt.Errorf("lock customer %d: %w", customerID, err)
+	}
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM orders WHERE customer_id = $1 AND request_id = $2)`, customerID, requestID).Scan(&twin); err != nil || twin {
+		return twin, err
+	}
+	var orders, units int64
+	// The status is written into the statement, not passed: the partial index
+	// orders_pending_by_customer serves only a query whose predicate the planner
+	// sees, and a prepared statement's generic plan does not see a parameter.
+	if err := tx.QueryRow(ctx, `
+		SELECT count(DISTINCT o.id), coalesce(sum(i.quantity), 0)
+		FROM orders o JOIN order_items i ON i.order_id = o.id
+		WHERE o.customer_id = $1 AND o.status = '`+string(StatusPending)+`'`, customerID).Scan(&orders, &units); err != nil {
+		return false, fmt.Errorf("count the pending orders of customer %d: %w", customerID, err)
+	}
+	var wanted int64
+	for _, l := range lines {
+		wanted += l.Quantity
+	}
+	switch {
+	case orders >= int64(o.cfg.MaxPendingOrders):
+		return false, &PendingLimitError{Limit: ErrTooManyPendingOrders, Detail: fmt.Sprintf(
+			"a customer may have at most %d pending (unpaid) orders; pay or cancel one, or wait for one to expire", o.cfg.MaxPendingOrders)}
+	case units+wanted > o.cfg.MaxPendingUnits:
+		return false, &PendingLimitError{Limit: ErrTooManyPendingUnits, Detail: fmt.Sprintf(
+			"a customer may hold at most %d units in pending (unpaid) orders; %d are held and this order adds %d", o.cfg.MaxPendingUnits, units, wanted)}
+	}
+	return false, nil
+}
+
+// price reads the products from the local copy and computes the lines and the
+// total exactly. The local stock is a fast fail only; the product service's
+// reservation decides.
+func price(ctx context.Context, tx pgx.Tx, lines []Line) ([]Item, events.Money, error) {
+	ids := make([]int64, len(lines))
+	for i, l := range lines {
+		ids[i] = l.ProductID
+	}
+	type known struct {
+		name     string
+		price    string
+		quantity int64
+	}
+	products := map[int64]known{}
+	rows, err := tx.Query(ctx, `SELECT id, name, price, quantity FROM products WHERE id = ANY($1) AND NOT deleted`, ids)
+	if err != nil {
+		return nil, events.Money{}, fmt.Errorf("read products: %w", err)
+	}
+	for rows.Next() {
+		var id int64
+		var k known
+		if err := rows.Scan(&id, &k.name, &k.price, &k.quantity); err != nil {
+			rows.Close()
+			return nil, events.Money{}, err
+		}
+		products[id] = k
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, events.Money{}, fmt.Errorf("read products: %w", err)
+	}
+	items := make([]Item, len(lines))
+	total := events.MustMoney("0")
+	for i, l := range lines {
+		p, ok := products[l.ProductID]
+		if !ok {
+			return nil, events.Money{}, &ProductNotOnSaleError{ProductID: l.ProductID}
+		}
+		if p.quantity < l.Quantity {
+			return nil, events.Money{}, fmt.Errorf("%w: product %d has %d", ErrInsufficientStock, l.ProductID, p.quantity)
+		}
+		unit, err := events.ParseMoney(p.price)
+		if err != nil {
+			return nil, events.Money{}, err
+		}
+		items[i] = Item{ProductID: l.ProductID, Quantity: l.Quantity, Price: unit, name: p.name}
+		total = events.Money{Decimal: total.Add(unit.Mul(decimal.NewFromInt(l.Quantity)))}
+	}
+	return items, total, nil
+}
+
+// announceCreated writes order-created and the order's timers, all in the
+// order's transaction: either the order exists with its saga and timers, or
+// nothing does.
+func (o *Orders) announceCreated(ctx context.Context, tx pgx.Tx, order Order) error {
+	created := events.OrderCreated{
+		OrderID: order.ID, CustomerID: order.customerID, CustomerEmail: order.email,
+		TotalAmount: order.TotalAmount, CreatedAt: order.CreatedAt,
+	}
+	for _, it := range order.Items {
+		created.Items = append(created.Items, events.OrderCreatedItem{ProductID: it.ProductID, Quantity: it.Quantity, Price: it.Price})
+	}
+	// One statement for the event and every timer (outbox.Add).
+	msgs := make([]outbox.Message, 0, len(o.cfg.ReminderDelays)+2)
+	msg, err := eventMessage(events.TopicOrderCreated, order.ID, created)
+	if err != nil {
+		return err
+	}
+	msgs = append(msgs, msg)
+	for i, delay := range o.cfg.ReminderDelays {
+		if msg, err = timerMessage(delay, events.OrderReminder{OrderID: order.ID, ReminderNumber: i + 1}); err != nil {
+			return err
+		}
+		msgs = append(msgs, msg)
+	}
+	if msg, err = timerMessage(o.cfg.ExpiryDelay, events.OrderAutoCancel{OrderID: order.ID}); err != nil {
+		return err
+	}
+	return outbox.Add(ctx, tx, append(msgs, msg)...)
+}
+
+// byRequest finds the order a customer's request id created (on the primary:
+// it must see a twin's order the moment it commits).
+func (o *Orders) byRequest(ctx context.Context, customerID int64, requestID string) (Order, error) {
+	var id int64
+	err := o.db.Primary.QueryRow(ctx, `SELECT id FROM orders WHERE customer_id = $1 AND request_id = $2`, customerID, requestID).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Order{}, ErrOrderNotFound
+	}
+	if err != nil {
+		return Order{}, fmt.Errorf("find order by request id: %w", err)
+	}
+	return load(ctx, o.db.Primary, id, customerID)
+}
