@@ -5,7 +5,7 @@
 //
 //	go run ./hack/configdoc          write docs/configuration.md
 //	go run ./hack/configdoc -check   exit 1 when it is stale
-//	go generate ./services/cmd/binaries   the same as the first
+//	go generate ./services/cmd/binaries/all   the same as the first
 package main
 
 import (
@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/kshop/kshop/services/cmd/binaries"
+	"github.com/kshop/kshop/services/cmd/binaries/all"
 	"github.com/kshop/kshop/services/platform/config"
 )
 
@@ -27,7 +28,7 @@ func main() {
 	check := flag.Bool("check", false, "only compare the committed file with what the binaries describe")
 	root := flag.String("root", ".", "the repository's root")
 	flag.Parse()
-	doc, err := render(binaries.All)
+	doc, err := render(all.Binaries)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "configdoc:", err)
 		os.Exit(2)
@@ -49,9 +50,9 @@ func main() {
 }
 
 // render is the whole reference; a variable without a description is an error.
-func render(all []binaries.Binary) ([]byte, error) {
+func render(bins []binaries.Binary) ([]byte, error) {
 	var help bytes.Buffer
-	if err := binaries.Gateway.PrintHelp(&help); err != nil {
+	if err := all.Gateway.PrintHelp(&help); err != nil {
 		return nil, err
 	}
 	helpHead := strings.Join(strings.SplitAfterN(help.String(), "\n", 10)[:9], "")
@@ -75,10 +76,10 @@ Passwords have no defaults; the chart gives them from Kubernetes Secrets
 ([kubernetes.md](kubernetes.md)).
 
 `)
-	for _, bin := range all {
+	for _, bin := range bins {
 		fmt.Fprintf(&b, "- [%s](#%s)\n", bin.Name, bin.Name)
 	}
-	for _, bin := range all {
+	for _, bin := range bins {
 		sections, err := config.DescribeAll(bin.Sections)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", bin.Name, err)
@@ -90,7 +91,7 @@ Passwords have no defaults; the chart gives them from Kubernetes Secrets
 			}
 			// The all-in-one binary reads each service's variables as that
 			// service does: its sections point there instead of repeating them.
-			if other := owner(all, bin, s.Prefix); other != "" {
+			if other := owner(bins, bin, s.Prefix); other != "" {
 				fmt.Fprintf(&b, "Every variable of [%s](#%s).\n\n", other, other)
 				continue
 			}
@@ -112,8 +113,8 @@ Passwords have no defaults; the chart gives them from Kubernetes Secrets
 
 // owner names the one-service binary whose only section has prefix, when
 // that is another binary than bin.
-func owner(all []binaries.Binary, bin binaries.Binary, prefix string) string {
-	for _, o := range all {
+func owner(bins []binaries.Binary, bin binaries.Binary, prefix string) string {
+	for _, o := range bins {
 		if o.Name != bin.Name && len(o.Sections) == 1 && o.Sections[0].Prefix == prefix {
 			return o.Name
 		}

@@ -8,13 +8,14 @@ import (
 	"testing"
 
 	"github.com/kshop/kshop/services/cmd/binaries"
+	"github.com/kshop/kshop/services/cmd/binaries/all"
 	"github.com/kshop/kshop/services/platform/config"
 )
 
 // TestCommittedReferenceIsCurrent fails when a variable was added, renamed or
 // described anew and docs/configuration.md was not generated again.
 func TestCommittedReferenceIsCurrent(t *testing.T) {
-	want, err := render(binaries.All)
+	want, err := render(all.Binaries)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,11 +32,11 @@ func TestCommittedReferenceIsCurrent(t *testing.T) {
 // services through their own sections), and a variable without a
 // description stops the reference.
 func TestEveryVariableHasARow(t *testing.T) {
-	doc, err := render(binaries.All)
+	doc, err := render(all.Binaries)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, bin := range binaries.All {
+	for _, bin := range all.Binaries {
 		if !bytes.Contains(doc, []byte("\n## "+bin.Name+"\n")) {
 			t.Errorf("no section for %s", bin.Name)
 		}

@@ -15,7 +15,7 @@ import (
 )
 
 func main() {
-	binaries.Auth.HelpIfAsked(os.Args[1:])
+	binaries.Auth(auth.Prefix, auth.Config{}).HelpIfAsked(os.Args[1:])
 	if len(os.Args) > 1 && os.Args[1] == "generate-jwks" {
 		generateJWKS(os.Args[2:])
 		return

@@ -1,9 +1,11 @@
-// Package binaries is the one list of kshop's commands and the environment
-// variables each reads: the mains print it on -help, and hack/configdoc writes
-// docs/configuration.md from it, so the two cannot tell different stories.
+// Package binaries describes kshop's commands and the environment variables
+// each reads: the mains print it on -help, and hack/configdoc writes
+// docs/configuration.md from the same descriptions (package all lists them),
+// so the two cannot tell different stories. It imports no service: each main
+// hands in its own service's configuration type, so that a command links only
+// its own service (the gateway, mail and loadgen are built without cgo, which
+// the Kafka client of the other services needs).
 package binaries
-
-//go:generate go run ../../../hack/configdoc -root ../../..
 
 import (
 	"fmt"
@@ -11,16 +13,10 @@ import (
 	"os"
 	"reflect"
 
-	"github.com/kshop/kshop/services/auth"
-	"github.com/kshop/kshop/services/controller"
-	"github.com/kshop/kshop/services/gateway"
-	"github.com/kshop/kshop/services/mail"
-	"github.com/kshop/kshop/services/order"
 	"github.com/kshop/kshop/services/platform/config"
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/telemetry"
-	"github.com/kshop/kshop/services/product"
 )
 
 // Binary is one command: what it does, how it is called, and its variables.
@@ -38,22 +34,22 @@ type Binary struct {
 // binaries whose settings hold the library's configuration, so that -help
 // names every variable a process reads.
 const (
-	postgresNote = "The PostgreSQL driver reads the libpq variables (PGPASSWORD, PGSSLROOTCERT, ...) for what a database URL leaves out; the chart passes database passwords in PGPASSWORD."
-	otelNote     = "The OpenTelemetry SDK reads its standard OTEL_* variables (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS, ...) for what these settings leave out."
-	kubeNote     = "The Kubernetes client reads KUBECONFIG outside a cluster; in a pod it uses the pod's service account."
+	PostgresNote = "The PostgreSQL driver reads the libpq variables (PGPASSWORD, PGSSLROOTCERT, ...) for what a database URL leaves out; the chart passes database passwords in PGPASSWORD."
+	OTelNote     = "The OpenTelemetry SDK reads its standard OTEL_* variables (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS, ...) for what these settings leave out."
+	KubeNote     = "The Kubernetes client reads KUBECONFIG outside a cluster; in a pod it uses the pod's service account."
 )
 
 // LibraryNotes says which standard variables b's libraries read too.
 func (b Binary) LibraryNotes() []string {
 	var notes []string
 	if holds(b.Sections, reflect.TypeFor[pg.Config]()) {
-		notes = append(notes, postgresNote)
+		notes = append(notes, PostgresNote)
 	}
 	if holds(b.Sections, reflect.TypeFor[telemetry.Config]()) {
-		notes = append(notes, otelNote)
+		notes = append(notes, OTelNote)
 	}
 	if b.Kubernetes {
-		notes = append(notes, kubeNote)
+		notes = append(notes, KubeNote)
 	}
 	return notes
 }
@@ -127,47 +123,58 @@ func service(name, prefix, what string, spec any) Binary {
 	}
 }
 
-// The commands, in the order of the configuration reference.
-var (
-	Gateway    = service("gateway", gateway.Prefix, "API gateway (docs/gateway.md)", gateway.Config{})
-	Auth       = authBinary()
-	Product    = service("product", product.Prefix, "product service (docs/product.md)", product.Config{})
-	Order      = service("order", order.Prefix, "order service (docs/order.md)", order.Config{})
-	Mail       = service("mail", mail.Prefix, "mail service (docs/mail.md)", mail.Config{})
-	Controller = controllerBinary()
-	Kshop      = Binary{
-		Name: "kshop",
-		Summary: "Runs the whole platform in one process for make run: the development Kafka broker and every service, " +
-			"each reading its own variables as its one-service binary does.",
-		Usage: "usage: kshop [-help] [devkafka]   (devkafka: the development broker alone)",
-		Sections: []config.Section{
-			{Title: "The process (KSHOP_*)", Prefix: KshopPrefix, Spec: KshopConfig{}},
-			{Title: "The gateway service (KSHOP_GATEWAY_*)", Prefix: gateway.Prefix, Spec: gateway.Config{}},
-			{Title: "The auth service (KSHOP_AUTH_*)", Prefix: auth.Prefix, Spec: auth.Config{}},
-			{Title: "The product service (KSHOP_PRODUCT_*)", Prefix: product.Prefix, Spec: product.Config{}},
-			{Title: "The order service (KSHOP_ORDER_*)", Prefix: order.Prefix, Spec: order.Config{}},
-			{Title: "The mail service (KSHOP_MAIL_*)", Prefix: mail.Prefix, Spec: mail.Config{}},
-		},
-	}
-	Loadgen = Binary{
-		Name:     "loadgen",
-		Summary:  "Drives kshop through its gateway: the smoke journey, a load run, or a probe of URLs; flags win over these variables (loadgen load -help lists the flags).",
-		Usage:    "usage: loadgen smoke|load [flags] | loadgen probe [-timeout 3s] [-settle 1m] URL...",
-		Sections: []config.Section{{Prefix: LoadgenPrefix, Spec: LoadgenConfig{}}},
-	}
-	All = []Binary{Gateway, Auth, Product, Order, Mail, Controller, Kshop, Loadgen}
-)
+// Gateway describes the gateway command, whose settings are spec under prefix.
+func Gateway(prefix string, spec any) Binary {
+	return service("gateway", prefix, "API gateway (docs/gateway.md)", spec)
+}
 
-func controllerBinary() Binary {
-	b := service("controller", controller.Prefix, "platform controller: signing-key rotation and broker topology (docs/kubernetes.md)", controller.Config{})
+// Auth describes the auth command.
+func Auth(prefix string, spec any) Binary {
+	b := service("auth", prefix, "auth service (docs/auth.md)", spec)
+	b.Usage = "usage: auth [-help] | auth generate-jwks [EdDSA|ES256]   (prints a private key set for a Secret)"
+	return b
+}
+
+// Product describes the product command.
+func Product(prefix string, spec any) Binary {
+	return service("product", prefix, "product service (docs/product.md)", spec)
+}
+
+// Order describes the order command.
+func Order(prefix string, spec any) Binary {
+	return service("order", prefix, "order service (docs/order.md)", spec)
+}
+
+// Mail describes the mail command.
+func Mail(prefix string, spec any) Binary {
+	return service("mail", prefix, "mail service (docs/mail.md)", spec)
+}
+
+// Controller describes the platform controller's command.
+func Controller(prefix string, spec any) Binary {
+	b := service("controller", prefix, "platform controller: signing-key rotation and broker topology (docs/kubernetes.md)", spec)
 	b.Kubernetes = true
 	return b
 }
 
-func authBinary() Binary {
-	b := service("auth", auth.Prefix, "auth service (docs/auth.md)", auth.Config{})
-	b.Usage = "usage: auth [-help] | auth generate-jwks [EdDSA|ES256]   (prints a private key set for a Secret)"
-	return b
+// Kshop describes the all-in-one command: its own settings, then each
+// service's, given in services with their titles.
+func Kshop(services ...config.Section) Binary {
+	return Binary{
+		Name: "kshop",
+		Summary: "Runs the whole platform in one process for make run: the development Kafka broker and every service, " +
+			"each reading its own variables as its one-service binary does.",
+		Usage:    "usage: kshop [-help] [devkafka]   (devkafka: the development broker alone)",
+		Sections: append([]config.Section{{Title: "The process (KSHOP_*)", Prefix: KshopPrefix, Spec: KshopConfig{}}}, services...),
+	}
+}
+
+// Loadgen describes the load generator's command.
+var Loadgen = Binary{
+	Name:     "loadgen",
+	Summary:  "Drives kshop through its gateway: the smoke journey, a load run, or a probe of URLs; flags win over these variables (loadgen load -help lists the flags).",
+	Usage:    "usage: loadgen smoke|load [flags] | loadgen probe [-timeout 3s] [-settle 1m] URL...",
+	Sections: []config.Section{{Prefix: LoadgenPrefix, Spec: LoadgenConfig{}}},
 }
 
 // PrintHelp writes b's usage, summary and variables to w.

@@ -17,7 +17,7 @@ import (
 )
 
 func main() {
-	binaries.Controller.HelpIfAsked(os.Args[1:])
+	binaries.Controller(controller.Prefix, controller.Config{}).HelpIfAsked(os.Args[1:])
 	var cfg controller.Config
 	if err := config.Load(controller.Prefix, &cfg); err != nil {
 		config.Exit(err)

@@ -12,7 +12,7 @@ import (
 )
 
 func main() {
-	binaries.Gateway.HelpIfAsked(os.Args[1:])
+	binaries.Gateway(gateway.Prefix, gateway.Config{}).HelpIfAsked(os.Args[1:])
 	var cfg gateway.Config
 	if err := config.Load(gateway.Prefix, &cfg); err != nil {
 		config.Exit(err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kshop/kshop/services/auth"
 	"github.com/kshop/kshop/services/cmd/binaries"
+	"github.com/kshop/kshop/services/cmd/binaries/all"
 	"github.com/kshop/kshop/services/gateway"
 	"github.com/kshop/kshop/services/mail"
 	"github.com/kshop/kshop/services/order"
@@ -30,7 +31,7 @@ import (
 )
 
 func main() {
-	binaries.Kshop.HelpIfAsked(os.Args[1:])
+	all.Kshop.HelpIfAsked(os.Args[1:])
 	var cfg binaries.KshopConfig
 	if err := config.Load(binaries.KshopPrefix, &cfg); err != nil {
 		config.Exit(err)

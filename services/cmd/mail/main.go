@@ -12,7 +12,7 @@ import (
 )
 
 func main() {
-	binaries.Mail.HelpIfAsked(os.Args[1:])
+	binaries.Mail(mail.Prefix, mail.Config{}).HelpIfAsked(os.Args[1:])
 	var cfg mail.Config
 	if err := config.Load(mail.Prefix, &cfg); err != nil {
 		config.Exit(err)

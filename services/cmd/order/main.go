@@ -12,7 +12,7 @@ import (
 )
 
 func main() {
-	binaries.Order.HelpIfAsked(os.Args[1:])
+	binaries.Order(order.Prefix, order.Config{}).HelpIfAsked(os.Args[1:])
 	var cfg order.Config
 	if err := config.Load(order.Prefix, &cfg); err != nil {
 		config.Exit(err)

@@ -12,7 +12,7 @@ import (
 )
 
 func main() {
-	binaries.Product.HelpIfAsked(os.Args[1:])
+	binaries.Product(product.Prefix, product.Config{}).HelpIfAsked(os.Args[1:])
 	var cfg product.Config
 	if err := config.Load(product.Prefix, &cfg); err != nil {
 		config.Exit(err)

@@ -1,17 +1,18 @@
-package binaries
+package all
 
 import (
 	"bytes"
 	"strings"
 	"testing"
 
+	"github.com/kshop/kshop/services/cmd/binaries"
 	"github.com/kshop/kshop/services/platform/config"
 )
 
 // Every variable of every command has a description, and -help lists them
 // all: a field added without desc fails here, naming the variable.
 func TestEveryVariableIsDescribed(t *testing.T) {
-	for _, b := range All {
+	for _, b := range Binaries {
 		all, err := config.DescribeAll(b.Sections)
 		if err != nil {
 			t.Errorf("%s: %v", b.Name, err)
@@ -40,7 +41,7 @@ func TestKshopListsEveryService(t *testing.T) {
 	if err := Kshop.PrintHelp(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range []Binary{Gateway, Auth, Product, Order, Mail} {
+	for _, b := range []binaries.Binary{Gateway, Auth, Product, Order, Mail} {
 		vars, _ := config.Describe(b.Sections[0].Prefix, b.Sections[0].Spec)
 		for _, v := range vars {
 			if !strings.Contains(out.String(), "  "+v.Name+" (") {
@@ -54,15 +55,15 @@ func TestKshopListsEveryService(t *testing.T) {
 // use those libraries, found from the settings' types.
 func TestLibraryVariablesGoWithTheirLibraries(t *testing.T) {
 	for _, c := range []struct {
-		b    Binary
+		b    binaries.Binary
 		want []string
 	}{
-		{Gateway, []string{otelNote}},
-		{Auth, []string{postgresNote, otelNote}},
-		{Mail, []string{postgresNote, otelNote}},
-		{Kshop, []string{postgresNote, otelNote}},
-		{Controller, []string{kubeNote}},
-		{Loadgen, nil},
+		{Gateway, []string{binaries.OTelNote}},
+		{Auth, []string{binaries.PostgresNote, binaries.OTelNote}},
+		{Mail, []string{binaries.PostgresNote, binaries.OTelNote}},
+		{Kshop, []string{binaries.PostgresNote, binaries.OTelNote}},
+		{Controller, []string{binaries.KubeNote}},
+		{binaries.Loadgen, nil},
 	} {
 		if got := c.b.LibraryNotes(); strings.Join(got, "|") != strings.Join(c.want, "|") {
 			t.Errorf("%s: notes %q, want %q", c.b.Name, got, c.want)
