@@ -41,6 +41,22 @@ func TestNoFileCitesTheContractThatLivedOutsideTheRepository(t *testing.T) {
 	}
 }
 
+// A compiled program in the repository is tens of megabytes in every clone
+// for ever, and nobody can review it: build outputs are made, never kept.
+func TestNoCompiledProgramIsInTheRepository(t *testing.T) {
+	for path, content := range repositoryFiles(t) {
+		if compiledProgram(content) {
+			t.Errorf("%s is a compiled program: delete it (git rm --cached %s) and build it with go build -o bin/ instead", path, path)
+		}
+	}
+}
+
+// compiledProgram tells ELF executables (Linux builds, test binaries included)
+// apart from the text and images the repository holds.
+func compiledProgram(content []byte) bool {
+	return bytes.HasPrefix(content, []byte("\x7fELF"))
+}
+
 func TestMarkdownLinksStayInsideTheRepositoryAndResolve(t *testing.T) {
 	files := repositoryFiles(t)
 	checked := 0
