@@ -3,11 +3,14 @@ package pg_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -293,5 +296,42 @@ func TestInTx(t *testing.T) {
 	}
 	if n := db.Primary.Stat().AcquiredConns(); n != 0 {
 		t.Fatalf("%d connections still held after the transactions", n)
+	}
+}
+
+// countingHandler counts the log records it is given.
+type countingHandler struct {
+	slog.Handler
+	n *atomic.Int32
+}
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool  { return true }
+func (h countingHandler) Handle(context.Context, slog.Record) error { h.n.Add(1); return nil }
+
+func TestMigrateWithRetryWaitsForTheDatabaseButNotForABrokenMigration(t *testing.T) {
+	set := pg.Migrations{Source: "service", FS: files("0001_broken.sql", up(`INSERT INTO nowhere VALUES (1);`))}
+
+	down := open(t, pg.Config{URL: "postgres://postgres@127.0.0.1:1/none?connect_timeout=1"})
+	var warnings atomic.Int32
+	logger := slog.New(countingHandler{slog.DiscardHandler, &warnings})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := pg.MigrateWithRetry(ctx, down.Primary, logger, set); err == nil {
+		t.Fatal("MigrateWithRetry = nil with no server")
+	}
+	if n := warnings.Load(); n < 3 {
+		t.Fatalf("%d attempts in 2 s with the database down; want it to keep trying", n)
+	}
+
+	db := open(t, pg.Config{URL: testenv.NewDatabase(t)})
+	started := time.Now()
+	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := pg.MigrateWithRetry(ctx, db.Primary, logger, set)
+	if err == nil || !strings.Contains(err.Error(), "0001_broken.sql") {
+		t.Fatalf("err = %v; want the broken file named", err)
+	}
+	if took := time.Since(started); took > 10*time.Second {
+		t.Fatalf("a broken migration was retried for %v", took)
 	}
 }
