@@ -1,3 +1,4 @@
+-- +goose Up
 -- users are the accounts of the shop. E-mails are stored normalised (trimmed,
 -- lower case), so the unique index is what decides "user already exist" even when
 -- two registrations of the same address race.

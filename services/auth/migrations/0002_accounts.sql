@@ -1,3 +1,4 @@
+-- +goose Up
 -- registered_at is when the pending registration was made: a new registration
 -- of an address not verified yet replaces the pending one (its password and its
 -- code) and starts its expiry again. Registrations not verified within

@@ -1,3 +1,4 @@
+-- +goose Up
 -- products is this service's copy of the catalogue, fed by the product events.
 -- version decides: an event older than the row never overwrites it, whatever
 -- order the events arrive in. A deletion can arrive before the creation, so

@@ -1,3 +1,4 @@
+-- +goose Up
 -- customers has a row per customer who ever placed an order. Placing an order
 -- locks the customer's row until its transaction ends, so a customer's orders
 -- are counted against the pending limits and created one at a time, however

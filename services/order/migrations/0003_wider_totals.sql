@@ -1,3 +1,4 @@
+-- +goose Up
 -- The largest order the contract admits (50 lines of 1000 units at
 -- 99 999 999.99) totals 4 999 999 999 500.00: 13 digits before the point, one
 -- more than numeric(14,2) holds. numeric(15,2) holds every order. Raising a

@@ -28,7 +28,7 @@ func TestWorkStartsAfterMigrationsAndStopsWithTheProcess(t *testing.T) {
 	}
 	defer pool.Close()
 	migrations := pg.Migrations{Source: "lifecycle_test", FS: fstest.MapFS{
-		"0001_marks.sql": {Data: []byte(`CREATE TABLE marks (name text)`)},
+		"0001_marks.sql": {Data: []byte("-- +goose Up\nCREATE TABLE marks (name text);")},
 	}}
 	closed := make(chan struct{})
 	s := &lifecycle.Service{

@@ -33,7 +33,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // it processed. No unique constraint, so a duplicate effect would show up as a
 // second row.
 var effects = pg.Migrations{Source: "outbox_test", FS: fstest.MapFS{
-	"0001_effects.sql": {Data: []byte(`CREATE TABLE effects (event_id text NOT NULL, payload text NOT NULL)`)},
+	"0001_effects.sql": {Data: []byte("-- +goose Up\nCREATE TABLE effects (event_id text NOT NULL, payload text NOT NULL);")},
 }}
 
 func newDatabase(t testing.TB) *pgxpool.Pool {

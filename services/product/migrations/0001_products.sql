@@ -1,3 +1,4 @@
+-- +goose Up
 -- products is the catalogue. Prices are exact decimals; quantity is the stock
 -- that can still be reserved, and can never go below zero. version grows with
 -- every change (stock included) and travels in the events, so a consumer can

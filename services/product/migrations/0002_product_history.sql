@@ -1,3 +1,4 @@
+-- +goose Up
 -- product_history is every change of every product, written in the change's
 -- own transaction (by the same statement wherever the change is one): its
 -- creation, each replace (the fields that changed, before and after), its

@@ -1,3 +1,4 @@
+-- +goose Up
 -- inbox remembers which events a consumer has processed, so a redelivered event
 -- (Kafka after a rebalance, RabbitMQ after a reconnect) changes nothing.
 CREATE TABLE inbox (

@@ -1,3 +1,4 @@
+-- +goose Up
 -- outbox holds messages written in the same transaction as the state change they
 -- announce; the relay publishes them and stamps sent_at once the broker confirmed.
 CREATE TABLE outbox (
