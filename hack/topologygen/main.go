@@ -53,7 +53,7 @@ func main() {
 		os.Exit(1)
 	}
 	if err := os.WriteFile(full, doc, 0o644); err != nil {
-		fmt.Fprintln(os.Stderr, "topologygen: ", err)
+		fmt.Fprintln(os.Stderr, "topologygen:", err)
 		os.Exit(2)
 	}
 	fmt.Fprintf(os.Stderr, "topologygen: wrote %s\n", Path)
