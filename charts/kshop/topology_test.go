@@ -1,6 +1,7 @@
 package chart_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/kshop/kshop/services/controller"
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/order"
 )
 
 // TestTheTopologyConfigMapsDeclareWhatTheServicesUse renders the topology
@@ -107,4 +109,94 @@ func TestStagingReplicatesEveryTopicThreeTimes(t *testing.T) {
 		return
 	}
 	t.Fatal("no kafka topology rendered for staging")
+}
+
+// rabbitMQTopology is the rendered RabbitMQ topology document.
+func rabbitMQTopology(t *testing.T, values ...string) controller.RabbitMQTopology {
+	t.Helper()
+	for _, o := range render(t, values...) {
+		if o.GetKind() == "ConfigMap" && o.GetLabels()[controller.TopologyLabel] == controller.TopologyRabbitMQ {
+			doc, _, _ := unstructured.NestedString(o.Object, "data", controller.TopologyKey)
+			topology, err := controller.ParseRabbitMQTopology(doc)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, doc)
+			}
+			return topology
+		}
+	}
+	t.Fatal("no RabbitMQ topology document rendered")
+	return controller.RabbitMQTopology{}
+}
+
+// The chart names the timers' delay queues itself (a template cannot call
+// events.DelayQueueName), by the rule files/topology.yaml carries: for every
+// way of writing a delay the order service reads, the rendered delay queues are
+// the ones the order service declares for the same settings (order.Topology):
+// the same names (the largest unit dividing the delay, truncated to
+// milliseconds, so 60s and 1m are one queue), delays, exchange and routing
+// keys, in the same order. Delays the chart cannot name stop the render with
+// a message naming the delay.
+func TestTheChartNamesDelayQueuesAsTheOrderServiceDoes(t *testing.T) {
+	for _, c := range []struct{ reminders, expiry string }{
+		{"1ms,1500ms,30s,90s,90m,4h,36h,1h30m,24h", "48h"},
+		{"60s,1m,3600s,2h60m,86400000ms,1001ms,61s,59m60s,1h1ms", "36h"},
+		{"1500us,123456789ns,7200000000000ns,2000µs,1h0m0s", "25h"},
+		{" 10s, 20s ,30s", "45s"},
+	} {
+		t.Run(c.reminders, func(t *testing.T) {
+			var reminders []time.Duration
+			for _, s := range strings.Split(c.reminders, ",") {
+				d, err := time.ParseDuration(strings.TrimSpace(s))
+				if err != nil {
+					t.Fatal(err)
+				}
+				reminders = append(reminders, d)
+			}
+			expiry, err := time.ParseDuration(c.expiry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []controller.RabbitMQDelayQueue
+			for _, d := range order.Topology(reminders, expiry).Delays {
+				want = append(want, controller.RabbitMQDelayQueue{Name: d.Name, Delay: controller.Duration{Duration: d.Delay}, Exchange: d.TargetExchange, RoutingKey: d.TargetRoutingKey})
+			}
+			got := rabbitMQTopology(t,
+				"--set-string", "services.order.env.KSHOP_ORDER_REMINDER_DELAYS="+strings.ReplaceAll(c.reminders, ",", `\,`),
+				"--set-string", "services.order.env.KSHOP_ORDER_EXPIRY_DELAY="+c.expiry).DelayQueues
+			if !slices.Equal(got, want) {
+				t.Errorf("delay queues\n%+v\nthe order service's\n%+v", got, want)
+			}
+		})
+	}
+
+	for delay, message := range map[string]string{
+		"1.5h":                  "write whole numbers with units",
+		"-4h":                   "write whole numbers with units",
+		"4":                     "write whole numbers with units",
+		"soon":                  "write whole numbers with units",
+		"999us":                 "at least 1ms",
+		"0s":                    "at least 1ms",
+		"99999999999999999999h": "longer than a Go duration can be",
+		"2562048h":              "longer than a Go duration can be",
+	} {
+		err := renderError(t, "--set-string", "services.order.env.KSHOP_ORDER_EXPIRY_DELAY="+delay)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("order timer delay %q", delay)) || !strings.Contains(err.Error(), message) {
+			t.Errorf("expiry delay %q: %v, want an error saying %q", delay, err, message)
+		}
+	}
+}
+
+// The names left the values for files/topology.yaml: values of an older chart
+// that still set them are refused, naming the key, instead of being ignored.
+func TestTheRemovedTopologyNameValuesAreRefused(t *testing.T) {
+	for key, set := range map[string]string{
+		"topics":    "topology.kafka.topics={my-topic}",
+		"exchanges": "topology.rabbitmq.exchanges[0].name=mine",
+		"routes":    "topology.rabbitmq.routes[0].queue=mine",
+	} {
+		err := renderError(t, "--set", set)
+		if err == nil || !strings.Contains(err.Error(), "additional properties '"+key+"' not allowed") {
+			t.Errorf("--set %s: %v, want the schema to refuse %s", set, err, key)
+		}
+	}
 }

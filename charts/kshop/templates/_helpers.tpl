@@ -35,20 +35,53 @@ it built), else <registry>/<prefix><name>:<tag>. */}}
 {{- end -}}
 
 {{/*
-The suffix of a delay queue's name as the order service makes it
-(events.DelayQueueName): the largest of h, m, s, ms that divides the delay, so
-"60s" and "1m" both name orders.delay.1m. Takes one duration of one unit.
+The messaging names the services are built with: files/topology.yaml, which
+hack/topologygen generates from services/events (the Kafka topics, the RabbitMQ
+exchanges and routes, the order timers and how their delay queues are named).
+The topology documents and the RabbitMQ permissions are rendered from it alone.
 */}}
-{{- define "kshop.delayQueueSuffix" -}}
-{{- $d := trim . -}}
-{{- $digits := regexFind "^[0-9]+" $d -}}
-{{- $unit := trimPrefix $digits $d -}}
-{{- $ms := mul (atoi $digits) (get (dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000) $unit | required (printf "delay %q: write one number and one unit of ms, s, m, h" $d)) -}}
-{{- if eq 0 (mod $ms 3600000) }}{{ div $ms 3600000 }}h
-{{- else if eq 0 (mod $ms 60000) }}{{ div $ms 60000 }}m
-{{- else if eq 0 (mod $ms 1000) }}{{ div $ms 1000 }}s
-{{- else }}{{ $ms }}ms{{ end }}
-{{- end }}
+{{- define "kshop.messaging" -}}
+{{- .Files.Get "files/topology.yaml" | required "files/topology.yaml is missing: run go run ./hack/topologygen" -}}
+{{- end -}}
+
+{{/*
+The name of the delay queue that holds order timers of one delay, as the order
+service names it (events.DelayQueueName), by the rule files/topology.yaml
+carries (rabbitmq.delayQueueNames): the prefix and the delay, truncated to the
+last unit, written in the first unit that divides it, so "60s" and "1m" both
+name orders.delay.1m. Takes (dict "delay" DURATION "naming" delayQueueNames);
+the delay is written as the service reads it (Go's durations: 90s, 1h30m,
+1500ms), without a fraction or a sign.
+*/}}
+{{- define "kshop.delayQueueName" -}}
+{{- $d := trim .delay -}}
+{{- $units := "ns|us|µs|μs|ms|s|m|h" -}}
+{{- if not (regexMatch (printf "^([0-9]+(%s))+$" $units) $d) -}}
+{{- fail (printf "order timer delay %q: write whole numbers with units (%s), as 90s, 4h or 1h30m" $d $units) -}}
+{{- end -}}
+{{- $nanoseconds := dict "ns" 1 "us" 1000 "µs" 1000 "μs" 1000 "ms" 1000000 "s" 1000000000 "m" 60000000000 "h" 3600000000000 -}}
+{{- $ns := 0 -}}
+{{- range regexFindAll (printf "[0-9]+(%s)" $units) $d -1 -}}
+{{- $digits := regexFind "^[0-9]+" . -}}
+{{- $unit := get $nanoseconds (trimPrefix $digits .) -}}
+{{- if or (gt (len $digits) 18) (gt (atoi $digits) (div (sub 9223372036854775807 $ns) $unit)) -}}
+{{- fail (printf "order timer delay %q is longer than a Go duration can be" $d) -}}
+{{- end -}}
+{{- $ns = add $ns (mul (atoi $digits) $unit) -}}
+{{- end -}}
+{{- $finest := last .naming.unitsLargestFirst -}}
+{{- $ns = sub $ns (mod $ns (int64 $finest.nanoseconds)) -}}
+{{- if lt $ns 1 -}}
+{{- fail (printf "order timer delay %q: at least 1%s" $d $finest.suffix) -}}
+{{- end -}}
+{{- $name := "" -}}
+{{- range .naming.unitsLargestFirst -}}
+{{- if and (not $name) (eq 0 (mod $ns (int64 .nanoseconds))) -}}
+{{- $name = printf "%s%d%s" $.naming.prefix (div $ns (int64 .nanoseconds)) .suffix -}}
+{{- end -}}
+{{- end -}}
+{{- $name -}}
+{{- end -}}
 
 {{/*
 The name a dependency chart gives its objects, computed the way their fullname
@@ -336,21 +369,34 @@ true
 {{- default (include "kshop.fullname" (dict "root" . "name" "identity-keys-public")) .Values.identity.configMapName -}}
 {{- end -}}
 
-{{/* The order timers' delay queues (a YAML list of {name, delay, routingKey}),
-from services.order.env as the order service computes them. */}}
+{{/* The order timers' delay queues (a YAML list of {name, delay, exchange,
+routingKey}), one per delay of services.order.env's timer variables (the
+service's defaults when unset), in the order the order service declares them:
+the reminders, then the expiry; a delay named twice (60s and 1m) gets one
+queue, the first. */}}
 {{- define "kshop.delayQueues" -}}
+{{- $rabbitmq := (include "kshop.messaging" . | fromYaml).rabbitmq }}
+{{- $timers := $rabbitmq.timers }}
 {{- $orderEnv := .Values.services.order.env | default dict }}
 {{- $out := list }}
-{{- range splitList "," (get $orderEnv "KSHOP_ORDER_REMINDER_DELAYS" | default "4h,12h,22h") }}
-{{- $out = append $out (dict "name" (printf "orders.delay.%s" (include "kshop.delayQueueSuffix" .)) "delay" (trim .) "routingKey" "order.reminder") }}
+{{- $seen := dict }}
+{{- range $timer := list $timers.reminder $timers.autoCancel }}
+{{- $delays := $timer.defaultDelays }}
+{{- with get $orderEnv $timer.variable }}{{ $delays = splitList "," (toString .) }}{{ end }}
+{{- range $delays }}
+{{- $name := include "kshop.delayQueueName" (dict "delay" . "naming" $rabbitmq.delayQueueNames) }}
+{{- if not (hasKey $seen $name) }}
+{{- $_ := set $seen $name true }}
+{{- $out = append $out (dict "name" $name "delay" (trim .) "exchange" $timers.exchange "routingKey" $timer.routingKey) }}
 {{- end }}
-{{- $expiry := get $orderEnv "KSHOP_ORDER_EXPIRY_DELAY" | default "24h" }}
-{{- $out = append $out (dict "name" (printf "orders.delay.%s" (include "kshop.delayQueueSuffix" $expiry)) "delay" $expiry "routingKey" "order.auto.cancel") }}
+{{- end }}
+{{- end }}
 {{- toYaml $out }}
 {{- end -}}
 
 {{/* What each RabbitMQ user may touch (a YAML map user -> {configure, write,
-read} regular expressions), from topology.rabbitmq: a service may configure and
+read} regular expressions), from the routes of files/topology.yaml (kshop.messaging),
+whose entries name their producer and consumer: a service may configure and
 read the exchanges and queues of the routes it produces or consumes, their
 dead-letter queues and (order) the timers' delay queues, and write those queues
 and the exchanges it publishes to; the controller everything the topology
@@ -358,7 +404,7 @@ document names. Declaring a queue whose dead letters go to the default exchange
 needs write on amq.default, and so does a consumer's dead-lettering: every user
 writes amq.default. */}}
 {{- define "kshop.rabbitmqGrants" -}}
-{{- $t := .Values.topology.rabbitmq }}
+{{- $t := (include "kshop.messaging" . | fromYaml).rabbitmq }}
 {{- $delays := list }}
 {{- range include "kshop.delayQueues" . | fromYamlArray }}{{ $delays = append $delays .name }}{{ end }}
 {{- $all := list }}
@@ -366,7 +412,7 @@ writes amq.default. */}}
 {{- $names := dict }}
 {{- $writes := dict }}
 {{- range $route := $t.routes }}
-{{- $queues := list .queue (printf "%s.dlq" .queue) }}
+{{- $queues := list .queue .deadLetterQueue }}
 {{- $all = concat $all (append $queues .exchange) }}
 {{- range $svc := list .producer .consumer | uniq }}
 {{- $_ := set $names $svc (concat (get $names $svc | default list) (append $queues $route.exchange)) }}
