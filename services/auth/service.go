@@ -381,7 +381,7 @@ func (s *Service) issueCode(ctx context.Context, tx pgx.Tx, userID int64, email,
 	if err := storeCode(ctx, tx, "verification_codes", userID, hash, expires); err != nil {
 		return err
 	}
-	return s.mail(ctx, tx, events.RoutingSendVerification, events.VerificationMail{Email: email, Token: code, ExpiresAt: expires.UTC().Truncate(time.Second)})
+	return s.mail(ctx, tx, events.RoutingVerification, events.VerificationMail{Email: email, Token: code, ExpiresAt: expires.UTC().Truncate(time.Second)})
 }
 
 // mail queues a message for the mail service on the notifications exchange.

@@ -16,26 +16,26 @@ func TestPayloadFieldNamesMatchTheSpec(t *testing.T) {
 		payload any
 		keys    string
 	}{
-		"product-created/updated":  {Product{}, "created_at description id name price quantity updated_at version"},
-		"product-deleted":          {ProductDeleted{}, "deleted_at id version"},
-		"order-created":            {OrderCreated{Items: []OrderCreatedItem{{}}}, "created_at customer_email customer_id items order_id total_amount"},
-		"order-created item":       {OrderCreatedItem{}, "price product_id quantity"},
-		"order-cancelled":          {OrderCancelled{}, "customer_id items order_id reason"},
-		"order-cancelled item":     {CancelledItem{}, "product_id quantity"},
-		"order-paid":               {OrderPaid{}, "customer_id order_id paid_at"},
-		"stock-reserved":           {StockReserved{}, "order_id"},
-		"stock-rejected":           {StockRejected{}, "order_id reason shortages"},
-		"shortage":                 {Shortage{}, "available product_id requested"},
-		"send.verification":        {VerificationMail{}, "email expires_at token"},
-		"account.verified":         {AccountVerifiedMail{}, "email"},
-		"send.account.exists":      {AccountExistsMail{}, "email"},
-		"send.password.reset":      {PasswordResetMail{}, "email expires_at token"},
-		"send.payment.reminder":    {PaymentReminderMail{}, "due_at email items order_id reminder_number total_amount"},
-		"send.order.success":       {OrderSuccessMail{}, "email items order_id total_amount"},
-		"send.cancel.notification": {CancelNotificationMail{}, "email items order_id reason total_amount"},
-		"mail item":                {MailItem{}, "name price product_id quantity"},
-		"order.reminder":           {OrderReminder{}, "order_id reminder_number"},
-		"order.auto.cancel":        {OrderAutoCancel{}, "order_id"},
+		"product-created/updated": {Product{}, "created_at description id name price quantity updated_at version"},
+		"product-deleted":         {ProductDeleted{}, "deleted_at id version"},
+		"order-created":           {OrderCreated{Items: []OrderCreatedItem{{}}}, "created_at customer_email customer_id items order_id total_amount"},
+		"order-created item":      {OrderCreatedItem{}, "price product_id quantity"},
+		"order-cancelled":         {OrderCancelled{}, "customer_id items order_id reason"},
+		"order-cancelled item":    {CancelledItem{}, "product_id quantity"},
+		"order-paid":              {OrderPaid{}, "customer_id order_id paid_at"},
+		"stock-reserved":          {StockReserved{}, "order_id"},
+		"stock-rejected":          {StockRejected{}, "order_id reason shortages"},
+		"shortage":                {Shortage{}, "available product_id requested"},
+		"send.verification":       {VerificationMail{}, "email expires_at token"},
+		"send.account.verified":   {AccountVerifiedMail{}, "email"},
+		"send.account.exists":     {AccountExistsMail{}, "email"},
+		"send.password.reset":     {PasswordResetMail{}, "email expires_at token"},
+		"send.payment.reminder":   {PaymentReminderMail{}, "due_at email items order_id reminder_number total_amount"},
+		"send.order.success":      {OrderSuccessMail{}, "email items order_id total_amount"},
+		"send.order.cancelled":    {OrderCancelledMail{}, "email items order_id reason total_amount"},
+		"mail item":               {MailItem{}, "name price product_id quantity"},
+		"order.reminder":          {OrderReminder{}, "order_id reminder_number"},
+		"order.expiry":            {OrderExpiry{}, "order_id"},
 	} {
 		data, err := json.Marshal(tc.payload)
 		if err != nil {
@@ -125,7 +125,7 @@ func TestDecodeIsStrict(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := Decode[CancelNotificationMail]([]byte(`{"email":"a@kshop.dev","order_id":1,"reason":"bored","total_amount":"1.00","items":[{"product_id":1,"name":"x","quantity":1,"price":"1.00"}]}`)); err == nil ||
+	if _, err := Decode[OrderCancelledMail]([]byte(`{"email":"a@kshop.dev","order_id":1,"reason":"bored","total_amount":"1.00","items":[{"product_id":1,"name":"x","quantity":1,"price":"1.00"}]}`)); err == nil ||
 		!strings.Contains(err.Error(), "reason") {
 		t.Errorf("an unknown cancel reason was accepted or not named: %v", err)
 	}

@@ -80,30 +80,33 @@ var ExchangeKinds = map[string]string{
 	ExchangeOrders:        "direct",
 }
 
-// RabbitMQ routing keys.
+// RabbitMQ routing keys. A mail and its queue are named after the same
+// words: send.order.cancelled goes to order-cancelled, which the mail service
+// renders with the order_cancelled template; a timer's key and queue likewise
+// (order.expiry, order-expiry).
 const (
-	RoutingSendVerification = "send.verification"
-	RoutingAccountVerified  = "account.verified"
-	RoutingAccountExists    = "send.account.exists"
-	RoutingPasswordReset    = "send.password.reset"
-	RoutingPaymentReminder  = "send.payment.reminder"
-	RoutingOrderSuccess     = "send.order.success"
-	RoutingCancelNotice     = "send.cancel.notification"
-	RoutingOrderReminder    = "order.reminder"
-	RoutingOrderAutoCancel  = "order.auto.cancel"
+	RoutingVerification    = "send.verification"
+	RoutingAccountVerified = "send.account.verified"
+	RoutingAccountExists   = "send.account.exists"
+	RoutingPasswordReset   = "send.password.reset"
+	RoutingPaymentReminder = "send.payment.reminder"
+	RoutingOrderSuccess    = "send.order.success"
+	RoutingOrderCancelled  = "send.order.cancelled"
+	RoutingOrderReminder   = "order.reminder"
+	RoutingOrderExpiry     = "order.expiry"
 )
 
 // RabbitMQ work queues.
 const (
-	QueueVerification       = "verification"
-	QueueVerified           = "verified"
-	QueueAccountExists      = "account-exists"
-	QueuePasswordReset      = "password-reset"
-	QueueReminder           = "reminder"
-	QueueOrderSuccess       = "order-success"
-	QueueCancelNotification = "cancel-notification"
-	QueueOrderReminder      = "order-reminder"
-	QueueOrderAutoCancel    = "order-auto-cancel"
+	QueueVerification    = "verification"
+	QueueAccountVerified = "account-verified"
+	QueueAccountExists   = "account-exists"
+	QueuePasswordReset   = "password-reset"
+	QueuePaymentReminder = "payment-reminder"
+	QueueOrderSuccess    = "order-success"
+	QueueOrderCancelled  = "order-cancelled"
+	QueueOrderReminder   = "order-reminder"
+	QueueOrderExpiry     = "order-expiry"
 )
 
 // DeadLetterQueue names a work queue's dead-letter queue.
@@ -120,25 +123,25 @@ type Route struct {
 
 // MailRoutes are the messages the mail service consumes.
 var MailRoutes = []Route{
-	{ExchangeNotifications, RoutingSendVerification, QueueVerification, "auth", "mail"},
-	{ExchangeNotifications, RoutingAccountVerified, QueueVerified, "auth", "mail"},
+	{ExchangeNotifications, RoutingVerification, QueueVerification, "auth", "mail"},
+	{ExchangeNotifications, RoutingAccountVerified, QueueAccountVerified, "auth", "mail"},
 	{ExchangeNotifications, RoutingAccountExists, QueueAccountExists, "auth", "mail"},
 	{ExchangeNotifications, RoutingPasswordReset, QueuePasswordReset, "auth", "mail"},
-	{ExchangePayments, RoutingPaymentReminder, QueueReminder, "order", "mail"},
+	{ExchangePayments, RoutingPaymentReminder, QueuePaymentReminder, "order", "mail"},
 	{ExchangeNotifications, RoutingOrderSuccess, QueueOrderSuccess, "order", "mail"},
-	{ExchangeNotifications, RoutingCancelNotice, QueueCancelNotification, "order", "mail"},
+	{ExchangeNotifications, RoutingOrderCancelled, QueueOrderCancelled, "order", "mail"},
 }
 
 // TimerRoutes are the order service's delayed messages to itself.
 var TimerRoutes = []Route{
 	{ExchangeOrders, RoutingOrderReminder, QueueOrderReminder, "order", "order"},
-	{ExchangeOrders, RoutingOrderAutoCancel, QueueOrderAutoCancel, "order", "order"},
+	{ExchangeOrders, RoutingOrderExpiry, QueueOrderExpiry, "order", "order"},
 }
 
 // Default timer delays.
 var (
 	DefaultReminderDelays  = []time.Duration{4 * time.Hour, 12 * time.Hour, 22 * time.Hour}
-	DefaultAutoCancelDelay = 24 * time.Hour
+	DefaultExpiryDelay     = 24 * time.Hour
 	delayQueuePrefix       = "orders.delay."
 	delayQueueUnitsInOrder = []struct {
 		suffix string

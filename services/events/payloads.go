@@ -217,8 +217,8 @@ func (m OrderSuccessMail) Validate() error {
 	return firstError(address("email", m.Email), positive("order_id", m.OrderID), items(m.Items))
 }
 
-// CancelNotificationMail tells a customer an order was cancelled.
-type CancelNotificationMail struct {
+// OrderCancelledMail tells a customer an order was cancelled.
+type OrderCancelledMail struct {
 	Email       string     `json:"email"`
 	OrderID     int64      `json:"order_id"`
 	Reason      string     `json:"reason"`
@@ -227,7 +227,7 @@ type CancelNotificationMail struct {
 }
 
 // Validate checks what the mail service relies on.
-func (m CancelNotificationMail) Validate() error {
+func (m OrderCancelledMail) Validate() error {
 	return firstError(address("email", m.Email), positive("order_id", m.OrderID),
 		oneOf("reason", m.Reason, CancelExpired, CancelOutOfStock, CancelCustomer), items(m.Items))
 }
@@ -243,13 +243,14 @@ func (o OrderReminder) Validate() error {
 	return firstError(positive("order_id", o.OrderID), positive("reminder_number", int64(o.ReminderNumber)))
 }
 
-// OrderAutoCancel is the timer that expires an unpaid order.
-type OrderAutoCancel struct {
+// OrderExpiry is the timer that ends an order's wait: an unpaid order is
+// cancelled, a paid one completed.
+type OrderExpiry struct {
 	OrderID int64 `json:"order_id"`
 }
 
 // Validate checks what the order service relies on.
-func (o OrderAutoCancel) Validate() error { return positive("order_id", o.OrderID) }
+func (o OrderExpiry) Validate() error { return positive("order_id", o.OrderID) }
 
 // Payload is implemented by every message body above.
 type Payload interface{ Validate() error }

@@ -79,10 +79,10 @@ var kinds = []kind{
 	{"verification", events.QueueVerification, decodeInto(func(m events.VerificationMail) view {
 		return view{Email: m.Email, Code: m.Token, ExpiresAt: m.ExpiresAt.UTC()}
 	})},
-	{"verified", events.QueueVerified, decodeInto(func(m events.AccountVerifiedMail) view {
+	{"account_verified", events.QueueAccountVerified, decodeInto(func(m events.AccountVerifiedMail) view {
 		return view{Email: m.Email}
 	})},
-	{"payment_reminder", events.QueueReminder, decodeInto(func(m events.PaymentReminderMail) view {
+	{"payment_reminder", events.QueuePaymentReminder, decodeInto(func(m events.PaymentReminderMail) view {
 		v := view{Email: m.Email, OrderID: m.OrderID, ReminderNumber: m.ReminderNumber, DueAt: m.DueAt.UTC()}
 		v.Items, v.Total = itemsView(m.Items, m.TotalAmount)
 		return v
@@ -92,7 +92,7 @@ var kinds = []kind{
 		v.Items, v.Total = itemsView(m.Items, m.TotalAmount)
 		return v
 	})},
-	{"order_cancelled", events.QueueCancelNotification, decodeInto(func(m events.CancelNotificationMail) view {
+	{"order_cancelled", events.QueueOrderCancelled, decodeInto(func(m events.OrderCancelledMail) view {
 		v := view{Email: m.Email, OrderID: m.OrderID, ReasonText: reasonTexts[m.Reason]}
 		v.Items, v.Total = itemsView(m.Items, m.TotalAmount)
 		return v

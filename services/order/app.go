@@ -103,8 +103,8 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		app.kafkaIn = append(app.kafkaIn, consumer)
 	}
 	for queue, handle := range map[string]amqp.Handler{
-		events.QueueOrderReminder:   timerHandler(app.Saga.Remind),
-		events.QueueOrderAutoCancel: timerHandler(app.Saga.Expire),
+		events.QueueOrderReminder: timerHandler(app.Saga.Remind),
+		events.QueueOrderExpiry:   timerHandler(app.Saga.Expire),
 	} {
 		app.timersIn = append(app.timersIn, amqp.NewConsumer(app.amqp,
 			amqp.ConsumerConfig{Queue: queue, MaxAttempts: cfg.ConsumerMaxAttempts, Backoff: cfg.ConsumerRetry.Backoff(), Concurrency: 4, Registerer: registry}, handle, logger))
@@ -222,7 +222,7 @@ func Topology(reminderDelays []time.Duration, expiryDelay time.Duration) amqp.To
 	for _, d := range reminderDelays {
 		add(d, events.RoutingOrderReminder)
 	}
-	add(expiryDelay, events.RoutingOrderAutoCancel)
+	add(expiryDelay, events.RoutingOrderExpiry)
 	return t
 }
 

@@ -35,7 +35,7 @@ func cancel(ctx context.Context, tx pgx.Tx, order Order, reason CancelReason) er
 	if err != nil {
 		return err
 	}
-	notice, err := mailMessage(events.RoutingCancelNotice, events.CancelNotificationMail{
+	notice, err := mailMessage(events.RoutingOrderCancelled, events.OrderCancelledMail{
 		Email: order.email, OrderID: order.ID, Reason: string(reason), TotalAmount: order.TotalAmount, Items: mailItems(order.Items),
 	})
 	if err != nil {

@@ -366,7 +366,7 @@ func TestPaymentRules(t *testing.T) {
 	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'order-cancelled' AND key = $1`, fmt.Sprint(cancelled.ID)); n != 1 {
 		t.Fatalf("%d order-cancelled events for a customer cancel", n)
 	}
-	mail.Next(events.QueueCancelNotification, byOrderID, fmt.Sprint(cancelled.ID))
+	mail.Next(events.QueueOrderCancelled, byOrderID, fmt.Sprint(cancelled.ID))
 }
 
 func publish(t testing.TB, producer *kafka.Producer, topic string, key int64, payload any) {
@@ -410,7 +410,7 @@ func TestSagaThroughKafka(t *testing.T) {
 		st, reason := s.status(t, rejected.ID)
 		return st == "CANCELLED" && reason == "out_of_stock"
 	})
-	cancelMail, err := events.Decode[events.CancelNotificationMail](mail.Next(events.QueueCancelNotification, byOrderID, fmt.Sprint(rejected.ID)).Body)
+	cancelMail, err := events.Decode[events.OrderCancelledMail](mail.Next(events.QueueOrderCancelled, byOrderID, fmt.Sprint(rejected.ID)).Body)
 	if err != nil || cancelMail.Reason != "out_of_stock" || cancelMail.Email != ann.Email {
 		t.Fatalf("cancellation mail %+v, %v", cancelMail, err)
 	}
@@ -439,7 +439,7 @@ func TestTimersRemindWhilePendingThenExpire(t *testing.T) {
 	s.pay(t, &ann, paid.ID).Expect(t, http.StatusOK, "")
 
 	for want := 1; want <= 2; want++ {
-		reminder, err := events.Decode[events.PaymentReminderMail](mail.Next(events.QueueReminder, byOrderID, fmt.Sprint(unpaid.ID)).Body)
+		reminder, err := events.Decode[events.PaymentReminderMail](mail.Next(events.QueuePaymentReminder, byOrderID, fmt.Sprint(unpaid.ID)).Body)
 		if err != nil || reminder.ReminderNumber != want || reminder.Email != ann.Email || reminder.TotalAmount.String() != "5.00" {
 			t.Fatalf("reminder %d: %+v, %v", want, reminder, err)
 		}
@@ -463,13 +463,13 @@ func TestTimersRemindWhilePendingThenExpire(t *testing.T) {
 		return st == "COMPLETED"
 	})
 	// A paid order gets no reminders; the expired one restocks through order-cancelled.
-	if n := mail.Count(events.QueueReminder, byOrderID, fmt.Sprint(paid.ID)); n != 0 {
+	if n := mail.Count(events.QueuePaymentReminder, byOrderID, fmt.Sprint(paid.ID)); n != 0 {
 		t.Fatalf("%d reminders for a paid order", n)
 	}
 	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'order-cancelled' AND key = $1`, fmt.Sprint(unpaid.ID)); n != 1 {
 		t.Fatalf("%d order-cancelled events for the expired order, want 1", n)
 	}
-	mail.Next(events.QueueCancelNotification, byOrderID, fmt.Sprint(unpaid.ID))
+	mail.Next(events.QueueOrderCancelled, byOrderID, fmt.Sprint(unpaid.ID))
 }
 
 func TestPayAndExpiryRaceHasOneWinner(t *testing.T) {
@@ -488,7 +488,7 @@ func TestPayAndExpiryRaceHasOneWinner(t *testing.T) {
 		go func() { defer wg.Done(); payStatus = s.pay(t, &ann, o.ID).Status }()
 		go func() {
 			defer wg.Done()
-			expireErr = s.app.Saga.Expire(ctx, uuid.NewString(), events.OrderAutoCancel{OrderID: o.ID})
+			expireErr = s.app.Saga.Expire(ctx, uuid.NewString(), events.OrderExpiry{OrderID: o.ID})
 		}()
 		wg.Wait()
 		if expireErr != nil {
@@ -521,7 +521,7 @@ func TestRedeliveredTimersAndEventsHaveOneEffect(t *testing.T) {
 		if err := s.app.Saga.Remind(ctx, timerID, events.OrderReminder{OrderID: o.ID, ReminderNumber: 1}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.app.Saga.Expire(ctx, timerID, events.OrderAutoCancel{OrderID: o.ID}); err != nil {
+		if err := s.app.Saga.Expire(ctx, timerID, events.OrderExpiry{OrderID: o.ID}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -532,7 +532,7 @@ func TestRedeliveredTimersAndEventsHaveOneEffect(t *testing.T) {
 		t.Fatalf("%d order-cancelled for one redelivered expiry", n)
 	}
 	// A second expiry timer (another id) for an order already cancelled does nothing.
-	if err := s.app.Saga.Expire(ctx, uuid.NewString(), events.OrderAutoCancel{OrderID: o.ID}); err != nil {
+	if err := s.app.Saga.Expire(ctx, uuid.NewString(), events.OrderExpiry{OrderID: o.ID}); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'order-cancelled'`); n != 1 {
@@ -715,7 +715,7 @@ func TestOrdersLeavingPendingFreeTheLimits(t *testing.T) {
 	fourth := orderIn(t, place().Expect(t, http.StatusCreated, ""))
 	place().Expect(t, http.StatusConflict, "too many pending orders")
 
-	if err := s.app.Saga.Expire(ctx, uuid.NewString(), events.OrderAutoCancel{OrderID: third.ID}); err != nil {
+	if err := s.app.Saga.Expire(ctx, uuid.NewString(), events.OrderExpiry{OrderID: third.ID}); err != nil {
 		t.Fatal(err)
 	}
 	place().Expect(t, http.StatusCreated, "")

@@ -206,7 +206,7 @@ func (o *Orders) announceCreated(ctx context.Context, tx pgx.Tx, order Order) er
 		}
 		msgs = append(msgs, msg)
 	}
-	if msg, err = timerMessage(o.cfg.ExpiryDelay, events.OrderAutoCancel{OrderID: order.ID}); err != nil {
+	if msg, err = timerMessage(o.cfg.ExpiryDelay, events.OrderExpiry{OrderID: order.ID}); err != nil {
 		return err
 	}
 	return outbox.Add(ctx, tx, append(msgs, msg)...)

@@ -26,10 +26,10 @@ func (s *Saga) count(kind string) { s.metrics.saga.WithLabelValues(kind).Inc() }
 
 // Consumer names, for the inbox.
 var (
-	reservedConsumer   = events.ConsumerGroup("order", events.TopicStockReserved)
-	rejectedConsumer   = events.ConsumerGroup("order", events.TopicStockRejected)
-	reminderConsumer   = "order." + events.QueueOrderReminder
-	autoCancelConsumer = "order." + events.QueueOrderAutoCancel
+	reservedConsumer = events.ConsumerGroup("order", events.TopicStockReserved)
+	rejectedConsumer = events.ConsumerGroup("order", events.TopicStockRejected)
+	reminderConsumer = "order." + events.QueueOrderReminder
+	expiryConsumer   = "order." + events.QueueOrderExpiry
 )
 
 // onOrder runs fn on the locked order unless eventID was handled before.
@@ -111,8 +111,8 @@ func (s *Saga) Remind(ctx context.Context, messageID string, r events.OrderRemin
 // Expire ends an order's life: an unpaid order is cancelled (and restocked), a
 // paid one completed. Payment takes the same row lock, so one of the two wins
 // cleanly: a paid order is never cancelled.
-func (s *Saga) Expire(ctx context.Context, messageID string, e events.OrderAutoCancel) error {
-	return s.onOrder(ctx, autoCancelConsumer, messageID, e.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
+func (s *Saga) Expire(ctx context.Context, messageID string, e events.OrderExpiry) error {
+	return s.onOrder(ctx, expiryConsumer, messageID, e.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
 		switch o.Status {
 		case StatusPending:
 			s.count("expired")

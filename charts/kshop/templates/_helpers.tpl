@@ -345,7 +345,7 @@ from services.order.env as the order service computes them. */}}
 {{- $out = append $out (dict "name" (printf "orders.delay.%s" (include "kshop.delayQueueSuffix" .)) "delay" (trim .) "routingKey" "order.reminder") }}
 {{- end }}
 {{- $expiry := get $orderEnv "KSHOP_ORDER_EXPIRY_DELAY" | default "24h" }}
-{{- $out = append $out (dict "name" (printf "orders.delay.%s" (include "kshop.delayQueueSuffix" $expiry)) "delay" $expiry "routingKey" "order.auto.cancel") }}
+{{- $out = append $out (dict "name" (printf "orders.delay.%s" (include "kshop.delayQueueSuffix" $expiry)) "delay" $expiry "routingKey" "order.expiry") }}
 {{- toYaml $out }}
 {{- end -}}
 
