@@ -10,6 +10,7 @@ import (
 
 	"github.com/kshop/kshop/services/controller"
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/order"
 )
 
 // TestTheTopologyConfigMapsDeclareWhatTheServicesUse renders the topology
@@ -23,7 +24,7 @@ func TestTheTopologyConfigMapsDeclareWhatTheServicesUse(t *testing.T) {
 		reminders []time.Duration
 		expiry    time.Duration
 	}{
-		"default": {nil, events.DefaultReminderDelays, events.DefaultExpiryDelay},
+		"default": {nil, order.DefaultReminderDelays, order.DefaultExpiryDelay},
 		"kind":    {[]string{"-f", "values-kind.yaml"}, []time.Duration{30 * time.Second, time.Minute, 90 * time.Second}, 2 * time.Minute},
 	}
 	for name, c := range cases {

@@ -105,7 +105,7 @@ func (s *Service) ResetPassword(ctx context.Context, email, code, password, clie
 	// The owner (who reads the address's mail) may log in at once with the
 	// new password, even while someone's wrong passwords hold the address:
 	// guesses at the old password are moot now.
-	if err := s.redis.Del(ctx, events.LoginFailuresKey(email)).Err(); err != nil {
+	if err := s.redis.Del(ctx, loginFailuresKey(email)).Err(); err != nil {
 		s.logger.WarnContext(ctx, "clear the wrong passwords of a reset address", "error", err)
 	}
 	if s.counters.passwordsReset != nil {

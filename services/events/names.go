@@ -1,7 +1,7 @@
-// Package events is kshop's messaging contract: the names of Kafka topics,
-// RabbitMQ exchanges, queues and routing keys, Redis keys, and the JSON payloads
-// that travel between services. Every producer and consumer imports it, so a name
-// or a field exists in exactly one place.
+// Package events is kshop's message contract: the names of Kafka topics,
+// RabbitMQ exchanges, queues and routing keys, and the JSON payloads that travel
+// between services. Every producer and consumer imports it, so a name or a field
+// exists in exactly one place.
 package events
 
 import (
@@ -138,10 +138,7 @@ var TimerRoutes = []Route{
 	{ExchangeOrders, RoutingOrderExpiry, QueueOrderExpiry, "order", "order"},
 }
 
-// Default timer delays.
 var (
-	DefaultReminderDelays  = []time.Duration{4 * time.Hour, 12 * time.Hour, 22 * time.Hour}
-	DefaultExpiryDelay     = 24 * time.Hour
 	delayQueuePrefix       = "orders.delay."
 	delayQueueUnitsInOrder = []struct {
 		suffix string
@@ -166,59 +163,7 @@ func DelayQueueName(d time.Duration) string {
 	return delayQueuePrefix + strconv.FormatInt(d.Milliseconds(), 10) + "ms"
 }
 
-// Redis keys.
-const RateLimitPrefix = "ratelimit:"
-
-// OrderLockKey is the idempotency lock of one order request.
-func OrderLockKey(customerID int64, requestID string) string {
-	return "order:lock:" + strconv.FormatInt(customerID, 10) + ":" + requestID
-}
-
-// ResendCooldownKey marks that a code was sent recently to email (a
-// verification or a reset code, or the notice that the account exists). The
-// auth service normalises e-mails before they get here.
-func ResendCooldownKey(email string) string { return "auth:resend:" + email }
-
-// MailsSentKey counts the e-mails anonymous requests had sent to email in the
-// current day-long window (registrations, resends, reset requests).
-func MailsSentKey(email string) string { return "auth:mails:" + email }
-
-// CodeGuessesKey counts the wrong verification and reset codes entered for
-// email in the current day-long window; CodeGuessesClientKey counts them per
-// client address.
-func CodeGuessesKey(email string) string { return "auth:guesses:" + email }
-
-// CodeGuessesClientKey counts the wrong codes one client address entered.
-func CodeGuessesClientKey(clientIP string) string { return "auth:guesses-client:" + clientIP }
-
-// LoginFailuresKey counts the wrong passwords entered for email (at login
-// and account deletion) in the current window; LoginFailuresClientKey counts
-// them per client address.
-func LoginFailuresKey(email string) string { return "auth:login-failures:" + email }
-
-// LoginFailuresClientKey counts the wrong passwords one client address entered.
-func LoginFailuresClientKey(clientIP string) string { return "auth:login-failures-client:" + clientIP }
-
-// CodeBackoffKey exists while the next code guess for email must wait.
-func CodeBackoffKey(email string) string { return "auth:guess-wait:" + email }
-
-// RevokedCredentialKey exists while tokens carrying the credential id may
-// still be unexpired: auth sets it when a password is reset or an account
-// deleted, the gateway refuses such tokens. Credential ids are random, so
-// deployments sharing one Redis never collide.
-func RevokedCredentialKey(credentialID string) string {
-	return "auth:revoked-credential:" + credentialID
-}
-
-// Order statuses.
-const (
-	StatusPending   = "PENDING"
-	StatusPaid      = "PAID"
-	StatusCompleted = "COMPLETED"
-	StatusCancelled = "CANCELLED"
-)
-
-// Cancel reasons.
+// Cancel reasons, the reason field of OrderCancelled and OrderCancelledMail.
 const (
 	CancelExpired    = "expired"
 	CancelOutOfStock = "out_of_stock"

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/mail"
+	"github.com/kshop/kshop/services/money"
 	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/pg"
@@ -141,8 +142,8 @@ func labelValue(m *dto.Metric, name string) string {
 }
 
 var order = []events.MailItem{
-	{ProductID: 1, Name: "Kopi Luwak", Quantity: 2, Price: events.MustMoney("12.50")},
-	{ProductID: 2, Name: "Teh <Hijau> & co", Quantity: 1, Price: events.MustMoney("0.10")},
+	{ProductID: 1, Name: "Kopi Luwak", Quantity: 2, Price: money.MustParse("12.50")},
+	{ProductID: 2, Name: "Teh <Hijau> & co", Quantity: 1, Price: money.MustParse("0.10")},
 }
 
 func TestEveryMailIsRenderedAndSent(t *testing.T) {
@@ -160,13 +161,13 @@ func TestEveryMailIsRenderedAndSent(t *testing.T) {
 		{events.ExchangeNotifications, events.RoutingAccountVerified, "ok@example.com",
 			events.AccountVerifiedMail{Email: "ok@example.com"}, "Your kshop account is verified", []string{"ok@example.com is verified"}},
 		{events.ExchangePayments, events.RoutingPaymentReminder, "remind@example.com",
-			events.PaymentReminderMail{Email: "remind@example.com", OrderID: 41, ReminderNumber: 2, DueAt: due, TotalAmount: events.MustMoney("25.10"), Items: order},
+			events.PaymentReminderMail{Email: "remind@example.com", OrderID: 41, ReminderNumber: 2, DueAt: due, TotalAmount: money.MustParse("25.10"), Items: order},
 			"Reminder 2: order #41 is waiting for payment", []string{"#41", "Kopi Luwak x 2 @ 12.50 = 25.00", "Order total: 25.10", "2026-11-26 10:30 UTC"}},
 		{events.ExchangeNotifications, events.RoutingOrderSuccess, "paid@example.com",
-			events.OrderSuccessMail{Email: "paid@example.com", OrderID: 42, TotalAmount: events.MustMoney("25.10"), Items: order},
+			events.OrderSuccessMail{Email: "paid@example.com", OrderID: 42, TotalAmount: money.MustParse("25.10"), Items: order},
 			"Order #42 is paid", []string{"order #42", "Teh <Hijau> & co x 1 @ 0.10 = 0.10", "Order total: 25.10"}},
 		{events.ExchangeNotifications, events.RoutingOrderCancelled, "gone@example.com",
-			events.OrderCancelledMail{Email: "gone@example.com", OrderID: 43, Reason: events.CancelExpired, TotalAmount: events.MustMoney("25.10"), Items: order},
+			events.OrderCancelledMail{Email: "gone@example.com", OrderID: 43, Reason: events.CancelExpired, TotalAmount: money.MustParse("25.10"), Items: order},
 			"Order #43 is cancelled", []string{"#43 is cancelled: it was not paid in time", "Order total: 25.10"}},
 		{events.ExchangeNotifications, events.RoutingPasswordReset, "reset@example.com",
 			events.PasswordResetMail{Email: "reset@example.com", Token: "310577", ExpiresAt: due},
@@ -300,7 +301,7 @@ func TestMalformedMessagesAreDeadLetteredWithoutSending(t *testing.T) {
 	deadLetters(t, h, events.QueueOrderSuccess, 3)
 	// The consumer is still alive.
 	h.publishJSON(t, events.ExchangeNotifications, events.RoutingOrderSuccess,
-		events.OrderSuccessMail{Email: "after@example.com", OrderID: 1, TotalAmount: events.MustMoney("1"), Items: order[:1]})
+		events.OrderSuccessMail{Email: "after@example.com", OrderID: 1, TotalAmount: money.MustParse("1"), Items: order[:1]})
 	h.awaitMail(t, "after@example.com")
 	if list := h.smtp.Messages(); len(list) != 1 {
 		t.Fatalf("%d e-mails sent, want only the good one", len(list))

@@ -12,6 +12,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/money"
 )
 
 //go:embed templates/*
@@ -38,7 +39,7 @@ type viewItem struct {
 	LineTotal string
 }
 
-func itemsView(items []events.MailItem, total events.Money) ([]viewItem, string) {
+func itemsView(items []events.MailItem, total money.Money) ([]viewItem, string) {
 	out := make([]viewItem, len(items))
 	for i, it := range items {
 		name := it.Name
@@ -46,7 +47,7 @@ func itemsView(items []events.MailItem, total events.Money) ([]viewItem, string)
 			name = fmt.Sprintf("product %d", it.ProductID)
 		}
 		out[i] = viewItem{Name: name, Quantity: it.Quantity, Price: it.Price.String(),
-			LineTotal: events.Money{Decimal: it.Price.Mul(decimal.NewFromInt(it.Quantity))}.String()}
+			LineTotal: money.Money{Decimal: it.Price.Mul(decimal.NewFromInt(it.Quantity))}.String()}
 	}
 	return out, total.String()
 }

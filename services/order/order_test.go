@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/money"
 	"github.com/kshop/kshop/services/order"
 	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/amqptest"
@@ -121,7 +122,7 @@ func orderIn(t testing.TB, r apitest.Reply) orderJSON {
 func (s *service) product(t testing.TB, id int64, price string, quantity int64) {
 	t.Helper()
 	if err := s.app.Saga.ProductChanged(context.Background(), events.Product{
-		ID: id, Name: fmt.Sprint("product ", id), Description: "d", Price: events.MustMoney(price), Quantity: quantity,
+		ID: id, Name: fmt.Sprint("product ", id), Description: "d", Price: money.MustParse(price), Quantity: quantity,
 		Version: time.Now().UnixNano(), CreatedAt: time.Now(), UpdatedAt: time.Now(),
 	}); err != nil {
 		t.Fatal(err)
@@ -390,9 +391,9 @@ func TestSagaThroughKafka(t *testing.T) {
 
 	// The product copy follows the product events, newest version wins.
 	now := time.Now()
-	publish(t, producer, events.TopicProductCreated, 7, events.Product{ID: 7, Name: "tea", Description: "d", Price: events.MustMoney("3.50"), Quantity: 10, Version: 1, CreatedAt: now, UpdatedAt: now})
-	publish(t, producer, events.TopicProductUpdated, 7, events.Product{ID: 7, Name: "tea", Description: "d", Price: events.MustMoney("4.00"), Quantity: 10, Version: 3, CreatedAt: now, UpdatedAt: now})
-	publish(t, producer, events.TopicProductUpdated, 7, events.Product{ID: 7, Name: "tea", Description: "d", Price: events.MustMoney("9.99"), Quantity: 10, Version: 2, CreatedAt: now, UpdatedAt: now})
+	publish(t, producer, events.TopicProductCreated, 7, events.Product{ID: 7, Name: "tea", Description: "d", Price: money.MustParse("3.50"), Quantity: 10, Version: 1, CreatedAt: now, UpdatedAt: now})
+	publish(t, producer, events.TopicProductUpdated, 7, events.Product{ID: 7, Name: "tea", Description: "d", Price: money.MustParse("4.00"), Quantity: 10, Version: 3, CreatedAt: now, UpdatedAt: now})
+	publish(t, producer, events.TopicProductUpdated, 7, events.Product{ID: 7, Name: "tea", Description: "d", Price: money.MustParse("9.99"), Quantity: 10, Version: 2, CreatedAt: now, UpdatedAt: now})
 	testenv.WaitFor(t, 20*time.Second, "the product copy at version 3", func() bool {
 		return count(t, s.db, `SELECT count(*) FROM products WHERE id = 7 AND version = 3 AND price = 4.00`) == 1
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/money"
 	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 )
@@ -39,13 +40,13 @@ func (e *ChangedError) Unwrap() error { return ErrChanged }
 
 // Product is a product as the API shows it.
 type Product struct {
-	ID          int64        `json:"id"`
-	Name        string       `json:"name"`
-	Description string       `json:"description"`
-	Price       events.Money `json:"price"`
-	Quantity    int64        `json:"quantity"`
-	CreatedAt   time.Time    `json:"created_at"`
-	UpdatedAt   time.Time    `json:"updated_at"`
+	ID          int64       `json:"id"`
+	Name        string      `json:"name"`
+	Description string      `json:"description"`
+	Price       money.Money `json:"price"`
+	Quantity    int64       `json:"quantity"`
+	CreatedAt   time.Time   `json:"created_at"`
+	UpdatedAt   time.Time   `json:"updated_at"`
 	version     int64
 }
 
@@ -53,7 +54,7 @@ type Product struct {
 type Fields struct {
 	Name        string
 	Description string
-	Price       events.Money
+	Price       money.Money
 	Quantity    int64
 }
 
@@ -76,7 +77,7 @@ func scanProduct(row pgx.Row) (Product, error) {
 	if err := row.Scan(&p.ID, &p.Name, &p.Description, &price, &p.Quantity, &p.version, &p.CreatedAt, &p.UpdatedAt); err != nil {
 		return Product{}, err
 	}
-	m, err := events.ParseMoney(price)
+	m, err := money.Parse(price)
 	if err != nil {
 		return Product{}, fmt.Errorf("price of product %d: %w", p.ID, err)
 	}

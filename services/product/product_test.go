@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/money"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/kafka"
@@ -427,11 +428,11 @@ func TestPagination(t *testing.T) {
 
 func orderOf(orderID int64, items ...events.OrderCreatedItem) events.OrderCreated {
 	return events.OrderCreated{OrderID: orderID, CustomerID: 9, CustomerEmail: "c@example.com", Items: items,
-		TotalAmount: events.MustMoney("1"), CreatedAt: time.Now()}
+		TotalAmount: money.MustParse("1"), CreatedAt: time.Now()}
 }
 
 func item(productID, quantity int64) events.OrderCreatedItem {
-	return events.OrderCreatedItem{ProductID: productID, Quantity: quantity, Price: events.MustMoney("1")}
+	return events.OrderCreatedItem{ProductID: productID, Quantity: quantity, Price: money.MustParse("1")}
 }
 
 func stockOf(t testing.TB, s *service, id int64) int {
