@@ -18,9 +18,9 @@ import (
 	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/httpx"
 	"github.com/kshop/kshop/services/platform/inbox"
-	"github.com/kshop/kshop/services/platform/lifecycle"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/retry"
+	"github.com/kshop/kshop/services/platform/serve"
 )
 
 // App is one running mail service.
@@ -34,7 +34,7 @@ type App struct {
 	renderer  *renderer
 	smtp      *smtpSender
 	metrics   *metrics
-	service   *lifecycle.Service
+	service   *serve.Service
 	logger    *slog.Logger
 	now       func() time.Time
 	// unrecorded holds the message ids the SMTP server accepted whose inbox
@@ -132,7 +132,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 
 	// Consumers start once the queues exist as declared and the inbox table exists.
 	declared := make(chan struct{})
-	app.service = &lifecycle.Service{
+	app.service = &serve.Service{
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, Close: app.Close,
 		Metrics: httpx.MetricsHandler(registry), MetricsAddr: cfg.MetricsAddr, MetricsAddrVar: Prefix + "_METRICS_ADDR",
 		// The service's only table is the inbox: the ids of the messages it sent.

@@ -20,11 +20,11 @@ import (
 	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/inbox"
 	"github.com/kshop/kshop/services/platform/kafka"
-	"github.com/kshop/kshop/services/platform/lifecycle"
 	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/redisx"
 	"github.com/kshop/kshop/services/platform/retry"
+	"github.com/kshop/kshop/services/platform/serve"
 )
 
 //go:embed migrations/*.sql
@@ -48,7 +48,7 @@ type App struct {
 	kafkaIn  []*kafka.Consumer
 	timersIn []*amqp.Consumer
 	relay    *outbox.Relay
-	service  *lifecycle.Service
+	service  *serve.Service
 	logger   *slog.Logger
 }
 
@@ -118,7 +118,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	// otherwise create its dead-letter queue with other arguments first) and the
 	// tables exist (a handler failing on a missing table would dead-letter timers).
 	declared := make(chan struct{})
-	app.service = &lifecycle.Service{
+	app.service = &serve.Service{
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, Close: app.Close,
 		Metrics: httpx.MetricsHandler(registry), MetricsAddr: cfg.MetricsAddr, MetricsAddrVar: Prefix + "_METRICS_ADDR",
 		DB: db.Primary, Migrations: []pg.Migrations{Migrations, outbox.Migrations, inbox.Migrations},

@@ -16,10 +16,10 @@ import (
 	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/inbox"
 	"github.com/kshop/kshop/services/platform/kafka"
-	"github.com/kshop/kshop/services/platform/lifecycle"
 	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/retry"
+	"github.com/kshop/kshop/services/platform/serve"
 )
 
 //go:embed migrations/*.sql
@@ -39,7 +39,7 @@ type App struct {
 	producer  *kafka.Producer
 	consumers []*kafka.Consumer
 	relay     *outbox.Relay
-	service   *lifecycle.Service
+	service   *serve.Service
 	logger    *slog.Logger
 }
 
@@ -96,7 +96,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		map[outbox.Destination]outbox.Publisher{outbox.Kafka: outbox.KafkaPublisher(producer)},
 		outbox.RelayConfig{Registerer: registry, Retention: cfg.OutboxRetention}, logger)
 
-	app.service = &lifecycle.Service{
+	app.service = &serve.Service{
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, Close: app.Close,
 		Metrics: httpx.MetricsHandler(registry), MetricsAddr: cfg.MetricsAddr, MetricsAddrVar: Prefix + "_METRICS_ADDR",
 		DB: db.Primary, Migrations: []pg.Migrations{Migrations, outbox.Migrations, inbox.Migrations},
