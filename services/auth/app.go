@@ -83,7 +83,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		registry.MustRegister(registered, verified, reset, deleted, expired, limited, pg.NewPoolCollector(db))
 	}
 	app.relay = outbox.NewRelay(db.Primary,
-		map[outbox.Destination]outbox.Publisher{outbox.AMQP: outbox.AMQPPublisher(amqp.NewPublisher(app.amqp))},
+		map[outbox.Destination]outbox.Publisher{outbox.AMQP: amqp.OutboxPublisher(amqp.NewPublisher(app.amqp))},
 		outbox.RelayConfig{DeleteSent: true, Registerer: registry}, logger)
 
 	app.service = &serve.Service{

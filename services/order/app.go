@@ -110,8 +110,8 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 			amqp.ConsumerConfig{Queue: queue, MaxAttempts: cfg.ConsumerMaxAttempts, Backoff: cfg.ConsumerRetry.Backoff(), Concurrency: 4, Registerer: registry}, handle, logger))
 	}
 	app.relay = outbox.NewRelay(db.Primary, map[outbox.Destination]outbox.Publisher{
-		outbox.Kafka: outbox.KafkaPublisher(producer),
-		outbox.AMQP:  outbox.AMQPPublisher(amqp.NewPublisher(app.amqp)),
+		outbox.Kafka: kafka.OutboxPublisher(producer),
+		outbox.AMQP:  amqp.OutboxPublisher(amqp.NewPublisher(app.amqp)),
 	}, outbox.RelayConfig{Registerer: registry, Retention: cfg.OutboxRetention}, logger)
 
 	// Timer consumers start once their queues exist as declared (a consumer would

@@ -93,7 +93,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		app.consumers = append(app.consumers, consumer)
 	}
 	app.relay = outbox.NewRelay(db.Primary,
-		map[outbox.Destination]outbox.Publisher{outbox.Kafka: outbox.KafkaPublisher(producer)},
+		map[outbox.Destination]outbox.Publisher{outbox.Kafka: kafka.OutboxPublisher(producer)},
 		outbox.RelayConfig{Registerer: registry, Retention: cfg.OutboxRetention}, logger)
 
 	app.service = &serve.Service{
