@@ -112,11 +112,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 
 // Topology is what auth declares on RabbitMQ: the mail work queues it feeds.
 func Topology() amqp.Topology {
-	var routes []amqp.WorkRoute
-	for _, r := range events.Producing("auth", events.MailRoutes) {
-		routes = append(routes, amqp.WorkRoute{Exchange: r.Exchange, ExchangeKind: events.ExchangeKinds[r.Exchange], RoutingKey: r.RoutingKey, Queue: r.Queue})
-	}
-	return amqp.WorkTopology(routes...)
+	return amqp.WorkTopologyOf(events.Producing("auth", events.MailRoutes))
 }
 
 // Run serves HTTP on cfg.HTTPAddr and runs the background work until ctx ends.

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/outbox"
 )
 
 // RequestPasswordReset mails a reset code to an address that has an account
@@ -36,7 +37,7 @@ func (s *Service) RequestPasswordReset(ctx context.Context, email string) error 
 		if err := storeCode(ctx, tx, "password_reset_codes", id, codeHash, expires); err != nil {
 			return err
 		}
-		return s.mail(ctx, tx, events.RoutingPasswordReset, events.PasswordResetMail{Email: email, Token: code, ExpiresAt: expires.UTC().Truncate(time.Second)})
+		return outbox.Add(ctx, tx, outbox.Work(events.MailPasswordReset, events.PasswordResetMail{Email: email, Token: code, ExpiresAt: expires.UTC().Truncate(time.Second)}))
 	})
 	if err != nil {
 		release()

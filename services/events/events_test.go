@@ -109,11 +109,32 @@ func TestRoutesAreConsistent(t *testing.T) {
 	if len(MailRoutes) != 7 || len(TimerRoutes) != 2 {
 		t.Errorf("%d mail routes and %d timer routes, want 7 and 2", len(MailRoutes), len(TimerRoutes))
 	}
-	if got := ConsumerGroup("product", TopicOrderCreated); got != "product.order-created" {
+	if got := ConsumerGroup("product", TopicOrderCreated.Name()); got != "product.order-created" {
 		t.Errorf("ConsumerGroup = %q", got)
 	}
-	if h := Headers(TopicOrderCreated, "id-1"); !reflect.DeepEqual(h, map[string]string{"event-id": "id-1", "event-type": "order-created", "event-version": "1"}) {
+	if h := TopicOrderCreated.Headers(); !reflect.DeepEqual(h, map[string]string{"event-type": "order-created", "event-version": "1"}) {
 		t.Errorf("Headers = %v", h)
+	}
+	for _, r := range []Route{MailOrderCancelled.Route, TimerOrderExpiry.Route} {
+		if exchange, key := r.Address(); exchange != r.Exchange || key != r.RoutingKey || r.QueueName() != r.Queue || r.ExchangeKind() != ExchangeKinds[r.Exchange] {
+			t.Errorf("route %+v: Address %q %q, queue %q, kind %q", r, exchange, key, r.QueueName(), r.ExchangeKind())
+		}
+	}
+}
+
+// A topic's and a route's Decode are the strict Decode of their payload type.
+func TestTopicsAndRoutesDecodeTheirPayloadStrictly(t *testing.T) {
+	if p, err := TopicStockReserved.Decode([]byte(`{"order_id":7}`)); err != nil || p.OrderID != 7 {
+		t.Errorf("TopicStockReserved.Decode = %+v, %v", p, err)
+	}
+	if _, err := TopicStockReserved.Decode([]byte(`{"order_id":7,"extra":1}`)); err == nil {
+		t.Error("an unknown field was accepted")
+	}
+	if p, err := TimerOrderExpiry.Decode([]byte(`{"order_id":9}`)); err != nil || p.OrderID != 9 {
+		t.Errorf("TimerOrderExpiry.Decode = %+v, %v", p, err)
+	}
+	if _, err := TimerOrderExpiry.Decode([]byte(`{"order_id":0}`)); err == nil {
+		t.Error("an invalid payload was accepted")
 	}
 }
 

@@ -10,22 +10,24 @@ import (
 	"time"
 )
 
-// Kafka topics carry domain events, keyed by the aggregate id as a decimal string.
-const (
-	TopicProductCreated = "product-created"
-	TopicProductUpdated = "product-updated"
-	TopicProductDeleted = "product-deleted"
-	TopicOrderCreated   = "order-created"
-	TopicOrderCancelled = "order-cancelled"
-	TopicOrderPaid      = "order-paid"
-	TopicStockReserved  = "stock-reserved"
-	TopicStockRejected  = "stock-rejected"
+// Kafka topics carry domain events, keyed by the aggregate id as a decimal
+// string (Key). Each is bound to the payload type its messages carry.
+var (
+	TopicProductCreated = Topic[Product]{"product-created"}
+	TopicProductUpdated = Topic[Product]{"product-updated"}
+	TopicProductDeleted = Topic[ProductDeleted]{"product-deleted"}
+	TopicOrderCreated   = Topic[OrderCreated]{"order-created"}
+	TopicOrderCancelled = Topic[OrderCancelled]{"order-cancelled"}
+	TopicOrderPaid      = Topic[OrderPaid]{"order-paid"}
+	TopicStockReserved  = Topic[StockReserved]{"stock-reserved"}
+	TopicStockRejected  = Topic[StockRejected]{"stock-rejected"}
 )
 
-// Topics lists every domain topic, for creating them.
+// Topics lists every domain topic's name, for creating them.
 var Topics = []string{
-	TopicProductCreated, TopicProductUpdated, TopicProductDeleted,
-	TopicOrderCreated, TopicOrderCancelled, TopicOrderPaid, TopicStockReserved, TopicStockRejected,
+	TopicProductCreated.Name(), TopicProductUpdated.Name(), TopicProductDeleted.Name(),
+	TopicOrderCreated.Name(), TopicOrderCancelled.Name(), TopicOrderPaid.Name(),
+	TopicStockReserved.Name(), TopicStockRejected.Name(),
 }
 
 // DefaultPartitions is how many partitions a topic gets unless configured otherwise.
@@ -39,9 +41,9 @@ const DeadLetterPartitions = 1
 // Version is the payload version every event carries in its event-version header.
 const Version = 1
 
-// Kafka header names.
+// Kafka header names. Every event carries its id in the event-id header too,
+// which the outbox relay sets (docs/api.md#kafka-events).
 const (
-	HeaderEventID      = "event-id"
 	HeaderEventType    = "event-type"
 	HeaderEventVersion = "event-version"
 	HeaderTraceParent  = "traceparent"
@@ -55,16 +57,6 @@ func ConsumerGroup(service, topic string) string { return service + "." + topic 
 
 // Key turns an aggregate id into a message key.
 func Key(id int64) string { return strconv.FormatInt(id, 10) }
-
-// Headers returns the Kafka headers of an event of the given topic. The
-// traceparent header is added by the producer (or stored by the outbox).
-func Headers(topic, eventID string) map[string]string {
-	return map[string]string{
-		HeaderEventID:      eventID,
-		HeaderEventType:    topic,
-		HeaderEventVersion: strconv.Itoa(Version),
-	}
-}
 
 // RabbitMQ exchanges.
 const (
@@ -121,22 +113,32 @@ type Route struct {
 	Consumer   string
 }
 
+// The mails: each route is bound to the payload type its messages carry.
+var (
+	MailVerification    = Work[VerificationMail]{Route{ExchangeNotifications, RoutingVerification, QueueVerification, "auth", "mail"}}
+	MailAccountVerified = Work[AccountVerifiedMail]{Route{ExchangeNotifications, RoutingAccountVerified, QueueAccountVerified, "auth", "mail"}}
+	MailAccountExists   = Work[AccountExistsMail]{Route{ExchangeNotifications, RoutingAccountExists, QueueAccountExists, "auth", "mail"}}
+	MailPasswordReset   = Work[PasswordResetMail]{Route{ExchangeNotifications, RoutingPasswordReset, QueuePasswordReset, "auth", "mail"}}
+	MailPaymentReminder = Work[PaymentReminderMail]{Route{ExchangePayments, RoutingPaymentReminder, QueuePaymentReminder, "order", "mail"}}
+	MailOrderSuccess    = Work[OrderSuccessMail]{Route{ExchangeNotifications, RoutingOrderSuccess, QueueOrderSuccess, "order", "mail"}}
+	MailOrderCancelled  = Work[OrderCancelledMail]{Route{ExchangeNotifications, RoutingOrderCancelled, QueueOrderCancelled, "order", "mail"}}
+)
+
 // MailRoutes are the messages the mail service consumes.
 var MailRoutes = []Route{
-	{ExchangeNotifications, RoutingVerification, QueueVerification, "auth", "mail"},
-	{ExchangeNotifications, RoutingAccountVerified, QueueAccountVerified, "auth", "mail"},
-	{ExchangeNotifications, RoutingAccountExists, QueueAccountExists, "auth", "mail"},
-	{ExchangeNotifications, RoutingPasswordReset, QueuePasswordReset, "auth", "mail"},
-	{ExchangePayments, RoutingPaymentReminder, QueuePaymentReminder, "order", "mail"},
-	{ExchangeNotifications, RoutingOrderSuccess, QueueOrderSuccess, "order", "mail"},
-	{ExchangeNotifications, RoutingOrderCancelled, QueueOrderCancelled, "order", "mail"},
+	MailVerification.Route, MailAccountVerified.Route, MailAccountExists.Route, MailPasswordReset.Route,
+	MailPaymentReminder.Route, MailOrderSuccess.Route, MailOrderCancelled.Route,
 }
 
+// The order service's timers: messages to itself, delivered after a delay
+// (DelayQueueName).
+var (
+	TimerOrderReminder = Work[OrderReminder]{Route{ExchangeOrders, RoutingOrderReminder, QueueOrderReminder, "order", "order"}}
+	TimerOrderExpiry   = Work[OrderExpiry]{Route{ExchangeOrders, RoutingOrderExpiry, QueueOrderExpiry, "order", "order"}}
+)
+
 // TimerRoutes are the order service's delayed messages to itself.
-var TimerRoutes = []Route{
-	{ExchangeOrders, RoutingOrderReminder, QueueOrderReminder, "order", "order"},
-	{ExchangeOrders, RoutingOrderExpiry, QueueOrderExpiry, "order", "order"},
-}
+var TimerRoutes = []Route{TimerOrderReminder.Route, TimerOrderExpiry.Route}
 
 var (
 	delayQueuePrefix       = "orders.delay."

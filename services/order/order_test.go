@@ -370,16 +370,6 @@ func TestPaymentRules(t *testing.T) {
 	mail.Next(events.QueueOrderCancelled, byOrderID, fmt.Sprint(cancelled.ID))
 }
 
-func publish(t testing.TB, producer *kafka.Producer, topic string, key int64, payload any) {
-	t.Helper()
-	body, _ := json.Marshal(payload)
-	if err := producer.Publish(context.Background(), kafka.Message{
-		Topic: topic, Key: []byte(events.Key(key)), Value: body, Headers: events.Headers(topic, uuid.NewString()),
-	}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestSagaThroughKafka(t *testing.T) {
 	s := start(t, testConfig(t))
 	mail := amqptest.NewReader(t, s.amqpURL)
@@ -391,9 +381,9 @@ func TestSagaThroughKafka(t *testing.T) {
 
 	// The product copy follows the product events, newest version wins.
 	now := time.Now()
-	publish(t, producer, events.TopicProductCreated, 7, events.Product{ID: 7, Name: "tea", Description: "d", Price: money.MustParse("3.50"), Quantity: 10, Version: 1, CreatedAt: now, UpdatedAt: now})
-	publish(t, producer, events.TopicProductUpdated, 7, events.Product{ID: 7, Name: "tea", Description: "d", Price: money.MustParse("4.00"), Quantity: 10, Version: 3, CreatedAt: now, UpdatedAt: now})
-	publish(t, producer, events.TopicProductUpdated, 7, events.Product{ID: 7, Name: "tea", Description: "d", Price: money.MustParse("9.99"), Quantity: 10, Version: 2, CreatedAt: now, UpdatedAt: now})
+	kafkatest.Publish(t, producer, events.TopicProductCreated, events.Key(7), events.Product{ID: 7, Name: "tea", Description: "d", Price: money.MustParse("3.50"), Quantity: 10, Version: 1, CreatedAt: now, UpdatedAt: now}, uuid.NewString())
+	kafkatest.Publish(t, producer, events.TopicProductUpdated, events.Key(7), events.Product{ID: 7, Name: "tea", Description: "d", Price: money.MustParse("4.00"), Quantity: 10, Version: 3, CreatedAt: now, UpdatedAt: now}, uuid.NewString())
+	kafkatest.Publish(t, producer, events.TopicProductUpdated, events.Key(7), events.Product{ID: 7, Name: "tea", Description: "d", Price: money.MustParse("9.99"), Quantity: 10, Version: 2, CreatedAt: now, UpdatedAt: now}, uuid.NewString())
 	testenv.WaitFor(t, 20*time.Second, "the product copy at version 3", func() bool {
 		return count(t, s.db, `SELECT count(*) FROM products WHERE id = 7 AND version = 3 AND price = 4.00`) == 1
 	})
@@ -404,9 +394,9 @@ func TestSagaThroughKafka(t *testing.T) {
 
 	reserved := s.placeOrder(t, &ann, [2]int64{7, 2})
 	rejected := s.placeOrder(t, &ann, [2]int64{7, 1})
-	publish(t, producer, events.TopicStockReserved, reserved.ID, events.StockReserved{OrderID: reserved.ID})
-	publish(t, producer, events.TopicStockRejected, rejected.ID, events.StockRejected{OrderID: rejected.ID, Reason: "insufficient_stock",
-		Shortages: []events.Shortage{{ProductID: 7, Requested: 1, Available: 0}}})
+	kafkatest.Publish(t, producer, events.TopicStockReserved, events.Key(reserved.ID), events.StockReserved{OrderID: reserved.ID}, uuid.NewString())
+	kafkatest.Publish(t, producer, events.TopicStockRejected, events.Key(rejected.ID), events.StockRejected{OrderID: rejected.ID, Reason: "insufficient_stock",
+		Shortages: []events.Shortage{{ProductID: 7, Requested: 1, Available: 0}}}, uuid.NewString())
 	testenv.WaitFor(t, 20*time.Second, "the rejected order to be cancelled", func() bool {
 		st, reason := s.status(t, rejected.ID)
 		return st == "CANCELLED" && reason == "out_of_stock"
@@ -419,7 +409,7 @@ func TestSagaThroughKafka(t *testing.T) {
 		return s.pay(t, &ann, reserved.ID).Status == http.StatusOK
 	})
 
-	publish(t, producer, events.TopicProductDeleted, 7, events.ProductDeleted{ID: 7, Version: 4, DeletedAt: now})
+	kafkatest.Publish(t, producer, events.TopicProductDeleted, events.Key(7), events.ProductDeleted{ID: 7, Version: 4, DeletedAt: now}, uuid.NewString())
 	testenv.WaitFor(t, 20*time.Second, "the deletion", func() bool {
 		return count(t, s.db, `SELECT count(*) FROM products WHERE id = 7 AND deleted`) == 1
 	})

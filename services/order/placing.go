@@ -8,12 +8,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 
+	"strconv"
+
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/money"
 	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/redisx"
-	"strconv"
 )
 
 // Create places an order once per (customer, request id). It returns the order
@@ -196,22 +197,12 @@ func (o *Orders) announceCreated(ctx context.Context, tx pgx.Tx, order Order) er
 		created.Items = append(created.Items, events.OrderCreatedItem{ProductID: it.ProductID, Quantity: it.Quantity, Price: it.Price})
 	}
 	// One statement for the event and every timer (outbox.Add).
-	msgs := make([]outbox.Message, 0, len(o.cfg.ReminderDelays)+2)
-	msg, err := eventMessage(events.TopicOrderCreated, order.ID, created)
-	if err != nil {
-		return err
-	}
-	msgs = append(msgs, msg)
+	msgs := []outbox.Message{outbox.Event(events.TopicOrderCreated, events.Key(order.ID), created)}
 	for i, delay := range o.cfg.ReminderDelays {
-		if msg, err = timerMessage(delay, events.OrderReminder{OrderID: order.ID, ReminderNumber: i + 1}); err != nil {
-			return err
-		}
-		msgs = append(msgs, msg)
+		msgs = append(msgs, timer(events.TimerOrderReminder, delay, events.OrderReminder{OrderID: order.ID, ReminderNumber: i + 1}))
 	}
-	if msg, err = timerMessage(o.cfg.ExpiryDelay, events.OrderExpiry{OrderID: order.ID}); err != nil {
-		return err
-	}
-	return outbox.Add(ctx, tx, append(msgs, msg)...)
+	msgs = append(msgs, timer(events.TimerOrderExpiry, o.cfg.ExpiryDelay, events.OrderExpiry{OrderID: order.ID}))
+	return outbox.Add(ctx, tx, msgs...)
 }
 
 // orderLockKey is the Redis key of the idempotency lock of one order request.

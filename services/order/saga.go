@@ -10,6 +10,7 @@ import (
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/inbox"
+	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 )
 
@@ -26,8 +27,8 @@ func (s *Saga) count(kind string) { s.metrics.saga.WithLabelValues(kind).Inc() }
 
 // Consumer names, for the inbox.
 var (
-	reservedConsumer = events.ConsumerGroup("order", events.TopicStockReserved)
-	rejectedConsumer = events.ConsumerGroup("order", events.TopicStockRejected)
+	reservedConsumer = events.ConsumerGroup("order", events.TopicStockReserved.Name())
+	rejectedConsumer = events.ConsumerGroup("order", events.TopicStockRejected.Name())
 	reminderConsumer = "order." + events.QueueOrderReminder
 	expiryConsumer   = "order." + events.QueueOrderExpiry
 )
@@ -101,10 +102,10 @@ func (s *Saga) Remind(ctx context.Context, messageID string, r events.OrderRemin
 			return nil
 		}
 		s.count("reminder")
-		return mail(ctx, tx, events.RoutingPaymentReminder, events.PaymentReminderMail{
+		return outbox.Add(ctx, tx, outbox.Work(events.MailPaymentReminder, events.PaymentReminderMail{
 			Email: o.email, OrderID: o.ID, ReminderNumber: r.ReminderNumber,
 			DueAt: o.CreatedAt.Add(s.cfg.ExpiryDelay).UTC().Truncate(time.Second), TotalAmount: o.TotalAmount, Items: mailItems(o.Items),
-		})
+		}))
 	})
 }
 
