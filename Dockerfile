@@ -26,7 +26,7 @@ COPY services ./services
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     test -n "$SERVICE" || { echo "build with --build-arg SERVICE=<gateway|auth|product|order|mail|controller|loadgen>"; exit 1; }; \
     case "$SERVICE" in \
-      auth|product|order|controller) cgo=1 ;; \
+      product|order|controller) cgo=1 ;; \
       *) cgo=0 ;; \
     esac; \
     CGO_ENABLED=$cgo GOOS=$TARGETOS GOARCH=$TARGETARCH \

@@ -39,7 +39,7 @@ GCFLAGS=${GCFLAGS:-}
 # The services that link librdkafka (confluent-kafka-go, directly or through
 # the outbox) need cgo; the same list as the Dockerfile's.
 case "$SERVICE" in
-auth|product|order|controller) cgo=1 ;;
+product|order|controller) cgo=1 ;;
 *) cgo=0 ;;
 esac
 

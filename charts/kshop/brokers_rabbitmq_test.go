@@ -118,7 +118,7 @@ func TestTheRenderedRabbitMQPermissionsLetEachServiceWorkAndNoMore(t *testing.T)
 	}{
 		{"auth", auth.Topology()},
 		{"mail", mail.Topology()},
-		{"order", order.Topology(events.DefaultReminderDelays, events.DefaultAutoCancelDelay)},
+		{"order", order.Topology(order.DefaultReminderDelays, order.DefaultExpiryDelay)},
 	} {
 		if err := amqp.DeclareTopology(dial(c.user), c.topology); err != nil {
 			t.Errorf("%s cannot declare its own topology: %v", c.user, err)
@@ -130,10 +130,10 @@ func TestTheRenderedRabbitMQPermissionsLetEachServiceWorkAndNoMore(t *testing.T)
 		what string
 		err  error
 	}{
-		{"auth publishes a verification mail", publish(dial("auth"), events.ExchangeNotifications, events.RoutingSendVerification)},
+		{"auth publishes a verification mail", publish(dial("auth"), events.ExchangeNotifications, events.RoutingVerification)},
 		{"order publishes a payment reminder", publish(dial("order"), events.ExchangePayments, events.RoutingPaymentReminder)},
-		{"order starts a timer (a delay queue, by the default exchange)", publish(dial("order"), "", events.DelayQueueName(events.DefaultAutoCancelDelay))},
-		{"order consumes its timers", consume(dial("order"), events.QueueOrderAutoCancel)},
+		{"order starts a timer (a delay queue, by the default exchange)", publish(dial("order"), "", events.DelayQueueName(order.DefaultExpiryDelay))},
+		{"order consumes its timers", consume(dial("order"), events.QueueOrderExpiry)},
 		{"mail consumes verification mails", consume(dial("mail"), events.QueueVerification)},
 		{"mail dead-letters one", publish(dial("mail"), "", amqp.DeadLetterQueue(events.QueueVerification))},
 	}
@@ -146,9 +146,9 @@ func TestTheRenderedRabbitMQPermissionsLetEachServiceWorkAndNoMore(t *testing.T)
 		what string
 		err  error
 	}{
-		{"mail publishes a verification mail as auth would", publish(dial("mail"), events.ExchangeNotifications, events.RoutingSendVerification)},
-		{"auth publishes to the orders exchange", publish(dial("auth"), events.ExchangeOrders, events.RoutingOrderAutoCancel)},
-		{"auth consumes order timers", consume(dial("auth"), events.QueueOrderAutoCancel)},
+		{"mail publishes a verification mail as auth would", publish(dial("mail"), events.ExchangeNotifications, events.RoutingVerification)},
+		{"auth publishes to the orders exchange", publish(dial("auth"), events.ExchangeOrders, events.RoutingOrderExpiry)},
+		{"auth consumes order timers", consume(dial("auth"), events.QueueOrderExpiry)},
 		{"mail consumes order timers", consume(dial("mail"), events.QueueOrderReminder)},
 		{"order consumes verification mails", consume(dial("order"), events.QueueVerification)},
 		{"auth declares a queue of its choosing", amqp.DeclareTopology(dial("auth"), amqp.Topology{Queues: []amqp.Queue{{Name: "stolen"}}})},

@@ -66,7 +66,7 @@ func TestEachServiceHasARabbitMQUserLimitedToItsOwnExchangesAndQueues(t *testing
 	want := map[string][]string{
 		"auth":  declared(auth.Topology()),
 		"mail":  declared(mail.Topology()),
-		"order": declared(order.Topology(events.DefaultReminderDelays, events.DefaultAutoCancelDelay)),
+		"order": declared(order.Topology(order.DefaultReminderDelays, order.DefaultExpiryDelay)),
 	}
 	var all []string
 	for _, names := range want {

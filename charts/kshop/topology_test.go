@@ -25,7 +25,7 @@ func TestTheTopologyConfigMapsDeclareWhatTheServicesUse(t *testing.T) {
 		reminders []time.Duration
 		expiry    time.Duration
 	}{
-		"default": {nil, events.DefaultReminderDelays, events.DefaultAutoCancelDelay},
+		"default": {nil, order.DefaultReminderDelays, order.DefaultExpiryDelay},
 		"kind":    {[]string{"-f", "values-kind.yaml"}, []time.Duration{30 * time.Second, time.Minute, 90 * time.Second}, 2 * time.Minute},
 	}
 	for name, c := range cases {
@@ -83,7 +83,7 @@ func TestTheTopologyConfigMapsDeclareWhatTheServicesUse(t *testing.T) {
 			for _, d := range c.reminders {
 				delays = append(delays, controller.RabbitMQDelayQueue{Name: events.DelayQueueName(d), Delay: controller.Duration{Duration: d}, Exchange: events.ExchangeOrders, RoutingKey: events.RoutingOrderReminder})
 			}
-			delays = append(delays, controller.RabbitMQDelayQueue{Name: events.DelayQueueName(c.expiry), Delay: controller.Duration{Duration: c.expiry}, Exchange: events.ExchangeOrders, RoutingKey: events.RoutingOrderAutoCancel})
+			delays = append(delays, controller.RabbitMQDelayQueue{Name: events.DelayQueueName(c.expiry), Delay: controller.Duration{Duration: c.expiry}, Exchange: events.ExchangeOrders, RoutingKey: events.RoutingOrderExpiry})
 			if !slices.Equal(rabbit.DelayQueues, delays) {
 				t.Errorf("delay queues\n%+v\nwant\n%+v", rabbit.DelayQueues, delays)
 			}

@@ -122,10 +122,10 @@ kafka:
   timers:
     exchange: %q
     reminder: {routingKey: %q, variable: %q, defaultDelays: %s}
-    autoCancel: {routingKey: %q, variable: %q, defaultDelays: %s}
+    expiry: {routingKey: %q, variable: %q, defaultDelays: %s}
 `, events.ExchangeOrders,
 		events.RoutingOrderReminder, reminderDelaysVariable, quotedList(reminderDefaults),
-		events.RoutingOrderAutoCancel, expiryDelayVariable, quotedList(expiryDefaults))
+		events.RoutingOrderExpiry, expiryDelayVariable, quotedList(expiryDefaults))
 	prefix, units := events.DelayQueueNaming()
 	fmt.Fprintf(&b, `  # events.DelayQueueName as data: a delay queue's name is the prefix and the
   # delay, truncated to the last unit, written in the first unit that divides it.

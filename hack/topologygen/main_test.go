@@ -13,6 +13,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/order"
 )
 
 // TestCommittedTopologyIsCurrent fails when a topic, exchange, queue, routing
@@ -54,9 +55,9 @@ type messaging struct {
 			Consumer        string `json:"consumer"`
 		} `json:"routes"`
 		Timers struct {
-			Exchange   string `json:"exchange"`
-			Reminder   timer  `json:"reminder"`
-			AutoCancel timer  `json:"autoCancel"`
+			Exchange string `json:"exchange"`
+			Reminder timer  `json:"reminder"`
+			Expiry   timer  `json:"expiry"`
 		} `json:"timers"`
 		DelayQueueNames struct {
 			Prefix            string `json:"prefix"`
@@ -127,17 +128,17 @@ func TestTheFileSaysWhatServicesEventsDeclares(t *testing.T) {
 	}
 
 	timers := m.RabbitMQ.Timers
-	if timers.Exchange != events.ExchangeOrders || timers.Reminder.RoutingKey != events.RoutingOrderReminder || timers.AutoCancel.RoutingKey != events.RoutingOrderAutoCancel {
-		t.Errorf("timers %+v, want exchange %s, routing keys %s and %s", timers, events.ExchangeOrders, events.RoutingOrderReminder, events.RoutingOrderAutoCancel)
+	if timers.Exchange != events.ExchangeOrders || timers.Reminder.RoutingKey != events.RoutingOrderReminder || timers.Expiry.RoutingKey != events.RoutingOrderExpiry {
+		t.Errorf("timers %+v, want exchange %s, routing keys %s and %s", timers, events.ExchangeOrders, events.RoutingOrderReminder, events.RoutingOrderExpiry)
 	}
-	if timers.Reminder.Variable != "KSHOP_ORDER_REMINDER_DELAYS" || timers.AutoCancel.Variable != "KSHOP_ORDER_EXPIRY_DELAY" {
-		t.Errorf("timer variables %q and %q", timers.Reminder.Variable, timers.AutoCancel.Variable)
+	if timers.Reminder.Variable != "KSHOP_ORDER_REMINDER_DELAYS" || timers.Expiry.Variable != "KSHOP_ORDER_EXPIRY_DELAY" {
+		t.Errorf("timer variables %q and %q", timers.Reminder.Variable, timers.Expiry.Variable)
 	}
-	// The order service's defaults, which services/events names too.
-	if got, want := parseAll(t, timers.Reminder.DefaultDelays), events.DefaultReminderDelays; !slices.Equal(got, want) {
+	// The order service's defaults.
+	if got, want := parseAll(t, timers.Reminder.DefaultDelays), order.DefaultReminderDelays; !slices.Equal(got, want) {
 		t.Errorf("default reminder delays %v, want %v", got, want)
 	}
-	if got, want := parseAll(t, timers.AutoCancel.DefaultDelays), []time.Duration{events.DefaultAutoCancelDelay}; !slices.Equal(got, want) {
+	if got, want := parseAll(t, timers.Expiry.DefaultDelays), []time.Duration{order.DefaultExpiryDelay}; !slices.Equal(got, want) {
 		t.Errorf("default expiry %v, want %v", got, want)
 	}
 

@@ -14,10 +14,10 @@ import (
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/httpx"
-	"github.com/kshop/kshop/services/platform/lifecycle"
 	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/redisx"
+	"github.com/kshop/kshop/services/platform/serve"
 	"github.com/kshop/kshop/services/platform/tokens"
 )
 
@@ -36,7 +36,7 @@ type App struct {
 	redis   redis.UniversalClient
 	amqp    *amqp.Connection
 	relay   *outbox.Relay
-	service *lifecycle.Service
+	service *serve.Service
 	logger  *slog.Logger
 }
 
@@ -83,10 +83,10 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		registry.MustRegister(registered, verified, reset, deleted, expired, limited, pg.NewPoolCollector(db))
 	}
 	app.relay = outbox.NewRelay(db.Primary,
-		map[outbox.Destination]outbox.Publisher{outbox.AMQP: outbox.AMQPPublisher(amqp.NewPublisher(app.amqp))},
+		map[outbox.Destination]outbox.Publisher{outbox.AMQP: amqp.OutboxPublisher(amqp.NewPublisher(app.amqp))},
 		outbox.RelayConfig{DeleteSent: true, Registerer: registry}, logger)
 
-	app.service = &lifecycle.Service{
+	app.service = &serve.Service{
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, Close: app.Close,
 		Metrics: httpx.MetricsHandler(registry), MetricsAddr: cfg.MetricsAddr, MetricsAddrVar: Prefix + "_METRICS_ADDR",
 		DB: db.Primary, Migrations: []pg.Migrations{Migrations, outbox.Migrations},
@@ -112,11 +112,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 
 // Topology is what auth declares on RabbitMQ: the mail work queues it feeds.
 func Topology() amqp.Topology {
-	var routes []amqp.WorkRoute
-	for _, r := range events.Producing("auth", events.MailRoutes) {
-		routes = append(routes, amqp.WorkRoute{Exchange: r.Exchange, ExchangeKind: events.ExchangeKinds[r.Exchange], RoutingKey: r.RoutingKey, Queue: r.Queue})
-	}
-	return amqp.WorkTopology(routes...)
+	return amqp.WorkTopologyOf(events.Producing("auth", events.MailRoutes))
 }
 
 // Run serves HTTP on cfg.HTTPAddr and runs the background work until ctx ends.

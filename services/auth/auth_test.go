@@ -163,7 +163,7 @@ func TestRegisterVerifyLoginJourney(t *testing.T) {
 	if until := time.Until(msg.ExpiresAt); until < 9*time.Minute || until > 10*time.Minute {
 		t.Fatalf("code expires in %v, want about 10 minutes", until)
 	}
-	if d.MessageId == "" || d.ContentType != "application/json" || d.Exchange != events.ExchangeNotifications || d.RoutingKey != events.RoutingSendVerification {
+	if d.MessageId == "" || d.ContentType != "application/json" || d.Exchange != events.ExchangeNotifications || d.RoutingKey != events.RoutingVerification {
 		t.Fatalf("delivery id %q type %q exchange %q key %q", d.MessageId, d.ContentType, d.Exchange, d.RoutingKey)
 	}
 	var stored string
@@ -192,8 +192,8 @@ func TestRegisterVerifyLoginJourney(t *testing.T) {
 	if v["is_verified"] != true || v["email"] != email || v["id"] != float64(user.ID) || len(v) != 3 {
 		t.Fatalf("verify answered %v", v)
 	}
-	if got, err := events.Decode[events.AccountVerifiedMail](mail.Next(events.QueueVerified, byEmail, email).Body); err != nil || got.Email != email {
-		t.Fatalf("account.verified message %+v, %v", got, err)
+	if got, err := events.Decode[events.AccountVerifiedMail](mail.Next(events.QueueAccountVerified, byEmail, email).Body); err != nil || got.Email != email {
+		t.Fatalf("send.account.verified message %+v, %v", got, err)
 	}
 	// A used code is like any wrong one; a resend for a verified account
 	// answers as any resend, and the e-mail says the account exists.

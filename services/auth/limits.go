@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/tokens"
 )
 
 // The limits below are kept in Redis, so they hold across replicas, and are
@@ -46,7 +46,7 @@ func limited(limit, message string, retryAfter time.Duration) *LimitError {
 // in the end sent at all. release gives the cooldown back when nothing was
 // sent because of an error, so the user is not held back by our failure.
 func (s *Service) claimMail(ctx context.Context, email string) (release func(), err error) {
-	cooldownKey := events.ResendCooldownKey(email)
+	cooldownKey := resendCooldownKey(email)
 	ok, err := s.redis.SetNX(ctx, cooldownKey, "1", s.cfg.ResendCooldown).Result()
 	if err != nil {
 		return nil, fmt.Errorf("check the e-mail cooldown: %w", err)
@@ -63,7 +63,7 @@ func (s *Service) claimMail(ctx context.Context, email string) (release func(), 
 			s.logger.WarnContext(ctx, "release the e-mail cooldown after a failure", "error", err)
 		}
 	}
-	sent, left, err := s.count(ctx, events.MailsSentKey(email))
+	sent, left, err := s.count(ctx, mailsSentKey(email))
 	if err != nil {
 		release()
 		return nil, fmt.Errorf("count the e-mails to the address: %w", err)
@@ -79,9 +79,9 @@ func (s *Service) claimMail(ctx context.Context, email string) (release func(), 
 // used up its wrong guesses for the day.
 func (s *Service) checkGuesses(ctx context.Context, email, client string) error {
 	pipe := s.redis.Pipeline()
-	backoff := pipe.PTTL(ctx, events.CodeBackoffKey(email))
-	guesses, guessesLeft := pipe.Get(ctx, events.CodeGuessesKey(email)), pipe.PTTL(ctx, events.CodeGuessesKey(email))
-	clientGuesses, clientLeft := pipe.Get(ctx, events.CodeGuessesClientKey(client)), pipe.PTTL(ctx, events.CodeGuessesClientKey(client))
+	backoff := pipe.PTTL(ctx, codeBackoffKey(email))
+	guesses, guessesLeft := pipe.Get(ctx, codeGuessesKey(email)), pipe.PTTL(ctx, codeGuessesKey(email))
+	clientGuesses, clientLeft := pipe.Get(ctx, codeGuessesClientKey(client)), pipe.PTTL(ctx, codeGuessesClientKey(client))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("read the code guess counters: %w", err)
 	}
@@ -102,14 +102,14 @@ func (s *Service) checkGuesses(ctx context.Context, email, client string) error 
 // next guess for email wait: GuessBackoff after the first wrong one of the
 // day, doubling with each (at most 15 minutes).
 func (s *Service) countWrongGuess(ctx context.Context, email, client string) error {
-	n, _, err := s.count(ctx, events.CodeGuessesKey(email))
+	n, _, err := s.count(ctx, codeGuessesKey(email))
 	if err != nil {
 		return fmt.Errorf("count a wrong code: %w", err)
 	}
-	if _, _, err := s.count(ctx, events.CodeGuessesClientKey(client)); err != nil {
+	if _, _, err := s.count(ctx, codeGuessesClientKey(client)); err != nil {
 		return fmt.Errorf("count a wrong code of the client: %w", err)
 	}
-	if err := s.redis.Set(ctx, events.CodeBackoffKey(email), "1", backoff(s.cfg.CodeGuessBackoff, n)).Err(); err != nil {
+	if err := s.redis.Set(ctx, codeBackoffKey(email), "1", backoff(s.cfg.CodeGuessBackoff, n)).Err(); err != nil {
 		return fmt.Errorf("start the wait after a wrong code: %w", err)
 	}
 	if n == int64(s.cfg.CodeGuessesPerDay) {
@@ -135,7 +135,7 @@ func backoff(base time.Duration, n int64) time.Duration {
 // counters are keyed by the address asked about, never by the account, so
 // the answer tells nothing about whether one exists.
 func (s *Service) checkPassword(ctx context.Context, email, password, client string) (credentialsOf, error) {
-	addressKey, clientKey := events.LoginFailuresKey(email), events.LoginFailuresClientKey(client)
+	addressKey, clientKey := loginFailuresKey(email), loginFailuresClientKey(client)
 	pipe := s.redis.TxPipeline()
 	addressCount, addressLeft := countIn(ctx, pipe, addressKey, s.cfg.LoginFailureWindow)
 	clientCount, clientLeft := countIn(ctx, pipe, clientKey, s.cfg.LoginFailureWindow)
@@ -191,7 +191,7 @@ func (s *Service) count(ctx context.Context, key string) (int64, time.Duration, 
 // leeway, with room to spare). It returns the undo, for a transaction that
 // does not commit after all.
 func (s *Service) revokeCredential(ctx context.Context, id string) (undo func(), err error) {
-	key := events.RevokedCredentialKey(id)
+	key := tokens.RevokedCredentialKey(id)
 	if err := s.redis.Set(ctx, key, "1", s.cfg.TokenTTL+5*time.Minute).Err(); err != nil {
 		return nil, fmt.Errorf("revoke the old password's tokens: %w", err)
 	}

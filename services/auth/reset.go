@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/outbox"
 )
 
 // RequestPasswordReset mails a reset code to an address that has an account
@@ -36,7 +37,7 @@ func (s *Service) RequestPasswordReset(ctx context.Context, email string) error 
 		if err := storeCode(ctx, tx, "password_reset_codes", id, codeHash, expires); err != nil {
 			return err
 		}
-		return s.mail(ctx, tx, events.RoutingPasswordReset, events.PasswordResetMail{Email: email, Token: code, ExpiresAt: expires.UTC().Truncate(time.Second)})
+		return outbox.Add(ctx, tx, outbox.Work(events.MailPasswordReset, events.PasswordResetMail{Email: email, Token: code, ExpiresAt: expires.UTC().Truncate(time.Second)}))
 	})
 	if err != nil {
 		release()
@@ -105,7 +106,7 @@ func (s *Service) ResetPassword(ctx context.Context, email, code, password, clie
 	// The owner (who reads the address's mail) may log in at once with the
 	// new password, even while someone's wrong passwords hold the address:
 	// guesses at the old password are moot now.
-	if err := s.redis.Del(ctx, events.LoginFailuresKey(email)).Err(); err != nil {
+	if err := s.redis.Del(ctx, loginFailuresKey(email)).Err(); err != nil {
 		s.logger.WarnContext(ctx, "clear the wrong passwords of a reset address", "error", err)
 	}
 	if s.counters.passwordsReset != nil {

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -142,7 +141,7 @@ func (s *Service) Register(ctx context.Context, email, password string) error {
 			return s.issueCode(ctx, tx, id, email, code, codeHash)
 		}
 		if verified {
-			return s.mail(ctx, tx, events.RoutingAccountExists, events.AccountExistsMail{Email: email})
+			return outbox.Add(ctx, tx, outbox.Work(events.MailAccountExists, events.AccountExistsMail{Email: email}))
 		}
 		if _, err := tx.Exec(ctx, `UPDATE users SET password_hash = $2, registered_at = now(), updated_at = now() WHERE id = $1`, id, passwordHash); err != nil {
 			return fmt.Errorf("replace the pending registration: %w", err)
@@ -194,7 +193,7 @@ func (s *Service) Verify(ctx context.Context, email, code, client string) (User,
 			return fmt.Errorf("mark user verified: %w", err)
 		}
 		u.IsVerified = true
-		return s.mail(ctx, tx, events.RoutingAccountVerified, events.AccountVerifiedMail{Email: email})
+		return outbox.Add(ctx, tx, outbox.Work(events.MailAccountVerified, events.AccountVerifiedMail{Email: email}))
 	})
 	if err != nil {
 		return User{}, err
@@ -230,7 +229,7 @@ func (s *Service) ResendVerification(ctx context.Context, email string) error {
 		case !found:
 			return nil
 		case verified:
-			return s.mail(ctx, tx, events.RoutingAccountExists, events.AccountExistsMail{Email: email})
+			return outbox.Add(ctx, tx, outbox.Work(events.MailAccountExists, events.AccountExistsMail{Email: email}))
 		}
 		return s.issueCode(ctx, tx, id, email, code, codeHash)
 	})
@@ -381,21 +380,7 @@ func (s *Service) issueCode(ctx context.Context, tx pgx.Tx, userID int64, email,
 	if err := storeCode(ctx, tx, "verification_codes", userID, hash, expires); err != nil {
 		return err
 	}
-	return s.mail(ctx, tx, events.RoutingSendVerification, events.VerificationMail{Email: email, Token: code, ExpiresAt: expires.UTC().Truncate(time.Second)})
-}
-
-// mail queues a message for the mail service on the notifications exchange.
-func (s *Service) mail(ctx context.Context, tx pgx.Tx, routingKey string, payload any) error {
-	body, err := json.Marshal(payload)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", routingKey, err)
-	}
-	return outbox.Add(ctx, tx, outbox.Message{
-		Destination: outbox.AMQP,
-		Topic:       events.ExchangeNotifications,
-		Key:         routingKey,
-		Payload:     body,
-	})
+	return outbox.Add(ctx, tx, outbox.Work(events.MailVerification, events.VerificationMail{Email: email, Token: code, ExpiresAt: expires.UTC().Truncate(time.Second)}))
 }
 
 func (s *Service) inTx(ctx context.Context, fn func(pgx.Tx) error) error {

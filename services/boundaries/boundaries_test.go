@@ -15,7 +15,7 @@ const module = "github.com/kshop/kshop/"
 
 // layer names what a package of the module is, which decides what it may import.
 type layer struct {
-	kind    string // service, platform, events, tool, entry
+	kind    string // service, platform, events, money, tool, entry
 	service string // for kind "service": which one
 }
 
@@ -31,6 +31,8 @@ func layerOf(path string) layer {
 	switch top := parts[1]; {
 	case top == "events":
 		return layer{kind: "events"}
+	case top == "money":
+		return layer{kind: "money"}
 	case top == "platform":
 		return layer{kind: "platform"}
 	case top == "cmd", top == "e2e", top == "boundaries":
@@ -57,7 +59,7 @@ func allowed(from, to layer) (bool, string) {
 		case to.kind == "service" && to.service != from.service:
 			return false, "a service never imports another service: they talk over HTTP, Kafka and RabbitMQ"
 		case to.kind == "tool", to.kind == "entry":
-			return false, "a service imports only itself, services/events and services/platform"
+			return false, "a service imports only itself, services/events, services/money and services/platform"
 		}
 	case "tool":
 		if to.kind == "service" || to.kind == "entry" {
@@ -65,11 +67,15 @@ func allowed(from, to layer) (bool, string) {
 		}
 	case "platform":
 		if to.kind != "platform" {
-			return false, "platform is the foundation: it imports no service, tool or services/events"
+			return false, "platform is the foundation: it imports no service, tool, services/events or services/money"
 		}
 	case "events":
-		if to.kind != "events" {
-			return false, "services/events is the messages' vocabulary: it imports nothing of the module"
+		if to.kind != "events" && to.kind != "money" {
+			return false, "services/events is the message contract: it imports nothing of the module but services/money, the amounts its payloads carry"
+		}
+	case "money":
+		if to.kind != "money" {
+			return false, "services/money is an amount and nothing else: it imports nothing of the module"
 		}
 	case "unknown":
 		return false, "a package under services/ that belongs to no layer: add it to the layers of this test and of docs/architecture.md"
@@ -160,6 +166,9 @@ func TestForbiddenArrowsAreCaught(t *testing.T) {
 		{p("services/platform/outbox", "services/events"), "services/platform/outbox imports services/events"},
 		{p("services/platform/pg", "services/auth"), "services/platform/pg imports services/auth"},
 		{p("services/events", "services/platform/pg"), "services/events imports services/platform/pg"},
+		{p("services/events", "services/order"), "services/events imports services/order"},
+		{p("services/money", "services/events"), "services/money imports services/events"},
+		{p("services/platform/pg", "services/money"), "services/platform/pg imports services/money"},
 		{p("services/loadgen", "services/gateway"), "services/loadgen imports services/gateway"},
 		{p("services/payments"), "services/payments: belongs to no layer"},
 	} {
@@ -169,7 +178,8 @@ func TestForbiddenArrowsAreCaught(t *testing.T) {
 		}
 	}
 	for _, ok := range []listed{
-		p("services/order", "services/events", "services/platform/outbox", "services/order/migrations"),
+		p("services/order", "services/events", "services/money", "services/platform/outbox", "services/order/migrations"),
+		p("services/events", "services/money"),
 		p("services/cmd/kshop", "services/auth", "services/order", "services/platform/config"),
 		p("services/e2e", "services/gateway", "services/loadgen"),
 		p("services/loadgen", "services/platform/httpx"),

@@ -406,7 +406,7 @@ func (w *world) reconcile(t *testing.T, accepted []loadgen.Accepted) table {
 	count("e-mails sent but not in the mail inbox table", 0, unrecorded)
 	count("mail inbox rows without an e-mail", 0, unsentRecorded)
 	count("order-success e-mails vs paid orders", paid, perConsumer["mail."+events.QueueOrderSuccess])
-	count("cancel notices vs cancelled orders", byStatus["CANCELLED"], perConsumer["mail."+events.QueueCancelNotification])
+	count("cancel notices vs cancelled orders", byStatus["CANCELLED"], perConsumer["mail."+events.QueueOrderCancelled])
 	count("orders missing from Kafka order-created", 0, notInKafka)
 	count("order-created records of unknown orders", 0, kafkaUnknown)
 	count("cancelled orders missing from Kafka order-cancelled", 0, cancelNotInKafka)

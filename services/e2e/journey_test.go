@@ -221,7 +221,7 @@ func checkOneTracePerOrder(t *testing.T) {
 	var reminder *tracetest.SpanStub
 	all := spans.GetSpans()
 	for i := range all {
-		if all[i].Name == "reminder process" {
+		if all[i].Name == "payment-reminder process" {
 			reminder = &all[i]
 			break
 		}
@@ -251,9 +251,9 @@ func checkOneTracePerOrder(t *testing.T) {
 	}
 	for _, want := range []string{
 		"order-created publish", "order-created process", // order -> Kafka -> product
-		"stock-reserved publish", // product -> Kafka, back to order
-		"order-reminder process", // the RabbitMQ timer, back in order
-		"reminder process",       // the reminder e-mail in the mail service
+		"stock-reserved publish",   // product -> Kafka, back to order
+		"order-reminder process",   // the RabbitMQ timer, back in order
+		"payment-reminder process", // the reminder e-mail in the mail service
 	} {
 		if !names[want] {
 			t.Errorf("the order's trace lacks %q; it has %v", want, keys(names))

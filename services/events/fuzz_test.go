@@ -84,14 +84,14 @@ func FuzzDecodeOrderSuccessMail(f *testing.F) {
 	fuzzPayload[OrderSuccessMail](f, `{"email":"a@kshop.dev","order_id":1,"total_amount":"5.00","items":[{"product_id":1,"name":"Tea","quantity":1,"price":"5.00"}]}`)
 }
 
-func FuzzDecodeCancelNotificationMail(f *testing.F) {
-	fuzzPayload[CancelNotificationMail](f, `{"email":"a@kshop.dev","order_id":1,"reason":"expired","total_amount":"5.00","items":[{"product_id":1,"name":"Tea","quantity":1,"price":"5.00"}]}`)
+func FuzzDecodeOrderCancelledMail(f *testing.F) {
+	fuzzPayload[OrderCancelledMail](f, `{"email":"a@kshop.dev","order_id":1,"reason":"expired","total_amount":"5.00","items":[{"product_id":1,"name":"Tea","quantity":1,"price":"5.00"}]}`)
 }
 
 func FuzzDecodeOrderReminder(f *testing.F) {
 	fuzzPayload[OrderReminder](f, `{"order_id":1,"reminder_number":1}`)
 }
 
-func FuzzDecodeOrderAutoCancel(f *testing.F) {
-	fuzzPayload[OrderAutoCancel](f, `{"order_id":1}`)
+func FuzzDecodeOrderExpiry(f *testing.F) {
+	fuzzPayload[OrderExpiry](f, `{"order_id":1}`)
 }

@@ -1,7 +1,7 @@
-// Package events is kshop's messaging contract: the names of Kafka topics,
-// RabbitMQ exchanges, queues and routing keys, Redis keys, and the JSON payloads
-// that travel between services. Every producer and consumer imports it, so a name
-// or a field exists in exactly one place.
+// Package events is kshop's message contract: the names of Kafka topics,
+// RabbitMQ exchanges, queues and routing keys, and the JSON payloads that travel
+// between services. Every producer and consumer imports it, so a name or a field
+// exists in exactly one place.
 package events
 
 import (
@@ -10,22 +10,24 @@ import (
 	"time"
 )
 
-// Kafka topics carry domain events, keyed by the aggregate id as a decimal string.
-const (
-	TopicProductCreated = "product-created"
-	TopicProductUpdated = "product-updated"
-	TopicProductDeleted = "product-deleted"
-	TopicOrderCreated   = "order-created"
-	TopicOrderCancelled = "order-cancelled"
-	TopicOrderPaid      = "order-paid"
-	TopicStockReserved  = "stock-reserved"
-	TopicStockRejected  = "stock-rejected"
+// Kafka topics carry domain events, keyed by the aggregate id as a decimal
+// string (Key). Each is bound to the payload type its messages carry.
+var (
+	TopicProductCreated = Topic[Product]{"product-created"}
+	TopicProductUpdated = Topic[Product]{"product-updated"}
+	TopicProductDeleted = Topic[ProductDeleted]{"product-deleted"}
+	TopicOrderCreated   = Topic[OrderCreated]{"order-created"}
+	TopicOrderCancelled = Topic[OrderCancelled]{"order-cancelled"}
+	TopicOrderPaid      = Topic[OrderPaid]{"order-paid"}
+	TopicStockReserved  = Topic[StockReserved]{"stock-reserved"}
+	TopicStockRejected  = Topic[StockRejected]{"stock-rejected"}
 )
 
-// Topics lists every domain topic, for creating them.
+// Topics lists every domain topic's name, for creating them.
 var Topics = []string{
-	TopicProductCreated, TopicProductUpdated, TopicProductDeleted,
-	TopicOrderCreated, TopicOrderCancelled, TopicOrderPaid, TopicStockReserved, TopicStockRejected,
+	TopicProductCreated.Name(), TopicProductUpdated.Name(), TopicProductDeleted.Name(),
+	TopicOrderCreated.Name(), TopicOrderCancelled.Name(), TopicOrderPaid.Name(),
+	TopicStockReserved.Name(), TopicStockRejected.Name(),
 }
 
 // DefaultPartitions is how many partitions a topic gets unless configured otherwise.
@@ -39,9 +41,9 @@ const DeadLetterPartitions = 1
 // Version is the payload version every event carries in its event-version header.
 const Version = 1
 
-// Kafka header names.
+// Kafka header names. Every event carries its id in the event-id header too,
+// which the outbox relay sets (docs/api.md#kafka-events).
 const (
-	HeaderEventID      = "event-id"
 	HeaderEventType    = "event-type"
 	HeaderEventVersion = "event-version"
 	HeaderTraceParent  = "traceparent"
@@ -55,16 +57,6 @@ func ConsumerGroup(service, topic string) string { return service + "." + topic 
 
 // Key turns an aggregate id into a message key.
 func Key(id int64) string { return strconv.FormatInt(id, 10) }
-
-// Headers returns the Kafka headers of an event of the given topic. The
-// traceparent header is added by the producer (or stored by the outbox).
-func Headers(topic, eventID string) map[string]string {
-	return map[string]string{
-		HeaderEventID:      eventID,
-		HeaderEventType:    topic,
-		HeaderEventVersion: strconv.Itoa(Version),
-	}
-}
 
 // RabbitMQ exchanges.
 const (
@@ -80,30 +72,33 @@ var ExchangeKinds = map[string]string{
 	ExchangeOrders:        "direct",
 }
 
-// RabbitMQ routing keys.
+// RabbitMQ routing keys. A mail and its queue are named after the same
+// words: send.order.cancelled goes to order-cancelled, which the mail service
+// renders with the order_cancelled template; a timer's key and queue likewise
+// (order.expiry, order-expiry).
 const (
-	RoutingSendVerification = "send.verification"
-	RoutingAccountVerified  = "account.verified"
-	RoutingAccountExists    = "send.account.exists"
-	RoutingPasswordReset    = "send.password.reset"
-	RoutingPaymentReminder  = "send.payment.reminder"
-	RoutingOrderSuccess     = "send.order.success"
-	RoutingCancelNotice     = "send.cancel.notification"
-	RoutingOrderReminder    = "order.reminder"
-	RoutingOrderAutoCancel  = "order.auto.cancel"
+	RoutingVerification    = "send.verification"
+	RoutingAccountVerified = "send.account.verified"
+	RoutingAccountExists   = "send.account.exists"
+	RoutingPasswordReset   = "send.password.reset"
+	RoutingPaymentReminder = "send.payment.reminder"
+	RoutingOrderSuccess    = "send.order.success"
+	RoutingOrderCancelled  = "send.order.cancelled"
+	RoutingOrderReminder   = "order.reminder"
+	RoutingOrderExpiry     = "order.expiry"
 )
 
 // RabbitMQ work queues.
 const (
-	QueueVerification       = "verification"
-	QueueVerified           = "verified"
-	QueueAccountExists      = "account-exists"
-	QueuePasswordReset      = "password-reset"
-	QueueReminder           = "reminder"
-	QueueOrderSuccess       = "order-success"
-	QueueCancelNotification = "cancel-notification"
-	QueueOrderReminder      = "order-reminder"
-	QueueOrderAutoCancel    = "order-auto-cancel"
+	QueueVerification    = "verification"
+	QueueAccountVerified = "account-verified"
+	QueueAccountExists   = "account-exists"
+	QueuePasswordReset   = "password-reset"
+	QueuePaymentReminder = "payment-reminder"
+	QueueOrderSuccess    = "order-success"
+	QueueOrderCancelled  = "order-cancelled"
+	QueueOrderReminder   = "order-reminder"
+	QueueOrderExpiry     = "order-expiry"
 )
 
 // DeadLetterQueue names a work queue's dead-letter queue.
@@ -118,27 +113,34 @@ type Route struct {
 	Consumer   string
 }
 
+// The mails: each route is bound to the payload type its messages carry.
+var (
+	MailVerification    = Work[VerificationMail]{Route{ExchangeNotifications, RoutingVerification, QueueVerification, "auth", "mail"}}
+	MailAccountVerified = Work[AccountVerifiedMail]{Route{ExchangeNotifications, RoutingAccountVerified, QueueAccountVerified, "auth", "mail"}}
+	MailAccountExists   = Work[AccountExistsMail]{Route{ExchangeNotifications, RoutingAccountExists, QueueAccountExists, "auth", "mail"}}
+	MailPasswordReset   = Work[PasswordResetMail]{Route{ExchangeNotifications, RoutingPasswordReset, QueuePasswordReset, "auth", "mail"}}
+	MailPaymentReminder = Work[PaymentReminderMail]{Route{ExchangePayments, RoutingPaymentReminder, QueuePaymentReminder, "order", "mail"}}
+	MailOrderSuccess    = Work[OrderSuccessMail]{Route{ExchangeNotifications, RoutingOrderSuccess, QueueOrderSuccess, "order", "mail"}}
+	MailOrderCancelled  = Work[OrderCancelledMail]{Route{ExchangeNotifications, RoutingOrderCancelled, QueueOrderCancelled, "order", "mail"}}
+)
+
 // MailRoutes are the messages the mail service consumes.
 var MailRoutes = []Route{
-	{ExchangeNotifications, RoutingSendVerification, QueueVerification, "auth", "mail"},
-	{ExchangeNotifications, RoutingAccountVerified, QueueVerified, "auth", "mail"},
-	{ExchangeNotifications, RoutingAccountExists, QueueAccountExists, "auth", "mail"},
-	{ExchangeNotifications, RoutingPasswordReset, QueuePasswordReset, "auth", "mail"},
-	{ExchangePayments, RoutingPaymentReminder, QueueReminder, "order", "mail"},
-	{ExchangeNotifications, RoutingOrderSuccess, QueueOrderSuccess, "order", "mail"},
-	{ExchangeNotifications, RoutingCancelNotice, QueueCancelNotification, "order", "mail"},
+	MailVerification.Route, MailAccountVerified.Route, MailAccountExists.Route, MailPasswordReset.Route,
+	MailPaymentReminder.Route, MailOrderSuccess.Route, MailOrderCancelled.Route,
 }
+
+// The order service's timers: messages to itself, delivered after a delay
+// (DelayQueueName).
+var (
+	TimerOrderReminder = Work[OrderReminder]{Route{ExchangeOrders, RoutingOrderReminder, QueueOrderReminder, "order", "order"}}
+	TimerOrderExpiry   = Work[OrderExpiry]{Route{ExchangeOrders, RoutingOrderExpiry, QueueOrderExpiry, "order", "order"}}
+)
 
 // TimerRoutes are the order service's delayed messages to itself.
-var TimerRoutes = []Route{
-	{ExchangeOrders, RoutingOrderReminder, QueueOrderReminder, "order", "order"},
-	{ExchangeOrders, RoutingOrderAutoCancel, QueueOrderAutoCancel, "order", "order"},
-}
+var TimerRoutes = []Route{TimerOrderReminder.Route, TimerOrderExpiry.Route}
 
-// Default timer delays.
 var (
-	DefaultReminderDelays  = []time.Duration{4 * time.Hour, 12 * time.Hour, 22 * time.Hour}
-	DefaultAutoCancelDelay = 24 * time.Hour
 	delayQueuePrefix       = "orders.delay."
 	delayQueueUnitsInOrder = []struct {
 		suffix string
@@ -163,59 +165,7 @@ func DelayQueueName(d time.Duration) string {
 	return delayQueuePrefix + strconv.FormatInt(d.Milliseconds(), 10) + "ms"
 }
 
-// Redis keys.
-const RateLimitPrefix = "ratelimit:"
-
-// OrderLockKey is the idempotency lock of one order request.
-func OrderLockKey(customerID int64, requestID string) string {
-	return "order:lock:" + strconv.FormatInt(customerID, 10) + ":" + requestID
-}
-
-// ResendCooldownKey marks that a code was sent recently to email (a
-// verification or a reset code, or the notice that the account exists). The
-// auth service normalises e-mails before they get here.
-func ResendCooldownKey(email string) string { return "auth:resend:" + email }
-
-// MailsSentKey counts the e-mails anonymous requests had sent to email in the
-// current day-long window (registrations, resends, reset requests).
-func MailsSentKey(email string) string { return "auth:mails:" + email }
-
-// CodeGuessesKey counts the wrong verification and reset codes entered for
-// email in the current day-long window; CodeGuessesClientKey counts them per
-// client address.
-func CodeGuessesKey(email string) string { return "auth:guesses:" + email }
-
-// CodeGuessesClientKey counts the wrong codes one client address entered.
-func CodeGuessesClientKey(clientIP string) string { return "auth:guesses-client:" + clientIP }
-
-// LoginFailuresKey counts the wrong passwords entered for email (at login
-// and account deletion) in the current window; LoginFailuresClientKey counts
-// them per client address.
-func LoginFailuresKey(email string) string { return "auth:login-failures:" + email }
-
-// LoginFailuresClientKey counts the wrong passwords one client address entered.
-func LoginFailuresClientKey(clientIP string) string { return "auth:login-failures-client:" + clientIP }
-
-// CodeBackoffKey exists while the next code guess for email must wait.
-func CodeBackoffKey(email string) string { return "auth:guess-wait:" + email }
-
-// RevokedCredentialKey exists while tokens carrying the credential id may
-// still be unexpired: auth sets it when a password is reset or an account
-// deleted, the gateway refuses such tokens. Credential ids are random, so
-// deployments sharing one Redis never collide.
-func RevokedCredentialKey(credentialID string) string {
-	return "auth:revoked-credential:" + credentialID
-}
-
-// Order statuses.
-const (
-	StatusPending   = "PENDING"
-	StatusPaid      = "PAID"
-	StatusCompleted = "COMPLETED"
-	StatusCancelled = "CANCELLED"
-)
-
-// Cancel reasons.
+// Cancel reasons, the reason field of OrderCancelled and OrderCancelledMail.
 const (
 	CancelExpired    = "expired"
 	CancelOutOfStock = "out_of_stock"

@@ -9,19 +9,21 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+
+	"github.com/kshop/kshop/services/money"
 )
 
 // Product is the payload of product-created and product-updated. Version grows
 // with every change, stock changes included, so consumers can ignore stale events.
 type Product struct {
-	ID          int64     `json:"id"`
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	Price       Money     `json:"price"`
-	Quantity    int64     `json:"quantity"`
-	Version     int64     `json:"version"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	ID          int64       `json:"id"`
+	Name        string      `json:"name"`
+	Description string      `json:"description"`
+	Price       money.Money `json:"price"`
+	Quantity    int64       `json:"quantity"`
+	Version     int64       `json:"version"`
+	CreatedAt   time.Time   `json:"created_at"`
+	UpdatedAt   time.Time   `json:"updated_at"`
 }
 
 // Validate checks what a consumer relies on.
@@ -46,9 +48,9 @@ func (p ProductDeleted) Validate() error {
 
 // OrderCreatedItem is one line of an order-created event.
 type OrderCreatedItem struct {
-	ProductID int64 `json:"product_id"`
-	Quantity  int64 `json:"quantity"`
-	Price     Money `json:"price"`
+	ProductID int64       `json:"product_id"`
+	Quantity  int64       `json:"quantity"`
+	Price     money.Money `json:"price"`
 }
 
 // OrderCreated asks the product service to reserve stock.
@@ -57,7 +59,7 @@ type OrderCreated struct {
 	CustomerID    int64              `json:"customer_id"`
 	CustomerEmail string             `json:"customer_email"`
 	Items         []OrderCreatedItem `json:"items"`
-	TotalAmount   Money              `json:"total_amount"`
+	TotalAmount   money.Money        `json:"total_amount"`
 	CreatedAt     time.Time          `json:"created_at"`
 }
 
@@ -140,10 +142,10 @@ func (s StockRejected) Validate() error {
 
 // MailItem is an order line as an e-mail shows it.
 type MailItem struct {
-	ProductID int64  `json:"product_id"`
-	Name      string `json:"name"`
-	Quantity  int64  `json:"quantity"`
-	Price     Money  `json:"price"`
+	ProductID int64       `json:"product_id"`
+	Name      string      `json:"name"`
+	Quantity  int64       `json:"quantity"`
+	Price     money.Money `json:"price"`
 }
 
 // VerificationMail carries a new verification code.
@@ -190,12 +192,12 @@ func (m AccountVerifiedMail) Validate() error { return address("email", m.Email)
 
 // PaymentReminderMail reminds a customer to pay.
 type PaymentReminderMail struct {
-	Email          string     `json:"email"`
-	OrderID        int64      `json:"order_id"`
-	ReminderNumber int        `json:"reminder_number"`
-	DueAt          time.Time  `json:"due_at"`
-	TotalAmount    Money      `json:"total_amount"`
-	Items          []MailItem `json:"items"`
+	Email          string      `json:"email"`
+	OrderID        int64       `json:"order_id"`
+	ReminderNumber int         `json:"reminder_number"`
+	DueAt          time.Time   `json:"due_at"`
+	TotalAmount    money.Money `json:"total_amount"`
+	Items          []MailItem  `json:"items"`
 }
 
 // Validate checks what the mail service relies on.
@@ -206,10 +208,10 @@ func (m PaymentReminderMail) Validate() error {
 
 // OrderSuccessMail confirms a payment.
 type OrderSuccessMail struct {
-	Email       string     `json:"email"`
-	OrderID     int64      `json:"order_id"`
-	TotalAmount Money      `json:"total_amount"`
-	Items       []MailItem `json:"items"`
+	Email       string      `json:"email"`
+	OrderID     int64       `json:"order_id"`
+	TotalAmount money.Money `json:"total_amount"`
+	Items       []MailItem  `json:"items"`
 }
 
 // Validate checks what the mail service relies on.
@@ -217,17 +219,17 @@ func (m OrderSuccessMail) Validate() error {
 	return firstError(address("email", m.Email), positive("order_id", m.OrderID), items(m.Items))
 }
 
-// CancelNotificationMail tells a customer an order was cancelled.
-type CancelNotificationMail struct {
-	Email       string     `json:"email"`
-	OrderID     int64      `json:"order_id"`
-	Reason      string     `json:"reason"`
-	TotalAmount Money      `json:"total_amount"`
-	Items       []MailItem `json:"items"`
+// OrderCancelledMail tells a customer an order was cancelled.
+type OrderCancelledMail struct {
+	Email       string      `json:"email"`
+	OrderID     int64       `json:"order_id"`
+	Reason      string      `json:"reason"`
+	TotalAmount money.Money `json:"total_amount"`
+	Items       []MailItem  `json:"items"`
 }
 
 // Validate checks what the mail service relies on.
-func (m CancelNotificationMail) Validate() error {
+func (m OrderCancelledMail) Validate() error {
 	return firstError(address("email", m.Email), positive("order_id", m.OrderID),
 		oneOf("reason", m.Reason, CancelExpired, CancelOutOfStock, CancelCustomer), items(m.Items))
 }
@@ -243,13 +245,14 @@ func (o OrderReminder) Validate() error {
 	return firstError(positive("order_id", o.OrderID), positive("reminder_number", int64(o.ReminderNumber)))
 }
 
-// OrderAutoCancel is the timer that expires an unpaid order.
-type OrderAutoCancel struct {
+// OrderExpiry is the timer that ends an order's wait: an unpaid order is
+// cancelled, a paid one completed.
+type OrderExpiry struct {
 	OrderID int64 `json:"order_id"`
 }
 
 // Validate checks what the order service relies on.
-func (o OrderAutoCancel) Validate() error { return positive("order_id", o.OrderID) }
+func (o OrderExpiry) Validate() error { return positive("order_id", o.OrderID) }
 
 // Payload is implemented by every message body above.
 type Payload interface{ Validate() error }

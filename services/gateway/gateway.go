@@ -21,7 +21,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/httpx"
 	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/redisx"
@@ -316,6 +315,10 @@ func (a *App) refuse(c *gin.Context, reason string) {
 	httpx.Fail(c, http.StatusUnauthorized, httpx.MsgUnauthorized)
 }
 
+// rateLimitPrefix starts the Redis key of every rate limit counter:
+// ratelimit:<group>:<client>.
+const rateLimitPrefix = "ratelimit:"
+
 // rateLimit applies the group's limit per client: the user when authenticated,
 // otherwise the client address. The counters live in Redis (GCRA), so every
 // gateway replica enforces one shared limit.
@@ -331,7 +334,7 @@ func (a *App) rateLimit(group string) gin.HandlerFunc {
 			client = "user:" + strconv.FormatInt(u.(identity.User).ID, 10)
 		}
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 250*time.Millisecond)
-		res, err := a.limiter.Allow(ctx, events.RateLimitPrefix+group+":"+client, limit)
+		res, err := a.limiter.Allow(ctx, rateLimitPrefix+group+":"+client, limit)
 		cancel()
 		if err != nil {
 			a.metrics.limiterErrors.Inc()

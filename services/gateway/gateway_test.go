@@ -23,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/gateway"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/identity"
@@ -736,7 +735,7 @@ func TestTokensOfARevokedCredentialAreRefused(t *testing.T) {
 	}
 	old, current := "old-"+testenv.RandomSuffix(), "current-"+testenv.RandomSuffix()
 	call(t, gw, http.MethodGet, "/orders", tokenOf(old), nil).Expect(t, http.StatusOK, "")
-	if err := rdb.Set(context.Background(), events.RevokedCredentialKey(old), "1", time.Minute).Err(); err != nil {
+	if err := rdb.Set(context.Background(), tokens.RevokedCredentialKey(old), "1", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 	before := w.order.calls()
@@ -770,7 +769,7 @@ func TestRevocationAnswersAreCachedForAtMostTheirTTL(t *testing.T) {
 	}
 	call(t, gw, http.MethodGet, "/orders", token, nil).Expect(t, http.StatusOK, "")
 	revoked := time.Now()
-	if err := rdb.Set(context.Background(), events.RevokedCredentialKey(credential), "1", time.Minute).Err(); err != nil {
+	if err := rdb.Set(context.Background(), tokens.RevokedCredentialKey(credential), "1", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, 10*time.Second, "the revoked token to be refused", func() bool {

@@ -8,11 +8,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/tokens"
 )
 
 // revocations tells whether a token's credentials were revoked: auth writes
-// events.RevokedCredentialKey(id) when a password is reset or an account
+// tokens.RevokedCredentialKey(id) when a password is reset or an account
 // deleted, for as long as a token issued before can live. A "not revoked"
 // answer is kept for ttl per credential, so Redis is asked at most once per
 // credential per ttl; a revocation is kept until it is swept, since it never
@@ -55,7 +55,7 @@ func (r *revocations) revoked(ctx context.Context, credentialID string) (bool, e
 	}
 	ctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
 	defer cancel()
-	n, err := r.redis.Exists(ctx, events.RevokedCredentialKey(credentialID)).Result()
+	n, err := r.redis.Exists(ctx, tokens.RevokedCredentialKey(credentialID)).Result()
 	if err != nil {
 		if cached {
 			return entry.revoked, nil

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -18,9 +17,9 @@ import (
 	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/httpx"
 	"github.com/kshop/kshop/services/platform/inbox"
-	"github.com/kshop/kshop/services/platform/lifecycle"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/retry"
+	"github.com/kshop/kshop/services/platform/serve"
 )
 
 // App is one running mail service.
@@ -34,7 +33,7 @@ type App struct {
 	renderer  *renderer
 	smtp      *smtpSender
 	metrics   *metrics
-	service   *lifecycle.Service
+	service   *serve.Service
 	logger    *slog.Logger
 	now       func() time.Time
 	// unrecorded holds the message ids the SMTP server accepted whose inbox
@@ -132,7 +131,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 
 	// Consumers start once the queues exist as declared and the inbox table exists.
 	declared := make(chan struct{})
-	app.service = &lifecycle.Service{
+	app.service = &serve.Service{
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, Close: app.Close,
 		Metrics: httpx.MetricsHandler(registry), MetricsAddr: cfg.MetricsAddr, MetricsAddrVar: Prefix + "_METRICS_ADDR",
 		// The service's only table is the inbox: the ids of the messages it sent.
@@ -180,76 +179,74 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 // Topology is what the mail service declares: every mail queue, bound as the
 // contract lists them (docs/api.md#mail-work).
 func Topology() amqp.Topology {
-	var routes []amqp.WorkRoute
-	for _, r := range events.Consuming("mail", events.MailRoutes) {
-		routes = append(routes, amqp.WorkRoute{Exchange: r.Exchange, ExchangeKind: events.ExchangeKinds[r.Exchange], RoutingKey: r.RoutingKey, Queue: r.Queue})
-	}
-	return amqp.WorkTopology(routes...)
+	return amqp.WorkTopologyOf(events.Consuming("mail", events.MailRoutes))
 }
 
 // handler sends one kind of mail. A malformed message, a template failure or a
 // 5xx answer dead-letters at once; other failures are retried with backoff by
 // the consumer until MaxAttempts, then dead-lettered with the reason.
 func (a *App) handler(k kind) amqp.Handler {
-	consumer := "mail." + k.Queue
+	handle := k.consume(func(ctx context.Context, messageID string, v view) error { return a.send(ctx, k, messageID, v) })
 	return func(ctx context.Context, d amqp.Delivery) error {
-		if uuid.Validate(d.MessageID) != nil {
-			a.metrics.deadLettered.WithLabelValues(k.Template).Inc()
-			return retry.Permanent(fmt.Errorf("message id %q is not a UUID: cannot de-duplicate", d.MessageID))
-		}
-		v, err := k.decode(d.Body)
-		if err != nil {
-			a.metrics.deadLettered.WithLabelValues(k.Template).Inc()
-			return retry.Permanent(err)
-		}
-		msg, err := a.renderer.render(k.Template, v)
-		if err != nil {
-			a.metrics.deadLettered.WithLabelValues(k.Template).Inc()
-			return retry.Permanent(err)
-		}
-		duplicate := false
-		sentBefore := a.unrecorded.has(d.MessageID)
-		// The inbox row and the send share a transaction: a send that fails
-		// releases the id for the retry; one that succeeds is remembered.
-		err = pg.InTx(ctx, a.db.Primary, func(tx pgx.Tx) error {
-			first, err := inbox.Claim(ctx, tx, consumer, d.MessageID)
-			if err != nil || !first {
-				duplicate = !first
-				return err
-			}
-			if sentBefore {
-				return nil // accepted by the SMTP server on an earlier try: record it only
-			}
-			if err := a.smtp.send(ctx, msg, d.MessageID, a.now()); err != nil {
-				return err
-			}
-			a.unrecorded.add(d.MessageID) // until the commit below succeeds
-			return nil
-		})
-		if err == nil {
-			a.unrecorded.remove(d.MessageID)
-		}
+		err := handle(ctx, d)
 		switch {
-		case err == nil && duplicate:
-			a.metrics.duplicates.WithLabelValues(k.Template).Inc()
-			return nil
 		case err == nil:
-			a.metrics.sent.WithLabelValues(k.Template).Inc()
 			return nil
-		}
-		a.metrics.failed.WithLabelValues(k.Template).Inc()
-		if errors.Is(err, errPermanent) {
+		case retry.IsPermanent(err):
 			a.metrics.deadLettered.WithLabelValues(k.Template).Inc()
-			return retry.Permanent(err)
-		}
-		if d.Attempt >= a.cfg.MaxAttempts {
+			return err
+		case d.Attempt >= a.cfg.MaxAttempts:
 			a.metrics.deadLettered.WithLabelValues(k.Template).Inc()
-		} else {
+		default:
 			a.metrics.retried.WithLabelValues(k.Template).Inc()
 		}
 		a.logger.WarnContext(ctx, "send e-mail", "template", k.Template, "attempt", d.Attempt, "error", err)
 		return err
 	}
+}
+
+// send renders and sends one mail unless its message id was sent before.
+func (a *App) send(ctx context.Context, k kind, messageID string, v view) error {
+	consumer := "mail." + k.Queue
+	msg, err := a.renderer.render(k.Template, v)
+	if err != nil {
+		return retry.Permanent(err)
+	}
+	duplicate := false
+	sentBefore := a.unrecorded.has(messageID)
+	// The inbox row and the send share a transaction: a send that fails
+	// releases the id for the retry; one that succeeds is remembered.
+	err = pg.InTx(ctx, a.db.Primary, func(tx pgx.Tx) error {
+		first, err := inbox.Claim(ctx, tx, consumer, messageID)
+		if err != nil || !first {
+			duplicate = !first
+			return err
+		}
+		if sentBefore {
+			return nil // accepted by the SMTP server on an earlier try: record it only
+		}
+		if err := a.smtp.send(ctx, msg, messageID, a.now()); err != nil {
+			return err
+		}
+		a.unrecorded.add(messageID) // until the commit below succeeds
+		return nil
+	})
+	if err == nil {
+		a.unrecorded.remove(messageID)
+	}
+	switch {
+	case err == nil && duplicate:
+		a.metrics.duplicates.WithLabelValues(k.Template).Inc()
+		return nil
+	case err == nil:
+		a.metrics.sent.WithLabelValues(k.Template).Inc()
+		return nil
+	}
+	a.metrics.failed.WithLabelValues(k.Template).Inc()
+	if errors.Is(err, errPermanent) {
+		return retry.Permanent(err)
+	}
+	return err
 }
 
 // Run serves HTTP on cfg.HTTPAddr and consumes until ctx ends.

@@ -1,8 +1,13 @@
 package mail
 
 import (
+	"context"
 	"strings"
 	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/kshop/kshop/services/platform/amqp"
 )
 
 // FuzzRenderMail feeds every queue's decoder anything a broker could deliver:
@@ -17,9 +22,10 @@ func FuzzRenderMail(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, kindIndex uint8, body []byte) {
 		k := kinds[int(kindIndex)%len(kinds)]
-		v, err := k.decode(body)
-		if err != nil {
-			return
+		var v view
+		consume := k.consume(func(_ context.Context, _ string, decoded view) error { v = decoded; return nil })
+		if err := consume(context.Background(), amqp.Delivery{MessageID: uuid.NewString(), Body: body}); err != nil {
+			return // refused, as the consumer would dead-letter it
 		}
 		m, err := r.render(k.Template, v)
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/mail"
+	"github.com/kshop/kshop/services/money"
 	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/pg"
@@ -73,7 +74,7 @@ func start(t *testing.T, maxAttempts int) *harness {
 		t.Fatal(err)
 	}
 	// The queues are declared by the service; purge what earlier tests left.
-	for _, q := range []string{events.QueueVerification, events.QueueVerified, events.QueueReminder, events.QueueOrderSuccess, events.QueueCancelNotification} {
+	for _, q := range []string{events.QueueVerification, events.QueueAccountVerified, events.QueuePaymentReminder, events.QueueOrderSuccess, events.QueueOrderCancelled} {
 		_, _ = ch.QueuePurge(q+".dlq", false)
 	}
 	return &harness{smtp: srv, amqpURL: cfg.AMQP.URL, registry: registry, db: pool, ch: ch}
@@ -141,8 +142,8 @@ func labelValue(m *dto.Metric, name string) string {
 }
 
 var order = []events.MailItem{
-	{ProductID: 1, Name: "Kopi Luwak", Quantity: 2, Price: events.MustMoney("12.50")},
-	{ProductID: 2, Name: "Teh <Hijau> & co", Quantity: 1, Price: events.MustMoney("0.10")},
+	{ProductID: 1, Name: "Kopi Luwak", Quantity: 2, Price: money.MustParse("12.50")},
+	{ProductID: 2, Name: "Teh <Hijau> & co", Quantity: 1, Price: money.MustParse("0.10")},
 }
 
 func TestEveryMailIsRenderedAndSent(t *testing.T) {
@@ -154,19 +155,19 @@ func TestEveryMailIsRenderedAndSent(t *testing.T) {
 		subject           string
 		text              []string
 	}{
-		{events.ExchangeNotifications, events.RoutingSendVerification, "ver@example.com",
+		{events.ExchangeNotifications, events.RoutingVerification, "ver@example.com",
 			events.VerificationMail{Email: "ver@example.com", Token: "042917", ExpiresAt: due},
 			"Your kshop verification code: 042917", []string{"042917", "2026-11-26 10:30 UTC"}},
 		{events.ExchangeNotifications, events.RoutingAccountVerified, "ok@example.com",
 			events.AccountVerifiedMail{Email: "ok@example.com"}, "Your kshop account is verified", []string{"ok@example.com is verified"}},
 		{events.ExchangePayments, events.RoutingPaymentReminder, "remind@example.com",
-			events.PaymentReminderMail{Email: "remind@example.com", OrderID: 41, ReminderNumber: 2, DueAt: due, TotalAmount: events.MustMoney("25.10"), Items: order},
+			events.PaymentReminderMail{Email: "remind@example.com", OrderID: 41, ReminderNumber: 2, DueAt: due, TotalAmount: money.MustParse("25.10"), Items: order},
 			"Reminder 2: order #41 is waiting for payment", []string{"#41", "Kopi Luwak x 2 @ 12.50 = 25.00", "Order total: 25.10", "2026-11-26 10:30 UTC"}},
 		{events.ExchangeNotifications, events.RoutingOrderSuccess, "paid@example.com",
-			events.OrderSuccessMail{Email: "paid@example.com", OrderID: 42, TotalAmount: events.MustMoney("25.10"), Items: order},
+			events.OrderSuccessMail{Email: "paid@example.com", OrderID: 42, TotalAmount: money.MustParse("25.10"), Items: order},
 			"Order #42 is paid", []string{"order #42", "Teh <Hijau> & co x 1 @ 0.10 = 0.10", "Order total: 25.10"}},
-		{events.ExchangeNotifications, events.RoutingCancelNotice, "gone@example.com",
-			events.CancelNotificationMail{Email: "gone@example.com", OrderID: 43, Reason: events.CancelExpired, TotalAmount: events.MustMoney("25.10"), Items: order},
+		{events.ExchangeNotifications, events.RoutingOrderCancelled, "gone@example.com",
+			events.OrderCancelledMail{Email: "gone@example.com", OrderID: 43, Reason: events.CancelExpired, TotalAmount: money.MustParse("25.10"), Items: order},
 			"Order #43 is cancelled", []string{"#43 is cancelled: it was not paid in time", "Order total: 25.10"}},
 		{events.ExchangeNotifications, events.RoutingPasswordReset, "reset@example.com",
 			events.PasswordResetMail{Email: "reset@example.com", Token: "310577", ExpiresAt: due},
@@ -245,7 +246,7 @@ func TestTransientFailuresAreRetriedWithGrowingGaps(t *testing.T) {
 		t.Fatalf("gaps %v then %v: the backoff does not grow", first, second)
 	}
 	t.Logf("gaps between attempts: %v, %v", first, second)
-	if got := h.counter(t, "kshop_mail_retried_total", "verified"); got != 2 {
+	if got := h.counter(t, "kshop_mail_retried_total", "account_verified"); got != 2 {
 		t.Fatalf("retried counter %v, want 2", got)
 	}
 }
@@ -270,14 +271,14 @@ func TestAServerThatAlwaysFailsEndsInTheDeadLetterQueue(t *testing.T) {
 	h := start(t, 3)
 	h.smtp.FailWith(func(int, string) error { return smtptest.Temporary })
 	h.publishJSON(t, events.ExchangeNotifications, events.RoutingAccountVerified, events.AccountVerifiedMail{Email: "never@example.com"})
-	dead := deadLetters(t, h, events.QueueVerified, 1)
+	dead := deadLetters(t, h, events.QueueAccountVerified, 1)
 	if attempts := h.smtp.Attempts(); len(attempts) != 3 {
 		t.Fatalf("%d attempts before dead-lettering, want 3", len(attempts))
 	}
 	if reason := fmt.Sprint(dead[0].Headers["x-death-reason"]); !strings.Contains(reason, "451") {
 		t.Fatalf("dead letter reason %q does not name the SMTP answer", reason)
 	}
-	if got := h.counter(t, "kshop_mail_dead_lettered_total", "verified"); got != 1 {
+	if got := h.counter(t, "kshop_mail_dead_lettered_total", "account_verified"); got != 1 {
 		t.Fatalf("dead-lettered counter %v", got)
 	}
 }
@@ -286,7 +287,7 @@ func TestPermanentRejectionIsNotRetried(t *testing.T) {
 	h := start(t, 5)
 	h.smtp.FailWith(func(int, string) error { return smtptest.Rejected })
 	h.publishJSON(t, events.ExchangeNotifications, events.RoutingAccountVerified, events.AccountVerifiedMail{Email: "nobody@example.com"})
-	deadLetters(t, h, events.QueueVerified, 1)
+	deadLetters(t, h, events.QueueAccountVerified, 1)
 	if attempts := h.smtp.Attempts(); len(attempts) != 1 {
 		t.Fatalf("%d attempts for a 550, want 1", len(attempts))
 	}
@@ -300,7 +301,7 @@ func TestMalformedMessagesAreDeadLetteredWithoutSending(t *testing.T) {
 	deadLetters(t, h, events.QueueOrderSuccess, 3)
 	// The consumer is still alive.
 	h.publishJSON(t, events.ExchangeNotifications, events.RoutingOrderSuccess,
-		events.OrderSuccessMail{Email: "after@example.com", OrderID: 1, TotalAmount: events.MustMoney("1"), Items: order[:1]})
+		events.OrderSuccessMail{Email: "after@example.com", OrderID: 1, TotalAmount: money.MustParse("1"), Items: order[:1]})
 	h.awaitMail(t, "after@example.com")
 	if list := h.smtp.Messages(); len(list) != 1 {
 		t.Fatalf("%d e-mails sent, want only the good one", len(list))
@@ -315,7 +316,7 @@ func TestARedeliveredMessageIsSentOnce(t *testing.T) {
 	h.awaitMail(t, "once@example.com")
 	h.publish(t, events.ExchangeNotifications, events.RoutingAccountVerified, id, body) // the broker redelivers
 	testenv.WaitFor(t, 10*time.Second, "the duplicate to be consumed", func() bool {
-		return h.counter(t, "kshop_mail_duplicates_total", "verified") == 1
+		return h.counter(t, "kshop_mail_duplicates_total", "account_verified") == 1
 	})
 	if list := h.smtp.Messages(); len(list) != 1 {
 		t.Fatalf("%d e-mails for one message id, want 1", len(list))
@@ -360,7 +361,7 @@ func TestAMessageSentButNotRecordedIsNotSentAgain(t *testing.T) {
 	if list := h.smtp.To("unrecorded@example.com"); len(list) != 1 {
 		t.Fatalf("%d e-mails for one message, want 1", len(list))
 	}
-	if n := h.counter(t, "kshop_mail_sent_total", "verified"); n != 1 {
+	if n := h.counter(t, "kshop_mail_sent_total", "account_verified"); n != 1 {
 		t.Fatalf("kshop_mail_sent_total = %v, want 1", n)
 	}
 }

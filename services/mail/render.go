@@ -2,6 +2,7 @@ package mail
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"fmt"
 	htmltemplate "html/template"
@@ -12,6 +13,8 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/money"
+	"github.com/kshop/kshop/services/platform/amqp"
 )
 
 //go:embed templates/*
@@ -38,7 +41,7 @@ type viewItem struct {
 	LineTotal string
 }
 
-func itemsView(items []events.MailItem, total events.Money) ([]viewItem, string) {
+func itemsView(items []events.MailItem, total money.Money) ([]viewItem, string) {
 	out := make([]viewItem, len(items))
 	for i, it := range items {
 		name := it.Name
@@ -46,7 +49,7 @@ func itemsView(items []events.MailItem, total events.Money) ([]viewItem, string)
 			name = fmt.Sprintf("product %d", it.ProductID)
 		}
 		out[i] = viewItem{Name: name, Quantity: it.Quantity, Price: it.Price.String(),
-			LineTotal: events.Money{Decimal: it.Price.Mul(decimal.NewFromInt(it.Quantity))}.String()}
+			LineTotal: money.Money{Decimal: it.Price.Mul(decimal.NewFromInt(it.Quantity))}.String()}
 	}
 	return out, total.String()
 }
@@ -57,52 +60,53 @@ var reasonTexts = map[string]string{
 	events.CancelCustomer:   "you cancelled it",
 }
 
-// kind is one of the mail messages: where it comes from, which templates
-// render it, and how its payload becomes a view.
+// kind is one of the mail messages: the queue it comes from, the templates
+// that render it, and how its payload becomes a view.
 type kind struct {
 	Template string
 	Queue    string
-	decode   func([]byte) (view, error)
+	// consume turns a sender of views into the queue's handler: the message id
+	// checked, the payload decoded (package amqp's Handle), the view filled.
+	consume func(send func(ctx context.Context, messageID string, v view) error) amqp.Handler
 }
 
-func decodeInto[T events.Payload](fill func(T) view) func([]byte) (view, error) {
-	return func(body []byte) (view, error) {
-		payload, err := events.Decode[T](body)
-		if err != nil {
-			return view{}, err
-		}
-		return fill(payload), nil
-	}
+func mailKind[T events.Payload](template string, route events.Work[T], fill func(T) view) kind {
+	return kind{Template: template, Queue: route.Queue,
+		consume: func(send func(ctx context.Context, messageID string, v view) error) amqp.Handler {
+			return amqp.Handle(route, func(ctx context.Context, messageID string, payload T) error {
+				return send(ctx, messageID, fill(payload))
+			})
+		}}
 }
 
 var kinds = []kind{
-	{"verification", events.QueueVerification, decodeInto(func(m events.VerificationMail) view {
+	mailKind("verification", events.MailVerification, func(m events.VerificationMail) view {
 		return view{Email: m.Email, Code: m.Token, ExpiresAt: m.ExpiresAt.UTC()}
-	})},
-	{"verified", events.QueueVerified, decodeInto(func(m events.AccountVerifiedMail) view {
+	}),
+	mailKind("account_verified", events.MailAccountVerified, func(m events.AccountVerifiedMail) view {
 		return view{Email: m.Email}
-	})},
-	{"payment_reminder", events.QueueReminder, decodeInto(func(m events.PaymentReminderMail) view {
+	}),
+	mailKind("payment_reminder", events.MailPaymentReminder, func(m events.PaymentReminderMail) view {
 		v := view{Email: m.Email, OrderID: m.OrderID, ReminderNumber: m.ReminderNumber, DueAt: m.DueAt.UTC()}
 		v.Items, v.Total = itemsView(m.Items, m.TotalAmount)
 		return v
-	})},
-	{"order_success", events.QueueOrderSuccess, decodeInto(func(m events.OrderSuccessMail) view {
+	}),
+	mailKind("order_success", events.MailOrderSuccess, func(m events.OrderSuccessMail) view {
 		v := view{Email: m.Email, OrderID: m.OrderID}
 		v.Items, v.Total = itemsView(m.Items, m.TotalAmount)
 		return v
-	})},
-	{"order_cancelled", events.QueueCancelNotification, decodeInto(func(m events.CancelNotificationMail) view {
+	}),
+	mailKind("order_cancelled", events.MailOrderCancelled, func(m events.OrderCancelledMail) view {
 		v := view{Email: m.Email, OrderID: m.OrderID, ReasonText: reasonTexts[m.Reason]}
 		v.Items, v.Total = itemsView(m.Items, m.TotalAmount)
 		return v
-	})},
-	{"password_reset", events.QueuePasswordReset, decodeInto(func(m events.PasswordResetMail) view {
+	}),
+	mailKind("password_reset", events.MailPasswordReset, func(m events.PasswordResetMail) view {
 		return view{Email: m.Email, Code: m.Token, ExpiresAt: m.ExpiresAt.UTC()}
-	})},
-	{"account_exists", events.QueueAccountExists, decodeInto(func(m events.AccountExistsMail) view {
+	}),
+	mailKind("account_exists", events.MailAccountExists, func(m events.AccountExistsMail) view {
 		return view{Email: m.Email}
-	})},
+	}),
 }
 
 // rendered is a message ready to send.

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -20,11 +19,10 @@ import (
 	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/inbox"
 	"github.com/kshop/kshop/services/platform/kafka"
-	"github.com/kshop/kshop/services/platform/lifecycle"
 	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/redisx"
-	"github.com/kshop/kshop/services/platform/retry"
+	"github.com/kshop/kshop/services/platform/serve"
 )
 
 //go:embed migrations/*.sql
@@ -48,7 +46,7 @@ type App struct {
 	kafkaIn  []*kafka.Consumer
 	timersIn []*amqp.Consumer
 	relay    *outbox.Relay
-	service  *lifecycle.Service
+	service  *serve.Service
 	logger   *slog.Logger
 }
 
@@ -86,11 +84,11 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	app.Saga = &Saga{db: db, cfg: cfg, metrics: m}
 
 	for topic, handle := range map[string]kafka.Handler{
-		events.TopicProductCreated: decoded(func(ctx context.Context, _ string, p events.Product) error { return app.Saga.ProductChanged(ctx, p) }),
-		events.TopicProductUpdated: decoded(func(ctx context.Context, _ string, p events.Product) error { return app.Saga.ProductChanged(ctx, p) }),
-		events.TopicProductDeleted: decoded(app.productDeleted),
-		events.TopicStockReserved:  decoded(app.Saga.StockReserved),
-		events.TopicStockRejected:  decoded(app.Saga.StockRejected),
+		events.TopicProductCreated.Name(): kafka.Handle(events.TopicProductCreated, byVersion(app.Saga.ProductChanged)),
+		events.TopicProductUpdated.Name(): kafka.Handle(events.TopicProductUpdated, byVersion(app.Saga.ProductChanged)),
+		events.TopicProductDeleted.Name(): kafka.Handle(events.TopicProductDeleted, byVersion(app.Saga.ProductDeleted)),
+		events.TopicStockReserved.Name():  kafka.Handle(events.TopicStockReserved, app.Saga.StockReserved),
+		events.TopicStockRejected.Name():  kafka.Handle(events.TopicStockRejected, app.Saga.StockRejected),
 	} {
 		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
 			Connection: cfg.Kafka, GroupID: events.ConsumerGroup("order", topic), Topics: []string{topic},
@@ -103,22 +101,22 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		app.kafkaIn = append(app.kafkaIn, consumer)
 	}
 	for queue, handle := range map[string]amqp.Handler{
-		events.QueueOrderReminder:   timerHandler(app.Saga.Remind),
-		events.QueueOrderAutoCancel: timerHandler(app.Saga.Expire),
+		events.QueueOrderReminder: amqp.Handle(events.TimerOrderReminder, app.Saga.Remind),
+		events.QueueOrderExpiry:   amqp.Handle(events.TimerOrderExpiry, app.Saga.Expire),
 	} {
 		app.timersIn = append(app.timersIn, amqp.NewConsumer(app.amqp,
 			amqp.ConsumerConfig{Queue: queue, MaxAttempts: cfg.ConsumerMaxAttempts, Backoff: cfg.ConsumerRetry.Backoff(), Concurrency: 4, Registerer: registry}, handle, logger))
 	}
 	app.relay = outbox.NewRelay(db.Primary, map[outbox.Destination]outbox.Publisher{
-		outbox.Kafka: outbox.KafkaPublisher(producer),
-		outbox.AMQP:  outbox.AMQPPublisher(amqp.NewPublisher(app.amqp)),
+		outbox.Kafka: kafka.OutboxPublisher(producer),
+		outbox.AMQP:  amqp.OutboxPublisher(amqp.NewPublisher(app.amqp)),
 	}, outbox.RelayConfig{Registerer: registry, Retention: cfg.OutboxRetention}, logger)
 
 	// Timer consumers start once their queues exist as declared (a consumer would
 	// otherwise create its dead-letter queue with other arguments first) and the
 	// tables exist (a handler failing on a missing table would dead-letter timers).
 	declared := make(chan struct{})
-	app.service = &lifecycle.Service{
+	app.service = &serve.Service{
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, Close: app.Close,
 		Metrics: httpx.MetricsHandler(registry), MetricsAddr: cfg.MetricsAddr, MetricsAddrVar: Prefix + "_METRICS_ADDR",
 		DB: db.Primary, Migrations: []pg.Migrations{Migrations, outbox.Migrations, inbox.Migrations},
@@ -161,39 +159,10 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	return app, nil
 }
 
-func (a *App) productDeleted(ctx context.Context, _ string, p events.ProductDeleted) error {
-	return a.Saga.ProductDeleted(ctx, p)
-}
-
-// decoded adapts a typed event handler to a Kafka handler: a message without a
-// valid event id or with a payload that does not decode is dead-lettered at once.
-func decoded[T events.Payload](handle func(ctx context.Context, eventID string, payload T) error) kafka.Handler {
-	return func(ctx context.Context, msg kafka.Message) error {
-		id := msg.Headers[events.HeaderEventID]
-		if uuid.Validate(id) != nil {
-			return retry.Permanent(fmt.Errorf("%s at offset %d: event-id header %q is not a UUID", msg.Topic, msg.Offset, id))
-		}
-		payload, err := events.Decode[T](msg.Value)
-		if err != nil {
-			return retry.Permanent(err)
-		}
-		return handle(ctx, id, payload)
-	}
-}
-
-// timerHandler adapts a typed timer handler to an AMQP handler, de-duplicating
-// by message id.
-func timerHandler[T events.Payload](handle func(ctx context.Context, messageID string, payload T) error) amqp.Handler {
-	return func(ctx context.Context, d amqp.Delivery) error {
-		if uuid.Validate(d.MessageID) != nil {
-			return retry.Permanent(fmt.Errorf("timer on %s: message id %q is not a UUID", d.RoutingKey, d.MessageID))
-		}
-		payload, err := events.Decode[T](d.Body)
-		if err != nil {
-			return retry.Permanent(err)
-		}
-		return handle(ctx, d.MessageID, payload)
-	}
+// byVersion adapts a handler of the catalogue copy, which orders a product's
+// events by their version rather than remembering event ids.
+func byVersion[T any](handle func(context.Context, T) error) func(context.Context, string, T) error {
+	return func(ctx context.Context, _ string, payload T) error { return handle(ctx, payload) }
 }
 
 // Topology is what the order service declares on RabbitMQ: the mail queues it
@@ -205,11 +174,7 @@ func (a *App) Topology() amqp.Topology {
 // Topology is what the order service declares for these timer delays; the
 // chart's RabbitMQ permissions are checked against it.
 func Topology(reminderDelays []time.Duration, expiryDelay time.Duration) amqp.Topology {
-	var routes []amqp.WorkRoute
-	for _, r := range append(events.Producing("order", events.MailRoutes), events.TimerRoutes...) {
-		routes = append(routes, amqp.WorkRoute{Exchange: r.Exchange, ExchangeKind: events.ExchangeKinds[r.Exchange], RoutingKey: r.RoutingKey, Queue: r.Queue})
-	}
-	t := amqp.WorkTopology(routes...)
+	t := amqp.WorkTopologyOf(append(events.Producing("order", events.MailRoutes), events.TimerRoutes...))
 	seen := map[string]bool{}
 	add := func(d time.Duration, key string) {
 		name := events.DelayQueueName(d)
@@ -222,7 +187,7 @@ func Topology(reminderDelays []time.Duration, expiryDelay time.Duration) amqp.To
 	for _, d := range reminderDelays {
 		add(d, events.RoutingOrderReminder)
 	}
-	add(expiryDelay, events.RoutingOrderAutoCancel)
+	add(expiryDelay, events.RoutingOrderExpiry)
 	return t
 }
 

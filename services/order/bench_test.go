@@ -161,7 +161,7 @@ func purgeMailQueues(b *testing.B, url string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, queue := range []string{events.QueueReminder, events.QueueCancelNotification} {
+	for _, queue := range []string{events.QueuePaymentReminder, events.QueueOrderCancelled} {
 		if _, err := ch.QueuePurge(queue, false); err != nil {
 			b.Fatalf("purge %s: %v", queue, err)
 		}

@@ -31,15 +31,9 @@ func cancel(ctx context.Context, tx pgx.Tx, order Order, reason CancelReason) er
 	for _, it := range order.Items {
 		cancelled.Items = append(cancelled.Items, events.CancelledItem{ProductID: it.ProductID, Quantity: it.Quantity})
 	}
-	event, err := eventMessage(events.TopicOrderCancelled, order.ID, cancelled)
-	if err != nil {
-		return err
-	}
-	notice, err := mailMessage(events.RoutingCancelNotice, events.CancelNotificationMail{
-		Email: order.email, OrderID: order.ID, Reason: string(reason), TotalAmount: order.TotalAmount, Items: mailItems(order.Items),
-	})
-	if err != nil {
-		return err
-	}
-	return outbox.Add(ctx, tx, event, notice)
+	return outbox.Add(ctx, tx,
+		outbox.Event(events.TopicOrderCancelled, events.Key(order.ID), cancelled),
+		outbox.Work(events.MailOrderCancelled, events.OrderCancelledMail{
+			Email: order.email, OrderID: order.ID, Reason: string(reason), TotalAmount: order.TotalAmount, Items: mailItems(order.Items),
+		}))
 }

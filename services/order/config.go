@@ -58,6 +58,14 @@ type Config struct {
 	ConsumerRetry retry.Pace `envconfig:"CONSUMER_RETRY"`
 }
 
+// Defaults of the timers, as REMINDER_DELAYS and EXPIRY_DELAY have them: the
+// RabbitMQ topology of an installation that changes neither (the chart's
+// tests) is declared from these.
+var (
+	DefaultReminderDelays = []time.Duration{4 * time.Hour, 12 * time.Hour, 22 * time.Hour}
+	DefaultExpiryDelay    = 24 * time.Hour
+)
+
 // Defaults of the pending limits, for configurations built without config.Load.
 const (
 	DefaultMaxPendingOrders       = 20

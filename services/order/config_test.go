@@ -78,6 +78,23 @@ func TestConnectionMistakesNameTheVariable(t *testing.T) {
 	}
 }
 
+// The timers' defaults in the settings and the ones the chart's tests declare
+// the topology from are the same.
+func TestTimerDefaultsMatchTheSettings(t *testing.T) {
+	t.Setenv("KSHOP_ORDER_DATABASE_URL", "postgres://db/order")
+	t.Setenv("KSHOP_ORDER_REDIS_ADDRS", "r:6379")
+	t.Setenv("KSHOP_ORDER_KAFKA_BROKERS", "k:9092")
+	t.Setenv("KSHOP_ORDER_AMQP_URL", "amqp://rabbit/")
+	var cfg order.Config
+	if err := config.Load(order.Prefix, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.ReminderDelays, order.DefaultReminderDelays) || cfg.ExpiryDelay != order.DefaultExpiryDelay {
+		t.Errorf("settings default to reminders %v, expiry %v; DefaultReminderDelays %v, DefaultExpiryDelay %v",
+			cfg.ReminderDelays, cfg.ExpiryDelay, order.DefaultReminderDelays, order.DefaultExpiryDelay)
+	}
+}
+
 func TestPendingLimitsHaveSafeDefaultsAndRefuseZero(t *testing.T) {
 	t.Setenv("KSHOP_ORDER_DATABASE_URL", "postgres://db/order")
 	t.Setenv("KSHOP_ORDER_REDIS_ADDRS", "r:6379")

@@ -7,7 +7,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/httpx"
 )
@@ -76,7 +75,7 @@ func FuzzListQuery(f *testing.F) {
 			t.Fatalf("accepted %+v", q)
 		}
 		switch q.Status {
-		case "", events.StatusPending, events.StatusPaid, events.StatusCompleted, events.StatusCancelled:
+		case "", StatusPending, StatusPaid, StatusCompleted, StatusCancelled:
 		default:
 			t.Fatalf("accepted status %q", q.Status)
 		}

@@ -7,13 +7,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/money"
 	"github.com/kshop/kshop/services/platform/pg"
 )
 
 // Order is an order as the API shows it.
 type Order struct {
 	ID           int64         `json:"id"`
-	TotalAmount  events.Money  `json:"total_amount"`
+	TotalAmount  money.Money   `json:"total_amount"`
 	Description  string        `json:"description"`
 	Status       Status        `json:"status"`
 	CancelReason *CancelReason `json:"cancel_reason"`
@@ -26,16 +27,16 @@ type Order struct {
 	stockStatus stockStatus
 }
 
-// Status is where an order is in its life. The values are the API's (spelled
-// once in events) and the orders.status column's; SQL takes them as parameters
+// Status is where an order is in its life. The values are the API's and the
+// orders.status column's, spelled only here; SQL takes them as parameters
 // rather than spelling them again.
 type Status string
 
 const (
-	StatusPending   Status = events.StatusPending
-	StatusPaid      Status = events.StatusPaid
-	StatusCompleted Status = events.StatusCompleted
-	StatusCancelled Status = events.StatusCancelled
+	StatusPending   Status = "PENDING"
+	StatusPaid      Status = "PAID"
+	StatusCompleted Status = "COMPLETED"
+	StatusCancelled Status = "CANCELLED"
 )
 
 // statuses are the order statuses in the order of an order's life.
@@ -63,10 +64,10 @@ const (
 
 // Item is one line of an order.
 type Item struct {
-	ID        int64        `json:"id"`
-	ProductID int64        `json:"product_id"`
-	Quantity  int64        `json:"quantity"`
-	Price     events.Money `json:"price"`
+	ID        int64       `json:"id"`
+	ProductID int64       `json:"product_id"`
+	Quantity  int64       `json:"quantity"`
+	Price     money.Money `json:"price"`
 	name      string
 }
 

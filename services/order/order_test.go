@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/money"
 	"github.com/kshop/kshop/services/order"
 	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/amqptest"
@@ -121,7 +122,7 @@ func orderIn(t testing.TB, r apitest.Reply) orderJSON {
 func (s *service) product(t testing.TB, id int64, price string, quantity int64) {
 	t.Helper()
 	if err := s.app.Saga.ProductChanged(context.Background(), events.Product{
-		ID: id, Name: fmt.Sprint("product ", id), Description: "d", Price: events.MustMoney(price), Quantity: quantity,
+		ID: id, Name: fmt.Sprint("product ", id), Description: "d", Price: money.MustParse(price), Quantity: quantity,
 		Version: time.Now().UnixNano(), CreatedAt: time.Now(), UpdatedAt: time.Now(),
 	}); err != nil {
 		t.Fatal(err)
@@ -366,17 +367,7 @@ func TestPaymentRules(t *testing.T) {
 	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'order-cancelled' AND key = $1`, fmt.Sprint(cancelled.ID)); n != 1 {
 		t.Fatalf("%d order-cancelled events for a customer cancel", n)
 	}
-	mail.Next(events.QueueCancelNotification, byOrderID, fmt.Sprint(cancelled.ID))
-}
-
-func publish(t testing.TB, producer *kafka.Producer, topic string, key int64, payload any) {
-	t.Helper()
-	body, _ := json.Marshal(payload)
-	if err := producer.Publish(context.Background(), kafka.Message{
-		Topic: topic, Key: []byte(events.Key(key)), Value: body, Headers: events.Headers(topic, uuid.NewString()),
-	}); err != nil {
-		t.Fatal(err)
-	}
+	mail.Next(events.QueueOrderCancelled, byOrderID, fmt.Sprint(cancelled.ID))
 }
 
 func TestSagaThroughKafka(t *testing.T) {
@@ -390,9 +381,9 @@ func TestSagaThroughKafka(t *testing.T) {
 
 	// The product copy follows the product events, newest version wins.
 	now := time.Now()
-	publish(t, producer, events.TopicProductCreated, 7, events.Product{ID: 7, Name: "tea", Description: "d", Price: events.MustMoney("3.50"), Quantity: 10, Version: 1, CreatedAt: now, UpdatedAt: now})
-	publish(t, producer, events.TopicProductUpdated, 7, events.Product{ID: 7, Name: "tea", Description: "d", Price: events.MustMoney("4.00"), Quantity: 10, Version: 3, CreatedAt: now, UpdatedAt: now})
-	publish(t, producer, events.TopicProductUpdated, 7, events.Product{ID: 7, Name: "tea", Description: "d", Price: events.MustMoney("9.99"), Quantity: 10, Version: 2, CreatedAt: now, UpdatedAt: now})
+	kafkatest.Publish(t, producer, events.TopicProductCreated, events.Key(7), events.Product{ID: 7, Name: "tea", Description: "d", Price: money.MustParse("3.50"), Quantity: 10, Version: 1, CreatedAt: now, UpdatedAt: now}, uuid.NewString())
+	kafkatest.Publish(t, producer, events.TopicProductUpdated, events.Key(7), events.Product{ID: 7, Name: "tea", Description: "d", Price: money.MustParse("4.00"), Quantity: 10, Version: 3, CreatedAt: now, UpdatedAt: now}, uuid.NewString())
+	kafkatest.Publish(t, producer, events.TopicProductUpdated, events.Key(7), events.Product{ID: 7, Name: "tea", Description: "d", Price: money.MustParse("9.99"), Quantity: 10, Version: 2, CreatedAt: now, UpdatedAt: now}, uuid.NewString())
 	testenv.WaitFor(t, 20*time.Second, "the product copy at version 3", func() bool {
 		return count(t, s.db, `SELECT count(*) FROM products WHERE id = 7 AND version = 3 AND price = 4.00`) == 1
 	})
@@ -403,14 +394,14 @@ func TestSagaThroughKafka(t *testing.T) {
 
 	reserved := s.placeOrder(t, &ann, [2]int64{7, 2})
 	rejected := s.placeOrder(t, &ann, [2]int64{7, 1})
-	publish(t, producer, events.TopicStockReserved, reserved.ID, events.StockReserved{OrderID: reserved.ID})
-	publish(t, producer, events.TopicStockRejected, rejected.ID, events.StockRejected{OrderID: rejected.ID, Reason: "insufficient_stock",
-		Shortages: []events.Shortage{{ProductID: 7, Requested: 1, Available: 0}}})
+	kafkatest.Publish(t, producer, events.TopicStockReserved, events.Key(reserved.ID), events.StockReserved{OrderID: reserved.ID}, uuid.NewString())
+	kafkatest.Publish(t, producer, events.TopicStockRejected, events.Key(rejected.ID), events.StockRejected{OrderID: rejected.ID, Reason: "insufficient_stock",
+		Shortages: []events.Shortage{{ProductID: 7, Requested: 1, Available: 0}}}, uuid.NewString())
 	testenv.WaitFor(t, 20*time.Second, "the rejected order to be cancelled", func() bool {
 		st, reason := s.status(t, rejected.ID)
 		return st == "CANCELLED" && reason == "out_of_stock"
 	})
-	cancelMail, err := events.Decode[events.CancelNotificationMail](mail.Next(events.QueueCancelNotification, byOrderID, fmt.Sprint(rejected.ID)).Body)
+	cancelMail, err := events.Decode[events.OrderCancelledMail](mail.Next(events.QueueOrderCancelled, byOrderID, fmt.Sprint(rejected.ID)).Body)
 	if err != nil || cancelMail.Reason != "out_of_stock" || cancelMail.Email != ann.Email {
 		t.Fatalf("cancellation mail %+v, %v", cancelMail, err)
 	}
@@ -418,7 +409,7 @@ func TestSagaThroughKafka(t *testing.T) {
 		return s.pay(t, &ann, reserved.ID).Status == http.StatusOK
 	})
 
-	publish(t, producer, events.TopicProductDeleted, 7, events.ProductDeleted{ID: 7, Version: 4, DeletedAt: now})
+	kafkatest.Publish(t, producer, events.TopicProductDeleted, events.Key(7), events.ProductDeleted{ID: 7, Version: 4, DeletedAt: now}, uuid.NewString())
 	testenv.WaitFor(t, 20*time.Second, "the deletion", func() bool {
 		return count(t, s.db, `SELECT count(*) FROM products WHERE id = 7 AND deleted`) == 1
 	})
@@ -439,7 +430,7 @@ func TestTimersRemindWhilePendingThenExpire(t *testing.T) {
 	s.pay(t, &ann, paid.ID).Expect(t, http.StatusOK, "")
 
 	for want := 1; want <= 2; want++ {
-		reminder, err := events.Decode[events.PaymentReminderMail](mail.Next(events.QueueReminder, byOrderID, fmt.Sprint(unpaid.ID)).Body)
+		reminder, err := events.Decode[events.PaymentReminderMail](mail.Next(events.QueuePaymentReminder, byOrderID, fmt.Sprint(unpaid.ID)).Body)
 		if err != nil || reminder.ReminderNumber != want || reminder.Email != ann.Email || reminder.TotalAmount.String() != "5.00" {
 			t.Fatalf("reminder %d: %+v, %v", want, reminder, err)
 		}
@@ -463,13 +454,13 @@ func TestTimersRemindWhilePendingThenExpire(t *testing.T) {
 		return st == "COMPLETED"
 	})
 	// A paid order gets no reminders; the expired one restocks through order-cancelled.
-	if n := mail.Count(events.QueueReminder, byOrderID, fmt.Sprint(paid.ID)); n != 0 {
+	if n := mail.Count(events.QueuePaymentReminder, byOrderID, fmt.Sprint(paid.ID)); n != 0 {
 		t.Fatalf("%d reminders for a paid order", n)
 	}
 	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'order-cancelled' AND key = $1`, fmt.Sprint(unpaid.ID)); n != 1 {
 		t.Fatalf("%d order-cancelled events for the expired order, want 1", n)
 	}
-	mail.Next(events.QueueCancelNotification, byOrderID, fmt.Sprint(unpaid.ID))
+	mail.Next(events.QueueOrderCancelled, byOrderID, fmt.Sprint(unpaid.ID))
 }
 
 func TestPayAndExpiryRaceHasOneWinner(t *testing.T) {
@@ -488,7 +479,7 @@ func TestPayAndExpiryRaceHasOneWinner(t *testing.T) {
 		go func() { defer wg.Done(); payStatus = s.pay(t, &ann, o.ID).Status }()
 		go func() {
 			defer wg.Done()
-			expireErr = s.app.Saga.Expire(ctx, uuid.NewString(), events.OrderAutoCancel{OrderID: o.ID})
+			expireErr = s.app.Saga.Expire(ctx, uuid.NewString(), events.OrderExpiry{OrderID: o.ID})
 		}()
 		wg.Wait()
 		if expireErr != nil {
@@ -521,7 +512,7 @@ func TestRedeliveredTimersAndEventsHaveOneEffect(t *testing.T) {
 		if err := s.app.Saga.Remind(ctx, timerID, events.OrderReminder{OrderID: o.ID, ReminderNumber: 1}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.app.Saga.Expire(ctx, timerID, events.OrderAutoCancel{OrderID: o.ID}); err != nil {
+		if err := s.app.Saga.Expire(ctx, timerID, events.OrderExpiry{OrderID: o.ID}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -532,7 +523,7 @@ func TestRedeliveredTimersAndEventsHaveOneEffect(t *testing.T) {
 		t.Fatalf("%d order-cancelled for one redelivered expiry", n)
 	}
 	// A second expiry timer (another id) for an order already cancelled does nothing.
-	if err := s.app.Saga.Expire(ctx, uuid.NewString(), events.OrderAutoCancel{OrderID: o.ID}); err != nil {
+	if err := s.app.Saga.Expire(ctx, uuid.NewString(), events.OrderExpiry{OrderID: o.ID}); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'order-cancelled'`); n != 1 {
@@ -715,7 +706,7 @@ func TestOrdersLeavingPendingFreeTheLimits(t *testing.T) {
 	fourth := orderIn(t, place().Expect(t, http.StatusCreated, ""))
 	place().Expect(t, http.StatusConflict, "too many pending orders")
 
-	if err := s.app.Saga.Expire(ctx, uuid.NewString(), events.OrderAutoCancel{OrderID: third.ID}); err != nil {
+	if err := s.app.Saga.Expire(ctx, uuid.NewString(), events.OrderExpiry{OrderID: third.ID}); err != nil {
 		t.Fatal(err)
 	}
 	place().Expect(t, http.StatusCreated, "")

@@ -23,17 +23,11 @@ func (o *Orders) Pay(ctx context.Context, c Customer, requestID string, orderID 
 		if err := tx.QueryRow(ctx, `UPDATE orders SET status = $2, paid_at = now(), updated_at = now() WHERE id = $1 RETURNING paid_at`, order.ID, StatusPaid).Scan(&paidAt); err != nil {
 			return fmt.Errorf("pay order %d: %w", order.ID, err)
 		}
-		event, err := eventMessage(events.TopicOrderPaid, order.ID, events.OrderPaid{OrderID: order.ID, CustomerID: c.ID, PaidAt: paidAt})
-		if err != nil {
-			return err
-		}
-		success, err := mailMessage(events.RoutingOrderSuccess, events.OrderSuccessMail{
-			Email: order.email, OrderID: order.ID, TotalAmount: order.TotalAmount, Items: mailItems(order.Items),
-		})
-		if err != nil {
-			return err
-		}
-		return outbox.Add(ctx, tx, event, success)
+		return outbox.Add(ctx, tx,
+			outbox.Event(events.TopicOrderPaid, events.Key(order.ID), events.OrderPaid{OrderID: order.ID, CustomerID: c.ID, PaidAt: paidAt}),
+			outbox.Work(events.MailOrderSuccess, events.OrderSuccessMail{
+				Email: order.email, OrderID: order.ID, TotalAmount: order.TotalAmount, Items: mailItems(order.Items),
+			}))
 	})
 	if acted {
 		o.metrics.paid.Inc()

@@ -8,7 +8,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 
+	"strconv"
+
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/money"
 	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/redisx"
@@ -23,7 +26,7 @@ func (o *Orders) Create(ctx context.Context, c Customer, requestID, description 
 	// The lock keeps a concurrent twin from doing the work twice; the unique key
 	// (customer_id, request_id) is what guarantees one order, so when Redis is
 	// down the request goes on without the lock.
-	lock, err := redisx.Acquire(ctx, o.redis, events.OrderLockKey(c.ID, requestID), o.cfg.LockTTL)
+	lock, err := redisx.Acquire(ctx, o.redis, orderLockKey(c.ID, requestID), o.cfg.LockTTL)
 	switch {
 	case errors.Is(err, redisx.ErrLocked):
 		return Order{}, false, ErrRequestDuplicate
@@ -134,7 +137,7 @@ func (o *Orders) withinLimits(ctx context.Context, tx pgx.Tx, customerID int64, 
 // price reads the products from the local copy and computes the lines and the
 // total exactly. The local stock is a fast fail only; the product service's
 // reservation decides.
-func price(ctx context.Context, tx pgx.Tx, lines []Line) ([]Item, events.Money, error) {
+func price(ctx context.Context, tx pgx.Tx, lines []Line) ([]Item, money.Money, error) {
 	ids := make([]int64, len(lines))
 	for i, l := range lines {
 		ids[i] = l.ProductID
@@ -147,37 +150,37 @@ func price(ctx context.Context, tx pgx.Tx, lines []Line) ([]Item, events.Money, 
 	products := map[int64]known{}
 	rows, err := tx.Query(ctx, `SELECT id, name, price, quantity FROM products WHERE id = ANY($1) AND NOT deleted`, ids)
 	if err != nil {
-		return nil, events.Money{}, fmt.Errorf("read products: %w", err)
+		return nil, money.Money{}, fmt.Errorf("read products: %w", err)
 	}
 	for rows.Next() {
 		var id int64
 		var k known
 		if err := rows.Scan(&id, &k.name, &k.price, &k.quantity); err != nil {
 			rows.Close()
-			return nil, events.Money{}, err
+			return nil, money.Money{}, err
 		}
 		products[id] = k
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, events.Money{}, fmt.Errorf("read products: %w", err)
+		return nil, money.Money{}, fmt.Errorf("read products: %w", err)
 	}
 	items := make([]Item, len(lines))
-	total := events.MustMoney("0")
+	total := money.MustParse("0")
 	for i, l := range lines {
 		p, ok := products[l.ProductID]
 		if !ok {
-			return nil, events.Money{}, &ProductNotOnSaleError{ProductID: l.ProductID}
+			return nil, money.Money{}, &ProductNotOnSaleError{ProductID: l.ProductID}
 		}
 		if p.quantity < l.Quantity {
-			return nil, events.Money{}, fmt.Errorf("%w: product %d has %d", ErrInsufficientStock, l.ProductID, p.quantity)
+			return nil, money.Money{}, fmt.Errorf("%w: product %d has %d", ErrInsufficientStock, l.ProductID, p.quantity)
 		}
-		unit, err := events.ParseMoney(p.price)
+		unit, err := money.Parse(p.price)
 		if err != nil {
-			return nil, events.Money{}, err
+			return nil, money.Money{}, err
 		}
 		items[i] = Item{ProductID: l.ProductID, Quantity: l.Quantity, Price: unit, name: p.name}
-		total = events.Money{Decimal: total.Add(unit.Mul(decimal.NewFromInt(l.Quantity)))}
+		total = money.Money{Decimal: total.Add(unit.Mul(decimal.NewFromInt(l.Quantity)))}
 	}
 	return items, total, nil
 }
@@ -194,22 +197,17 @@ func (o *Orders) announceCreated(ctx context.Context, tx pgx.Tx, order Order) er
 		created.Items = append(created.Items, events.OrderCreatedItem{ProductID: it.ProductID, Quantity: it.Quantity, Price: it.Price})
 	}
 	// One statement for the event and every timer (outbox.Add).
-	msgs := make([]outbox.Message, 0, len(o.cfg.ReminderDelays)+2)
-	msg, err := eventMessage(events.TopicOrderCreated, order.ID, created)
-	if err != nil {
-		return err
-	}
-	msgs = append(msgs, msg)
+	msgs := []outbox.Message{outbox.Event(events.TopicOrderCreated, events.Key(order.ID), created)}
 	for i, delay := range o.cfg.ReminderDelays {
-		if msg, err = timerMessage(delay, events.OrderReminder{OrderID: order.ID, ReminderNumber: i + 1}); err != nil {
-			return err
-		}
-		msgs = append(msgs, msg)
+		msgs = append(msgs, timer(events.TimerOrderReminder, delay, events.OrderReminder{OrderID: order.ID, ReminderNumber: i + 1}))
 	}
-	if msg, err = timerMessage(o.cfg.ExpiryDelay, events.OrderAutoCancel{OrderID: order.ID}); err != nil {
-		return err
-	}
-	return outbox.Add(ctx, tx, append(msgs, msg)...)
+	msgs = append(msgs, timer(events.TimerOrderExpiry, o.cfg.ExpiryDelay, events.OrderExpiry{OrderID: order.ID}))
+	return outbox.Add(ctx, tx, msgs...)
+}
+
+// orderLockKey is the Redis key of the idempotency lock of one order request.
+func orderLockKey(customerID int64, requestID string) string {
+	return "order:lock:" + strconv.FormatInt(customerID, 10) + ":" + requestID
 }
 
 // byRequest finds the order a customer's request id created (on the primary:

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/money"
 )
 
 // Get returns a customer's own order from the replica pool; anyone else's is
@@ -76,7 +76,7 @@ func scanOrder(row pgx.Row) (Order, error) {
 	if err := row.Scan(&o.ID, &o.customerID, &o.email, &total, &o.Description, &o.Status, &o.CancelReason, &o.stockStatus, &o.CreatedAt, &o.UpdatedAt); err != nil {
 		return Order{}, err
 	}
-	m, err := events.ParseMoney(total)
+	m, err := money.Parse(total)
 	if err != nil {
 		return Order{}, err
 	}
@@ -129,7 +129,7 @@ func loadItems(ctx context.Context, q querier, orderIDs []int64) (map[int64][]It
 		if err := rows.Scan(&orderID, &it.ID, &it.ProductID, &it.name, &it.Quantity, &unit); err != nil {
 			return nil, err
 		}
-		if it.Price, err = events.ParseMoney(unit); err != nil {
+		if it.Price, err = money.Parse(unit); err != nil {
 			return nil, err
 		}
 		out[orderID] = append(out[orderID], it)

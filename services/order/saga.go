@@ -10,6 +10,7 @@ import (
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/inbox"
+	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 )
 
@@ -26,10 +27,10 @@ func (s *Saga) count(kind string) { s.metrics.saga.WithLabelValues(kind).Inc() }
 
 // Consumer names, for the inbox.
 var (
-	reservedConsumer   = events.ConsumerGroup("order", events.TopicStockReserved)
-	rejectedConsumer   = events.ConsumerGroup("order", events.TopicStockRejected)
-	reminderConsumer   = "order." + events.QueueOrderReminder
-	autoCancelConsumer = "order." + events.QueueOrderAutoCancel
+	reservedConsumer = events.ConsumerGroup("order", events.TopicStockReserved.Name())
+	rejectedConsumer = events.ConsumerGroup("order", events.TopicStockRejected.Name())
+	reminderConsumer = "order." + events.QueueOrderReminder
+	expiryConsumer   = "order." + events.QueueOrderExpiry
 )
 
 // onOrder runs fn on the locked order unless eventID was handled before.
@@ -101,18 +102,18 @@ func (s *Saga) Remind(ctx context.Context, messageID string, r events.OrderRemin
 			return nil
 		}
 		s.count("reminder")
-		return mail(ctx, tx, events.RoutingPaymentReminder, events.PaymentReminderMail{
+		return outbox.Add(ctx, tx, outbox.Work(events.MailPaymentReminder, events.PaymentReminderMail{
 			Email: o.email, OrderID: o.ID, ReminderNumber: r.ReminderNumber,
 			DueAt: o.CreatedAt.Add(s.cfg.ExpiryDelay).UTC().Truncate(time.Second), TotalAmount: o.TotalAmount, Items: mailItems(o.Items),
-		})
+		}))
 	})
 }
 
 // Expire ends an order's life: an unpaid order is cancelled (and restocked), a
 // paid one completed. Payment takes the same row lock, so one of the two wins
 // cleanly: a paid order is never cancelled.
-func (s *Saga) Expire(ctx context.Context, messageID string, e events.OrderAutoCancel) error {
-	return s.onOrder(ctx, autoCancelConsumer, messageID, e.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
+func (s *Saga) Expire(ctx context.Context, messageID string, e events.OrderExpiry) error {
+	return s.onOrder(ctx, expiryConsumer, messageID, e.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
 		switch o.Status {
 		case StatusPending:
 			s.count("expired")

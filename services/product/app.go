@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kshop/kshop/services/events"
@@ -16,10 +15,9 @@ import (
 	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/inbox"
 	"github.com/kshop/kshop/services/platform/kafka"
-	"github.com/kshop/kshop/services/platform/lifecycle"
 	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
-	"github.com/kshop/kshop/services/platform/retry"
+	"github.com/kshop/kshop/services/platform/serve"
 )
 
 //go:embed migrations/*.sql
@@ -39,7 +37,7 @@ type App struct {
 	producer  *kafka.Producer
 	consumers []*kafka.Consumer
 	relay     *outbox.Relay
-	service   *lifecycle.Service
+	service   *serve.Service
 	logger    *slog.Logger
 }
 
@@ -73,10 +71,10 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	reservations.WithLabelValues("rejected")
 	app := &App{cfg: cfg, db: db, producer: producer, logger: logger,
 		Stock: &Stock{db: db, decided: func(outcome string) { reservations.WithLabelValues(outcome).Inc() }}}
-	for topic, handle := range map[string]func(context.Context, kafka.Message) error{
-		events.TopicOrderCreated:   app.onOrderCreated,
-		events.TopicOrderCancelled: app.onOrderCancelled,
-		events.TopicOrderPaid:      app.onOrderPaid,
+	for topic, handle := range map[string]kafka.Handler{
+		events.TopicOrderCreated.Name():   kafka.Handle(events.TopicOrderCreated, app.Stock.Reserve),
+		events.TopicOrderCancelled.Name(): kafka.Handle(events.TopicOrderCancelled, app.Stock.Release),
+		events.TopicOrderPaid.Name():      kafka.Handle(events.TopicOrderPaid, app.Stock.Sell),
 	} {
 		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
 			Connection:  cfg.Kafka,
@@ -93,10 +91,10 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		app.consumers = append(app.consumers, consumer)
 	}
 	app.relay = outbox.NewRelay(db.Primary,
-		map[outbox.Destination]outbox.Publisher{outbox.Kafka: outbox.KafkaPublisher(producer)},
+		map[outbox.Destination]outbox.Publisher{outbox.Kafka: kafka.OutboxPublisher(producer)},
 		outbox.RelayConfig{Registerer: registry, Retention: cfg.OutboxRetention}, logger)
 
-	app.service = &lifecycle.Service{
+	app.service = &serve.Service{
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger, Close: app.Close,
 		Metrics: httpx.MetricsHandler(registry), MetricsAddr: cfg.MetricsAddr, MetricsAddrVar: Prefix + "_METRICS_ADDR",
 		DB: db.Primary, Migrations: []pg.Migrations{Migrations, outbox.Migrations, inbox.Migrations},
@@ -123,52 +121,6 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	(&handlers{catalogue: &Catalogue{db: db}, logger: logger}).routes(engine)
 	app.Handler, app.service.Handler = engine, engine
 	return app, nil
-}
-
-// eventID reads and checks a consumed event's id; without one, de-duplication is
-// impossible, so the event goes to the dead-letter topic.
-func eventID(msg kafka.Message) (string, error) {
-	id := msg.Headers[events.HeaderEventID]
-	if uuid.Validate(id) != nil {
-		return "", retry.Permanent(fmt.Errorf("%s at offset %d: event-id header %q is not a UUID", msg.Topic, msg.Offset, id))
-	}
-	return id, nil
-}
-
-func (a *App) onOrderCreated(ctx context.Context, msg kafka.Message) error {
-	id, err := eventID(msg)
-	if err != nil {
-		return err
-	}
-	order, err := events.Decode[events.OrderCreated](msg.Value)
-	if err != nil {
-		return retry.Permanent(err)
-	}
-	return a.Stock.Reserve(ctx, id, order)
-}
-
-func (a *App) onOrderCancelled(ctx context.Context, msg kafka.Message) error {
-	id, err := eventID(msg)
-	if err != nil {
-		return err
-	}
-	cancel, err := events.Decode[events.OrderCancelled](msg.Value)
-	if err != nil {
-		return retry.Permanent(err)
-	}
-	return a.Stock.Release(ctx, id, cancel)
-}
-
-func (a *App) onOrderPaid(ctx context.Context, msg kafka.Message) error {
-	id, err := eventID(msg)
-	if err != nil {
-		return err
-	}
-	paid, err := events.Decode[events.OrderPaid](msg.Value)
-	if err != nil {
-		return retry.Permanent(err)
-	}
-	return a.Stock.Sell(ctx, id, paid)
 }
 
 // Run serves HTTP on cfg.HTTPAddr and runs the background work until ctx ends.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/kafka"
+	"github.com/kshop/kshop/services/platform/kafkatest"
 )
 
 // BenchmarkGetProduct measures GET /products/:id over HTTP, clients in
@@ -153,23 +154,23 @@ func BenchmarkOrderCreatedToStockReserved(b *testing.B) {
 	brokers := newCluster(b)
 	s := start(b, testConfig(b, brokers))
 	p := s.create(b, "latency", 1, 1_000_000)
-	reader := readTopics(b, brokers, events.TopicStockReserved)
+	reader := readTopics(b, brokers, events.TopicStockReserved.Name())
 	producer, err := kafka.NewProducer(kafka.ProducerConfig{Connection: kafka.Connection{Brokers: brokers}, ClientID: "bench", LingerMs: 1}, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer producer.Close()
 	// Warm up: consumer groups joined, connections open.
-	publish(b, producer, events.TopicOrderCreated, 1, orderOf(1, item(p.ID, 1)), uuid.NewString())
-	reader.await(b, events.TopicStockReserved, "1", 1)
+	kafkatest.Publish(b, producer, events.TopicOrderCreated, events.Key(1), orderOf(1, item(p.ID, 1)), uuid.NewString())
+	reader.await(b, events.TopicStockReserved.Name(), "1", 1)
 
 	latencies := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := range b.N {
 		id := int64(i + 2)
 		sent := time.Now()
-		publish(b, producer, events.TopicOrderCreated, id, orderOf(id, item(p.ID, 1)), uuid.NewString())
-		for len(reader.where(events.TopicStockReserved, events.Key(id))) == 0 {
+		kafkatest.Publish(b, producer, events.TopicOrderCreated, events.Key(id), orderOf(id, item(p.ID, 1)), uuid.NewString())
+		for len(reader.where(events.TopicStockReserved.Name(), events.Key(id))) == 0 {
 			time.Sleep(200 * time.Microsecond)
 		}
 		latencies = append(latencies, time.Since(sent))

@@ -9,11 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/money"
 	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 )
@@ -39,13 +39,13 @@ func (e *ChangedError) Unwrap() error { return ErrChanged }
 
 // Product is a product as the API shows it.
 type Product struct {
-	ID          int64        `json:"id"`
-	Name        string       `json:"name"`
-	Description string       `json:"description"`
-	Price       events.Money `json:"price"`
-	Quantity    int64        `json:"quantity"`
-	CreatedAt   time.Time    `json:"created_at"`
-	UpdatedAt   time.Time    `json:"updated_at"`
+	ID          int64       `json:"id"`
+	Name        string      `json:"name"`
+	Description string      `json:"description"`
+	Price       money.Money `json:"price"`
+	Quantity    int64       `json:"quantity"`
+	CreatedAt   time.Time   `json:"created_at"`
+	UpdatedAt   time.Time   `json:"updated_at"`
 	version     int64
 }
 
@@ -53,7 +53,7 @@ type Product struct {
 type Fields struct {
 	Name        string
 	Description string
-	Price       events.Money
+	Price       money.Money
 	Quantity    int64
 }
 
@@ -76,7 +76,7 @@ func scanProduct(row pgx.Row) (Product, error) {
 	if err := row.Scan(&p.ID, &p.Name, &p.Description, &price, &p.Quantity, &p.version, &p.CreatedAt, &p.UpdatedAt); err != nil {
 		return Product{}, err
 	}
-	m, err := events.ParseMoney(price)
+	m, err := money.Parse(price)
 	if err != nil {
 		return Product{}, fmt.Errorf("price of product %d: %w", p.ID, err)
 	}
@@ -107,7 +107,7 @@ func (c *Catalogue) Create(ctx context.Context, admin int64, f Fields) (Product,
 		if err != nil {
 			return fmt.Errorf("insert product: %w", err)
 		}
-		return announce(ctx, tx, events.TopicProductCreated, p.ID, productEvent(p))
+		return outbox.Add(ctx, tx, outbox.Event(events.TopicProductCreated, events.Key(p.ID), productEvent(p)))
 	})
 	return p, err
 }
@@ -153,7 +153,7 @@ func (c *Catalogue) Update(ctx context.Context, admin, id int64, ifVersions []in
 		if err != nil {
 			return fmt.Errorf("update product %d: %w", id, err)
 		}
-		return announce(ctx, tx, events.TopicProductUpdated, p.ID, productEvent(p))
+		return outbox.Add(ctx, tx, outbox.Event(events.TopicProductUpdated, events.Key(p.ID), productEvent(p)))
 	})
 	return p, err
 }
@@ -219,7 +219,7 @@ func (c *Catalogue) Delete(ctx context.Context, admin, id int64) error {
 		if err != nil {
 			return fmt.Errorf("delete product %d: %w", id, err)
 		}
-		return announce(ctx, tx, events.TopicProductDeleted, id, deleted)
+		return outbox.Add(ctx, tx, outbox.Event(events.TopicProductDeleted, events.Key(id), deleted))
 	})
 }
 
@@ -301,22 +301,4 @@ func productEvent(p Product) events.Product {
 		ID: p.ID, Name: p.Name, Description: p.Description, Price: p.Price, Quantity: p.Quantity,
 		Version: p.version, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
 	}
-}
-
-// announce writes a domain event to the outbox, keyed by the aggregate id so one
-// product's events stay in order on one partition.
-func announce(ctx context.Context, tx pgx.Tx, topic string, id int64, payload any) error {
-	body, err := json.Marshal(payload)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", topic, err)
-	}
-	eventID := uuid.NewString()
-	return outbox.Add(ctx, tx, outbox.Message{
-		EventID:     eventID,
-		Destination: outbox.Kafka,
-		Topic:       topic,
-		Key:         events.Key(id),
-		Headers:     events.Headers(topic, eventID),
-		Payload:     body,
-	})
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/shopspring/decimal"
 
-	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/money"
 	"github.com/kshop/kshop/services/platform/httpx"
 	"github.com/kshop/kshop/services/platform/identity"
 )
@@ -61,7 +61,7 @@ func (r productRequest) fields() (Fields, []httpx.FieldError) {
 	default:
 		f.Description = *r.Description
 	}
-	var price events.Money
+	var price money.Money
 	switch {
 	case len(r.Price) == 0:
 		bad("price", "is required")

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/money"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/kafka"
@@ -200,7 +201,7 @@ func (r *topicReader) await(t testing.TB, topic, key string, n int) []kafka.Mess
 
 func TestCatalogueLifecycleAnnouncesEveryChange(t *testing.T) {
 	s := newService(t)
-	reader := readTopics(t, s.brokers, events.TopicProductCreated, events.TopicProductUpdated, events.TopicProductDeleted)
+	reader := readTopics(t, s.brokers, events.TopicProductCreated.Name(), events.TopicProductUpdated.Name(), events.TopicProductDeleted.Name())
 
 	created := s.create(t, "Kopi Luwak", 25000, 10)
 	if created.ID <= 0 || created.Price != "25000.00" || created.Quantity != 10 || created.CreatedAt.IsZero() {
@@ -223,11 +224,11 @@ func TestCatalogueLifecycleAnnouncesEveryChange(t *testing.T) {
 		Expect(t, http.StatusNotFound, "product not found")
 	s.Do(t, &admin, http.MethodDelete, "/products/"+key, nil).Expect(t, http.StatusNotFound, "product not found")
 
-	createdEvent := reader.await(t, events.TopicProductCreated, key, 1)[0]
-	updatedEvent := reader.await(t, events.TopicProductUpdated, key, 1)[0]
-	deletedEvent := reader.await(t, events.TopicProductDeleted, key, 1)[0]
+	createdEvent := reader.await(t, events.TopicProductCreated.Name(), key, 1)[0]
+	updatedEvent := reader.await(t, events.TopicProductUpdated.Name(), key, 1)[0]
+	deletedEvent := reader.await(t, events.TopicProductDeleted.Name(), key, 1)[0]
 	for _, m := range []kafka.Message{createdEvent, updatedEvent, deletedEvent} {
-		if uuid.Validate(m.Headers[events.HeaderEventID]) != nil || m.Headers[events.HeaderEventType] != m.Topic ||
+		if uuid.Validate(m.Headers[kafka.EventIDHeader]) != nil || m.Headers[events.HeaderEventType] != m.Topic ||
 			m.Headers[events.HeaderEventVersion] != "1" || m.Headers[events.HeaderTraceParent] == "" {
 			t.Errorf("%s headers %v", m.Topic, m.Headers)
 		}
@@ -427,11 +428,11 @@ func TestPagination(t *testing.T) {
 
 func orderOf(orderID int64, items ...events.OrderCreatedItem) events.OrderCreated {
 	return events.OrderCreated{OrderID: orderID, CustomerID: 9, CustomerEmail: "c@example.com", Items: items,
-		TotalAmount: events.MustMoney("1"), CreatedAt: time.Now()}
+		TotalAmount: money.MustParse("1"), CreatedAt: time.Now()}
 }
 
 func item(productID, quantity int64) events.OrderCreatedItem {
-	return events.OrderCreatedItem{ProductID: productID, Quantity: quantity, Price: events.MustMoney("1")}
+	return events.OrderCreatedItem{ProductID: productID, Quantity: quantity, Price: money.MustParse("1")}
 }
 
 func stockOf(t testing.TB, s *service, id int64) int {
@@ -573,26 +574,13 @@ func TestRedeliveredEventsChangeNothing(t *testing.T) {
 	}
 }
 
-func publish(t testing.TB, producer *kafka.Producer, topic string, key int64, payload any, eventID string) {
-	t.Helper()
-	body, err := json.Marshal(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := producer.Publish(context.Background(), kafka.Message{
-		Topic: topic, Key: []byte(events.Key(key)), Value: body, Headers: events.Headers(topic, eventID),
-	}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestSagaThroughKafkaWithTwoReplicas(t *testing.T) {
 	brokers := newCluster(t)
 	cfg := testConfig(t, brokers)
 	s := start(t, cfg)
 	start(t, cfg) // a second replica in the same consumer groups
-	reader := readTopics(t, brokers, events.TopicStockReserved, events.TopicStockRejected, events.TopicProductUpdated,
-		kafka.DeadLetterTopic(events.TopicOrderCreated))
+	reader := readTopics(t, brokers, events.TopicStockReserved.Name(), events.TopicStockRejected.Name(), events.TopicProductUpdated.Name(),
+		kafka.DeadLetterTopic(events.TopicOrderCreated.Name()))
 	producer, err := kafka.NewProducer(kafka.ProducerConfig{Connection: kafka.Connection{Brokers: brokers}, ClientID: "order-test"}, quiet)
 	if err != nil {
 		t.Fatal(err)
@@ -600,33 +588,33 @@ func TestSagaThroughKafkaWithTwoReplicas(t *testing.T) {
 	t.Cleanup(producer.Close)
 	p := s.create(t, "beans", 1, 5)
 
-	publish(t, producer, events.TopicOrderCreated, 500, orderOf(500, item(p.ID, 3)), uuid.NewString())
-	reader.await(t, events.TopicStockReserved, "500", 1)
-	publish(t, producer, events.TopicOrderCreated, 501, orderOf(501, item(p.ID, 3)), uuid.NewString())
-	rejected, err := events.Decode[events.StockRejected](reader.await(t, events.TopicStockRejected, "501", 1)[0].Value)
+	kafkatest.Publish(t, producer, events.TopicOrderCreated, events.Key(500), orderOf(500, item(p.ID, 3)), uuid.NewString())
+	reader.await(t, events.TopicStockReserved.Name(), "500", 1)
+	kafkatest.Publish(t, producer, events.TopicOrderCreated, events.Key(501), orderOf(501, item(p.ID, 3)), uuid.NewString())
+	rejected, err := events.Decode[events.StockRejected](reader.await(t, events.TopicStockRejected.Name(), "501", 1)[0].Value)
 	if err != nil || rejected.Shortages[0].Available != 2 {
 		t.Fatalf("stock-rejected %+v, %v", rejected, err)
 	}
 	// The order service's copy learns the stock level from product-updated.
-	updates := reader.await(t, events.TopicProductUpdated, fmt.Sprint(p.ID), 1)
+	updates := reader.await(t, events.TopicProductUpdated.Name(), fmt.Sprint(p.ID), 1)
 	if latest, _ := events.Decode[events.Product](updates[len(updates)-1].Value); latest.Quantity != 2 || latest.Version != 2 {
 		t.Fatalf("product-updated after the reservation: %+v", latest)
 	}
 
 	cancelID := uuid.NewString()
 	cancel := events.OrderCancelled{OrderID: 500, CustomerID: 9, Reason: events.CancelExpired, Items: []events.CancelledItem{{ProductID: p.ID, Quantity: 3}}}
-	publish(t, producer, events.TopicOrderCancelled, 500, cancel, cancelID)
-	publish(t, producer, events.TopicOrderCancelled, 500, cancel, cancelID) // redelivered
+	kafkatest.Publish(t, producer, events.TopicOrderCancelled, events.Key(500), cancel, cancelID)
+	kafkatest.Publish(t, producer, events.TopicOrderCancelled, events.Key(500), cancel, cancelID) // redelivered
 	testenv.WaitFor(t, 20*time.Second, "the restock", func() bool { return stockOf(t, s, p.ID) == 5 })
 
 	// A poison message goes to the dead-letter topic and does not block the partition.
-	if err := producer.Publish(context.Background(), kafka.Message{Topic: events.TopicOrderCreated, Key: []byte("502"),
-		Value: []byte(`{"order_id": "not a number"}`), Headers: events.Headers(events.TopicOrderCreated, uuid.NewString())}); err != nil {
+	if err := producer.Publish(context.Background(), kafka.Message{Topic: events.TopicOrderCreated.Name(), Key: []byte("502"),
+		Value: []byte(`{"order_id": "not a number"}`), Headers: map[string]string{kafka.EventIDHeader: uuid.NewString()}}); err != nil {
 		t.Fatal(err)
 	}
-	publish(t, producer, events.TopicOrderCreated, 502, orderOf(502, item(p.ID, 1)), uuid.NewString())
-	reader.await(t, kafka.DeadLetterTopic(events.TopicOrderCreated), "502", 1)
-	reader.await(t, events.TopicStockReserved, "502", 1)
+	kafkatest.Publish(t, producer, events.TopicOrderCreated, events.Key(502), orderOf(502, item(p.ID, 1)), uuid.NewString())
+	reader.await(t, kafka.DeadLetterTopic(events.TopicOrderCreated.Name()), "502", 1)
+	reader.await(t, events.TopicStockReserved.Name(), "502", 1)
 	time.Sleep(300 * time.Millisecond)
 	if got := stockOf(t, s, p.ID); got != 4 {
 		t.Fatalf("stock %d, want 4 (5 - 3 + 3 - 1)", got)
@@ -634,8 +622,8 @@ func TestSagaThroughKafkaWithTwoReplicas(t *testing.T) {
 
 	// Paying the order sells its unit: the history says so, the stock stays.
 	paid := uuid.NewString()
-	publish(t, producer, events.TopicOrderPaid, 502, events.OrderPaid{OrderID: 502, CustomerID: 9, PaidAt: time.Now()}, paid)
-	publish(t, producer, events.TopicOrderPaid, 502, events.OrderPaid{OrderID: 502, CustomerID: 9, PaidAt: time.Now()}, paid) // redelivered
+	kafkatest.Publish(t, producer, events.TopicOrderPaid, events.Key(502), events.OrderPaid{OrderID: 502, CustomerID: 9, PaidAt: time.Now()}, paid)
+	kafkatest.Publish(t, producer, events.TopicOrderPaid, events.Key(502), events.OrderPaid{OrderID: 502, CustomerID: 9, PaidAt: time.Now()}, paid) // redelivered
 	testenv.WaitFor(t, 20*time.Second, "the sale", func() bool {
 		return count(t, s.db, `SELECT count(*) FROM product_history WHERE kind = 'sold' AND order_id = 502 AND units = 1`) == 1
 	})

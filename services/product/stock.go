@@ -10,6 +10,7 @@ import (
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/inbox"
+	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 )
 
@@ -36,9 +37,9 @@ func (s *Stock) count(outcome string) {
 
 // Consumer names, for the inbox.
 var (
-	reserveConsumer = events.ConsumerGroup("product", events.TopicOrderCreated)
-	releaseConsumer = events.ConsumerGroup("product", events.TopicOrderCancelled)
-	sellConsumer    = events.ConsumerGroup("product", events.TopicOrderPaid)
+	reserveConsumer = events.ConsumerGroup("product", events.TopicOrderCreated.Name())
+	releaseConsumer = events.ConsumerGroup("product", events.TopicOrderCancelled.Name())
+	sellConsumer    = events.ConsumerGroup("product", events.TopicOrderPaid.Name())
 )
 
 // Sell records that a paid order's reserved units are sold, once: the
@@ -134,8 +135,8 @@ func (s *Stock) Reserve(ctx context.Context, eventID string, order events.OrderC
 				return fmt.Errorf("reject order %d: %w", order.OrderID, err)
 			}
 			s.count("rejected")
-			return announce(ctx, tx, events.TopicStockRejected, order.OrderID,
-				events.StockRejected{OrderID: order.OrderID, Reason: reason, Shortages: shortages})
+			return outbox.Add(ctx, tx, outbox.Event(events.TopicStockRejected, events.Key(order.OrderID),
+				events.StockRejected{OrderID: order.OrderID, Reason: reason, Shortages: shortages}))
 		}
 
 		for _, id := range ids {
@@ -160,12 +161,12 @@ func (s *Stock) Reserve(ctx context.Context, eventID string, order events.OrderC
 				return fmt.Errorf("take %d of product %d for order %d: %w", wanted[id], id, order.OrderID, err)
 			}
 			// The order service's product copy follows the stock.
-			if err := announce(ctx, tx, events.TopicProductUpdated, p.ID, productEvent(p)); err != nil {
+			if err := outbox.Add(ctx, tx, outbox.Event(events.TopicProductUpdated, events.Key(p.ID), productEvent(p))); err != nil {
 				return err
 			}
 		}
 		s.count("reserved")
-		return announce(ctx, tx, events.TopicStockReserved, order.OrderID, events.StockReserved{OrderID: order.OrderID})
+		return outbox.Add(ctx, tx, outbox.Event(events.TopicStockReserved, events.Key(order.OrderID), events.StockReserved{OrderID: order.OrderID}))
 	})
 }
 
@@ -247,7 +248,7 @@ func (s *Stock) Release(ctx context.Context, eventID string, cancel events.Order
 			restocked = append(restocked, p)
 		}
 		for _, p := range restocked {
-			if err := announce(ctx, tx, events.TopicProductUpdated, p.ID, productEvent(p)); err != nil {
+			if err := outbox.Add(ctx, tx, outbox.Event(events.TopicProductUpdated, events.Key(p.ID), productEvent(p))); err != nil {
 				return err
 			}
 		}

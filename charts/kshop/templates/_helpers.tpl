@@ -380,7 +380,7 @@ queue, the first. */}}
 {{- $orderEnv := .Values.services.order.env | default dict }}
 {{- $out := list }}
 {{- $seen := dict }}
-{{- range $timer := list $timers.reminder $timers.autoCancel }}
+{{- range $timer := list $timers.reminder $timers.expiry }}
 {{- $delays := $timer.defaultDelays }}
 {{- with get $orderEnv $timer.variable }}{{ $delays = splitList "," (toString .) }}{{ end }}
 {{- range $delays }}

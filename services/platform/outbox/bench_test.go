@@ -52,7 +52,7 @@ func BenchmarkRelayToKafka(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer producer.Close()
-	relay := outbox.NewRelay(pool, map[outbox.Destination]outbox.Publisher{outbox.Kafka: outbox.KafkaPublisher(producer)},
+	relay := outbox.NewRelay(pool, map[outbox.Destination]outbox.Publisher{outbox.Kafka: kafka.OutboxPublisher(producer)},
 		outbox.RelayConfig{BatchSize: 500}, quiet)
 	fillOutbox(b, pool, b.N, outbox.Kafka, "outbox-bench", "k")
 	drain(b, relay, b.N)
@@ -68,7 +68,7 @@ func BenchmarkRelayToRabbitMQ(b *testing.B) {
 	if err := conn.Declare(ctx, amqp.Topology{Queues: []amqp.Queue{{Name: queue}}}); err != nil {
 		b.Fatal(err)
 	}
-	relay := outbox.NewRelay(pool, map[outbox.Destination]outbox.Publisher{outbox.AMQP: outbox.AMQPPublisher(amqp.NewPublisher(conn))},
+	relay := outbox.NewRelay(pool, map[outbox.Destination]outbox.Publisher{outbox.AMQP: amqp.OutboxPublisher(amqp.NewPublisher(conn))},
 		outbox.RelayConfig{BatchSize: 500}, quiet)
 	// The default exchange routes by queue name, like a delayed message entering its TTL queue.
 	fillOutbox(b, pool, b.N, outbox.AMQP, "", queue)

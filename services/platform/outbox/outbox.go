@@ -48,6 +48,10 @@ type Message struct {
 	Key         string
 	Headers     map[string]string
 	Payload     []byte
+	// encodeErr is set by the typed constructors (Event, Work, Delayed) when the
+	// payload could not be encoded, so that building a message stays one
+	// expression and Add reports the failure.
+	encodeErr error
 }
 
 // ErrInvalidMessage reports a message that can never be published.
@@ -55,6 +59,8 @@ var ErrInvalidMessage = errors.New("invalid outbox message")
 
 func (m Message) validate() error {
 	switch {
+	case m.encodeErr != nil:
+		return m.encodeErr
 	case m.Destination != Kafka && m.Destination != AMQP:
 		return fmt.Errorf("%w: destination %q is neither %q nor %q", ErrInvalidMessage, m.Destination, Kafka, AMQP)
 	case m.Destination == Kafka && m.Topic == "":

@@ -92,6 +92,7 @@ func TestAddRejectsMessagesThatCanNeverBePublished(t *testing.T) {
 		"kafka without topic": {Destination: outbox.Kafka, Key: "1", Payload: []byte("{}")},
 		"amqp without target": {Destination: outbox.AMQP, Payload: []byte("{}")},
 		"event id not uuid":   {EventID: "42", Destination: outbox.Kafka, Topic: "t", Payload: []byte("{}")},
+		"payload not JSON":    outbox.Event(signalTopic{}, "1", make(signal)),
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := pg.InTx(context.Background(), pool, func(tx pgx.Tx) error {
@@ -300,7 +301,7 @@ func TestConcurrentRelaysPublishEveryRowOnceToKafka(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(producer.Close)
-		relay := outbox.NewRelay(pool, map[outbox.Destination]outbox.Publisher{outbox.Kafka: outbox.KafkaPublisher(producer)},
+		relay := outbox.NewRelay(pool, map[outbox.Destination]outbox.Publisher{outbox.Kafka: kafka.OutboxPublisher(producer)},
 			outbox.RelayConfig{BatchSize: 50, PollInterval: 10 * time.Millisecond}, quiet)
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = relay.Run(ctx) }()
@@ -315,7 +316,7 @@ func TestConcurrentRelaysPublishEveryRowOnceToKafka(t *testing.T) {
 		func(_ context.Context, m kafka.Message) error {
 			mu.Lock()
 			defer mu.Unlock()
-			seen[m.Headers[outbox.EventIDHeader]]++
+			seen[m.Headers[kafka.EventIDHeader]]++
 			return nil
 		}, quiet)
 	if err != nil {
@@ -373,7 +374,7 @@ func TestBrokerRestartMidBurstLosesNothingAndDuplicatesNoEffect(t *testing.T) {
 
 	var wg sync.WaitGroup
 	for range 2 {
-		relay := outbox.NewRelay(pool, map[outbox.Destination]outbox.Publisher{outbox.AMQP: outbox.AMQPPublisher(amqp.NewPublisher(conn))},
+		relay := outbox.NewRelay(pool, map[outbox.Destination]outbox.Publisher{outbox.AMQP: amqp.OutboxPublisher(amqp.NewPublisher(conn))},
 			outbox.RelayConfig{BatchSize: 50, PollInterval: 10 * time.Millisecond, Backoff: fastBackoff, PublishTimeout: time.Second}, quiet)
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = relay.Run(ctx) }()

@@ -269,7 +269,7 @@ func (db *DB) Read(ctx context.Context, fresh bool, fn func(pool *pgxpool.Pool) 
 }
 
 // WatchReplica checks the replica until ctx ends; without a replica it
-// returns at once. Run it beside the service (lifecycle's Background).
+// returns at once. Run it beside the service (serve.Service's Background).
 func (db *DB) WatchReplica(ctx context.Context) error {
 	if db.replication == nil {
 		return nil

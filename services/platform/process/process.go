@@ -1,6 +1,8 @@
 // Package process is the start and the end every kshop binary shares: a JSON
 // logger at the configured level, a context cancelled by SIGINT or SIGTERM, and
-// the OpenTelemetry providers, flushed on the way out.
+// the OpenTelemetry providers, flushed on the way out. It knows nothing of what
+// the binary runs; a service's HTTP server, migrations and workers are package
+// serve.
 package process
 
 import (

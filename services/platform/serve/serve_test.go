@@ -1,4 +1,4 @@
-package lifecycle_test
+package serve_test
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/kshop/kshop/services/platform/lifecycle"
 	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/serve"
 	"github.com/kshop/kshop/services/platform/testenv"
 )
 
@@ -31,7 +31,7 @@ func TestWorkStartsAfterMigrationsAndStopsWithTheProcess(t *testing.T) {
 		"0001_marks.sql": {Data: []byte("-- +goose Up\nCREATE TABLE marks (name text);")},
 	}}
 	closed := make(chan struct{})
-	s := &lifecycle.Service{
+	s := &serve.Service{
 		Handler: http.NotFoundHandler(), ShutdownTimeout: time.Second, Logger: quiet,
 		DB: pool, Migrations: []pg.Migrations{migrations},
 		AfterMigrations: []func(context.Context) error{func(ctx context.Context) error {
@@ -76,7 +76,7 @@ func TestAFailingPartStopsTheService(t *testing.T) {
 	}
 	defer pool.Close()
 	broken := errors.New("broker topology refused")
-	s := &lifecycle.Service{
+	s := &serve.Service{
 		Handler: http.NotFoundHandler(), ShutdownTimeout: time.Second, Logger: quiet, DB: pool,
 		Background: []func(context.Context) error{func(context.Context) error { return broken }},
 	}
@@ -112,7 +112,7 @@ func TestRunServesTheMetricsPortBesideTheAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	s := &lifecycle.Service{Handler: http.NotFoundHandler(), ShutdownTimeout: time.Second, Logger: quiet, DB: pool,
+	s := &serve.Service{Handler: http.NotFoundHandler(), ShutdownTimeout: time.Second, Logger: quiet, DB: pool,
 		Metrics: metrics, MetricsAddr: busy.Addr().String(), MetricsAddrVar: "KSHOP_TEST_METRICS_ADDR"}
 	api := free()
 	if err := s.Run(context.Background(), api, "KSHOP_TEST_HTTP_ADDR"); err == nil || !strings.Contains(err.Error(), "KSHOP_TEST_METRICS_ADDR") {
@@ -125,7 +125,7 @@ func TestRunServesTheMetricsPortBesideTheAPI(t *testing.T) {
 		ln.Close()
 	}
 
-	s = &lifecycle.Service{Handler: http.NotFoundHandler(), ShutdownTimeout: time.Second, Logger: quiet, DB: pool,
+	s = &serve.Service{Handler: http.NotFoundHandler(), ShutdownTimeout: time.Second, Logger: quiet, DB: pool,
 		Metrics: metrics, MetricsAddr: free(), MetricsAddrVar: "KSHOP_TEST_METRICS_ADDR"}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,8 +1,9 @@
-// Package lifecycle runs a service process's parts in the order that keeps it
+// Package serve runs one service's own parts in the order that keeps it
 // available: the HTTP server at once (so probes answer and say what is missing),
 // the database migrations in the background with retries, and the work that
-// needs the tables (relays, consumers) only once they are applied.
-package lifecycle
+// needs the tables (relays, consumers) only once they are applied. What the
+// binary does around it (logger, signals, telemetry) is package process.
+package serve
 
 import (
 	"context"

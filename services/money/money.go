@@ -1,4 +1,6 @@
-package events
+// Package money is kshop's exact decimal amount: prices and order totals in
+// the API, the database and the messages, never through a float.
+package money
 
 import (
 	"bytes"
@@ -14,8 +16,8 @@ import (
 // is the product service's rule, not the wire format's.
 type Money struct{ decimal.Decimal }
 
-// MustMoney parses s or panics; for literals in code and tests.
-func MustMoney(s string) Money { return Money{decimal.RequireFromString(s)} }
+// MustParse parses s or panics; for literals in code and tests.
+func MustParse(s string) Money { return Money{decimal.RequireFromString(s)} }
 
 // An amount's size is bounded before anyone computes with it: "1e2000000000"
 // is a valid decimal, and comparing or rounding it makes the decimal library
@@ -27,9 +29,9 @@ const (
 	maxAmountIntegerDigits = 30
 )
 
-// ParseMoney parses a decimal string below 10^30 in magnitude with at most 30
+// Parse parses a decimal string below 10^30 in magnitude with at most 30
 // decimals.
-func ParseMoney(s string) (Money, error) {
+func Parse(s string) (Money, error) {
 	d, err := decimal.NewFromString(s)
 	if err != nil {
 		return Money{}, fmt.Errorf("%.40q is not a decimal amount", s)
@@ -64,7 +66,7 @@ func (m *Money) UnmarshalJSON(data []byte) error {
 	} else if data[0] != '-' && (data[0] < '0' || data[0] > '9') {
 		return fmt.Errorf("amount must be a decimal string or number, got %s", data)
 	}
-	parsed, err := ParseMoney(text)
+	parsed, err := Parse(text)
 	if err != nil {
 		return err
 	}

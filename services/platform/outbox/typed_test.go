@@ -1,0 +1,69 @@
+package outbox_test
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/kshop/kshop/services/platform/outbox"
+)
+
+type priceChanged struct {
+	ProductID int64 `json:"product_id"`
+	Cents     int64 `json:"cents"`
+}
+
+type priceTopic struct{}
+
+func (priceTopic) Name() string { return "price-changed" }
+func (priceTopic) Headers() map[string]string {
+	return map[string]string{"event-type": "price-changed"}
+}
+func (priceTopic) Carries(priceChanged)      {}
+func (priceTopic) Address() (string, string) { return "prices", "price.changed" }
+
+// signal cannot be encoded as JSON: a channel.
+type signal chan int
+
+type signalTopic struct{}
+
+func (signalTopic) Name() string               { return "signals" }
+func (signalTopic) Headers() map[string]string { return nil }
+func (signalTopic) Carries(signal)             {}
+
+func TestTypedConstructorsAddressAndEncodeTheMessage(t *testing.T) {
+	payload := priceChanged{ProductID: 7, Cents: 1999}
+	want, _ := json.Marshal(payload)
+	for name, c := range map[string]struct {
+		msg                    outbox.Message
+		destination            outbox.Destination
+		topic, key, headerType string
+	}{
+		"Event":   {outbox.Event(priceTopic{}, "7", payload), outbox.Kafka, "price-changed", "7", "price-changed"},
+		"Work":    {outbox.Work(priceTopic{}, payload), outbox.AMQP, "prices", "price.changed", ""},
+		"Delayed": {outbox.Delayed(priceTopic{}, "prices.delay.30s", payload), outbox.AMQP, "", "prices.delay.30s", ""},
+	} {
+		m := c.msg
+		if m.Destination != c.destination || m.Topic != c.topic || m.Key != c.key || m.Headers["event-type"] != c.headerType || string(m.Payload) != string(want) {
+			t.Errorf("%s = %+v (payload %s); want %s %q key %q, event-type %q, payload %s", name, m, m.Payload, c.destination, c.topic, c.key, c.headerType, want)
+		}
+	}
+}
+
+// TestAWrongPayloadDoesNotCompile builds testdata/wrongpayload, which puts an
+// orderPaid on a topic of priceChanged, and expects the compiler to refuse it:
+// that refusal is the point of binding payload types to topics.
+func TestAWrongPayloadDoesNotCompile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a program")
+	}
+	out, err := exec.Command("go", "build", "-o", "/dev/null", "./testdata/wrongpayload").CombinedOutput()
+	if err == nil {
+		t.Fatal("a message with the wrong payload type compiled")
+	}
+	// The compiler's wording changes between releases; the two types it names do not.
+	if !strings.Contains(string(out), "orderPaid") || !strings.Contains(string(out), "priceChanged") {
+		t.Fatalf("the build failed, but not for the payload type:\n%s", out)
+	}
+}
