@@ -67,7 +67,7 @@ func (m Mailpit) Messages(ctx context.Context, to string) ([]Mail, error) {
 }
 
 // awaitMail waits until to has an e-mail whose subject contains want.
-func awaitMail(ctx context.Context, inbox Inbox, to, want string, within time.Duration) (Mail, error) {
+func awaitMail(ctx context.Context, inbox Inbox, to, want string, within time.Duration) error {
 	var last error
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
@@ -75,19 +75,19 @@ func awaitMail(ctx context.Context, inbox Inbox, to, want string, within time.Du
 		last = err
 		for _, m := range mails {
 			if strings.Contains(m.Subject, want) {
-				return m, nil
+				return nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return Mail{}, ctx.Err()
+			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 	if last != nil {
-		return Mail{}, fmt.Errorf("no e-mail %q to %s within %v: %w", want, to, within, last)
+		return fmt.Errorf("no e-mail %q to %s within %v: %w", want, to, within, last)
 	}
-	return Mail{}, fmt.Errorf("no e-mail %q to %s within %v", want, to, within)
+	return fmt.Errorf("no e-mail %q to %s within %v", want, to, within)
 }
 
 // awaitNewMail waits until to has more than before e-mails whose subject

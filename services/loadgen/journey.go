@@ -136,7 +136,7 @@ func Journey(ctx context.Context, cfg JourneyConfig) (err error) {
 	}); err != nil {
 		return fmt.Errorf("pay order %d: %w", paid.ID, err)
 	}
-	if _, err := awaitMail(ctx, cfg.Inbox, email, fmt.Sprintf("Order #%d is paid", paid.ID), 30*time.Second); err != nil {
+	if err := awaitMail(ctx, cfg.Inbox, email, fmt.Sprintf("Order #%d is paid", paid.ID), 30*time.Second); err != nil {
 		return err
 	}
 	step("order %d paid; the success e-mail arrived", paid.ID)
@@ -174,7 +174,7 @@ func Journey(ctx context.Context, cfg JourneyConfig) (err error) {
 	if reminders != cfg.Reminders {
 		return fmt.Errorf("%d payment reminders for order %d, want %d", reminders, unpaid.ID, cfg.Reminders)
 	}
-	if _, err := awaitMail(ctx, cfg.Inbox, email, fmt.Sprintf("Order #%d is cancelled", unpaid.ID), 30*time.Second); err != nil {
+	if err := awaitMail(ctx, cfg.Inbox, email, fmt.Sprintf("Order #%d is cancelled", unpaid.ID), 30*time.Second); err != nil {
 		return err
 	}
 	if err := awaitStock(ctx, api, p.ID, 3); err != nil {
