@@ -429,7 +429,7 @@ type kafkaContents struct {
 // readTopics reads order-created, order-cancelled and every dead-letter topic from the start
 // until nothing more arrives for a few seconds (the platform has settled).
 func (w *world) readTopics(ctx context.Context) (kafkaContents, error) {
-	topics := []string{events.TopicOrderCreated, events.TopicOrderCancelled}
+	topics := []string{events.TopicOrderCreated.Name(), events.TopicOrderCancelled.Name()}
 	for _, topic := range events.Topics {
 		topics = append(topics, events.DeadLetterTopic(topic))
 	}
@@ -455,13 +455,13 @@ func (w *world) readTopics(ctx context.Context) (kafkaContents, error) {
 		n := 0
 		fetches.EachRecord(func(r *kgo.Record) {
 			n++
-			if r.Topic == events.TopicOrderCancelled {
+			if r.Topic == events.TopicOrderCancelled.Name() {
 				if id, err := strconv.ParseInt(string(r.Key), 10, 64); err == nil {
 					c.cancelled[id] = true
 				}
 				return
 			}
-			if r.Topic != events.TopicOrderCreated {
+			if r.Topic != events.TopicOrderCreated.Name() {
 				c.deadLetters[r.Topic]++
 				return
 			}
