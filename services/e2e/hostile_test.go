@@ -98,8 +98,8 @@ func TestHostileInputThroughTheGateway(t *testing.T) {
 	if err := adminAPI.Expect(ctx, http.StatusCreated, http.MethodPost, "/products", json.RawMessage(validProduct), &tea); err != nil {
 		t.Fatal(err)
 	}
-	// The order service learns of the product through Kafka; until then it is
-	// "not a product on sale".
+	// The order service learns of the product through Kafka; until then it
+	// answers 409 "product not available yet; retry shortly".
 	var order struct{ ID int64 }
 	testenv.WaitFor(t, 30*time.Second, "alice's order to be accepted", func() bool {
 		return alice.Expect(ctx, http.StatusCreated, http.MethodPost, "/orders",

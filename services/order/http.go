@@ -192,12 +192,17 @@ func (h *handlers) listQuery(c *gin.Context) (ListQuery, bool) {
 // fail maps a use case's error to the contract's status and message.
 func (h *handlers) fail(c *gin.Context, err error) {
 	var notOnSale *ProductNotOnSaleError
+	var notYetKnown *ProductNotYetKnownError
 	var overLimit *PendingLimitError
 	switch {
 	case errors.Is(err, ErrOrderNotFound):
 		httpx.Fail(c, http.StatusNotFound, ErrOrderNotFound.Error())
 	case errors.As(err, &notOnSale):
 		httpx.Fail(c, http.StatusNotFound, ErrProductNotFound.Error(), httpx.FieldError{Field: "items", Message: strconv.FormatInt(notOnSale.ProductID, 10) + " is not a product on sale"})
+	case errors.As(err, &notYetKnown):
+		// The catalogue copy catches up within milliseconds (docs/order.md).
+		c.Header("Retry-After", "1")
+		httpx.Fail(c, http.StatusConflict, ErrProductNotYetKnown.Error(), httpx.FieldError{Field: "items", Message: strconv.FormatInt(notYetKnown.ProductID, 10) + " is not known to the order service yet; if it was just created, retry"})
 	case errors.Is(err, ErrInsufficientStock):
 		httpx.Fail(c, http.StatusConflict, ErrInsufficientStock.Error())
 	case errors.As(err, &overLimit):

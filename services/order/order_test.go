@@ -270,12 +270,20 @@ func TestOrderErrors(t *testing.T) {
 	if err := s.app.Saga.ProductDeleted(context.Background(), events.ProductDeleted{ID: 2, Version: time.Now().UnixNano(), DeletedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	// The answer names the missing product, as docs/api.md shows it.
-	for requestID, line := range map[string][2]int64{"r1": {99, 1}, "r2": {2, 1}} {
+	s.product(t, 5, "10.00", 3)
+	// The answer names the missing product, as docs/api.md shows it: 3 was
+	// never heard of though 5 was, 2 is deleted.
+	for requestID, line := range map[string][2]int64{"r1": {3, 1}, "r2": {2, 1}} {
 		r := s.Do(t, &ann, http.MethodPost, "/orders", orderBody(requestID, line)).Expect(t, http.StatusNotFound, "product not found")
 		if want := fmt.Sprintf(`{"message":"product not found","errors":[{"field":"items","message":"%d is not a product on sale"}]}`, line[0]); strings.TrimSpace(string(r.Raw)) != want {
 			t.Errorf("product %d: answered %s, want %s", line[0], r.Raw, want)
 		}
+	}
+	// A product above every id the copy holds may have been created a moment
+	// ago, its event on the way: retry, not "no such product".
+	r := s.Do(t, &ann, http.MethodPost, "/orders", orderBody("r4", [2]int64{99, 1})).Expect(t, http.StatusConflict, "product not available yet; retry shortly")
+	if want := `{"message":"product not available yet; retry shortly","errors":[{"field":"items","message":"99 is not known to the order service yet; if it was just created, retry"}]}`; strings.TrimSpace(string(r.Raw)) != want || r.Header.Get("Retry-After") != "1" {
+		t.Errorf("product 99: answered %s (Retry-After %q), want %s (Retry-After 1)", r.Raw, r.Header.Get("Retry-After"), want)
 	}
 	s.Do(t, &ann, http.MethodPost, "/orders", orderBody("r3", [2]int64{1, 4})).Expect(t, http.StatusConflict, "insufficient product stock")
 	for name, tc := range map[string]struct {
@@ -306,6 +314,9 @@ func TestOrderErrors(t *testing.T) {
 	if n := count(t, s.db, `SELECT count(*) FROM orders`) + count(t, s.db, `SELECT count(*) FROM outbox`); n != 0 {
 		t.Fatalf("refused requests wrote %d rows", n)
 	}
+	// Product 99 arrives: the same request, retried, is accepted.
+	s.product(t, 99, "10.00", 3)
+	s.Do(t, &ann, http.MethodPost, "/orders", orderBody("r4", [2]int64{99, 1})).Expect(t, http.StatusCreated, "")
 }
 
 func manyItems(n int) []map[string]int {

@@ -170,7 +170,7 @@ func price(ctx context.Context, tx pgx.Tx, lines []Line) ([]Item, money.Money, e
 	for i, l := range lines {
 		p, ok := products[l.ProductID]
 		if !ok {
-			return nil, money.Money{}, &ProductNotOnSaleError{ProductID: l.ProductID}
+			return nil, money.Money{}, notOnSale(ctx, tx, l.ProductID)
 		}
 		if p.quantity < l.Quantity {
 			return nil, money.Money{}, fmt.Errorf("%w: product %d has %d", ErrInsufficientStock, l.ProductID, p.quantity)
@@ -222,4 +222,23 @@ func (o *Orders) byRequest(ctx context.Context, customerID int64, requestID stri
 		return Order{}, fmt.Errorf("find order by request id: %w", err)
 	}
 	return load(ctx, o.db.Primary, id, customerID)
+}
+
+// notOnSale tells a product the catalogue copy has not heard of yet from one
+// that is not for sale. Product ids grow, and the copy keeps deleted products
+// as tombstones: an id above every id it holds may belong to a product created
+// a moment ago whose product-created event is still on its way (the first one
+// after a start takes longest), so the answer is "retry", not "no such
+// product". An id below the highest it holds is almost always a product that
+// does not exist or was deleted; the exception is a product created within the
+// same few milliseconds as a higher one whose event took another partition.
+func notOnSale(ctx context.Context, tx pgx.Tx, productID int64) error {
+	var highest int64
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM products`).Scan(&highest); err != nil {
+		return fmt.Errorf("read the highest product id: %w", err)
+	}
+	if productID > highest {
+		return &ProductNotYetKnownError{ProductID: productID}
+	}
+	return &ProductNotOnSaleError{ProductID: productID}
 }
