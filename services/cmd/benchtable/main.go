@@ -32,6 +32,7 @@ var steps = []step{
 	{"./services/product", "^BenchmarkReserve$", "3s", "one stock reservation transaction (about 15 s)"},
 	{"./services/product", "^BenchmarkOrderCreatedToStockReserved$", "300x", "order-created to stock-reserved latency (about 20 s)"},
 	{"./services/e2e", "^BenchmarkOrderPlacement$", "2000x", "order placement through the saga, checking for oversell (about 40 s)"},
+	{"./services/e2e", "^BenchmarkProductOrderable$", "100x", "a just-created product orderable: product 201 to order 201, 100 products (about 20 s)"},
 	{"./services/order", "^BenchmarkTimerLateness$", "1x", "timer lateness with 10 000 orders pending (about 2 min)"},
 	{"./services/e2e", "^BenchmarkServiceProcesses$", "1x", "each service as a process: start to ready, memory idle and under load (about 90 s)"},
 }

@@ -11,6 +11,7 @@ const (
 	reserve        = "BenchmarkReserve"
 	sagaLatency    = "BenchmarkOrderCreatedToStockReserved"
 	placement      = "BenchmarkOrderPlacement"
+	orderable      = "BenchmarkProductOrderable"
 	timers         = "BenchmarkTimerLateness"
 	processes      = "BenchmarkServiceProcesses"
 )
@@ -44,6 +45,12 @@ func rows(r Results, pg *pgbenchResult) []Row {
 			Figure: fmt.Sprintf("%s orders/s decided (%s/s accepted); %s rejected; units oversold: %s",
 				m(placement, "decided-orders/s"), m(placement, "accepted-orders/s"), m(placement, "rejected-orders"), m(placement, "oversold-units")),
 			Comparison: fmt.Sprintf("the reservation transaction alone: %s orders/s; ceiling, pgbench: %s tps", m(reserve, "orders/s"), pgTPS),
+		},
+		{
+			Measure: fmt.Sprintf("A just-created product orderable: %s products, each ordered at once until accepted", m(orderable, "runs")),
+			Figure: fmt.Sprintf("p50 %s ms, p99 %s ms, max %s ms; the first after the services' start %s ms",
+				m(orderable, "p50-ms"), m(orderable, "p99-ms"), m(orderable, "max-ms"), m(orderable, "first-ms")),
+			Comparison: fmt.Sprintf("meanwhile the order service answered 409 \"product not available yet\" (Retry-After 1) %s times, never 404", m(orderable, "retry-answers")),
 		},
 		{
 			Measure:    "order-created → stock-reserved, one order at a time",
