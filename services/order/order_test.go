@@ -272,8 +272,9 @@ func TestOrderErrors(t *testing.T) {
 	}
 	s.product(t, 5, "10.00", 3)
 	// The answer names the missing product, as docs/api.md shows it: 3 was
-	// never heard of though 5 was, 2 is deleted.
-	for requestID, line := range map[string][2]int64{"r1": {3, 1}, "r2": {2, 1}} {
+	// never heard of though 5 was, 2 is deleted, and no product service hands
+	// out 1006 before the copy has heard of more than 5.
+	for requestID, line := range map[string][2]int64{"r1": {3, 1}, "r2": {2, 1}, "r5": {5 + 1000 + 1, 1}} {
 		r := s.Do(t, &ann, http.MethodPost, "/orders", orderBody(requestID, line)).Expect(t, http.StatusNotFound, "product not found")
 		if want := fmt.Sprintf(`{"message":"product not found","errors":[{"field":"items","message":"%d is not a product on sale"}]}`, line[0]); strings.TrimSpace(string(r.Raw)) != want {
 			t.Errorf("product %d: answered %s, want %s", line[0], r.Raw, want)

@@ -224,20 +224,27 @@ func (o *Orders) byRequest(ctx context.Context, customerID int64, requestID stri
 	return load(ctx, o.db.Primary, id, customerID)
 }
 
+// productsInFlight bounds how far above the highest product id the catalogue
+// copy holds an order may name a product that exists but whose product-created
+// event has not arrived: ids are handed out in sequence, so that many products
+// would have to be created faster than their events travel. Beyond it, an id is
+// not a product (a hostile or mistyped one, 9223372036854775807 say).
+const productsInFlight = 1000
+
 // notOnSale tells a product the catalogue copy has not heard of yet from one
 // that is not for sale. Product ids grow, and the copy keeps deleted products
-// as tombstones: an id above every id it holds may belong to a product created
-// a moment ago whose product-created event is still on its way (the first one
-// after a start takes longest), so the answer is "retry", not "no such
-// product". An id below the highest it holds is almost always a product that
-// does not exist or was deleted; the exception is a product created within the
-// same few milliseconds as a higher one whose event took another partition.
+// as tombstones: an id just above every id it holds may belong to a product
+// created a moment ago whose event is still on its way (the first one after a
+// start takes longest), so the answer is "retry", not "no such product". An id
+// below the highest it holds is almost always a product that does not exist or
+// was deleted; the exception is a product created within the same few
+// milliseconds as a higher one whose event took another partition.
 func notOnSale(ctx context.Context, tx pgx.Tx, productID int64) error {
 	var highest int64
 	if err := tx.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM products`).Scan(&highest); err != nil {
 		return fmt.Errorf("read the highest product id: %w", err)
 	}
-	if productID > highest {
+	if productID > highest && productID-highest <= productsInFlight {
 		return &ProductNotYetKnownError{ProductID: productID}
 	}
 	return &ProductNotOnSaleError{ProductID: productID}
