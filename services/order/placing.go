@@ -240,11 +240,14 @@ const productsInFlight = 1000
 // was deleted; the exception is a product created within the same few
 // milliseconds as a higher one whose event took another partition.
 func notOnSale(ctx context.Context, tx pgx.Tx, productID int64) error {
+	// arrived: the event committed between the pricing query and this one
+	// (each statement of the transaction sees the latest commits).
 	var highest int64
-	if err := tx.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM products`).Scan(&highest); err != nil {
+	var arrived bool
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(id), 0), coalesce(bool_or(id = $1 AND NOT deleted), false) FROM products`, productID).Scan(&highest, &arrived); err != nil {
 		return fmt.Errorf("read the highest product id: %w", err)
 	}
-	if productID > highest && productID-highest <= productsInFlight {
+	if arrived || (productID > highest && productID-highest <= productsInFlight) {
 		return &ProductNotYetKnownError{ProductID: productID}
 	}
 	return &ProductNotOnSaleError{ProductID: productID}
