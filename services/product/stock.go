@@ -205,6 +205,13 @@ func (s *Stock) Release(ctx context.Context, eventID string, cancel events.Order
 		if _, err := tx.Exec(ctx, `UPDATE order_stock SET status = 'released', reason = $2, updated_at = now() WHERE order_id = $1`, cancel.OrderID, cancel.Reason); err != nil {
 			return fmt.Errorf("release order %d: %w", cancel.OrderID, err)
 		}
+		// The products are locked in id order, as Reserve locks them, before the
+		// restock updates them: an UPDATE … FROM locks in the join's order, and two
+		// transactions taking the same products in different orders deadlock.
+		if _, err := tx.Exec(ctx, `SELECT p.id FROM products p JOIN reservations r ON r.product_id = p.id
+			WHERE r.order_id = $1 ORDER BY p.id FOR UPDATE OF p`, cancel.OrderID); err != nil {
+			return fmt.Errorf("lock the products of order %d: %w", cancel.OrderID, err)
+		}
 		// Soft-deleted products get their units back too, but are not announced:
 		// a product-updated would bring them back to life in the order service.
 		// The restock and its history rows are one statement.
