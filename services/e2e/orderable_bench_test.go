@@ -6,17 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kshop/kshop/services/events"
-	"github.com/kshop/kshop/services/order"
-	"github.com/kshop/kshop/services/platform/amqp"
-	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/identity"
-	"github.com/kshop/kshop/services/platform/kafka"
-	"github.com/kshop/kshop/services/platform/kafkatest"
-	"github.com/kshop/kshop/services/platform/pg"
-	"github.com/kshop/kshop/services/platform/redisx"
 	"github.com/kshop/kshop/services/platform/testenv"
-	"github.com/kshop/kshop/services/product"
 )
 
 // BenchmarkProductOrderable creates b.N products one after another, each
@@ -28,27 +19,8 @@ import (
 // must say "retry" (409 with Retry-After); a 404 for a product that exists
 // fails the benchmark.
 func BenchmarkProductOrderable(b *testing.B) {
-	log := logger()
-	brokers := kafkatest.NewCluster(b, kafkatest.WithTopicsAndDeadLetters(events.DefaultPartitions, events.Topics...))
-	productApp, err := product.New(product.Config{
-		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: testenv.NewDatabase(b), MaxConns: 10},
-		Kafka: kafka.Connection{Brokers: brokers}, ConsumerMaxAttempts: 3, Identity: apitest.IdentityConfig(),
-	}, log.With("service", "product"), serviceRegistry())
-	if err != nil {
-		b.Fatal(err)
-	}
-	productAPI := apitest.Start(b, productApp.Serve)
-	productAPI.Audience = "product"
-	orderApp, err := order.New(order.Config{
-		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: testenv.NewDatabase(b), MaxConns: 10},
-		Redis: redisx.Config{Addrs: []string{testenv.RedisAddr(b)}}, Kafka: kafka.Connection{Brokers: brokers}, AMQP: amqp.Config{URL: testenv.OwnAMQPURL(b)},
-		ReminderDelays: []time.Duration{time.Hour}, ExpiryDelay: 2 * time.Hour, LockTTL: 10 * time.Second, ConsumerMaxAttempts: 3,
-		MaxPendingOrders: 1_000_000, MaxPendingUnits: 1_000_000_000, Identity: apitest.IdentityConfig(),
-	}, log.With("service", "order"), serviceRegistry())
-	if err != nil {
-		b.Fatal(err)
-	}
-	orderAPI := apitest.Start(b, orderApp.Serve)
+	services := startSagaServices(b)
+	productAPI, orderAPI := services.productAPI, services.orderAPI
 	testenv.WaitFor(b, 30*time.Second, "the order service to be ready", func() bool {
 		resp, err := http.Get(orderAPI.Base + "/readyz")
 		if err != nil {

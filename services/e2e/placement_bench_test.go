@@ -37,32 +37,9 @@ import (
 // units the product service reserved equal to the stock it lost, and equal to
 // the units of the orders the order service holds as reserved.
 func BenchmarkOrderPlacement(b *testing.B) {
-	log := logger()
-	brokers := kafkatest.NewCluster(b, kafkatest.WithTopicsAndDeadLetters(events.DefaultPartitions, events.Topics...))
-	productURL, orderURL := testenv.NewDatabase(b), testenv.NewDatabase(b)
-	productApp, err := product.New(product.Config{
-		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: productURL, MaxConns: 10},
-		Kafka: kafka.Connection{Brokers: brokers}, ConsumerMaxAttempts: 3, Identity: apitest.IdentityConfig(),
-	}, log.With("service", "product"), serviceRegistry())
-	if err != nil {
-		b.Fatal(err)
-	}
-	productAPI := apitest.Start(b, productApp.Serve)
-	productAPI.Audience = "product"
-	orderApp, err := order.New(order.Config{
-		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: orderURL, MaxConns: 10},
-		Redis: redisx.Config{Addrs: []string{testenv.RedisAddr(b)}}, Kafka: kafka.Connection{Brokers: brokers}, AMQP: amqp.Config{URL: testenv.OwnAMQPURL(b)},
-		ReminderDelays: []time.Duration{time.Hour}, ExpiryDelay: 2 * time.Hour, LockTTL: 10 * time.Second, ConsumerMaxAttempts: 3,
-		// Nobody pays: 200 customers each hold b.N/200 orders pending, which
-		// the limits must not refuse (a 409 here counts as a stock refusal).
-		MaxPendingOrders: 1_000_000, MaxPendingUnits: 1_000_000_000,
-		Identity: apitest.IdentityConfig(),
-	}, log.With("service", "order"), serviceRegistry())
-	if err != nil {
-		b.Fatal(err)
-	}
-	orderAPI := apitest.Start(b, orderApp.Serve)
-	productDB, orderDB := openPool(b, productURL), openPool(b, orderURL)
+	services := startSagaServices(b)
+	productAPI, orderAPI := services.productAPI, services.orderAPI
+	productDB, orderDB := openPool(b, services.productURL), openPool(b, services.orderURL)
 
 	// Orders ask for one or two units, so the stock cannot be split evenly.
 	units := func(n int) int64 { return int64(n%2 + 1) }
@@ -133,6 +110,43 @@ func BenchmarkOrderPlacement(b *testing.B) {
 	b.ReportMetric(float64(b.N)/decided.Seconds(), "decided-orders/s")
 	b.ReportMetric(float64(rejected)+float64(refused.Load()), "rejected-orders")
 	b.ReportMetric(float64(oversold), "oversold-units")
+}
+
+// sagaServices are the product and order services in this process, Kafka
+// (kfake) between them, as the saga benchmarks run them: started fresh, on
+// databases of their own.
+type sagaServices struct {
+	productAPI, orderAPI *apitest.Client
+	productURL, orderURL string
+}
+
+// startSagaServices starts them. Nobody pays in the benchmarks, so the pending
+// limits are out of reach: a 409 must mean stock or a product not yet known.
+func startSagaServices(b *testing.B) sagaServices {
+	log := logger()
+	brokers := kafkatest.NewCluster(b, kafkatest.WithTopicsAndDeadLetters(events.DefaultPartitions, events.Topics...))
+	s := sagaServices{productURL: testenv.NewDatabase(b), orderURL: testenv.NewDatabase(b)}
+	productApp, err := product.New(product.Config{
+		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: s.productURL, MaxConns: 10},
+		Kafka: kafka.Connection{Brokers: brokers}, ConsumerMaxAttempts: 3, Identity: apitest.IdentityConfig(),
+	}, log.With("service", "product"), serviceRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.productAPI = apitest.Start(b, productApp.Serve)
+	s.productAPI.Audience = "product"
+	orderApp, err := order.New(order.Config{
+		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: s.orderURL, MaxConns: 10},
+		Redis: redisx.Config{Addrs: []string{testenv.RedisAddr(b)}}, Kafka: kafka.Connection{Brokers: brokers}, AMQP: amqp.Config{URL: testenv.OwnAMQPURL(b)},
+		ReminderDelays: []time.Duration{time.Hour}, ExpiryDelay: 2 * time.Hour, LockTTL: 10 * time.Second, ConsumerMaxAttempts: 3,
+		MaxPendingOrders: 1_000_000, MaxPendingUnits: 1_000_000_000,
+		Identity: apitest.IdentityConfig(),
+	}, log.With("service", "order"), serviceRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.orderAPI = apitest.Start(b, orderApp.Serve)
+	return s
 }
 
 // postOrder places one order as customer; errors and statuses are the caller's
