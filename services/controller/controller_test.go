@@ -335,9 +335,12 @@ func TestIdentityKeysArePublishedWithoutTheirPrivateParts(t *testing.T) {
 	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "shop-identity-keys"}, secret); err != nil {
 		t.Fatal(err)
 	}
-	// Nudge the reconciler (its requeue is an hour of real time away).
+	// Nudge the reconciler (its requeue is an hour of real time away). A merge
+	// patch, not an update: the controller may be writing the Secret at this
+	// moment, and an update would fail on its resource version.
+	nudge := client.MergeFrom(secret.DeepCopy())
 	secret.Annotations = map[string]string{"test/nudge": "1"}
-	if err := c.Update(ctx, secret); err != nil {
+	if err := c.Patch(ctx, secret, nudge); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, 30*time.Second, "the rotated key to be published", func() bool {

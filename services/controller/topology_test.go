@@ -80,8 +80,11 @@ func (w *topologyWorld) apply(name, kind, doc string) {
 	key := types.NamespacedName{Namespace: w.ns, Name: name}
 	var cm corev1.ConfigMap
 	if err := w.c.Get(ctx, key, &cm); err == nil {
+		// A merge patch: the controller writes its status annotation on the
+		// same ConfigMap, and an update racing it would fail on the version.
+		edit := client.MergeFrom(cm.DeepCopy())
 		cm.Data = map[string]string{controller.TopologyKey: doc}
-		if err := w.c.Update(ctx, &cm); err != nil {
+		if err := w.c.Patch(ctx, &cm, edit); err != nil {
 			w.t.Fatal(err)
 		}
 		return
