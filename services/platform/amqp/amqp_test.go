@@ -201,6 +201,36 @@ func TestDelayedMessageArrivesAfterItsDelay(t *testing.T) {
 	t.Logf("asked %v, delivered after %v", delay, waited)
 }
 
+// A message's own expiration ends its wait in a delay queue before the
+// queue's TTL: the order timers use it to leave on their due time however late
+// they were queued.
+func TestAMessageLeavesADelayQueueAtItsOwnExpiration(t *testing.T) {
+	conn := connect(t, testenv.AMQPURL(t))
+	exchange, queue := workQueue(t, conn)
+	delayQueue := "test-delay-" + testenv.RandomSuffix()
+	if err := conn.Declare(context.Background(), amqp.Topology{Delays: []amqp.DelayQueue{
+		{Name: delayQueue, Delay: time.Hour, TargetExchange: exchange, TargetRoutingKey: "work"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{}
+	run(t, amqp.NewConsumer(conn, amqp.ConsumerConfig{Queue: queue}, c.handle, quiet))
+
+	const expiresIn = 300 * time.Millisecond
+	sent := time.Now()
+	if err := amqp.NewPublisher(conn).Publish(context.Background(), amqp.Message{RoutingKey: delayQueue, MessageID: "due", Body: []byte("{}"), ExpiresIn: expiresIn}); err != nil {
+		t.Fatal(err)
+	}
+	// The queue would hold it an hour; its own expiration lets it go.
+	testenv.WaitFor(t, 30*time.Second, "the message to leave at its own expiration", func() bool { return c.count() == 1 })
+	if waited := c.at[0].Sub(sent); waited < expiresIn {
+		t.Fatalf("delivered after %v, before its expiration of %v", waited, expiresIn)
+	}
+	if c.got[0].MessageID != "due" || c.got[0].RoutingKey != "work" {
+		t.Fatalf("got %+v", c.got[0])
+	}
+}
+
 func TestPoisonMessageIsDeadLetteredAfterMaxAttempts(t *testing.T) {
 	url := testenv.AMQPURL(t)
 	conn := connect(t, url)

@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"context"
+	"time"
 
 	"github.com/kshop/kshop/services/platform/outbox"
 )
@@ -23,6 +24,10 @@ func (o outboxPublisher) PublishBatch(ctx context.Context, msgs []outbox.Message
 			ContentType: "application/json",
 			Headers:     m.Headers,
 			Body:        m.Payload,
+		}
+		if !m.DueAt.IsZero() {
+			// Already due (the relay was late): expire at once, not never.
+			out[i].ExpiresIn = max(time.Millisecond, time.Until(m.DueAt))
 		}
 	}
 	return o.publisher.PublishBatch(ctx, out)

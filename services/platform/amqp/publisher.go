@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -23,6 +25,10 @@ type Message struct {
 	ContentType string
 	Headers     map[string]string
 	Body        []byte
+	// ExpiresIn, when positive, is the message's own time to live (AMQP
+	// expiration, whole milliseconds, at least one): in a delay queue it
+	// leaves, dead-lettered, when this or the queue's TTL ends, whichever is first.
+	ExpiresIn time.Duration
 }
 
 // ErrUnroutable means no queue was bound for the message's exchange and routing
@@ -108,6 +114,7 @@ func (p *Publisher) PublishBatch(ctx context.Context, ms []Message) []error {
 			DeliveryMode: amqp091.Persistent,
 			Headers:      headers,
 			Body:         m.Body,
+			Expiration:   expiration(m.ExpiresIn),
 		})
 		span.End()
 		if err != nil {
@@ -230,4 +237,13 @@ func fill(errs []error, err error) []error {
 		errs[i] = err
 	}
 	return errs
+}
+
+// expiration is AMQP's per-message TTL for d: "" (none) for zero or less, else
+// whole milliseconds, at least 1.
+func expiration(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return strconv.FormatInt(max(1, d.Milliseconds()), 10)
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -48,6 +49,12 @@ type Message struct {
 	Key         string
 	Headers     map[string]string
 	Payload     []byte
+	// DueAt, for a message waiting in a RabbitMQ delay queue (Delayed), is when
+	// it should leave that queue: the publisher sets the message's own
+	// expiration to what is left until then, so neither the relay's lag nor a
+	// chain of timers (each scheduled when the one before fired) adds up to
+	// lateness. Zero for every other message.
+	DueAt time.Time
 	// encodeErr is set by the typed constructors (Event, Work, Delayed) when the
 	// payload could not be encoded, so that building a message stays one
 	// expression and Add reports the failure.
@@ -65,6 +72,8 @@ func (m Message) validate() error {
 		return fmt.Errorf("%w: destination %q is neither %q nor %q", ErrInvalidMessage, m.Destination, Kafka, AMQP)
 	case m.Destination == Kafka && m.Topic == "":
 		return fmt.Errorf("%w: a Kafka message needs a topic", ErrInvalidMessage)
+	case m.Destination == Kafka && !m.DueAt.IsZero():
+		return fmt.Errorf("%w: a Kafka message cannot wait for a due time", ErrInvalidMessage)
 	case m.Destination == AMQP && m.Topic == "" && m.Key == "":
 		return fmt.Errorf("%w: an AMQP message needs an exchange or a queue name as routing key", ErrInvalidMessage)
 	case m.EventID != "" && uuid.Validate(m.EventID) != nil:
@@ -87,6 +96,7 @@ func Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 	n := len(msgs)
 	ids, destinations, topics, keys, headers := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	payloads := make([][]byte, n)
+	dueAt := make([]*time.Time, n)
 	for i, m := range msgs {
 		if err := m.validate(); err != nil {
 			return err
@@ -104,17 +114,20 @@ func Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 			return fmt.Errorf("encode outbox headers: %w", err)
 		}
 		ids[i], destinations[i], topics[i], keys[i], headers[i], payloads[i] = m.EventID, string(m.Destination), m.Topic, m.Key, string(encoded), m.Payload
+		if !m.DueAt.IsZero() {
+			dueAt[i] = &m.DueAt
+		}
 	}
 	// The notification is delivered to the relays when tx commits (and
 	// collapsed within one transaction), so they publish without waiting for
 	// their next poll. A data-modifying WITH runs whether or not it is read.
 	if _, err := tx.Exec(ctx, `WITH added AS (
-			INSERT INTO outbox (event_id, destination, topic, key, headers, payload)
-			SELECT m.event_id::uuid, m.destination, m.topic, m.key, m.headers::jsonb, m.payload
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
-				AS m(event_id, destination, topic, key, headers, payload))
+			INSERT INTO outbox (event_id, destination, topic, key, headers, payload, due_at)
+			SELECT m.event_id::uuid, m.destination, m.topic, m.key, m.headers::jsonb, m.payload, m.due_at
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[])
+				AS m(event_id, destination, topic, key, headers, payload, due_at))
 		SELECT pg_notify('`+notifyChannel+`', '')`,
-		ids, destinations, topics, keys, headers, payloads,
+		ids, destinations, topics, keys, headers, payloads, dueAt,
 	); err != nil {
 		return fmt.Errorf("add %d message(s) to the outbox (first %s %s): %w", n, msgs[0].Destination, ids[0], err)
 	}

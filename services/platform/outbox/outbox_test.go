@@ -93,6 +93,7 @@ func TestAddRejectsMessagesThatCanNeverBePublished(t *testing.T) {
 		"amqp without target": {Destination: outbox.AMQP, Payload: []byte("{}")},
 		"event id not uuid":   {EventID: "42", Destination: outbox.Kafka, Topic: "t", Payload: []byte("{}")},
 		"payload not JSON":    outbox.Event(signalTopic{}, "1", make(signal)),
+		"kafka with due time": {Destination: outbox.Kafka, Topic: "t", Key: "1", Payload: []byte("{}"), DueAt: time.Now().Add(time.Hour)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := pg.InTx(context.Background(), pool, func(tx pgx.Tx) error {
@@ -170,6 +171,32 @@ func TestUnconfirmedRowsStayUnsentAndAreRetried(t *testing.T) {
 	}
 	if got := count(t, pool, `SELECT count(*) FROM outbox WHERE sent_at IS NULL`); got != 0 {
 		t.Fatalf("%d rows unsent, want 0", got)
+	}
+}
+
+// A delayed message's due time goes through the table to the publisher, to the
+// microsecond PostgreSQL keeps; the other messages have none.
+func TestTheDueTimeReachesThePublisher(t *testing.T) {
+	pool := newDatabase(t)
+	ctx := context.Background()
+	due := time.Now().Add(4 * time.Hour).Truncate(time.Microsecond)
+	if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+		return outbox.Add(ctx, tx,
+			outbox.Delayed(priceTopic{}, "prices.delay.4h", due, priceChanged{ProductID: 1, Cents: 100}),
+			outbox.Work(priceTopic{}, priceChanged{ProductID: 2, Cents: 200}))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	publisher := &recordingPublisher{}
+	relay := outbox.NewRelay(pool, map[outbox.Destination]outbox.Publisher{outbox.AMQP: publisher}, outbox.RelayConfig{}, quiet)
+	if n, err := relay.RelayOnce(ctx); n != 2 || err != nil {
+		t.Fatalf("RelayOnce = %d, %v", n, err)
+	}
+	if got := publisher.got[0]; got.Key != "prices.delay.4h" || !got.DueAt.Equal(due) {
+		t.Errorf("the delayed message reached the publisher due at %v, want %v", got.DueAt, due)
+	}
+	if got := publisher.got[1]; !got.DueAt.IsZero() {
+		t.Errorf("the work message has a due time: %v", got.DueAt)
 	}
 }
 

@@ -230,7 +230,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 
 func claim(ctx context.Context, tx pgx.Tx, limit int) ([]claimedRow, error) {
 	rows, err := tx.Query(ctx, `
-		SELECT id, event_id::text, destination, topic, key, headers, payload
+		SELECT id, event_id::text, destination, topic, key, headers, payload, due_at
 		FROM outbox WHERE sent_at IS NULL
 		ORDER BY id LIMIT $1
 		FOR UPDATE SKIP LOCKED`, limit)
@@ -243,10 +243,14 @@ func claim(ctx context.Context, tx pgx.Tx, limit int) ([]claimedRow, error) {
 		var row claimedRow
 		var destination string
 		var headers []byte
-		if err := rows.Scan(&row.id, &row.msg.EventID, &destination, &row.msg.Topic, &row.msg.Key, &headers, &row.msg.Payload); err != nil {
+		var dueAt *time.Time
+		if err := rows.Scan(&row.id, &row.msg.EventID, &destination, &row.msg.Topic, &row.msg.Key, &headers, &row.msg.Payload, &dueAt); err != nil {
 			return nil, fmt.Errorf("read outbox row: %w", err)
 		}
 		row.msg.Destination = Destination(destination)
+		if dueAt != nil {
+			row.msg.DueAt = *dueAt
+		}
 		if err := json.Unmarshal(headers, &row.msg.Headers); err != nil {
 			return nil, fmt.Errorf("decode headers of outbox row %d: %w", row.id, err)
 		}

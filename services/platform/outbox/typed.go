@@ -3,6 +3,7 @@ package outbox
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // A KafkaTopic is a Kafka topic bound to the one payload type T its messages
@@ -38,13 +39,15 @@ func Work[T any](route WorkRoute[T], payload T) Message {
 	return Message{Destination: AMQP, Topic: exchange, Key: routingKey}.withPayload(routingKey, payload)
 }
 
-// Delayed is a message for route that first waits in delayQueue, a RabbitMQ
-// queue whose messages expire into route's exchange with its routing key (the
-// timers of package amqp's DelayQueue). It is published to delayQueue directly,
-// through the default exchange.
-func Delayed[T any](route WorkRoute[T], delayQueue string, payload T) Message {
+// Delayed is a message for route that waits in delayQueue until dueAt: a
+// RabbitMQ queue whose messages expire into route's exchange with its routing
+// key (the timers of package amqp's DelayQueue). It is published to delayQueue
+// directly, through the default exchange, with its own expiration set to what
+// is left until dueAt, so a message that left the outbox late still leaves the
+// queue on time; the queue's TTL is the upper bound.
+func Delayed[T any](route WorkRoute[T], delayQueue string, dueAt time.Time, payload T) Message {
 	_, routingKey := route.Address()
-	return Message{Destination: AMQP, Topic: "", Key: delayQueue}.withPayload(routingKey+" after "+delayQueue, payload)
+	return Message{Destination: AMQP, Topic: "", Key: delayQueue, DueAt: dueAt}.withPayload(routingKey+" after "+delayQueue, payload)
 }
 
 func (m Message) withPayload(what string, payload any) Message {

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kshop/kshop/services/platform/outbox"
 )
@@ -42,7 +43,7 @@ func TestTypedConstructorsAddressAndEncodeTheMessage(t *testing.T) {
 	}{
 		"Event":   {outbox.Event(priceTopic{}, "7", payload), outbox.Kafka, "price-changed", "7", "price-changed"},
 		"Work":    {outbox.Work(priceTopic{}, payload), outbox.AMQP, "prices", "price.changed", ""},
-		"Delayed": {outbox.Delayed(priceTopic{}, "prices.delay.30s", payload), outbox.AMQP, "", "prices.delay.30s", ""},
+		"Delayed": {outbox.Delayed(priceTopic{}, "prices.delay.30s", time.Now().Add(30*time.Second), payload), outbox.AMQP, "", "prices.delay.30s", ""},
 	} {
 		m := c.msg
 		if m.Destination != c.destination || m.Topic != c.topic || m.Key != c.key || m.Headers["event-type"] != c.headerType || string(m.Payload) != string(want) {
