@@ -132,7 +132,7 @@ func TestTheRenderedRabbitMQPermissionsLetEachServiceWorkAndNoMore(t *testing.T)
 	}{
 		{"auth publishes a verification mail", publish(dial("auth"), events.ExchangeNotifications, events.RoutingVerification)},
 		{"order publishes a payment reminder", publish(dial("order"), events.ExchangePayments, events.RoutingPaymentReminder)},
-		{"order starts a timer (a delay queue, by the default exchange)", publish(dial("order"), "", events.DelayQueueName(order.DefaultExpiryDelay))},
+		{"order starts a timer (a delay queue, by the default exchange)", publish(dial("order"), "", events.TimerOrderReminder.DelayQueueName(order.DefaultReminderDelays[0]))},
 		{"order consumes its timers", consume(dial("order"), events.QueueOrderExpiry)},
 		{"mail consumes verification mails", consume(dial("mail"), events.QueueVerification)},
 		{"mail dead-letters one", publish(dial("mail"), "", amqp.DeadLetterQueue(events.QueueVerification))},

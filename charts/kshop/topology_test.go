@@ -80,10 +80,9 @@ func TestTheTopologyConfigMapsDeclareWhatTheServicesUse(t *testing.T) {
 				}
 			}
 			var delays []controller.RabbitMQDelayQueue
-			for _, d := range c.reminders {
-				delays = append(delays, controller.RabbitMQDelayQueue{Name: events.DelayQueueName(d), Delay: controller.Duration{Duration: d}, Exchange: events.ExchangeOrders, RoutingKey: events.RoutingOrderReminder})
+			for _, d := range order.Topology(c.reminders, c.expiry).Delays {
+				delays = append(delays, controller.RabbitMQDelayQueue{Name: d.Name, Delay: controller.Duration{Duration: d.Delay}, Exchange: d.TargetExchange, RoutingKey: d.TargetRoutingKey})
 			}
-			delays = append(delays, controller.RabbitMQDelayQueue{Name: events.DelayQueueName(c.expiry), Delay: controller.Duration{Duration: c.expiry}, Exchange: events.ExchangeOrders, RoutingKey: events.RoutingOrderExpiry})
 			if !slices.Equal(rabbit.DelayQueues, delays) {
 				t.Errorf("delay queues\n%+v\nwant\n%+v", rabbit.DelayQueues, delays)
 			}
@@ -128,20 +127,22 @@ func rabbitMQTopology(t *testing.T, values ...string) controller.RabbitMQTopolog
 	return controller.RabbitMQTopology{}
 }
 
-// The chart names the timers' delay queues itself (a template cannot call
-// events.DelayQueueName), by the rule files/topology.yaml carries: for every
+// The chart works out the timer chain's delay queues itself (a template cannot
+// call the order service), by the rule files/topology.yaml carries: for every
 // way of writing a delay the order service reads, the rendered delay queues are
 // the ones the order service declares for the same settings (order.Topology):
-// the same names (the largest unit dividing the delay, truncated to
-// milliseconds, so 60s and 1m are one queue), delays, exchange and routing
-// keys, in the same order. Delays the chart cannot name stop the render with
-// a message naming the delay.
+// the same names (the timer's queue and the wait since the link before, in the
+// largest unit dividing it, truncated to milliseconds, so links waiting 60s and
+// 1m share a queue), waits, exchange and routing keys, in the same order.
+// Delays the chart cannot name, or that do not come in order, stop the render
+// with a message naming the delay.
 func TestTheChartNamesDelayQueuesAsTheOrderServiceDoes(t *testing.T) {
 	for _, c := range []struct{ reminders, expiry string }{
-		{"1ms,1500ms,30s,90s,90m,4h,36h,1h30m,24h", "48h"},
-		{"60s,1m,3600s,2h60m,86400000ms,1001ms,61s,59m60s,1h1ms", "36h"},
-		{"1500us,123456789ns,7200000000000ns,2000µs,1h0m0s", "25h"},
+		{"1ms,1500ms,30s,90s,90m,4h,24h,36h", "48h"},
+		{"60s,2m,3m,3601s,2h60m,86400000ms,86401001ms", "36h"},
+		{"1500us,2000µs,123456789ns,1h0m0s,7200000000000ns", "25h"},
 		{" 10s, 20s ,30s", "45s"},
+		{"1h,2h", "3h"},
 	} {
 		t.Run(c.reminders, func(t *testing.T) {
 			var reminders []time.Duration
@@ -167,6 +168,15 @@ func TestTheChartNamesDelayQueuesAsTheOrderServiceDoes(t *testing.T) {
 				t.Errorf("delay queues\n%+v\nthe order service's\n%+v", got, want)
 			}
 		})
+	}
+
+	for reminders, expiry := range map[string]string{"4h,2h": "24h", "4h,4h": "24h", "1h,60m": "2h", "1500us,1800us": "1h", "4h,24h": "24h", "25h": "24h"} {
+		err := renderError(t,
+			"--set-string", "services.order.env.KSHOP_ORDER_REMINDER_DELAYS="+strings.ReplaceAll(reminders, ",", `\,`),
+			"--set-string", "services.order.env.KSHOP_ORDER_EXPIRY_DELAY="+expiry)
+		if err == nil || !strings.Contains(err.Error(), "must come in order") {
+			t.Errorf("reminders %s, expiry %s: %v, want an error saying they must come in order", reminders, expiry, err)
+		}
 	}
 
 	for delay, message := range map[string]string{

@@ -116,23 +116,26 @@ kafka:
 		fmt.Fprintf(&b, "    - {exchange: %q, routingKey: %q, queue: %q, deadLetterQueue: %q, producer: %q, consumer: %q}\n",
 			r.Exchange, r.RoutingKey, r.Queue, events.DeadLetterQueue(r.Queue), r.Producer, r.Consumer)
 	}
-	fmt.Fprintf(&b, `  # The order service's timers: one delay queue per delay of the variable
-  # (services.order.env, else the service's default), which dead-letters each
-  # message to the exchange with the timer's routing key.
+	fmt.Fprintf(&b, `  # The order service's timers, a chain: each reminder of the variable
+  # (services.order.env, else the service's default), in order, then the
+  # expiry. Each link waits in a delay queue named after its timer's queue and
+  # its wait (the time since the link before), which dead-letters the message
+  # to the exchange with the timer's routing key.
   timers:
     exchange: %q
-    reminder: {routingKey: %q, variable: %q, defaultDelays: %s}
-    expiry: {routingKey: %q, variable: %q, defaultDelays: %s}
+    reminder: {routingKey: %q, queue: %q, variable: %q, defaultDelays: %s}
+    expiry: {routingKey: %q, queue: %q, variable: %q, defaultDelays: %s}
 `, events.ExchangeOrders,
-		events.RoutingOrderReminder, reminderDelaysVariable, quotedList(reminderDefaults),
-		events.RoutingOrderExpiry, expiryDelayVariable, quotedList(expiryDefaults))
-	prefix, units := events.DelayQueueNaming()
-	fmt.Fprintf(&b, `  # events.DelayQueueName as data: a delay queue's name is the prefix and the
-  # delay, truncated to the last unit, written in the first unit that divides it.
+		events.RoutingOrderReminder, events.QueueOrderReminder, reminderDelaysVariable, quotedList(reminderDefaults),
+		events.RoutingOrderExpiry, events.QueueOrderExpiry, expiryDelayVariable, quotedList(expiryDefaults))
+	infix, units := events.DelayQueueNaming()
+	fmt.Fprintf(&b, `  # events.Route.DelayQueueName as data: a delay queue's name is the timer's
+  # queue, the infix and the wait, truncated to the last unit, written in the
+  # first unit that divides it.
   delayQueueNames:
-    prefix: %q
+    infix: %q
     unitsLargestFirst:
-`, prefix)
+`, infix)
 	for _, u := range units {
 		fmt.Fprintf(&b, "      - {suffix: %q, nanoseconds: %d}\n", u.Suffix, u.Unit.Nanoseconds())
 	}

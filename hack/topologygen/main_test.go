@@ -60,7 +60,7 @@ type messaging struct {
 			Expiry   timer  `json:"expiry"`
 		} `json:"timers"`
 		DelayQueueNames struct {
-			Prefix            string `json:"prefix"`
+			Infix             string `json:"infix"`
 			UnitsLargestFirst []struct {
 				Suffix      string `json:"suffix"`
 				Nanoseconds int64  `json:"nanoseconds"`
@@ -71,6 +71,7 @@ type messaging struct {
 
 type timer struct {
 	RoutingKey    string   `json:"routingKey"`
+	Queue         string   `json:"queue"`
 	Variable      string   `json:"variable"`
 	DefaultDelays []string `json:"defaultDelays"`
 }
@@ -128,8 +129,10 @@ func TestTheFileSaysWhatServicesEventsDeclares(t *testing.T) {
 	}
 
 	timers := m.RabbitMQ.Timers
-	if timers.Exchange != events.ExchangeOrders || timers.Reminder.RoutingKey != events.RoutingOrderReminder || timers.Expiry.RoutingKey != events.RoutingOrderExpiry {
-		t.Errorf("timers %+v, want exchange %s, routing keys %s and %s", timers, events.ExchangeOrders, events.RoutingOrderReminder, events.RoutingOrderExpiry)
+	if timers.Exchange != events.ExchangeOrders || timers.Reminder.RoutingKey != events.RoutingOrderReminder || timers.Expiry.RoutingKey != events.RoutingOrderExpiry ||
+		timers.Reminder.Queue != events.QueueOrderReminder || timers.Expiry.Queue != events.QueueOrderExpiry {
+		t.Errorf("timers %+v, want exchange %s, routing keys %s and %s, queues %s and %s", timers, events.ExchangeOrders,
+			events.RoutingOrderReminder, events.RoutingOrderExpiry, events.QueueOrderReminder, events.QueueOrderExpiry)
 	}
 	if timers.Reminder.Variable != "KSHOP_ORDER_REMINDER_DELAYS" || timers.Expiry.Variable != "KSHOP_ORDER_EXPIRY_DELAY" {
 		t.Errorf("timer variables %q and %q", timers.Reminder.Variable, timers.Expiry.Variable)
@@ -144,21 +147,23 @@ func TestTheFileSaysWhatServicesEventsDeclares(t *testing.T) {
 
 	// The rule as the chart's kshop.delayQueueName applies it.
 	naming := m.RabbitMQ.DelayQueueNames
-	name := func(d time.Duration) string {
+	name := func(queue string, d time.Duration) string {
 		units := naming.UnitsLargestFirst
 		ns := d.Nanoseconds()
 		ns -= ns % units[len(units)-1].Nanoseconds
 		for _, u := range units {
 			if ns%u.Nanoseconds == 0 {
-				return naming.Prefix + strconv.FormatInt(ns/u.Nanoseconds, 10) + u.Suffix
+				return queue + naming.Infix + strconv.FormatInt(ns/u.Nanoseconds, 10) + u.Suffix
 			}
 		}
 		return ""
 	}
 	for _, d := range []time.Duration{time.Millisecond, 1500 * time.Millisecond, 30 * time.Second, 90 * time.Second,
 		90 * time.Minute, 4 * time.Hour, 36 * time.Hour, 1501 * time.Microsecond, 61 * time.Minute, 48 * time.Hour} {
-		if got, want := name(d), events.DelayQueueName(d); got != want {
-			t.Errorf("the rule names %v %q, DelayQueueName %q", d, got, want)
+		for _, timer := range []events.Route{events.TimerOrderReminder.Route, events.TimerOrderExpiry.Route} {
+			if got, want := name(timer.Queue, d), timer.DelayQueueName(d); got != want {
+				t.Errorf("the rule names %v %q, DelayQueueName %q", d, got, want)
+			}
 		}
 	}
 }

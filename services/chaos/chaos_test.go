@@ -21,6 +21,7 @@ import (
 	"github.com/kshop/kshop/services/e2e"
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/loadgen"
+	"github.com/kshop/kshop/services/order"
 	"github.com/kshop/kshop/services/platform/promtest"
 	"github.com/kshop/kshop/services/platform/retry"
 	"github.com/kshop/kshop/services/platform/testenv"
@@ -378,8 +379,8 @@ func queueNames() []string {
 	for _, r := range append(append([]events.Route{}, events.MailRoutes...), events.TimerRoutes...) {
 		names = append(names, r.Queue, events.DeadLetterQueue(r.Queue))
 	}
-	for _, d := range append(append([]time.Duration{}, reminderDelays...), expiryDelay) {
-		names = append(names, events.DelayQueueName(d))
+	for _, d := range order.Topology(reminderDelays, expiryDelay).Delays {
+		names = append(names, d.Name)
 	}
 	return names
 }

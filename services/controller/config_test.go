@@ -102,7 +102,7 @@ func TestTopologyDocumentsNameTheFieldInError(t *testing.T) {
 			t.Errorf("%q: %v, want an error with %q", doc, err, want)
 		}
 	}
-	good, err := ParseRabbitMQTopology("delayQueues:\n  - {name: orders.delay.4h, delay: 4h, exchange: orders, routingKey: order.reminder}\n")
+	good, err := ParseRabbitMQTopology("delayQueues:\n  - {name: order-reminder.delay.4h, delay: 4h, exchange: orders, routingKey: order.reminder}\n")
 	if err != nil || good.DelayQueues[0].Delay.Duration != 4*time.Hour {
 		t.Fatalf("%+v, %v", good, err)
 	}

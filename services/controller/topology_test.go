@@ -233,7 +233,7 @@ queues:
   - {name: verification, type: quorum, deadLetterQueue: true}
   - {name: order-reminder, type: quorum, deadLetterQueue: true}
 delayQueues:
-  - {name: orders.delay.4h, delay: 4h, exchange: orders, routingKey: order.reminder}
+  - {name: order-reminder.delay.4h, delay: 4h, exchange: orders, routingKey: order.reminder}
 bindings:
   - {exchange: notifications, queue: verification, routingKey: send.verification}
   - {exchange: orders, queue: order-reminder, routingKey: order.reminder}
@@ -255,7 +255,7 @@ func TestTopologyIsCreatedRaisedAndRepairedAfterDrift(t *testing.T) {
 	if got := w.topicConfig("order-created", "retention.ms"); got != "604800000" {
 		t.Fatalf("retention.ms = %q", got)
 	}
-	for _, q := range []string{"verification", "verification.dlq", "order-reminder", "order-reminder.dlq", "orders.delay.4h"} {
+	for _, q := range []string{"verification", "verification.dlq", "order-reminder", "order-reminder.dlq", "order-reminder.delay.4h"} {
 		if ok, _ := w.queue(q); !ok {
 			t.Fatalf("queue %s was not declared", q)
 		}

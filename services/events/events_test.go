@@ -58,16 +58,19 @@ func TestPayloadFieldNamesMatchTheSpec(t *testing.T) {
 
 func TestDelayQueueNames(t *testing.T) {
 	for d, want := range map[time.Duration]string{
-		4 * time.Hour:           "orders.delay.4h",
-		24 * time.Hour:          "orders.delay.24h",
-		90 * time.Minute:        "orders.delay.90m",
-		30 * time.Second:        "orders.delay.30s",
-		1500 * time.Millisecond: "orders.delay.1500ms",
-		time.Millisecond:        "orders.delay.1ms",
+		4 * time.Hour:           "order-reminder.delay.4h",
+		24 * time.Hour:          "order-reminder.delay.24h",
+		90 * time.Minute:        "order-reminder.delay.90m",
+		30 * time.Second:        "order-reminder.delay.30s",
+		1500 * time.Millisecond: "order-reminder.delay.1500ms",
+		time.Millisecond:        "order-reminder.delay.1ms",
 	} {
-		if got := DelayQueueName(d); got != want {
+		if got := TimerOrderReminder.DelayQueueName(d); got != want {
 			t.Errorf("DelayQueueName(%v) = %q, want %q", d, got, want)
 		}
+	}
+	if got := TimerOrderExpiry.DelayQueueName(2 * time.Hour); got != "order-expiry.delay.2h" {
+		t.Errorf("the expiry's delay queue of 2h is %q", got)
 	}
 }
 

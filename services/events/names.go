@@ -131,7 +131,7 @@ var MailRoutes = []Route{
 }
 
 // The order service's timers: messages to itself, delivered after a delay
-// (DelayQueueName).
+// (Route.DelayQueueName).
 var (
 	TimerOrderReminder = Work[OrderReminder]{Route{ExchangeOrders, RoutingOrderReminder, QueueOrderReminder, "order", "order"}}
 	TimerOrderExpiry   = Work[OrderExpiry]{Route{ExchangeOrders, RoutingOrderExpiry, QueueOrderExpiry, "order", "order"}}
@@ -141,28 +141,29 @@ var (
 var TimerRoutes = []Route{TimerOrderReminder.Route, TimerOrderExpiry.Route}
 
 var (
-	delayQueuePrefix       = "orders.delay."
+	delayQueueInfix        = ".delay."
 	delayQueueUnitsInOrder = []struct {
 		suffix string
 		unit   time.Duration
 	}{{"h", time.Hour}, {"m", time.Minute}, {"s", time.Second}, {"ms", time.Millisecond}}
 )
 
-// DelayQueueName names the queue that holds order timers of delay d:
-// orders.delay.4h, orders.delay.90m, orders.delay.30s, orders.delay.1500ms. The
-// largest unit that divides d exactly is used, so each delay has one stable name.
-// Delays are whole milliseconds; anything finer is truncated.
-func DelayQueueName(d time.Duration) string {
+// DelayQueueName names the queue where the route's messages wait d before they
+// reach its queue: order-reminder.delay.4h, order-expiry.delay.90m,
+// order-reminder.delay.30s, order-reminder.delay.1500ms. The largest unit that
+// divides d exactly is used, so each delay has one stable name. Delays are
+// whole milliseconds; anything finer is truncated.
+func (r Route) DelayQueueName(d time.Duration) string {
 	d = d.Truncate(time.Millisecond)
 	if d <= 0 {
 		panic(fmt.Sprintf("events: delay must be at least 1ms, got %v", d)) // a configuration bug caught at start
 	}
 	for _, u := range delayQueueUnitsInOrder {
 		if d%u.unit == 0 {
-			return delayQueuePrefix + strconv.FormatInt(int64(d/u.unit), 10) + u.suffix
+			return r.Queue + delayQueueInfix + strconv.FormatInt(int64(d/u.unit), 10) + u.suffix
 		}
 	}
-	return delayQueuePrefix + strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+	return r.Queue + delayQueueInfix + strconv.FormatInt(d.Milliseconds(), 10) + "ms"
 }
 
 // Cancel reasons, the reason field of OrderCancelled and OrderCancelledMail.

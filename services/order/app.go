@@ -171,26 +171,6 @@ func (a *App) Topology() amqp.Topology {
 	return Topology(a.cfg.ReminderDelays, a.cfg.ExpiryDelay)
 }
 
-// Topology is what the order service declares for these timer delays; the
-// chart's RabbitMQ permissions are checked against it.
-func Topology(reminderDelays []time.Duration, expiryDelay time.Duration) amqp.Topology {
-	t := amqp.WorkTopologyOf(append(events.Producing("order", events.MailRoutes), events.TimerRoutes...))
-	seen := map[string]bool{}
-	add := func(d time.Duration, key string) {
-		name := events.DelayQueueName(d)
-		if seen[name] {
-			return
-		}
-		seen[name] = true
-		t.Delays = append(t.Delays, amqp.DelayQueue{Name: name, Delay: d, TargetExchange: events.ExchangeOrders, TargetRoutingKey: key})
-	}
-	for _, d := range reminderDelays {
-		add(d, events.RoutingOrderReminder)
-	}
-	add(expiryDelay, events.RoutingOrderExpiry)
-	return t
-}
-
 // Run serves HTTP on cfg.HTTPAddr and runs the background work until ctx ends.
 func (a *App) Run(ctx context.Context) error {
 	return a.service.Run(ctx, a.cfg.HTTPAddr, Prefix+"_HTTP_ADDR")

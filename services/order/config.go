@@ -36,7 +36,7 @@ type Config struct {
 	// (KSHOP_ORDER_IDENTITY_KEYS_FILE): the only proof of who calls.
 	Identity identity.Config `envconfig:"IDENTITY"`
 
-	ReminderDelays []time.Duration `envconfig:"REMINDER_DELAYS" default:"4h,12h,22h" desc:"Payment reminders, as delays after an order is placed (each shorter than EXPIRY_DELAY)."`
+	ReminderDelays []time.Duration `envconfig:"REMINDER_DELAYS" default:"4h,12h,22h" desc:"Payment reminders, as delays after an order is placed, in increasing order and each shorter than EXPIRY_DELAY; each reminder queues the next timer."`
 	ExpiryDelay    time.Duration   `envconfig:"EXPIRY_DELAY" default:"24h" desc:"When an unpaid order is cancelled and a paid one completed, after it is placed."`
 	LockTTL        time.Duration   `envconfig:"LOCK_TTL" default:"10s" desc:"How long a request id stays locked if its holder dies."`
 	// MaxPendingOrders and MaxPendingUnits bound what one customer holds
@@ -99,10 +99,19 @@ func (c *Config) Validate() error {
 	if err := c.AMQP.Validate(Prefix + "_AMQP"); err != nil {
 		errs = append(errs, err)
 	}
+	// The timers form a chain (timerChain), each link waiting the time since the
+	// one before, in whole milliseconds: each delay must come after the last.
+	var before time.Duration
 	for i, d := range c.ReminderDelays {
 		if d < time.Millisecond || d >= c.ExpiryDelay {
 			errs = append(errs, fmt.Errorf("%s_REMINDER_DELAYS: delay %d (%v) must be at least 1ms and shorter than %s_EXPIRY_DELAY (%v)", Prefix, i+1, d, Prefix, c.ExpiryDelay))
+		} else if d.Truncate(time.Millisecond) <= before.Truncate(time.Millisecond) {
+			errs = append(errs, fmt.Errorf("%s_REMINDER_DELAYS: the reminders must come in order: delay %d (%v) is not at least 1ms after delay %d (%v)", Prefix, i+1, d, i, before))
 		}
+		before = max(before, d)
+	}
+	if len(c.ReminderDelays) > 0 && c.ExpiryDelay.Truncate(time.Millisecond) <= before.Truncate(time.Millisecond) {
+		errs = append(errs, fmt.Errorf("%s_EXPIRY_DELAY=%v must be at least 1ms after the last reminder (%v)", Prefix, c.ExpiryDelay, before))
 	}
 	if c.ExpiryDelay < time.Millisecond {
 		errs = append(errs, fmt.Errorf("%s_EXPIRY_DELAY=%v must be at least 1ms", Prefix, c.ExpiryDelay))

@@ -95,6 +95,32 @@ func TestTimerDefaultsMatchTheSettings(t *testing.T) {
 	}
 }
 
+// The timers form a chain, each link waiting the time since the one before: a
+// reminder that does not come after the one before (in whole milliseconds), or
+// an expiry not after the last reminder, is refused with the variable's name.
+func TestTimersMustComeInOrder(t *testing.T) {
+	for _, tc := range []struct{ reminders, expiry, want string }{
+		{"4h,2h", "24h", "KSHOP_ORDER_REMINDER_DELAYS: the reminders must come in order: delay 2 (2h0m0s)"},
+		{"4h,4h", "24h", "KSHOP_ORDER_REMINDER_DELAYS: the reminders must come in order: delay 2 (4h0m0s)"},
+		{"1500us,1800us", "1h", "KSHOP_ORDER_REMINDER_DELAYS: the reminders must come in order: delay 2 (1.8ms)"},
+		{"1h,24h", "24h", "KSHOP_ORDER_REMINDER_DELAYS: delay 2 (24h0m0s) must be at least 1ms and shorter than KSHOP_ORDER_EXPIRY_DELAY"},
+		{"1h", "1h500us", "KSHOP_ORDER_EXPIRY_DELAY=1h0m0.0005s must be at least 1ms after the last reminder (1h0m0s)"},
+	} {
+		t.Run(tc.reminders+"/"+tc.expiry, func(t *testing.T) {
+			t.Setenv("KSHOP_ORDER_DATABASE_URL", "postgres://db/order")
+			t.Setenv("KSHOP_ORDER_REDIS_ADDRS", "r:6379")
+			t.Setenv("KSHOP_ORDER_KAFKA_BROKERS", "k:9092")
+			t.Setenv("KSHOP_ORDER_AMQP_URL", "amqp://rabbit/")
+			t.Setenv("KSHOP_ORDER_REMINDER_DELAYS", tc.reminders)
+			t.Setenv("KSHOP_ORDER_EXPIRY_DELAY", tc.expiry)
+			var cfg order.Config
+			if err := config.Load(order.Prefix, &cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Load = %v, want a line %q", err, tc.want)
+			}
+		})
+	}
+}
+
 func TestPendingLimitsHaveSafeDefaultsAndRefuseZero(t *testing.T) {
 	t.Setenv("KSHOP_ORDER_DATABASE_URL", "postgres://db/order")
 	t.Setenv("KSHOP_ORDER_REDIS_ADDRS", "r:6379")

@@ -25,6 +25,10 @@ type Order struct {
 	customerID  int64
 	email       string
 	stockStatus stockStatus
+	// timersChained: the order's timers come one at a time, each scheduled by
+	// the one before (timerChain); false for orders placed before that, whose
+	// timers were all queued at placement.
+	timersChained bool
 }
 
 // Status is where an order is in its life. The values are the API's and the

@@ -190,8 +190,12 @@ func TestCreateComputesTheTotalAndWritesEverythingInOneTransaction(t *testing.T)
 			t.Errorf("%d %s rows", got, topic)
 		}
 	}
-	if got := count(t, s.db, `SELECT count(*) FROM outbox WHERE destination = 'amqp' AND key LIKE 'orders.delay.%'`); got != 4 {
-		t.Errorf("%d timers, want 4", got)
+	// The first timer of the chain alone: each one that fires queues the next.
+	if got := count(t, s.db, `SELECT count(*) FROM outbox WHERE destination = 'amqp' AND key = 'order-reminder.delay.1h'`); got != 1 {
+		t.Errorf("%d first reminder timers, want 1", got)
+	}
+	if got := count(t, s.db, `SELECT count(*) FROM outbox WHERE destination = 'amqp' AND key LIKE '%.delay.%'`); got != 1 {
+		t.Errorf("%d timers, want 1", got)
 	}
 	got := orderIn(t, s.Do(t, &ann, http.MethodGet, fmt.Sprint("/orders/", o.ID), nil).Expect(t, http.StatusOK, ""))
 	if got.ID != o.ID || got.TotalAmount != o.TotalAmount || len(got.Items) != 2 {
@@ -440,6 +444,8 @@ func TestTimersRemindWhilePendingThenExpire(t *testing.T) {
 	paid := s.placeOrder(t, &ann, [2]int64{1, 1})
 	s.reserve(t, paid.ID)
 	s.pay(t, &ann, paid.ID).Expect(t, http.StatusOK, "")
+	cancelled := s.placeOrder(t, &ann, [2]int64{1, 1})
+	s.Do(t, &ann, http.MethodPost, "/orders/cancel", map[string]any{"request_id": uuid.NewString(), "order_id": cancelled.ID}).Expect(t, http.StatusOK, "")
 
 	for want := 1; want <= 2; want++ {
 		reminder, err := events.Decode[events.PaymentReminderMail](mail.Next(events.QueuePaymentReminder, byOrderID, fmt.Sprint(unpaid.ID)).Body)
@@ -473,6 +479,25 @@ func TestTimersRemindWhilePendingThenExpire(t *testing.T) {
 		t.Fatalf("%d order-cancelled events for the expired order, want 1", n)
 	}
 	mail.Next(events.QueueOrderCancelled, byOrderID, fmt.Sprint(unpaid.ID))
+
+	// One timer at a time: each order's chain queued reminder 1, reminder 2 and
+	// the expiry one after the other, except the cancelled order's, which
+	// ended when its first reminder found it cancelled.
+	testenv.WaitFor(t, 15*time.Second, "every reminder timer to be handled", func() bool {
+		return count(t, s.db, `SELECT count(*) FROM inbox WHERE consumer = 'order.order-reminder'`) == 5
+	})
+	timers := func(o orderJSON) int {
+		return count(t, s.db, `SELECT count(*) FROM outbox WHERE key LIKE '%.delay.%' AND convert_from(payload, 'UTF8')::jsonb->>'order_id' = $1`, fmt.Sprint(o.ID))
+	}
+	for _, c := range []struct {
+		name  string
+		order orderJSON
+		want  int
+	}{{"unpaid", unpaid, 3}, {"paid", paid, 3}, {"cancelled", cancelled, 1}} {
+		if got := timers(c.order); got != c.want {
+			t.Errorf("the %s order queued %d timers, want %d", c.name, got, c.want)
+		}
+	}
 }
 
 func TestPayAndExpiryRaceHasOneWinner(t *testing.T) {
@@ -531,6 +556,10 @@ func TestRedeliveredTimersAndEventsHaveOneEffect(t *testing.T) {
 	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE key = 'send.payment.reminder'`); n != 1 {
 		t.Fatalf("%d reminders for one redelivered timer", n)
 	}
+	// The first timer, and the next one the reminder queued, once.
+	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE key LIKE '%.delay.%'`); n != 2 {
+		t.Fatalf("%d timers queued, want the first and the one after it", n)
+	}
 	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'order-cancelled'`); n != 1 {
 		t.Fatalf("%d order-cancelled for one redelivered expiry", n)
 	}
@@ -553,7 +582,7 @@ func TestTimersSurviveABrokerRestart(t *testing.T) {
 	s.product(t, 1, "1.00", 100)
 	o := s.placeOrder(t, &ann, [2]int64{1, 1})
 	testenv.WaitFor(t, 10*time.Second, "the timers to leave the outbox", func() bool {
-		return count(t, s.db, `SELECT count(*) FROM outbox WHERE destination = 'amqp' AND key LIKE 'orders.delay.%' AND sent_at IS NULL`) == 0
+		return count(t, s.db, `SELECT count(*) FROM outbox WHERE destination = 'amqp' AND key LIKE '%.delay.%' AND sent_at IS NULL`) == 0
 	})
 	broker.Stop(t)
 	time.Sleep(time.Second)
@@ -562,8 +591,8 @@ func TestTimersSurviveABrokerRestart(t *testing.T) {
 		st, _ := s.status(t, o.ID)
 		return st == "CANCELLED"
 	})
-	// Both timers expired during the outage and arrive together; the reminder
-	// may find the order already cancelled and be dropped, but it must arrive.
+	// The reminder waited in its delay queue through the restart and, when it
+	// fired, queued the expiry: both arrived, one after the other.
 	testenv.WaitFor(t, 30*time.Second, "the reminder timer after the restart", func() bool {
 		return count(t, s.db, `SELECT count(*) FROM inbox WHERE consumer = 'order.order-reminder'`) == 1
 	})

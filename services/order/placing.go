@@ -185,9 +185,9 @@ func price(ctx context.Context, tx pgx.Tx, lines []Line) ([]Item, money.Money, e
 	return items, total, nil
 }
 
-// announceCreated writes order-created and the order's timers, all in the
-// order's transaction: either the order exists with its saga and timers, or
-// nothing does.
+// announceCreated writes order-created and the first of the order's timers
+// (timerChain), in the order's transaction: either the order exists with its
+// saga and timers, or nothing does.
 func (o *Orders) announceCreated(ctx context.Context, tx pgx.Tx, order Order) error {
 	created := events.OrderCreated{
 		OrderID: order.ID, CustomerID: order.customerID, CustomerEmail: order.email,
@@ -196,13 +196,8 @@ func (o *Orders) announceCreated(ctx context.Context, tx pgx.Tx, order Order) er
 	for _, it := range order.Items {
 		created.Items = append(created.Items, events.OrderCreatedItem{ProductID: it.ProductID, Quantity: it.Quantity, Price: it.Price})
 	}
-	// One statement for the event and every timer (outbox.Add).
-	msgs := []outbox.Message{outbox.Event(events.TopicOrderCreated, events.Key(order.ID), created)}
-	for i, delay := range o.cfg.ReminderDelays {
-		msgs = append(msgs, timer(events.TimerOrderReminder, delay, events.OrderReminder{OrderID: order.ID, ReminderNumber: i + 1}))
-	}
-	msgs = append(msgs, timer(events.TimerOrderExpiry, o.cfg.ExpiryDelay, events.OrderExpiry{OrderID: order.ID}))
-	return outbox.Add(ctx, tx, msgs...)
+	first := timerChain(o.cfg.ReminderDelays, o.cfg.ExpiryDelay)[0]
+	return outbox.Add(ctx, tx, outbox.Event(events.TopicOrderCreated, events.Key(order.ID), created), first.message(order.ID, order.CreatedAt))
 }
 
 // orderLockKey is the Redis key of the idempotency lock of one order request.

@@ -68,12 +68,12 @@ type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-const orderColumns = `id, customer_id, customer_email, total_amount, description, status, cancel_reason, stock_status, created_at, updated_at`
+const orderColumns = `id, customer_id, customer_email, total_amount, description, status, cancel_reason, stock_status, created_at, updated_at, timers_chained`
 
 func scanOrder(row pgx.Row) (Order, error) {
 	var o Order
 	var total string
-	if err := row.Scan(&o.ID, &o.customerID, &o.email, &total, &o.Description, &o.Status, &o.CancelReason, &o.stockStatus, &o.CreatedAt, &o.UpdatedAt); err != nil {
+	if err := row.Scan(&o.ID, &o.customerID, &o.email, &total, &o.Description, &o.Status, &o.CancelReason, &o.stockStatus, &o.CreatedAt, &o.UpdatedAt, &o.timersChained); err != nil {
 		return Order{}, err
 	}
 	m, err := money.Parse(total)

@@ -94,10 +94,14 @@ func (s *Saga) StockRejected(ctx context.Context, eventID string, e events.Stock
 	})
 }
 
-// Remind queues a payment reminder while the order is still PENDING; for any
-// other state the timer is simply consumed.
+// Remind queues a payment reminder while the order is still PENDING, and the
+// order's next timer while it may need one (scheduleAfter); for any other
+// state the timer is simply consumed.
 func (s *Saga) Remind(ctx context.Context, messageID string, r events.OrderReminder) error {
 	return s.onOrder(ctx, reminderConsumer, messageID, r.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
+		if err := s.scheduleAfter(ctx, tx, o, r.ReminderNumber); err != nil {
+			return err
+		}
 		if o.Status != StatusPending {
 			return nil
 		}

@@ -45,15 +45,13 @@ The topology documents and the RabbitMQ permissions are rendered from it alone.
 {{- end -}}
 
 {{/*
-The name of the delay queue that holds order timers of one delay, as the order
-service names it (events.DelayQueueName), by the rule files/topology.yaml
-carries (rabbitmq.delayQueueNames): the prefix and the delay, truncated to the
-last unit, written in the first unit that divides it, so "60s" and "1m" both
-name orders.delay.1m. Takes (dict "delay" DURATION "naming" delayQueueNames);
-the delay is written as the service reads it (Go's durations: 90s, 1h30m,
-1500ms), without a fraction or a sign.
+An order timer delay as whole nanoseconds, as the order service reads it (Go's
+durations: 90s, 1h30m, 1500ms, without a fraction or a sign), truncated to the
+last unit of the naming rule files/topology.yaml carries
+(rabbitmq.delayQueueNames), the way events.Route.DelayQueueName truncates it.
+Takes (dict "delay" DURATION "naming" delayQueueNames).
 */}}
-{{- define "kshop.delayQueueName" -}}
+{{- define "kshop.delayNanoseconds" -}}
 {{- $d := trim .delay -}}
 {{- $units := "ns|us|µs|μs|ms|s|m|h" -}}
 {{- if not (regexMatch (printf "^([0-9]+(%s))+$" $units) $d) -}}
@@ -74,13 +72,24 @@ the delay is written as the service reads it (Go's durations: 90s, 1h30m,
 {{- if lt $ns 1 -}}
 {{- fail (printf "order timer delay %q: at least 1%s" $d $finest.suffix) -}}
 {{- end -}}
-{{- $name := "" -}}
+{{- $ns -}}
+{{- end -}}
+
+{{/*
+A wait in nanoseconds written as a delay queue's name writes it: in the first
+(largest) unit of the naming rule that divides it, as 8h, 90m or 1500ms; Go
+reads it back as the same duration. Takes (dict "ns" NANOSECONDS "naming"
+delayQueueNames).
+*/}}
+{{- define "kshop.delayWritten" -}}
+{{- $ns := int64 .ns -}}
+{{- $written := "" -}}
 {{- range .naming.unitsLargestFirst -}}
-{{- if and (not $name) (eq 0 (mod $ns (int64 .nanoseconds))) -}}
-{{- $name = printf "%s%d%s" $.naming.prefix (div $ns (int64 .nanoseconds)) .suffix -}}
+{{- if and (not $written) (eq 0 (mod $ns (int64 .nanoseconds))) -}}
+{{- $written = printf "%d%s" (div $ns (int64 .nanoseconds)) .suffix -}}
 {{- end -}}
 {{- end -}}
-{{- $name -}}
+{{- $written -}}
 {{- end -}}
 
 {{/*
@@ -370,25 +379,39 @@ true
 {{- end -}}
 
 {{/* The order timers' delay queues (a YAML list of {name, delay, exchange,
-routingKey}), one per delay of services.order.env's timer variables (the
-service's defaults when unset), in the order the order service declares them:
-the reminders, then the expiry; a delay named twice (60s and 1m) gets one
-queue, the first. */}}
+routingKey}), one per link of the timer chain that services.order.env's timer
+variables make (the service's defaults when unset), in the order the order
+service declares them: the reminders, then the expiry, each waiting the time
+since the link before; two links of one timer with the same wait share a
+queue. */}}
 {{- define "kshop.delayQueues" -}}
 {{- $rabbitmq := (include "kshop.messaging" . | fromYaml).rabbitmq }}
 {{- $timers := $rabbitmq.timers }}
+{{- $naming := $rabbitmq.delayQueueNames }}
 {{- $orderEnv := .Values.services.order.env | default dict }}
+{{- $reminders := $timers.reminder.defaultDelays }}
+{{- with get $orderEnv $timers.reminder.variable }}{{ $reminders = splitList "," (toString .) }}{{ end }}
+{{- $expiry := first $timers.expiry.defaultDelays }}
+{{- with get $orderEnv $timers.expiry.variable }}{{ $expiry = toString . }}{{ end }}
+{{- /* The chain: every reminder in order, then the expiry; each link waits
+the time since the one before (services/order's timerChain). */}}
+{{- $links := list }}
+{{- range $reminders }}{{ $links = append $links (dict "timer" $timers.reminder "delay" .) }}{{ end }}
+{{- $links = append $links (dict "timer" $timers.expiry "delay" $expiry) }}
 {{- $out := list }}
 {{- $seen := dict }}
-{{- range $timer := list $timers.reminder $timers.expiry }}
-{{- $delays := $timer.defaultDelays }}
-{{- with get $orderEnv $timer.variable }}{{ $delays = splitList "," (toString .) }}{{ end }}
-{{- range $delays }}
-{{- $name := include "kshop.delayQueueName" (dict "delay" . "naming" $rabbitmq.delayQueueNames) }}
+{{- $before := int64 0 }}
+{{- range $links }}
+{{- $ns := int64 (include "kshop.delayNanoseconds" (dict "delay" .delay "naming" $naming)) }}
+{{- if le $ns $before }}
+{{- fail (printf "services.order.env: the order timers must come in order, each reminder of %s before the next and all before %s; %q is not after the delay before it" $timers.reminder.variable $timers.expiry.variable (trim .delay)) }}
+{{- end }}
+{{- $wait := include "kshop.delayWritten" (dict "ns" (sub $ns $before) "naming" $naming) }}
+{{- $before = $ns }}
+{{- $name := printf "%s%s%s" .timer.queue $naming.infix $wait }}
 {{- if not (hasKey $seen $name) }}
 {{- $_ := set $seen $name true }}
-{{- $out = append $out (dict "name" $name "delay" (trim .) "exchange" $timers.exchange "routingKey" $timer.routingKey) }}
-{{- end }}
+{{- $out = append $out (dict "name" $name "delay" $wait "exchange" $timers.exchange "routingKey" .timer.routingKey) }}
 {{- end }}
 {{- end }}
 {{- toYaml $out }}

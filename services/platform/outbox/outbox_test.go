@@ -521,8 +521,8 @@ func TestAddIsOneStatementHoweverManyMessages(t *testing.T) {
 	}
 	msgs := []outbox.Message{
 		{Destination: outbox.Kafka, Topic: "order-created", Key: "1", Headers: map[string]string{"event-type": "order-created"}, Payload: []byte(`{"order_id":1}`)},
-		{Destination: outbox.AMQP, Key: "orders.delay.4h", Payload: []byte(`{"reminder":1}`)},
-		{Destination: outbox.AMQP, Key: "orders.delay.12h", Payload: []byte(`{"reminder":2}`)},
+		{Destination: outbox.AMQP, Key: "order-reminder.delay.4h", Payload: []byte(`{"reminder":1}`)},
+		{Destination: outbox.AMQP, Key: "order-reminder.delay.8h", Payload: []byte(`{"reminder":2}`)},
 		{Destination: outbox.AMQP, Topic: "mail", Key: "mail.order", Payload: []byte{0, 1, 2}},
 	}
 	err = pg.InTx(ctx, pool, func(tx pgx.Tx) error {
@@ -558,8 +558,8 @@ func TestAddIsOneStatementHoweverManyMessages(t *testing.T) {
 	}
 	want := []string{
 		"kafka|order-created|1|order-created|" + fmt.Sprintf("%x", `{"order_id":1}`),
-		"amqp||orders.delay.4h||" + fmt.Sprintf("%x", `{"reminder":1}`),
-		"amqp||orders.delay.12h||" + fmt.Sprintf("%x", `{"reminder":2}`),
+		"amqp||order-reminder.delay.4h||" + fmt.Sprintf("%x", `{"reminder":1}`),
+		"amqp||order-reminder.delay.8h||" + fmt.Sprintf("%x", `{"reminder":2}`),
 		"amqp|mail|mail.order||000102",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
