@@ -47,6 +47,8 @@ type leasedLimiter struct {
 	// leased counts the round trips to Redis (leases and refusals) by key
 	// prefix (route group); nil counts nothing.
 	leased func(group string)
+	// maxKeys bounds the map (maxLeasedClients; smaller in tests).
+	maxKeys int
 
 	mu        sync.Mutex
 	leases    map[string]*lease
@@ -91,7 +93,7 @@ type rateDecision struct {
 }
 
 func newLeasedLimiter(redis *redis_rate.Limiter, leased func(group string)) *leasedLimiter {
-	return &leasedLimiter{redis: redis, leased: leased, leases: map[string]*lease{}}
+	return &leasedLimiter{redis: redis, leased: leased, maxKeys: maxLeasedClients, leases: map[string]*lease{}}
 }
 
 // allow decides one request of group's key under limit: from the local lease
@@ -226,10 +228,10 @@ func (l *leasedLimiter) entry(key string) *lease {
 		return e
 	}
 	now := time.Now()
-	if len(l.leases) >= maxLeasedClients || now.Sub(l.lastSweep) >= leaseLifetime {
+	if len(l.leases) >= l.maxKeys || now.Sub(l.lastSweep) >= leaseLifetime {
 		l.sweep(now)
 	}
-	if len(l.leases) >= maxLeasedClients {
+	if len(l.leases) >= l.maxKeys {
 		return nil
 	}
 	e := &lease{}
@@ -253,7 +255,7 @@ func (l *leasedLimiter) sweep(now time.Time) {
 	}
 }
 
-// size is how many keys hold a lease entry (tests, the gauge).
+// size is how many keys hold a lease entry.
 func (l *leasedLimiter) size() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
