@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
@@ -103,7 +102,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		}
 	}
 	app := &App{cfg: cfg, redis: redisx.NewClient(cfg.Redis), metrics: newMetrics(registry), logger: logger}
-	app.limiter = newLeasedLimiter(redis_rate.NewLimiter(app.redis), func(group string) { app.metrics.rateLeases.WithLabelValues(group).Inc() })
+	app.limiter = newLeasedLimiter(app.redis, func(group string) { app.metrics.rateLeases.WithLabelValues(group).Inc() })
 
 	var keys tokens.PublicKeys
 	var keysReady func(context.Context) error

@@ -2,14 +2,17 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
 )
 
 // The rate limit's tokens are leased: a replica takes several tokens of a
-// client's bucket from Redis at once (AllowAtMost) and admits that client's
+// client's bucket from Redis at once (leaseScript) and admits that client's
 // next requests from them without a round trip, until they are used up or
 // leaseLifetime has passed (what is left is then dropped, never returned).
 // Every admitted request spent a token that Redis granted, so all replicas
@@ -43,7 +46,7 @@ func leaseCap(limit redis_rate.Limit) int {
 
 // leasedLimiter holds this replica's leases, one per limited key.
 type leasedLimiter struct {
-	redis *redis_rate.Limiter
+	redis redis.Scripter
 	// leased counts the round trips to Redis (leases and refusals) by key
 	// prefix (route group); nil counts nothing.
 	leased func(group string)
@@ -92,8 +95,8 @@ type rateDecision struct {
 	retryAfter time.Duration
 }
 
-func newLeasedLimiter(redis *redis_rate.Limiter, leased func(group string)) *leasedLimiter {
-	return &leasedLimiter{redis: redis, leased: leased, maxKeys: maxLeasedClients, leases: map[string]*lease{}}
+func newLeasedLimiter(client redis.Scripter, leased func(group string)) *leasedLimiter {
+	return &leasedLimiter{redis: client, leased: leased, maxKeys: maxLeasedClients, leases: map[string]*lease{}}
 }
 
 // allow decides one request of group's key under limit: from the local lease
@@ -154,7 +157,7 @@ func (l *leasedLimiter) allowFrom(ctx context.Context, e *lease, group, key stri
 		// The round trip belongs to every request waiting for it, so one
 		// client hanging up does not fail the others: only the timeout ends it.
 		roundTrip, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
-		res, err := l.redis.AllowAtMost(roundTrip, rateLimitPrefix+key, limit, want)
+		res, err := l.take(roundTrip, key, limit, want)
 		cancel()
 		if l.leased != nil {
 			l.leased(group)
@@ -168,16 +171,16 @@ func (l *leasedLimiter) allowFrom(ctx context.Context, e *lease, group, key stri
 			return rateDecision{}, false, err
 		}
 		now = time.Now()
-		e.redisRemaining, e.resetAt = res.Remaining, now.Add(res.ResetAfter)
-		if res.Allowed == 0 {
+		e.redisRemaining, e.resetAt = res.remaining, now.Add(res.resetAfter)
+		if res.granted == 0 {
 			e.tokens, e.granted = 0, 0
-			e.refusedUntil = now.Add(res.RetryAfter)
+			e.refusedUntil = now.Add(res.retryAfter)
 			d := e.refused(now)
 			e.mu.Unlock()
 			return d, false, nil
 		}
 		// This request takes the first token; the others wait for the next.
-		e.tokens, e.granted, e.expires = res.Allowed-1, res.Allowed, now.Add(leaseLifetime)
+		e.tokens, e.granted, e.expires = res.granted-1, res.granted, now.Add(leaseLifetime)
 		d := e.admitted(now)
 		e.mu.Unlock()
 		return d, false, nil
@@ -208,7 +211,7 @@ func (e *lease) refused(now time.Time) rateDecision {
 // exact is the request-by-request check, for keys beyond maxLeasedClients.
 func (l *leasedLimiter) exact(ctx context.Context, group, key string, limit redis_rate.Limit) (rateDecision, error) {
 	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
-	res, err := l.redis.Allow(ctx, rateLimitPrefix+key, limit)
+	res, err := l.take(ctx, key, limit, 1)
 	cancel()
 	if l.leased != nil {
 		l.leased(group)
@@ -216,7 +219,67 @@ func (l *leasedLimiter) exact(ctx context.Context, group, key string, limit redi
 	if err != nil {
 		return rateDecision{}, err
 	}
-	return rateDecision{allowed: res.Allowed > 0, remaining: res.Remaining, resetAfter: res.ResetAfter, retryAfter: res.RetryAfter}, nil
+	return rateDecision{allowed: res.granted > 0, remaining: res.remaining, resetAfter: res.resetAfter, retryAfter: res.retryAfter}, nil
+}
+
+// leaseScript takes up to ARGV[4] whole tokens from the GCRA bucket KEYS[1]
+// (burst ARGV[1], ARGV[2] per ARGV[3] seconds) and answers {granted,
+// remaining, retry after, reset after} (seconds as strings). The bucket is
+// the theoretical arrival time in seconds since 2017-01-01, the key and format
+// go-redis/redis_rate uses, so gateways before and after leases share one
+// bucket during a rollout. Unlike redis_rate's AllowAtMost it grants whole
+// tokens only and spends exactly what it grants (AllowAtMost spends the
+// fraction of a token it cannot grant; at one round trip per millisecond
+// against a drained bucket that lost a tenth of the limit).
+var leaseScript = redis.NewScript(`
+local burst, rate, period, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local interval = period / rate
+local t = redis.call("TIME")
+local now = (t[1] - 1483228800) + t[2] / 1000000
+local tat = tonumber(redis.call("GET", KEYS[1])) or now
+if tat < now then tat = now end
+local available = burst - (tat - now) / interval
+local granted = math.min(want, math.floor(available))
+if granted < 1 then
+  return {0, 0, tostring((1 - available) * interval), tostring(tat - now)}
+end
+tat = tat + granted * interval
+redis.call("SET", KEYS[1], tostring(tat), "EX", math.ceil(tat - now))
+return {granted, math.floor(available - granted), "-1", tostring(tat - now)}
+`)
+
+// leaseResult is Redis' answer to leaseScript.
+type leaseResult struct {
+	granted, remaining     int
+	retryAfter, resetAfter time.Duration
+}
+
+// take leases up to want tokens of key's bucket.
+func (l *leasedLimiter) take(ctx context.Context, key string, limit redis_rate.Limit, want int) (leaseResult, error) {
+	v, err := leaseScript.Run(ctx, l.redis, []string{redisRatePrefix + rateLimitPrefix + key}, limit.Burst, limit.Rate, limit.Period.Seconds(), want).Slice()
+	if err != nil {
+		return leaseResult{}, err
+	}
+	if len(v) != 4 {
+		return leaseResult{}, fmt.Errorf("rate limit lease: unexpected answer %v", v)
+	}
+	granted, ok1 := v[0].(int64)
+	remaining, ok2 := v[1].(int64)
+	retryAfter, err1 := seconds(v[2])
+	resetAfter, err2 := seconds(v[3])
+	if !ok1 || !ok2 || err1 != nil || err2 != nil {
+		return leaseResult{}, fmt.Errorf("rate limit lease: unexpected answer %v", v)
+	}
+	return leaseResult{granted: int(granted), remaining: int(remaining), retryAfter: retryAfter, resetAfter: resetAfter}, nil
+}
+
+// redisRatePrefix is what go-redis/redis_rate puts before its keys.
+const redisRatePrefix = "rate:"
+
+func seconds(v any) (time.Duration, error) {
+	text, _ := v.(string)
+	f, err := strconv.ParseFloat(text, 64)
+	return time.Duration(f * float64(time.Second)), err
 }
 
 // entry is key's lease, new if need be; nil when the map is full of live

@@ -18,7 +18,7 @@ func newTestLimiter(t *testing.T) (*leasedLimiter, *atomic.Int64) {
 	client := redisx.NewClient(redisx.Config{Addrs: []string{testenv.RedisAddr(t)}})
 	t.Cleanup(func() { _ = client.Close() })
 	var roundTrips atomic.Int64
-	return newLeasedLimiter(redis_rate.NewLimiter(client), func(string) { roundTrips.Add(1) }), &roundTrips
+	return newLeasedLimiter(client, func(string) { roundTrips.Add(1) }), &roundTrips
 }
 
 // Many requests of one client arriving at once share one round trip at a
@@ -115,5 +115,36 @@ func TestLeaseMapIsBoundedAndSwept(t *testing.T) {
 	}
 	if n := limiter.size(); n != 1 {
 		t.Fatalf("%d leases held after the others expired, want 1", n)
+	}
+}
+
+// Leases and go-redis/redis_rate (the gateway before leases) spend one
+// bucket: during a rollout old and new replicas share the limit.
+func TestLeasesShareTheBucketOfRedisRate(t *testing.T) {
+	limiter, _ := newTestLimiter(t)
+	client := redisx.NewClient(redisx.Config{Addrs: []string{testenv.RedisAddr(t)}})
+	t.Cleanup(func() { _ = client.Close() })
+	old := redis_rate.NewLimiter(client)
+	limit := redis_rate.PerMinute(10)
+	key := "orders:user:test-" + testenv.RandomSuffix()
+	ctx := context.Background()
+	for range 3 {
+		if res, err := old.Allow(ctx, rateLimitPrefix+key, limit); err != nil || res.Allowed != 1 {
+			t.Fatalf("redis_rate: %+v %v", res, err)
+		}
+	}
+	got, err := limiter.take(ctx, key, limit, 5)
+	if err != nil || got.granted != 5 || got.remaining != 2 {
+		t.Fatalf("lease after 3 of redis_rate's: %+v %v, want 5 granted and 2 remaining", got, err)
+	}
+	if got, err = limiter.take(ctx, key, limit, 5); err != nil || got.granted != 2 {
+		t.Fatalf("second lease: %+v %v, want the 2 left", got, err)
+	}
+	res, err := old.Allow(ctx, rateLimitPrefix+key, limit)
+	if err != nil || res.Allowed != 0 || res.RetryAfter <= 0 {
+		t.Fatalf("redis_rate after the leases: %+v %v, want a refusal", res, err)
+	}
+	if got, err = limiter.take(ctx, key, limit, 5); err != nil || got.granted != 0 || got.retryAfter <= 0 || got.retryAfter > 6*time.Second {
+		t.Fatalf("lease of an empty bucket: %+v %v, want a refusal with a retry within 6 s", got, err)
 	}
 }
