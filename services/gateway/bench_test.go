@@ -17,8 +17,8 @@ import (
 const product1 = `{"data":{"id":1,"name":"Kopi","price":"25000.00"}}`
 
 // BenchmarkGatewayVsDirect sends the same GET to an upstream directly and
-// through the gateway (public route: no token, rate limit checked in Redis,
-// proxied over a pooled connection), with 16 clients in parallel, and reports
+// through the gateway (public route: no token, rate limit admitted from the
+// replica's lease of Redis tokens, proxied over a pooled connection), with 16 clients in parallel, and reports
 // requests/s and p99 of both and their ratio. Client, gateway, Redis and
 // upstream share the machine's cores, so against an upstream that answers at
 // once the ratio is the gateway's whole cost in CPU (three network hops instead
@@ -54,6 +54,64 @@ func benchmarkGatewayVsDirect(b *testing.B, upstreamWork time.Duration) {
 	b.ReportMetric(through/direct, "ratio")
 	b.ReportMetric(milliseconds(directP99), "direct-p99-ms")
 	b.ReportMetric(milliseconds(throughP99), "gateway-p99-ms")
+}
+
+// BenchmarkRateLimitLeases sends b.N GETs of one client through one gateway
+// (16 in flight) under three limits of the products group and reports how
+// many round trips to Redis the rate limit made per 1000 requests (before
+// leases: 1000), the share admitted and requests/s. 1000000/s admits
+// everything (leases of 64); 2000/s admits part (leases of 64 until the
+// bucket is drained, then what it refills); 100/s refuses nearly everything,
+// and a refusal is remembered until Redis has a token again.
+func BenchmarkRateLimitLeases(b *testing.B) {
+	for _, limit := range []string{"1000000/s", "2000/s", "100/s"} {
+		b.Run("limit="+limit, func(b *testing.B) {
+			w := newWorld(b)
+			w.product.answer = func(rw http.ResponseWriter, _ *http.Request) {
+				rw.Header().Set("Content-Type", "application/json")
+				_, _ = rw.Write([]byte(product1))
+			}
+			w.cfg.RateLimits = "products=" + limit
+			gw := connectingFrom(w.start(b), randomAddress(127)) // a fresh bucket
+			leases := func() float64 {
+				return counterValue(b, w.registry, "kshop_gateway_rate_limit_leases_total", map[string]string{"group": "products"})
+			}
+			const workers = 16
+			var next, admitted atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			before, start := leases(), time.Now()
+			for range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for next.Add(1) <= int64(b.N) {
+						resp, err := gw.HTTP.Get(gw.Base + "/products/1")
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						switch resp.StatusCode {
+						case http.StatusOK:
+							admitted.Add(1)
+						case http.StatusTooManyRequests:
+						default:
+							b.Errorf("status %d", resp.StatusCode)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(1000*(leases()-before)/float64(b.N), "redis-trips/1000req")
+			b.ReportMetric(100*float64(admitted.Load())/float64(b.N), "admitted-%")
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+		})
+	}
 }
 
 // BenchmarkBareGin is the ceiling of the gateway row: a gin engine with no

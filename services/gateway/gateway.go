@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
@@ -42,7 +41,7 @@ type App struct {
 
 	cfg      Config
 	redis    redis.UniversalClient
-	limiter  *redis_rate.Limiter
+	limiter  *leasedLimiter
 	verifier *tokens.Verifier
 	issuer   *identity.Issuer
 	revoked  *revocations
@@ -53,6 +52,7 @@ type App struct {
 type metrics struct {
 	upstreamErrors   *prometheus.CounterVec
 	rateLimited      *prometheus.CounterVec
+	rateLeases       *prometheus.CounterVec
 	limiterErrors    prometheus.Counter
 	rejectedTokens   *prometheus.CounterVec
 	jwksRefreshes    *prometheus.CounterVec
@@ -63,6 +63,8 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 	m := &metrics{
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_gateway_upstream_errors_total", Help: "Proxied requests that failed, by upstream and kind (unavailable, timeout)."}, []string{"upstream", "kind"}),
 		rateLimited:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_gateway_rate_limited_total", Help: "Requests refused with 429, by route group."}, []string{"group"}),
+		rateLeases: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_gateway_rate_limit_leases_total",
+			Help: "Round trips to Redis for rate-limit tokens (a lease of one or more tokens, or a refusal), by route group; the requests in between were decided locally."}, []string{"group"}),
 		limiterErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "kshop_gateway_rate_limiter_errors_total", Help: "Rate-limit checks that could not reach Redis (the request went through unless failing closed)."}),
 		rejectedTokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_gateway_rejected_tokens_total", Help: "Requests refused for their token, by reason (missing, malformed, expired, invalid, revoked)."}, []string{"reason"}),
 		jwksRefreshes:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kshop_gateway_jwks_refreshes_total", Help: "Fetches of the auth service's public keys that ended, by outcome (ok, failed)."}, []string{"outcome"}),
@@ -70,11 +72,12 @@ func newMetrics(registry *prometheus.Registry) *metrics {
 			Help: "Token revocation checks that could not reach Redis and had no earlier answer (the request went through unless failing closed)."}),
 	}
 	if registry != nil {
-		registry.MustRegister(m.upstreamErrors, m.rateLimited, m.limiterErrors, m.rejectedTokens, m.jwksRefreshes, m.revocationErrors)
+		registry.MustRegister(m.upstreamErrors, m.rateLimited, m.rateLeases, m.limiterErrors, m.rejectedTokens, m.jwksRefreshes, m.revocationErrors)
 	}
 	// The series exist from the start, at zero, so rates and alerts work at once.
 	for _, group := range []string{GroupAuth, GroupProducts, GroupOrders} {
 		m.rateLimited.WithLabelValues(group)
+		m.rateLeases.WithLabelValues(group)
 	}
 	for _, upstream := range []string{"auth", "product", "order"} {
 		for _, kind := range []string{"unavailable", "timeout", "body_too_large"} {
@@ -99,7 +102,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		}
 	}
 	app := &App{cfg: cfg, redis: redisx.NewClient(cfg.Redis), metrics: newMetrics(registry), logger: logger}
-	app.limiter = redis_rate.NewLimiter(app.redis)
+	app.limiter = newLeasedLimiter(app.redis, func(group string) { app.metrics.rateLeases.WithLabelValues(group).Inc() })
 
 	var keys tokens.PublicKeys
 	var keysReady func(context.Context) error
@@ -320,8 +323,10 @@ func (a *App) refuse(c *gin.Context, reason string) {
 const rateLimitPrefix = "ratelimit:"
 
 // rateLimit applies the group's limit per client: the user when authenticated,
-// otherwise the client address. The counters live in Redis (GCRA), so every
-// gateway replica enforces one shared limit.
+// otherwise the client address. The buckets live in Redis (GCRA), so every
+// gateway replica enforces one shared limit; each replica leases several
+// tokens of a busy client's bucket at once and admits from them locally
+// (ratelease.go), so only one request in a lease pays the round trip.
 func (a *App) rateLimit(group string) gin.HandlerFunc {
 	limit, limited := a.cfg.limits[group]
 	return func(c *gin.Context) {
@@ -333,9 +338,7 @@ func (a *App) rateLimit(group string) gin.HandlerFunc {
 		if u, ok := c.Get(userKey); ok {
 			client = "user:" + strconv.FormatInt(u.(identity.User).ID, 10)
 		}
-		ctx, cancel := context.WithTimeout(c.Request.Context(), 250*time.Millisecond)
-		res, err := a.limiter.Allow(ctx, rateLimitPrefix+group+":"+client, limit)
-		cancel()
+		res, err := a.limiter.allow(c.Request.Context(), group, group+":"+client, limit)
 		if err != nil {
 			a.metrics.limiterErrors.Inc()
 			a.logger.WarnContext(c.Request.Context(), "rate limiter unavailable", "fail_closed", a.cfg.RateLimitFailClosed, "error", err)
@@ -347,11 +350,11 @@ func (a *App) rateLimit(group string) gin.HandlerFunc {
 			return
 		}
 		c.Header("RateLimit-Limit", strconv.Itoa(limit.Rate))
-		c.Header("RateLimit-Remaining", strconv.Itoa(res.Remaining))
-		c.Header("RateLimit-Reset", strconv.Itoa(int(math.Ceil(res.ResetAfter.Seconds()))))
-		if res.Allowed == 0 {
+		c.Header("RateLimit-Remaining", strconv.Itoa(res.remaining))
+		c.Header("RateLimit-Reset", strconv.Itoa(int(math.Ceil(res.resetAfter.Seconds()))))
+		if !res.allowed {
 			a.metrics.rateLimited.WithLabelValues(group).Inc()
-			c.Header("Retry-After", strconv.Itoa(max(1, int(math.Ceil(res.RetryAfter.Seconds())))))
+			c.Header("Retry-After", strconv.Itoa(max(1, int(math.Ceil(res.retryAfter.Seconds())))))
 			httpx.Fail(c, http.StatusTooManyRequests, "too many requests")
 			return
 		}

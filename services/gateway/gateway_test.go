@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -372,6 +374,69 @@ func TestRateLimitHoldsAcrossTwoGateways(t *testing.T) {
 	}
 	// Another user has a budget of their own.
 	call(t, first, http.MethodGet, "/orders", w.token(t, user+1), nil).Expect(t, http.StatusOK, "")
+}
+
+// TestLeasedTokensHoldTheSharedLimitAcrossTwoGateways: one client hammers two
+// gateways on one Redis with 4 requests in flight on each, so both replicas
+// lease tokens of its bucket at once. The bucket is fresh and its period a
+// minute, so the test runs inside one window: the GCRA of Redis alone would
+// admit at most burst + rate·elapsed/period, and the replicas together must
+// admit no more (every admitted request spent a token Redis granted); they
+// must admit at least burst − R·leaseCap (R = 2 replicas, each holding at most
+// one lease when the test stops; docs/gateway.md, Rate limits). The leases
+// must also have saved round trips: fewer leases than admitted requests.
+func TestLeasedTokensHoldTheSharedLimitAcrossTwoGateways(t *testing.T) {
+	const limit, leaseCap, replicas, perGateway, inFlight = 400, 20, 2, 600, 4
+	w := newWorld(t)
+	w.cfg.RateLimits = fmt.Sprintf("products=%d/m,orders=1000/s,auth=1000/s", limit)
+	first := w.start(t)
+	firstRegistry := w.registry
+	second := w.start(t)
+	secondRegistry := w.registry
+	client := randomAddress(127) // one client address, a fresh bucket
+	var admitted, refused atomic.Int64
+	var wg sync.WaitGroup
+	began := time.Now()
+	for _, gw := range []*apitest.Client{connectingFrom(first, client), connectingFrom(second, client)} {
+		var sent atomic.Int64
+		for range inFlight {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for sent.Add(1) <= perGateway {
+					r := call(t, gw, http.MethodGet, "/products", "", nil)
+					switch r.Status {
+					case http.StatusOK:
+						admitted.Add(1)
+					case http.StatusTooManyRequests:
+						if r.Header.Get("Retry-After") == "" || r.Header.Get("RateLimit-Remaining") != "0" {
+							t.Errorf("429 without Retry-After or with RateLimit-Remaining %q", r.Header.Get("RateLimit-Remaining"))
+						}
+						refused.Add(1)
+					default:
+						t.Errorf("status %d: %s", r.Status, r.Raw)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	elapsed := time.Since(began)
+	most := limit + int64(math.Ceil(limit*elapsed.Seconds()/60))
+	least := int64(limit - replicas*leaseCap)
+	t.Logf("%d admitted, %d refused in %v (bounds %d..%d)", admitted.Load(), refused.Load(), elapsed, least, most)
+	if admitted.Load() > most || admitted.Load() < least {
+		t.Fatalf("%d admitted in %v; want between %d and %d", admitted.Load(), elapsed, least, most)
+	}
+	if refused.Load() == 0 {
+		t.Fatal("nothing refused: the test did not reach the limit")
+	}
+	leases := counterValue(t, firstRegistry, "kshop_gateway_rate_limit_leases_total", map[string]string{"group": "products"}) +
+		counterValue(t, secondRegistry, "kshop_gateway_rate_limit_leases_total", map[string]string{"group": "products"})
+	t.Logf("%v round trips to Redis", leases)
+	if leases == 0 || leases >= float64(admitted.Load()) {
+		t.Fatalf("%v round trips to Redis for %d admitted requests; the leases saved none", leases, admitted.Load())
+	}
 }
 
 func TestRedisDownFailsOpenOrClosed(t *testing.T) {
