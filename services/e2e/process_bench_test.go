@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -27,18 +28,49 @@ import (
 
 // serviceProcess is one service binary running as its own process, as in its pod.
 type serviceProcess struct {
-	name string
-	addr string
-	cmd  *exec.Cmd
+	name        string
+	addr        string
+	metricsAddr string
+	cmd         *exec.Cmd
 }
+
+// The load of BenchmarkServiceProcesses: 200 requests a second for 10
+// minutes, unless KSHOP_BENCH_LOAD_RATE and KSHOP_BENCH_LOAD_DURATION say
+// otherwise (a quicker look: KSHOP_BENCH_LOAD_DURATION=30s).
+const (
+	defaultProcessLoadRate     = 200
+	defaultProcessLoadDuration = 10 * time.Minute
+	// afterTheLoad is how long the processes rest before the "after" figures.
+	afterTheLoad = 30 * time.Second
+)
 
 // BenchmarkServiceProcesses builds the five service binaries, starts each as
 // its own process against the real servers (Kafka: an in-process kfake cluster
 // of this test), and reports per service the time from exec to the first 200
-// on /readyz, the resident memory (VmRSS) idle, and the peak resident memory
-// while loadgen sends an open-loop mix (browse, search, order, pay) through the
-// gateway. One run whatever b.N.
+// on /readyz, then its memory idle, at its peak while loadgen sends an
+// open-loop mix (browse, search, order, pay) through the gateway, and after
+// the load: the resident set (VmRSS), its anonymous part (RssAnon: heap,
+// stacks, the C libraries' allocations; the rest is the binary's own pages,
+// shared and dropped by the kernel at will) and the Go live heap
+// (go_gc_heap_live_bytes from its /metrics; 0 before the first collection).
+// It also reports each process's CPU time per request of the load. One run
+// whatever b.N.
 func BenchmarkServiceProcesses(b *testing.B) {
+	rate, duration := float64(defaultProcessLoadRate), defaultProcessLoadDuration
+	if v := os.Getenv("KSHOP_BENCH_LOAD_RATE"); v != "" {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || r <= 0 {
+			b.Fatalf("KSHOP_BENCH_LOAD_RATE=%q: want requests per second, as 200", v)
+		}
+		rate = r
+	}
+	if v := os.Getenv("KSHOP_BENCH_LOAD_DURATION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			b.Fatalf("KSHOP_BENCH_LOAD_DURATION=%q: want a duration, as 10m", v)
+		}
+		duration = d
+	}
 	bin := b.TempDir()
 	names := []string{"auth", "product", "order", "mail", "gateway"}
 	var packages []string
@@ -88,8 +120,8 @@ func BenchmarkServiceProcesses(b *testing.B) {
 			"KSHOP_PRODUCT_IDENTITY_KEYS_FILE=" + publicKeys},
 		"order": {"KSHOP_ORDER_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_ORDER_REDIS_ADDRS=" + redis,
 			"KSHOP_ORDER_KAFKA_BROKERS=" + brokers, "KSHOP_ORDER_AMQP_URL=" + amqpURL,
-			// 4 customers leave about 50 orders each unpaid in the 20 s of load.
-			"KSHOP_ORDER_MAX_PENDING_ORDERS=1000", "KSHOP_ORDER_MAX_PENDING_UNITS=100000",
+			// 4 customers leave thousands of orders unpaid in 10 minutes of load.
+			"KSHOP_ORDER_MAX_PENDING_ORDERS=1000000", "KSHOP_ORDER_MAX_PENDING_UNITS=100000000",
 			"KSHOP_ORDER_IDENTITY_KEYS_FILE=" + publicKeys},
 		"mail": {"KSHOP_MAIL_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_MAIL_AMQP_URL=" + amqpURL,
 			"KSHOP_MAIL_SMTP_HOST=" + smtp.Host, "KSHOP_MAIL_SMTP_PORT=" + strconv.Itoa(smtp.Port), "KSHOP_MAIL_SMTP_TLS=none"},
@@ -109,8 +141,8 @@ func BenchmarkServiceProcesses(b *testing.B) {
 	})
 	for _, name := range names {
 		prefix := "KSHOP_" + strings.ToUpper(name) + "_"
-		p := &serviceProcess{name: name, addr: addr[name], cmd: exec.Command(filepath.Join(bin, name))}
-		p.cmd.Env = append(os.Environ(), append(env[name], prefix+"HTTP_ADDR="+p.addr, prefix+"METRICS_ADDR=127.0.0.1:0", prefix+"LOG_LEVEL=warn")...)
+		p := &serviceProcess{name: name, addr: addr[name], metricsAddr: freeAddr(b), cmd: exec.Command(filepath.Join(bin, name))}
+		p.cmd.Env = append(os.Environ(), append(env[name], prefix+"HTTP_ADDR="+p.addr, prefix+"METRICS_ADDR="+p.metricsAddr, prefix+"LOG_LEVEL=warn")...)
 		logFile, err := os.Create(filepath.Join(b.TempDir(), name+".log"))
 		if err != nil {
 			b.Fatal(err)
@@ -130,33 +162,52 @@ func BenchmarkServiceProcesses(b *testing.B) {
 
 	time.Sleep(3 * time.Second) // background loops settle: consumers joined, relays idle
 	for _, p := range running {
-		b.ReportMetric(megabytes(p.rss(b)), p.name+"-idle-rss-MB")
+		m := p.memory(b)
+		b.ReportMetric(megabytes(m.rss), p.name+"-idle-rss-MB")
+		b.ReportMetric(megabytes(m.anon), p.name+"-idle-anon-MB")
+		b.ReportMetric(megabytes(m.liveHeap), p.name+"-idle-heap-MB")
 	}
 
-	peak := map[string]int64{}
+	// The peaks under load: resident memory sampled every 250 ms, the live
+	// heap (an HTTP scrape) every second.
+	peak := map[string]processMemory{}
 	var mu sync.Mutex
 	sampling, stopSampling := context.WithCancel(context.Background())
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
-		for sampling.Err() == nil {
+		for tick := 0; sampling.Err() == nil; tick++ {
 			for _, p := range running {
-				rss := p.rss(b)
+				rss, anon := p.resident(b)
+				var heap int64
+				if tick%4 == 0 {
+					heap = p.liveHeap(b)
+				}
 				mu.Lock()
-				peak[p.name] = max(peak[p.name], rss)
+				m := peak[p.name]
+				peak[p.name] = processMemory{rss: max(m.rss, rss), anon: max(m.anon, anon), liveHeap: max(m.liveHeap, heap)}
 				mu.Unlock()
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(250 * time.Millisecond)
 		}
 	}()
-	const rate, duration = 100, 20 * time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// CPU is counted from the timed run's start, after loadgen registered its
+	// users and created its products.
+	cpuBefore := map[string]time.Duration{}
+	countCPU := func() {
+		for _, p := range running {
+			cpuBefore[p.name] = p.cpuTime(b)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), duration+5*time.Minute)
 	defer cancel()
 	report, err := loadgen.Load(ctx, loadgen.LoadConfig{
 		Gateway: "http://" + addr["gateway"], Inbox: e2e.Inbox{Server: smtp}, Admin: admin, AdminPassword: adminPassword,
 		Rate: rate, Duration: duration, MaxInFlight: 256,
 		Mix:   map[string]int{loadgen.OpBrowse: 50, loadgen.OpSearch: 20, loadgen.OpOrder: 20, loadgen.OpPay: 10},
 		Users: 4, Products: 20,
+		OnStart:  countCPU,
+		Progress: progressEvery(time.Minute),
 	})
 	stopSampling()
 	<-sampled
@@ -169,10 +220,50 @@ func BenchmarkServiceProcesses(b *testing.B) {
 		failed += op.Requests - op.OK
 	}
 	for _, p := range running {
-		b.ReportMetric(megabytes(peak[p.name]), p.name+"-load-rss-MB")
+		m := peak[p.name]
+		b.ReportMetric(megabytes(m.rss), p.name+"-load-rss-MB")
+		b.ReportMetric(megabytes(m.anon), p.name+"-load-anon-MB")
+		b.ReportMetric(megabytes(m.liveHeap), p.name+"-load-heap-MB")
+		b.ReportMetric(float64((p.cpuTime(b)-cpuBefore[p.name]).Microseconds())/1000/float64(max(1, requests)), p.name+"-cpu-ms/req")
 	}
 	b.ReportMetric(float64(requests)/report.Elapsed.Seconds(), "load-req/s")
+	b.ReportMetric(report.Elapsed.Seconds(), "load-s")
 	b.ReportMetric(float64(failed), "load-failed-requests")
+
+	time.Sleep(afterTheLoad)
+	for _, p := range running {
+		m := p.memory(b)
+		b.ReportMetric(megabytes(m.rss), p.name+"-after-rss-MB")
+		b.ReportMetric(megabytes(m.anon), p.name+"-after-anon-MB")
+		b.ReportMetric(megabytes(m.liveHeap), p.name+"-after-heap-MB")
+	}
+}
+
+// progressEvery passes loadgen's progress lines on to stderr once per
+// interval, so a ten-minute load shows it is alive.
+func progressEvery(interval time.Duration) io.Writer {
+	return &throttledLines{interval: interval}
+}
+
+type throttledLines struct {
+	interval time.Duration
+	last     time.Time
+}
+
+func (w *throttledLines) Write(p []byte) (int, error) {
+	if now := time.Now(); now.Sub(w.last) >= w.interval {
+		w.last = now
+		fmt.Fprintf(os.Stderr, "load: %s", p)
+	}
+	return len(p), nil
+}
+
+// processMemory is one look at a process's memory, in bytes.
+type processMemory struct{ rss, anon, liveHeap int64 }
+
+func (p *serviceProcess) memory(b *testing.B) processMemory {
+	rss, anon := p.resident(b)
+	return processMemory{rss: rss, anon: anon, liveHeap: p.liveHeap(b)}
 }
 
 // freeAddr is a loopback address with a port free right now.
@@ -204,28 +295,82 @@ func (p *serviceProcess) awaitReady(within time.Duration) error {
 	return fmt.Errorf("%s not ready on %s after %v", p.name, p.addr, within)
 }
 
-// rss is the process's resident set size in bytes, from /proc/<pid>/status.
-func (p *serviceProcess) rss(b *testing.B) int64 {
+// resident is the process's resident set size and its anonymous part in
+// bytes, from /proc/<pid>/status.
+func (p *serviceProcess) resident(b *testing.B) (rss, anon int64) {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		b.Errorf("%s: %v", p.name, err)
+		return 0, 0
+	}
+	rss, err = statusKB(string(status), "VmRSS")
+	if err != nil {
+		b.Errorf("%s: %v", p.name, err)
+	}
+	anon, err = statusKB(string(status), "RssAnon")
+	if err != nil {
+		b.Errorf("%s: %v", p.name, err)
+	}
+	return rss * 1024, anon * 1024
+}
+
+// statusKB reads one "Name:   1234 kB" line of a /proc/<pid>/status file.
+func statusKB(status, name string) (int64, error) {
+	for _, line := range strings.Split(status, "\n") {
+		if value, ok := strings.CutPrefix(line, name+":"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s line in /proc status", name)
+}
+
+// cpuTime is the CPU the process used so far (user and system), from
+// /proc/<pid>/stat, whose times are in clock ticks of 1/100 s on Linux.
+func (p *serviceProcess) cpuTime(b *testing.B) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
 	if err != nil {
 		b.Errorf("%s: %v", p.name, err)
 		return 0
 	}
-	kB, err := vmRSS(string(status))
-	if err != nil {
-		b.Errorf("%s: %v", p.name, err)
+	// The command name, in parentheses, may hold spaces: count from after it.
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	if len(fields) < 13 {
+		b.Errorf("%s: short /proc stat %q", p.name, stat)
+		return 0
 	}
-	return kB * 1024
+	user, err1 := strconv.ParseInt(fields[11], 10, 64)
+	system, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		b.Errorf("%s: /proc stat times %q %q", p.name, fields[11], fields[12])
+	}
+	return time.Duration(user+system) * 10 * time.Millisecond
 }
 
-// vmRSS reads the VmRSS line (in kB) of a /proc/<pid>/status file.
-func vmRSS(status string) (int64, error) {
-	for _, line := range strings.Split(status, "\n") {
-		if value, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
+// liveHeap is go_gc_heap_live_bytes from the process's /metrics: the heap
+// its last garbage collection found reachable.
+func (p *serviceProcess) liveHeap(b *testing.B) int64 {
+	resp, err := http.Get("http://" + p.metricsAddr + "/metrics")
+	if err != nil {
+		b.Errorf("%s metrics: %v", p.name, err)
+		return 0
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Errorf("%s metrics: %v", p.name, err)
+		return 0
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if value, ok := strings.CutPrefix(line, "go_gc_heap_live_bytes "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+			if err != nil {
+				b.Errorf("%s: go_gc_heap_live_bytes %q", p.name, value)
+			}
+			return int64(f)
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS line in /proc status")
+	b.Errorf("%s: no go_gc_heap_live_bytes on its /metrics", p.name)
+	return 0
 }
 
 func (p *serviceProcess) stop(b *testing.B) {

@@ -13,7 +13,6 @@ import (
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kshop/kshop/services/auth"
@@ -26,6 +25,7 @@ import (
 	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/logx"
 	"github.com/kshop/kshop/services/platform/process"
+	"github.com/kshop/kshop/services/platform/telemetry"
 	"github.com/kshop/kshop/services/platform/tokens"
 	"github.com/kshop/kshop/services/product"
 )
@@ -137,6 +137,6 @@ func shareIdentityKeys(gateway *identity.IssuerConfig, services ...*identity.Con
 
 func serviceRegistry() *prometheus.Registry {
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	telemetry.RegisterRuntime(registry)
 	return registry
 }

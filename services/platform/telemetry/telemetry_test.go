@@ -64,7 +64,7 @@ func TestMetricsReachPrometheus(t *testing.T) {
 	rec := httptest.NewRecorder()
 	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body, _ := io.ReadAll(rec.Body)
-	for _, want := range []string{"orders_created_total", "go_goroutines", "process_cpu_seconds_total"} {
+	for _, want := range []string{"orders_created_total", "go_goroutines", "process_cpu_seconds_total", "go_gc_heap_live_bytes"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
