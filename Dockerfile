@@ -22,7 +22,8 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY services ./services
 # Native builds per platform: the build stage runs on each target platform (an
 # arm64 builder for arm64, or emulation), because cross-compiling cgo would need
-# a C cross-toolchain per target.
+# a C cross-toolchain per target. -tags nomsgpack leaves out gin's MessagePack
+# codec, which no service speaks: 6 MB less of the binary mapped into every pod.
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     test -n "$SERVICE" || { echo "build with --build-arg SERVICE=<gateway|auth|product|order|mail|controller|loadgen>"; exit 1; }; \
     case "$SERVICE" in \
@@ -30,7 +31,7 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
       *) cgo=0 ;; \
     esac; \
     CGO_ENABLED=$cgo GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -gcflags "${GCFLAGS}" -ldflags "$([ -n "$GCFLAGS" ] || echo -s -w)" -o /out/app ./services/cmd/$SERVICE
+    go build -trimpath -tags nomsgpack -gcflags "${GCFLAGS}" -ldflags "$([ -n "$GCFLAGS" ] || echo -s -w)" -o /out/app ./services/cmd/$SERVICE
 
 # distroless/base carries glibc for the cgo services and costs the static ones
 # about 20 MB over distroless/static; one runtime keeps the file and the chart simple.

@@ -105,7 +105,7 @@ up() {
 
 	log "building the kshop binary for its development Kafka broker"
 	mkdir -p "$KSHOP_CACHE_DIR/bin"
-	go build -o "$KSHOP_CACHE_DIR/bin/kshop" ./services/cmd/kshop
+	go build -tags nomsgpack -o "$KSHOP_CACHE_DIR/bin/kshop" ./services/cmd/kshop
 	# An empty broker, as a managed one is: the platform controller creates the topics.
 	KSHOP_DEV_KAFKA_ADDR="$HOST_IP:$KAFKA_PORT" KSHOP_DEV_KAFKA_SEED_TOPICS=false \
 		start_background kafka "$KSHOP_CACHE_DIR/bin/kshop" devkafka

@@ -69,8 +69,8 @@ if [ "$cgo" = 1 ]; then
 else
 	echo "image: building services/cmd/$SERVICE" >&2
 fi
-# The Dockerfile's flags: -trimpath, and -s -w unless debugging with GCFLAGS.
-CGO_ENABLED=$cgo GOOS=linux go build -trimpath -gcflags "$GCFLAGS" -ldflags "$([ -n "$GCFLAGS" ] || echo -s -w)" \
+# The Dockerfile's flags: -trimpath, -tags nomsgpack, and -s -w unless debugging with GCFLAGS.
+CGO_ENABLED=$cgo GOOS=linux go build -trimpath -tags nomsgpack -gcflags "$GCFLAGS" -ldflags "$([ -n "$GCFLAGS" ] || echo -s -w)" \
 	-o "$work/app" "./services/cmd/$SERVICE"
 
 # The Dockerfile's runtime stage: distroless/base-debian12:nonroot, /app, USER

@@ -73,7 +73,7 @@ mailpit_pid=$!
 
 echo "run: building the kshop binary" >&2
 mkdir -p "$KSHOP_CACHE_DIR/bin"
-go build -o "$KSHOP_CACHE_DIR/bin/kshop" ./services/cmd/kshop
+go build -tags nomsgpack -o "$KSHOP_CACHE_DIR/bin/kshop" ./services/cmd/kshop
 
 cat >&2 <<EOF
 

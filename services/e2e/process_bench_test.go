@@ -77,7 +77,8 @@ func BenchmarkServiceProcesses(b *testing.B) {
 	for _, name := range names {
 		packages = append(packages, "github.com/kshop/kshop/services/cmd/"+name)
 	}
-	build := exec.Command("go", append([]string{"build", "-o", bin}, packages...)...)
+	// Built as the images build them (Dockerfile).
+	build := exec.Command("go", append([]string{"build", "-trimpath", "-tags", "nomsgpack", "-ldflags", "-s -w", "-o", bin}, packages...)...)
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("go build the services: %v\n%s", err, out)
 	}
