@@ -1,6 +1,7 @@
 // Package process is the start and the end every kshop binary shares: a JSON
-// logger at the configured level, a context cancelled by SIGINT or SIGTERM, and
-// the OpenTelemetry providers, flushed on the way out. It knows nothing of what
+// logger at the configured level, a context cancelled by SIGINT or SIGTERM, the
+// OpenTelemetry providers, flushed on the way out, and a Go memory limit that
+// follows the container's. It knows nothing of what
 // the binary runs; a service's HTTP server, migrations and workers are package
 // serve.
 package process
@@ -43,7 +44,13 @@ func Start(service, prefix string, logCfg logx.Config, otel telemetry.Config) *P
 		stop()
 		config.Exit(fmt.Errorf("config: %s_OTEL_*: %w", prefix, err))
 	}
-	return &Process{Context: ctx, Logger: logx.New(os.Stdout, service, level), Level: level, Telemetry: tel, stop: stop}
+	logger := logx.New(os.Stdout, service, level)
+	if soft, err := setMemoryLimit(cgroupMemoryMax); err != nil {
+		logger.Warn("no Go memory limit from the container's", "error", err)
+	} else if soft > 0 {
+		logger.Info("Go memory limit set from the container's", "gomemlimit_bytes", soft, "share", goShareOfContainerMemory)
+	}
+	return &Process{Context: ctx, Logger: logger, Level: level, Telemetry: tel, stop: stop}
 }
 
 // Close flushes telemetry (for at most 5 s) and releases the signal handler.
