@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
-
-	"strconv"
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/money"
@@ -68,13 +68,8 @@ func (o *Orders) Create(ctx context.Context, c Customer, requestID, description 
 		}
 		created = true
 		order.TotalAmount, order.Description, order.customerID, order.email = total, description, c.ID, c.Email
-		for i := range items {
-			if err := tx.QueryRow(ctx, `
-				INSERT INTO order_items (order_id, product_id, product_name, quantity, price)
-				VALUES ($1, $2, $3, $4, $5) RETURNING id`,
-				order.ID, items[i].ProductID, items[i].name, items[i].Quantity, items[i].Price.String()).Scan(&items[i].ID); err != nil {
-				return fmt.Errorf("insert order item: %w", err)
-			}
+		if err := insertItems(ctx, tx, order.ID, items); err != nil {
+			return err
 		}
 		order.Items = items
 		return o.announceCreated(ctx, tx, order)
@@ -91,6 +86,37 @@ func (o *Orders) Create(ctx context.Context, c Customer, requestID, description 
 	return order, true, nil
 }
 
+// insertItems writes an order's lines in one statement and gives each its id.
+// The rows are inserted in the lines' order (ORDER BY n), so their ids, drawn
+// from the sequence one row after the other, increase in that order too.
+func insertItems(ctx context.Context, tx pgx.Tx, orderID int64, items []Item) error {
+	products, names, quantities, prices := make([]int64, len(items)), make([]string, len(items)), make([]int64, len(items)), make([]string, len(items))
+	for i, it := range items {
+		products[i], names[i], quantities[i], prices[i] = it.ProductID, it.name, it.Quantity, it.Price.String()
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO order_items (order_id, product_id, product_name, quantity, price)
+		SELECT $1, l.product_id, l.product_name, l.quantity, l.price::numeric
+		FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY AS l(product_id, product_name, quantity, price, n)
+		ORDER BY l.n
+		RETURNING id`, orderID, products, names, quantities, prices)
+	if err != nil {
+		return fmt.Errorf("insert order items: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return fmt.Errorf("insert order items: %w", err)
+	}
+	if len(ids) != len(items) {
+		return fmt.Errorf("insert order items: %d rows for %d lines", len(ids), len(items))
+	}
+	slices.Sort(ids)
+	for i := range items {
+		items[i].ID = ids[i]
+	}
+	return nil
+}
+
 // withinLimits takes the customer's lock and refuses the order if it would
 // take the customer past MaxPendingOrders or MaxPendingUnits. The lock is a row
 // per customer, held until the transaction ends, so one customer's orders are
@@ -100,24 +126,29 @@ func (o *Orders) Create(ctx context.Context, c Customer, requestID, description 
 // request id committed while the lock was awaited; it is the answer, whatever
 // the limits say now.
 func (o *Orders) withinLimits(ctx context.Context, tx pgx.Tx, customerID int64, requestID string, lines []Line) (twin bool, err error) {
-	if _, err := tx.Exec(ctx, `INSERT INTO customers (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`, customerID); err != nil {
-		return false, fmt.Errorf("record customer %d: %w", customerID, err)
-	}
-	if _, err := tx.Exec(ctx, `SELECT id FROM customers WHERE id = $1 FOR UPDATE`, customerID); err != nil {
-		return false, fmt.Errorf("lock customer %d: %w", customerID, err)
-	}
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM orders WHERE customer_id = $1 AND request_id = $2)`, customerID, requestID).Scan(&twin); err != nil || twin {
-		return twin, err
+	// One statement records the customer and locks the row: a new row is
+	// locked by its insert, an existing one by ON CONFLICT DO UPDATE, which
+	// locks the row it conflicts with (after waiting for whoever holds it)
+	// even when its WHERE updates nothing.
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO customers (id) VALUES ($1)
+		ON CONFLICT (id) DO UPDATE SET id = excluded.id WHERE false`, customerID); err != nil {
+		return false, fmt.Errorf("record and lock customer %d: %w", customerID, err)
 	}
 	var orders, units int64
 	// The status is written into the statement, not passed: the partial index
 	// orders_pending_by_customer serves only a query whose predicate the planner
 	// sees, and a prepared statement's generic plan does not see a parameter.
 	if err := tx.QueryRow(ctx, `
-		SELECT count(DISTINCT o.id), coalesce(sum(i.quantity), 0)
-		FROM orders o JOIN order_items i ON i.order_id = o.id
-		WHERE o.customer_id = $1 AND o.status = '`+string(StatusPending)+`'`, customerID).Scan(&orders, &units); err != nil {
+		SELECT EXISTS (SELECT 1 FROM orders WHERE customer_id = $1 AND request_id = $2),
+			(SELECT count(DISTINCT o.id) FROM orders o WHERE o.customer_id = $1 AND o.status = '`+string(StatusPending)+`'),
+			(SELECT coalesce(sum(i.quantity), 0) FROM orders o JOIN order_items i ON i.order_id = o.id
+				WHERE o.customer_id = $1 AND o.status = '`+string(StatusPending)+`')`,
+		customerID, requestID).Scan(&twin, &orders, &units); err != nil {
 		return false, fmt.Errorf("count the pending orders of customer %d: %w", customerID, err)
+	}
+	if twin {
+		return true, nil
 	}
 	var wanted int64
 	for _, l := range lines {
