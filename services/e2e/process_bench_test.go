@@ -12,9 +12,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kshop/kshop/services/e2e"
 	"github.com/kshop/kshop/services/events"
@@ -114,12 +119,13 @@ func BenchmarkServiceProcesses(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	orderDB := testenv.NewDatabase(b)
 	env := map[string][]string{
 		"auth": {"KSHOP_AUTH_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_AUTH_REDIS_ADDRS=" + redis,
 			"KSHOP_AUTH_AMQP_URL=" + amqpURL, "KSHOP_AUTH_ADMIN_EMAILS=" + admin},
 		"product": {"KSHOP_PRODUCT_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_PRODUCT_KAFKA_BROKERS=" + brokers,
 			"KSHOP_PRODUCT_IDENTITY_KEYS_FILE=" + publicKeys},
-		"order": {"KSHOP_ORDER_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_ORDER_REDIS_ADDRS=" + redis,
+		"order": {"KSHOP_ORDER_DATABASE_URL=" + orderDB, "KSHOP_ORDER_REDIS_ADDRS=" + redis,
 			"KSHOP_ORDER_KAFKA_BROKERS=" + brokers, "KSHOP_ORDER_AMQP_URL=" + amqpURL,
 			// 4 customers leave thousands of orders unpaid in 10 minutes of load.
 			"KSHOP_ORDER_MAX_PENDING_ORDERS=1000000", "KSHOP_ORDER_MAX_PENDING_UNITS=100000000",
@@ -238,6 +244,173 @@ func BenchmarkServiceProcesses(b *testing.B) {
 		b.ReportMetric(megabytes(m.anon), p.name+"-after-anon-MB")
 		b.ReportMetric(megabytes(m.liveHeap), p.name+"-after-heap-MB")
 	}
+
+	placeOrdersFlatOut(b, running, orderDB, loadgen.LoadConfig{
+		Gateway: "http://" + addr["gateway"], Inbox: e2e.Inbox{Server: smtp}, Admin: admin, AdminPassword: adminPassword,
+	})
+}
+
+// The orders phase of BenchmarkServiceProcesses: 16 clients place and pay
+// orders through the gateway as fast as they are answered for a minute.
+const (
+	orderClients  = 16
+	orderDuration = time.Minute
+)
+
+// placeOrdersFlatOut has orderClients clients place and pay orders through
+// the gateway for orderDuration, each sending its next request as soon as the
+// last is answered, and reports the orders accepted per second, the orders decided (stock
+// reserved or rejected by the saga) per second meanwhile, the undecided
+// backlog halfway and at the end (it must not grow), how long it took to drain
+// after the load, and the CPU per accepted order of the service processes,
+// PostgreSQL and Redis together (Kafka, in this process, and RabbitMQ are not
+// counted), placing and paying included.
+func placeOrdersFlatOut(b *testing.B, running []*serviceProcess, orderDB string, cfg loadgen.LoadConfig) {
+	ctx := context.Background()
+	db, err := pgxpool.New(ctx, orderDB)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	undecided := func() int64 {
+		var n int64
+		if err := db.QueryRow(ctx, `SELECT count(*) FROM orders WHERE stock_status = 'pending'`).Scan(&n); err != nil {
+			b.Error(err)
+		}
+		return n
+	}
+	decided := func() int64 {
+		var n int64
+		if err := db.QueryRow(ctx, `SELECT count(*) FROM orders WHERE stock_status <> 'pending'`).Scan(&n); err != nil {
+			b.Error(err)
+		}
+		return n
+	}
+	servers := serverProcesses(b, orderDB)
+	// cpu is the CPU used so far by each service process and by the servers.
+	cpu := func() map[string]time.Duration {
+		used := map[string]time.Duration{}
+		for _, p := range running {
+			used[p.name] = p.cpuTime(b)
+		}
+		for name, pids := range servers() {
+			for _, pid := range pids {
+				used[name] += cpuTimeOf(pid)
+			}
+		}
+		return used
+	}
+
+	var cpuBefore map[string]time.Duration
+	var decidedBefore int64
+	var halfway atomic.Int64
+	var began time.Time
+	// An arrival rate no client keeps up with, capped at orderClients in
+	// flight: each client sends its next order as soon as one is answered.
+	cfg.Rate, cfg.Duration, cfg.MaxInFlight = 20000, orderDuration, orderClients
+	// Every order is paid half a second after it was placed, as customers do:
+	// each customer's pending orders stay few, and so does the pending-limit
+	// check's work (it counts them).
+	cfg.Mix = map[string]int{loadgen.OpOrder: 1, loadgen.OpPay: 1}
+	cfg.Users, cfg.Products = 16, 20
+	cfg.OnStart = func() {
+		began = time.Now()
+		cpuBefore, decidedBefore = cpu(), decided()
+		time.AfterFunc(orderDuration/2, func() { halfway.Store(undecided()) })
+	}
+	report, err := loadgen.Load(ctx, cfg)
+	if err != nil {
+		b.Fatalf("loadgen: %v", err)
+	}
+	elapsed := time.Since(began)
+	cpuAfter, decidedDuring, atTheEnd := cpu(), decided()-decidedBefore, undecided()
+	accepted := report.Ops[loadgen.OpOrder].OK
+	var cpuUsed time.Duration
+	for name, after := range cpuAfter {
+		used := after - cpuBefore[name]
+		cpuUsed += used
+		b.ReportMetric(float64(used.Microseconds())/1000/float64(max(1, accepted)), name+"-cpu-ms/order")
+	}
+	drained := time.Now()
+	for undecided() > 0 && time.Since(drained) < 5*time.Minute {
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.ReportMetric(float64(accepted)/elapsed.Seconds(), "orders-accepted/s")
+	b.ReportMetric(float64(decidedDuring)/elapsed.Seconds(), "orders-decided/s")
+	b.ReportMetric(float64(halfway.Load()), "orders-undecided-halfway")
+	b.ReportMetric(float64(atTheEnd), "orders-undecided-at-end")
+	b.ReportMetric(time.Since(drained).Seconds(), "orders-drain-s")
+	b.ReportMetric(float64(report.Ops[loadgen.OpOrder].Requests-accepted), "orders-failed")
+	b.ReportMetric(float64(cpuUsed.Microseconds())/1000/float64(max(1, accepted)), "cpu-ms/order")
+}
+
+// serverProcesses finds the PostgreSQL of databaseURL (its postmaster, from
+// the data directory's postmaster.pid, and every child of it) and the Redis
+// the services use, and returns a function listing their processes now, by
+// server ("postgres", "redis").
+func serverProcesses(b *testing.B, databaseURL string) func() map[string][]int {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, databaseURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var dataDir string
+	err = conn.QueryRow(ctx, `SELECT setting FROM pg_settings WHERE name = 'data_directory'`).Scan(&dataDir)
+	conn.Close(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pidFile, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		b.Fatalf("PostgreSQL's pid: %v", err)
+	}
+	postmaster, err := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0])
+	if err != nil {
+		b.Fatalf("PostgreSQL's pid in %s: %v", dataDir, err)
+	}
+	rdb := goredis.NewClient(&goredis.Options{Addr: testenv.RedisAddr(b)})
+	info, err := rdb.Info(ctx, "server").Result()
+	rdb.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var redisPID int
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			redisPID, _ = strconv.Atoi(v)
+		}
+	}
+	return func() map[string][]int {
+		pids := []int{postmaster}
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			if err == nil && strings.Contains(string(status), fmt.Sprintf("\nPPid:\t%d\n", postmaster)) {
+				pids = append(pids, pid)
+			}
+		}
+		return map[string][]int{"postgres": pids, "redis": {redisPID}}
+	}
+}
+
+// cpuTimeOf is a process's CPU time so far (user and system, its exited
+// children not included), 0 when it is gone.
+func cpuTimeOf(pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	user, _ := strconv.ParseInt(fields[11], 10, 64)
+	system, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(user+system) * 10 * time.Millisecond
 }
 
 // progressEvery passes loadgen's progress lines on to stderr once per
@@ -328,23 +501,10 @@ func statusKB(status, name string) (int64, error) {
 // cpuTime is the CPU the process used so far (user and system), from
 // /proc/<pid>/stat, whose times are in clock ticks of 1/100 s on Linux.
 func (p *serviceProcess) cpuTime(b *testing.B) time.Duration {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-	if err != nil {
-		b.Errorf("%s: %v", p.name, err)
-		return 0
+	if p.cmd.ProcessState != nil {
+		b.Errorf("%s exited", p.name)
 	}
-	// The command name, in parentheses, may hold spaces: count from after it.
-	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	if len(fields) < 13 {
-		b.Errorf("%s: short /proc stat %q", p.name, stat)
-		return 0
-	}
-	user, err1 := strconv.ParseInt(fields[11], 10, 64)
-	system, err2 := strconv.ParseInt(fields[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		b.Errorf("%s: /proc stat times %q %q", p.name, fields[11], fields[12])
-	}
-	return time.Duration(user+system) * 10 * time.Millisecond
+	return cpuTimeOf(p.cmd.Process.Pid)
 }
 
 // liveHeap is go_gc_heap_live_bytes from the process's /metrics: the heap

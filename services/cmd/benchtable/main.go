@@ -28,13 +28,14 @@ type step struct {
 
 var steps = []step{
 	{"./services/gateway", "^(BenchmarkGatewayVsDirect|BenchmarkBareGin)$", "20000x", "gateway vs direct, and the bare gin ceiling (1-3 min with the build)"},
+	{"./services/gateway", "^BenchmarkGatewayAtFixedRate$", "1x", "gateway vs direct at a fixed 800 requests/s (about 35 s)"},
 	{"./services/product", "^BenchmarkGetProduct$", "20000x", "GET /products/:id (about 15 s)"},
 	{"./services/product", "^BenchmarkReserve$", "3s", "one stock reservation transaction (about 15 s)"},
 	{"./services/product", "^BenchmarkOrderCreatedToStockReserved$", "300x", "order-created to stock-reserved latency (about 20 s)"},
 	{"./services/e2e", "^BenchmarkOrderPlacement$", "2000x", "order placement through the saga, checking for oversell (about 40 s)"},
 	{"./services/e2e", "^BenchmarkProductOrderable$", "100x", "a just-created product orderable: product 201 to order 201, 100 products (about 20 s)"},
 	{"./services/order", "^BenchmarkTimerLateness$", "1x", "timer lateness with 10 000 orders pending (about 2 min)"},
-	{"./services/e2e", "^BenchmarkServiceProcesses$", "1x", "each service as a process: start to ready, memory idle and under load (about 90 s)"},
+	{"./services/e2e", "^BenchmarkServiceProcesses$", "1x", "each service as a process: start to ready, memory idle, under 10 minutes of 200 requests/s and after, CPU per request (about 12 minutes)"},
 }
 
 func main() {

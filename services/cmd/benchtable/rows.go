@@ -6,6 +6,7 @@ import "fmt"
 const (
 	gatewayInstant = "BenchmarkGatewayVsDirect/upstream=0s"
 	gatewaySlow    = "BenchmarkGatewayVsDirect/upstream=1ms"
+	gatewayFixed   = "BenchmarkGatewayAtFixedRate"
 	bareGin        = "BenchmarkBareGin"
 	getProduct     = "BenchmarkGetProduct"
 	reserve        = "BenchmarkReserve"
@@ -35,6 +36,13 @@ func rows(r Results, pg *pgbenchResult) []Row {
 	table := []Row{
 		gateway(gatewayInstant, "answering at once"),
 		gateway(gatewaySlow, "working 1 ms"),
+		{
+			Measure: "Gateway: GET /products/1 at a fixed 800 req/s for 15 s (open loop), upstream answering at once",
+			Figure: fmt.Sprintf("p50 %s ms, p99 %s ms, max %s ms; adds %s ms to the p99",
+				m(gatewayFixed, "gateway-p50-ms"), m(gatewayFixed, "gateway-p99-ms"), m(gatewayFixed, "gateway-max-ms"), m(gatewayFixed, "added-p99-ms")),
+			Comparison: fmt.Sprintf("direct: p50 %s ms, p99 %s ms, max %s ms; ceilings: adds at most 1 ms to the p99, max under 20 ms",
+				m(gatewayFixed, "direct-p50-ms"), m(gatewayFixed, "direct-p99-ms"), m(gatewayFixed, "direct-max-ms")),
+		},
 		{
 			Measure:    "Product service: GET /products/:id, 16 clients",
 			Figure:     fmt.Sprintf("%s req/s, p99 %s ms", m(getProduct, "req/s"), m(getProduct, "p99-ms")),
@@ -69,12 +77,17 @@ func rows(r Results, pg *pgbenchResult) []Row {
 		},
 	}
 	for _, service := range []string{"gateway", "auth", "product", "order", "mail"} {
+		memory := func(when string) string {
+			return fmt.Sprintf("%s (%s anonymous, heap %s)",
+				m(processes, service+"-"+when+"-rss-MB"), m(processes, service+"-"+when+"-anon-MB"), m(processes, service+"-"+when+"-heap-MB"))
+		}
 		table = append(table, Row{
-			Measure: service + " process: start to ready, resident memory (VmRSS)",
-			Figure: fmt.Sprintf("ready in %s ms; %s MB idle, %s MB under load",
-				m(processes, service+"-ready-ms"), m(processes, service+"-idle-rss-MB"), m(processes, service+"-load-rss-MB")),
-			Comparison: fmt.Sprintf("load: %s req/s of browse, search, order, pay through the gateway for 20 s, %s failed",
-				m(processes, "load-req/s"), m(processes, "load-failed-requests")),
+			Measure: service + " process: resident memory in MB idle / at the peak of the load / after it (its anonymous part, Go live heap); CPU per request",
+			Figure: fmt.Sprintf("%s / %s / %s; %s ms CPU per request; ready %s ms after start",
+				memory("idle"), memory("load"), memory("after"), m(processes, service+"-cpu-ms/req"), m(processes, service+"-ready-ms")),
+			Comparison: fmt.Sprintf("load: %s req/s of browse, search, order, pay through the gateway for %s s, %s failed; "+
+				"ceilings: anonymous under 40 MB idle and 64 MB under load (the rest is the binary's own pages)",
+				m(processes, "load-req/s"), m(processes, "load-s"), m(processes, "load-failed-requests")),
 		})
 	}
 	return append(table,
