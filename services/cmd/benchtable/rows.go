@@ -55,6 +55,16 @@ func rows(r Results, pg *pgbenchResult) []Row {
 			Comparison: fmt.Sprintf("the reservation transaction alone: %s orders/s; ceiling, pgbench: %s tps", m(reserve, "orders/s"), pgTPS),
 		},
 		{
+			Measure: "Orders through the gateway, as processes: 16 clients place and pay orders for 60 s",
+			Figure: fmt.Sprintf("%s orders/s accepted, %s/s decided; undecided halfway %s, at the end %s (drained %s s later); %s failed",
+				m(processes, "orders-accepted/s"), m(processes, "orders-decided/s"), m(processes, "orders-undecided-halfway"),
+				m(processes, "orders-undecided-at-end"), m(processes, "orders-drain-s"), m(processes, "orders-failed")),
+			Comparison: fmt.Sprintf("CPU per order %s ms: gateway %s, order %s, product %s, auth %s, mail %s, PostgreSQL %s, Redis %s (Kafka and RabbitMQ not counted); "+
+				"ceilings: 1 100 orders/s, a backlog that does not grow, 1.5 ms CPU per order",
+				m(processes, "cpu-ms/order"), m(processes, "gateway-cpu-ms/order"), m(processes, "order-cpu-ms/order"), m(processes, "product-cpu-ms/order"),
+				m(processes, "auth-cpu-ms/order"), m(processes, "mail-cpu-ms/order"), m(processes, "postgres-cpu-ms/order"), m(processes, "redis-cpu-ms/order")),
+		},
+		{
 			Measure: fmt.Sprintf("A just-created product orderable: %s products, each ordered at once until accepted", m(orderable, "runs")),
 			Figure: fmt.Sprintf("p50 %s ms, p99 %s ms, max %s ms; the first after the services' start %s ms",
 				m(orderable, "p50-ms"), m(orderable, "p99-ms"), m(orderable, "max-ms"), m(orderable, "first-ms")),
