@@ -199,12 +199,24 @@ func BenchmarkServiceProcesses(b *testing.B) {
 		}
 	}()
 	// CPU is counted from the timed run's start, after loadgen registered its
-	// users and created its products.
+	// users and created its products: each service's, PostgreSQL's and Redis's.
+	servers := serverProcesses(b, orderDB)
+	cpuOfServers := func() map[string]time.Duration {
+		used := map[string]time.Duration{}
+		for name, pids := range servers() {
+			for _, pid := range pids {
+				used[name] += cpuTimeOf(pid)
+			}
+		}
+		return used
+	}
 	cpuBefore := map[string]time.Duration{}
+	var serversBefore map[string]time.Duration
 	countCPU := func() {
 		for _, p := range running {
 			cpuBefore[p.name] = p.cpuTime(b)
 		}
+		serversBefore = cpuOfServers()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), duration+5*time.Minute)
 	defer cancel()
@@ -232,6 +244,9 @@ func BenchmarkServiceProcesses(b *testing.B) {
 		b.ReportMetric(megabytes(m.anon), p.name+"-load-anon-MB")
 		b.ReportMetric(megabytes(m.liveHeap), p.name+"-load-heap-MB")
 		b.ReportMetric(float64((p.cpuTime(b)-cpuBefore[p.name]).Microseconds())/1000/float64(max(1, requests)), p.name+"-cpu-ms/req")
+	}
+	for name, after := range cpuOfServers() {
+		b.ReportMetric(float64((after-serversBefore[name]).Microseconds())/1000/float64(max(1, requests)), name+"-cpu-ms/req")
 	}
 	b.ReportMetric(float64(requests)/report.Elapsed.Seconds(), "load-req/s")
 	b.ReportMetric(report.Elapsed.Seconds(), "load-s")
@@ -341,6 +356,9 @@ func placeOrdersFlatOut(b *testing.B, running []*serviceProcess, orderDB string,
 	b.ReportMetric(float64(atTheEnd), "orders-undecided-at-end")
 	b.ReportMetric(time.Since(drained).Seconds(), "orders-drain-s")
 	b.ReportMetric(float64(report.Ops[loadgen.OpOrder].Requests-accepted), "orders-failed")
+	if paid := report.Ops[loadgen.OpPay]; paid != nil {
+		b.ReportMetric(float64(paid.OK), "orders-paid")
+	}
 	b.ReportMetric(float64(cpuUsed.Microseconds())/1000/float64(max(1, accepted)), "cpu-ms/order")
 }
 

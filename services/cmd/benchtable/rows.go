@@ -56,9 +56,9 @@ func rows(r Results, pg *pgbenchResult) []Row {
 		},
 		{
 			Measure: "Orders through the gateway, as processes: 16 clients place and pay orders for 60 s",
-			Figure: fmt.Sprintf("%s orders/s accepted, %s/s decided; undecided halfway %s, at the end %s (drained %s s later); %s failed",
+			Figure: fmt.Sprintf("%s orders/s accepted, %s/s decided; undecided halfway %s, at the end %s (drained %s s later); %s paid, %s failed",
 				m(processes, "orders-accepted/s"), m(processes, "orders-decided/s"), m(processes, "orders-undecided-halfway"),
-				m(processes, "orders-undecided-at-end"), m(processes, "orders-drain-s"), m(processes, "orders-failed")),
+				m(processes, "orders-undecided-at-end"), m(processes, "orders-drain-s"), m(processes, "orders-paid"), m(processes, "orders-failed")),
 			Comparison: fmt.Sprintf("CPU per order %s ms: gateway %s, order %s, product %s, auth %s, mail %s, PostgreSQL %s, Redis %s (Kafka and RabbitMQ not counted); "+
 				"ceilings: 1 100 orders/s, a backlog that does not grow, 1.5 ms CPU per order",
 				m(processes, "cpu-ms/order"), m(processes, "gateway-cpu-ms/order"), m(processes, "order-cpu-ms/order"), m(processes, "product-cpu-ms/order"),
@@ -95,9 +95,11 @@ func rows(r Results, pg *pgbenchResult) []Row {
 			Measure: service + " process: resident memory in MB idle / at the peak of the load / after it (its anonymous part, Go live heap); CPU per request",
 			Figure: fmt.Sprintf("%s / %s / %s; %s ms CPU per request; ready %s ms after start",
 				memory("idle"), memory("load"), memory("after"), m(processes, service+"-cpu-ms/req"), m(processes, service+"-ready-ms")),
-			Comparison: fmt.Sprintf("load: %s req/s of browse, search, order, pay through the gateway for %s s, %s failed; "+
+			Comparison: fmt.Sprintf("load: %s req/s of browse, search, order, pay through the gateway for %s s, %s failed, "+
+				"costing PostgreSQL %s ms and Redis %s ms CPU per request besides; "+
 				"ceilings: anonymous under 40 MB idle and 64 MB under load (the rest is the binary's own pages)",
-				m(processes, "load-req/s"), m(processes, "load-s"), m(processes, "load-failed-requests")),
+				m(processes, "load-req/s"), m(processes, "load-s"), m(processes, "load-failed-requests"),
+				m(processes, "postgres-cpu-ms/req"), m(processes, "redis-cpu-ms/req")),
 		})
 	}
 	return append(table,
