@@ -106,16 +106,7 @@ func atFixedRate(b *testing.B, client *http.Client, url string, rate int, durati
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := client.Get(url)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				b.Errorf("GET %s: status %d", url, resp.StatusCode)
-			}
+			getOK(b, client, url)
 			latencies[i] = time.Since(scheduled)
 		}()
 	}
@@ -230,15 +221,7 @@ func (c loadClient) run(b *testing.B, url string) (perSecond float64, p99 time.D
 			defer wg.Done()
 			for next.Add(1) <= int64(b.N) {
 				began := time.Now()
-				resp, err := c.http.Get(url)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					b.Errorf("GET %s: status %d", url, resp.StatusCode)
+				if !getOK(b, c.http, url) {
 					return
 				}
 				latencies[i] = append(latencies[i], time.Since(began))
@@ -253,6 +236,23 @@ func (c loadClient) run(b *testing.B, url string) (perSecond float64, p99 time.D
 	}
 	slices.Sort(all)
 	return float64(len(all)) / elapsed.Seconds(), all[len(all)*99/100]
+}
+
+// getOK GETs url, reads the whole answer and reports whether it was a 200;
+// anything else fails the benchmark.
+func getOK(b *testing.B, client *http.Client, url string) bool {
+	resp, err := client.Get(url)
+	if err != nil {
+		b.Error(err)
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Errorf("GET %s: status %d", url, resp.StatusCode)
+		return false
+	}
+	return true
 }
 
 func milliseconds(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
