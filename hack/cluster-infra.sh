@@ -35,6 +35,11 @@ AMQP_USER=kshop
 log() { printf 'cluster-infra: %s\n' "$*" >&2; }
 die() { printf 'cluster-infra: error: %s\n' "$*" >&2; exit 1; }
 
+# random_password is 24 characters from 18 random bytes, base64 with '+' and '/'
+# as '_' and '.': safe in URLs and never starting with '-', which rabbitmqctl
+# would read as an option (base64's '+' turned into '-' did, one run in 64).
+random_password() { head -c 18 /dev/urandom | base64 | tr '+/' '_.'; }
+
 # The servers themselves are hack/testenv.sh's, on the bridge address.
 testenv() {
 	KSHOP_TESTENV_DIR="$DIR/servers" KSHOP_TESTENV_HOST="$HOST_IP" KSHOP_TESTENV_CLIENTS="$POD_CIDR" \
@@ -86,9 +91,9 @@ up() {
 	# Fresh random passwords every time: nothing published, nothing reused.
 	umask 077
 	cat >"$DIR/credentials" <<-EOF
-		POSTGRES_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
-		REDIS_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
-		RABBITMQ_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+		POSTGRES_PASSWORD=$(random_password)
+		REDIS_PASSWORD=$(random_password)
+		RABBITMQ_PASSWORD=$(random_password)
 	EOF
 	umask 022
 	load_credentials
