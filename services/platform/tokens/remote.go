@@ -43,7 +43,8 @@ type RemoteKeySet struct {
 	MaxStale   time.Duration
 	Timeout    time.Duration
 	// Observe, when set, is told the outcome of every attempt once it has
-	// ended (nil: the key set was fetched).
+	// ended, before anyone waiting for the attempt goes on (nil: the key set
+	// was fetched). It must be quick: waiters wait for it.
 	Observe func(error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -193,10 +194,13 @@ func (r *RemoteKeySet) attempt(done chan struct{}) {
 	}
 	r.attemptedAt, r.lastErr, r.inFlight = now, err, nil
 	r.mu.Unlock()
-	close(done)
+	// Observed before the waiters wake, so that whoever waited for this
+	// attempt finds its outcome counted (a test saw a waiter finish its whole
+	// run before a late Observe).
 	if r.Observe != nil {
 		r.Observe(err)
 	}
+	close(done)
 }
 
 func (r *RemoteKeySet) fetch(ctx context.Context) (KeySet, error) {
