@@ -272,6 +272,48 @@ func TestBacklogMetrics(t *testing.T) {
 	}
 }
 
+// stalledPublisher never confirms until released, like a broker that went
+// away in the middle of a batch.
+type stalledPublisher struct{ release chan struct{} }
+
+func (p stalledPublisher) PublishBatch(ctx context.Context, msgs []outbox.Message) []error {
+	select {
+	case <-p.release:
+	case <-ctx.Done():
+	}
+	errs := make([]error, len(msgs))
+	for i := range errs {
+		errs[i] = errors.New("no confirm")
+	}
+	return errs
+}
+
+// While a round waits for confirms that do not come (a broker away), the
+// backlog gauges still follow the table: that is when an operator reads them.
+func TestBacklogIsMeasuredWhileARoundWaits(t *testing.T) {
+	pool := newDatabase(t)
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	publisher := stalledPublisher{release: make(chan struct{})}
+	relay := outbox.NewRelay(pool, map[outbox.Destination]outbox.Publisher{outbox.AMQP: publisher},
+		outbox.RelayConfig{Registerer: reg, PollInterval: 10 * time.Millisecond, Backoff: fastBackoff}, quiet)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = relay.Run(runCtx) }()
+	// The rows arrive once the relay runs (its first look found none), so the
+	// round that claims them is the one that waits.
+	time.Sleep(200 * time.Millisecond)
+	writeMessages(t, pool, 3, 3, func(i int) outbox.Message {
+		return outbox.Message{Destination: outbox.AMQP, Topic: "x", Key: fmt.Sprint(i), Payload: []byte("{}")}
+	})
+	testenv.WaitFor(t, 15*time.Second, "the unsent-rows gauge at 3 while the round waits", func() bool {
+		return gaugeValue(t, reg, "outbox_unsent_rows") == 3
+	})
+	close(publisher.release)
+	stop()
+	<-done
+}
+
 func gaugeValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	families, err := reg.Gather()

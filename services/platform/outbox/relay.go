@@ -97,6 +97,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	listening, stopListening := context.WithCancel(ctx)
 	defer stopListening()
 	go r.listen(listening, wake)
+	go r.observeBacklogEvery(listening, backlogInterval)
 	failures := 0
 	lastPrune := time.Time{}
 	for ctx.Err() == nil {
@@ -324,6 +325,27 @@ func Backlog(ctx context.Context, pool *pgxpool.Pool) (unsent int64, oldest time
 		oldest = time.Since(*oldestAt)
 	}
 	return unsent, oldest, nil
+}
+
+// backlogInterval is how often the backlog gauges are measured besides after
+// each round: a round waits for the broker's confirms up to its publish
+// timeout, and while a broker is away (when the gauges matter) no round ends.
+const backlogInterval = 2 * time.Second
+
+func (r *Relay) observeBacklogEvery(ctx context.Context, interval time.Duration) {
+	if r.metrics == nil {
+		return
+	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			r.observeBacklog(ctx)
+		}
+	}
 }
 
 func (r *Relay) observeBacklog(ctx context.Context) {
