@@ -201,23 +201,8 @@ func BenchmarkServiceProcesses(b *testing.B) {
 	// CPU is counted from the timed run's start, after loadgen registered its
 	// users and created its products: each service's, PostgreSQL's and Redis's.
 	servers := serverProcesses(b, orderDB)
-	cpuOfServers := func() map[string]time.Duration {
-		used := map[string]time.Duration{}
-		for name, pids := range servers() {
-			for _, pid := range pids {
-				used[name] += cpuTimeOf(pid)
-			}
-		}
-		return used
-	}
-	cpuBefore := map[string]time.Duration{}
-	var serversBefore map[string]time.Duration
-	countCPU := func() {
-		for _, p := range running {
-			cpuBefore[p.name] = p.cpuTime(b)
-		}
-		serversBefore = cpuOfServers()
-	}
+	var cpuBefore map[string]time.Duration
+	countCPU := func() { cpuBefore = cpuByProcess(b, running, servers) }
 	ctx, cancel := context.WithTimeout(context.Background(), duration+5*time.Minute)
 	defer cancel()
 	report, err := loadgen.Load(ctx, loadgen.LoadConfig{
@@ -243,10 +228,9 @@ func BenchmarkServiceProcesses(b *testing.B) {
 		b.ReportMetric(megabytes(m.rss), p.name+"-load-rss-MB")
 		b.ReportMetric(megabytes(m.anon), p.name+"-load-anon-MB")
 		b.ReportMetric(megabytes(m.liveHeap), p.name+"-load-heap-MB")
-		b.ReportMetric(float64((p.cpuTime(b)-cpuBefore[p.name]).Microseconds())/1000/float64(max(1, requests)), p.name+"-cpu-ms/req")
 	}
-	for name, after := range cpuOfServers() {
-		b.ReportMetric(float64((after-serversBefore[name]).Microseconds())/1000/float64(max(1, requests)), name+"-cpu-ms/req")
+	for name, after := range cpuByProcess(b, running, servers) {
+		b.ReportMetric(float64((after-cpuBefore[name]).Microseconds())/1000/float64(max(1, requests)), name+"-cpu-ms/req")
 	}
 	b.ReportMetric(float64(requests)/report.Elapsed.Seconds(), "load-req/s")
 	b.ReportMetric(report.Elapsed.Seconds(), "load-s")
@@ -260,7 +244,7 @@ func BenchmarkServiceProcesses(b *testing.B) {
 		b.ReportMetric(megabytes(m.liveHeap), p.name+"-after-heap-MB")
 	}
 
-	placeOrdersFlatOut(b, running, orderDB, loadgen.LoadConfig{
+	placeOrdersFlatOut(b, running, servers, orderDB, loadgen.LoadConfig{
 		Gateway: "http://" + addr["gateway"], Inbox: e2e.Inbox{Server: smtp}, Admin: admin, AdminPassword: adminPassword,
 	})
 }
@@ -279,8 +263,8 @@ const (
 // backlog halfway and at the end (it must not grow), how long it took to drain
 // after the load, and the CPU per accepted order of the service processes,
 // PostgreSQL and Redis together (Kafka, in this process, and RabbitMQ are not
-// counted), placing and paying included.
-func placeOrdersFlatOut(b *testing.B, running []*serviceProcess, orderDB string, cfg loadgen.LoadConfig) {
+// counted), the payments made included.
+func placeOrdersFlatOut(b *testing.B, running []*serviceProcess, servers func() map[string][]int, orderDB string, cfg loadgen.LoadConfig) {
 	ctx := context.Background()
 	db, err := pgxpool.New(ctx, orderDB)
 	if err != nil {
@@ -301,20 +285,7 @@ func placeOrdersFlatOut(b *testing.B, running []*serviceProcess, orderDB string,
 		}
 		return n
 	}
-	servers := serverProcesses(b, orderDB)
-	// cpu is the CPU used so far by each service process and by the servers.
-	cpu := func() map[string]time.Duration {
-		used := map[string]time.Duration{}
-		for _, p := range running {
-			used[p.name] = p.cpuTime(b)
-		}
-		for name, pids := range servers() {
-			for _, pid := range pids {
-				used[name] += cpuTimeOf(pid)
-			}
-		}
-		return used
-	}
+	cpu := func() map[string]time.Duration { return cpuByProcess(b, running, servers) }
 
 	var cpuBefore map[string]time.Duration
 	var decidedBefore int64
@@ -323,9 +294,9 @@ func placeOrdersFlatOut(b *testing.B, running []*serviceProcess, orderDB string,
 	// An arrival rate no client keeps up with, capped at orderClients in
 	// flight: each client sends its next order as soon as one is answered.
 	cfg.Rate, cfg.Duration, cfg.MaxInFlight = 20000, orderDuration, orderClients
-	// Every order is paid half a second after it was placed, as customers do:
-	// each customer's pending orders stay few, and so does the pending-limit
-	// check's work (it counts them).
+	// Orders are paid once they are half a second old, as customers do, which
+	// keeps each customer's pending orders (which the pending-limit check
+	// counts) fewer; a payment not yet due places an order instead (loadgen).
 	cfg.Mix = map[string]int{loadgen.OpOrder: 1, loadgen.OpPay: 1}
 	cfg.Users, cfg.Products = 16, 20
 	cfg.OnStart = func() {
@@ -413,6 +384,21 @@ func serverProcesses(b *testing.B, databaseURL string) func() map[string][]int {
 		}
 		return map[string][]int{"postgres": pids, "redis": {redisPID}}
 	}
+}
+
+// cpuByProcess is the CPU used so far by each service process, by name, and
+// by each server of servers (serverProcesses), all its processes together.
+func cpuByProcess(b *testing.B, running []*serviceProcess, servers func() map[string][]int) map[string]time.Duration {
+	used := map[string]time.Duration{}
+	for _, p := range running {
+		used[p.name] = p.cpuTime(b)
+	}
+	for name, pids := range servers() {
+		for _, pid := range pids {
+			used[name] += cpuTimeOf(pid)
+		}
+	}
+	return used
 }
 
 // cpuTimeOf is a process's CPU time so far (user and system, its exited
