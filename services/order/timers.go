@@ -45,13 +45,16 @@ func timerChain(reminders []time.Duration, expiry time.Duration) []timerLink {
 	return append(chain, timerLink{due: expiry, wait: expiry - before})
 }
 
-// delayQueue is the queue a link waits in.
-func (l timerLink) delayQueue() string {
+// route is where the link's timer goes when its wait is over.
+func (l timerLink) route() events.Route {
 	if l.reminder > 0 {
-		return events.TimerOrderReminder.DelayQueueName(l.wait)
+		return events.TimerOrderReminder.Route
 	}
-	return events.TimerOrderExpiry.DelayQueueName(l.wait)
+	return events.TimerOrderExpiry.Route
 }
+
+// delayQueue is the queue a link waits in.
+func (l timerLink) delayQueue() string { return l.route().DelayQueueName(l.wait) }
 
 // message is the link's timer for an order placed at placedAt.
 func (l timerLink) message(orderID int64, placedAt time.Time) outbox.Message {
@@ -95,10 +98,7 @@ func Topology(reminderDelays []time.Duration, expiryDelay time.Duration) amqp.To
 			continue
 		}
 		seen[name] = true
-		route := events.TimerOrderExpiry.Route
-		if l.reminder > 0 {
-			route = events.TimerOrderReminder.Route
-		}
+		route := l.route()
 		t.Delays = append(t.Delays, amqp.DelayQueue{Name: name, Delay: l.wait, TargetExchange: route.Exchange, TargetRoutingKey: route.RoutingKey})
 	}
 	return t
