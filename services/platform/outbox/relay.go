@@ -102,7 +102,6 @@ func (r *Relay) Run(ctx context.Context) error {
 	lastPrune := time.Time{}
 	for ctx.Err() == nil {
 		if time.Since(lastPrune) > time.Minute {
-			r.observeBacklog(ctx)
 			if _, err := Prune(ctx, r.pool, r.cfg.Retention); err != nil && ctx.Err() == nil {
 				r.logger.WarnContext(ctx, "prune sent outbox rows", "error", err)
 			}
@@ -114,14 +113,12 @@ func (r *Relay) Run(ctx context.Context) error {
 			return nil
 		case err != nil:
 			r.logger.WarnContext(ctx, "relay outbox batch; retrying", "error", err, "attempt", failures+1)
-			r.observeBacklog(ctx)
 			retry.Sleep(ctx, r.cfg.Backoff.Delay(failures))
 			failures++
 		case published == r.cfg.BatchSize:
 			failures = 0 // more rows are probably waiting
 		default:
 			failures = 0
-			r.observeBacklog(ctx)
 			// A commit that added rows wakes the relay at once (Add notifies);
 			// the poll interval is the fallback while notifications are not
 			// arriving, for example after a database restart.
@@ -327,9 +324,11 @@ func Backlog(ctx context.Context, pool *pgxpool.Pool) (unsent int64, oldest time
 	return unsent, oldest, nil
 }
 
-// backlogInterval is how often the backlog gauges are measured besides after
-// each round: a round waits for the broker's confirms up to its publish
-// timeout, and while a broker is away (when the gauges matter) no round ends.
+// backlogInterval is how often the backlog gauges are measured, on a clock of
+// their own rather than after the relay's rounds: a round waits for the
+// broker's confirms up to its publish timeout, so while a broker is away (when
+// the gauges matter) no round ends; and measuring after every round would add
+// a query to each commit's wake-up.
 const backlogInterval = 2 * time.Second
 
 func (r *Relay) observeBacklogEvery(ctx context.Context, interval time.Duration) {
@@ -339,11 +338,11 @@ func (r *Relay) observeBacklogEvery(ctx context.Context, interval time.Duration)
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
+		r.observeBacklog(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
-			r.observeBacklog(ctx)
 		}
 	}
 }
