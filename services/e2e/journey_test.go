@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -27,6 +26,7 @@ import (
 	"github.com/kshop/kshop/services/loadgen"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/smtptest"
+	"github.com/kshop/kshop/services/platform/telemetry"
 	"github.com/kshop/kshop/services/platform/testenv"
 )
 
@@ -128,10 +128,10 @@ func TestTheWholeJourneyThroughTheGateway(t *testing.T) {
 }
 
 // serviceRegistry is what a service binary registers into: its own metrics and
-// the Go runtime's (telemetry.Setup does the same).
+// the Go runtime's, as telemetry.Setup registers them.
 func serviceRegistry() *prometheus.Registry {
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	telemetry.RegisterRuntime(registry)
 	return registry
 }
 
