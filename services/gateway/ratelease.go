@@ -156,12 +156,7 @@ func (l *leasedLimiter) allowFrom(ctx context.Context, e *lease, group, key stri
 
 		// The round trip belongs to every request waiting for it, so one
 		// client hanging up does not fail the others: only the timeout ends it.
-		roundTrip, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
-		res, err := l.take(roundTrip, key, limit, want)
-		cancel()
-		if l.leased != nil {
-			l.leased(group)
-		}
+		res, err := l.roundTrip(context.WithoutCancel(ctx), group, key, limit, want)
 
 		e.mu.Lock()
 		e.refill, r.err = nil, err
@@ -210,16 +205,23 @@ func (e *lease) refused(now time.Time) rateDecision {
 
 // exact is the request-by-request check, for keys beyond maxLeasedClients.
 func (l *leasedLimiter) exact(ctx context.Context, group, key string, limit redis_rate.Limit) (rateDecision, error) {
-	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
-	res, err := l.take(ctx, key, limit, 1)
-	cancel()
-	if l.leased != nil {
-		l.leased(group)
-	}
+	res, err := l.roundTrip(ctx, group, key, limit, 1)
 	if err != nil {
 		return rateDecision{}, err
 	}
 	return rateDecision{allowed: res.granted > 0, remaining: res.remaining, resetAfter: res.resetAfter, retryAfter: res.retryAfter}, nil
+}
+
+// roundTrip takes up to want tokens of key's bucket in one call to Redis,
+// bounded by redisTimeout, and counts the call for group.
+func (l *leasedLimiter) roundTrip(ctx context.Context, group, key string, limit redis_rate.Limit, want int) (leaseResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	res, err := l.take(ctx, key, limit, want)
+	if l.leased != nil {
+		l.leased(group)
+	}
+	return res, err
 }
 
 // leaseScript takes up to ARGV[4] whole tokens from the GCRA bucket KEYS[1]
