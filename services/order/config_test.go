@@ -78,13 +78,20 @@ func TestConnectionMistakesNameTheVariable(t *testing.T) {
 	}
 }
 
-// The timers' defaults in the settings and the ones the chart's tests declare
-// the topology from are the same.
-func TestTimerDefaultsMatchTheSettings(t *testing.T) {
+// setRequired sets the variables the order service cannot start without, to
+// values that pass their checks.
+func setRequired(t *testing.T) {
+	t.Helper()
 	t.Setenv("KSHOP_ORDER_DATABASE_URL", "postgres://db/order")
 	t.Setenv("KSHOP_ORDER_REDIS_ADDRS", "r:6379")
 	t.Setenv("KSHOP_ORDER_KAFKA_BROKERS", "k:9092")
 	t.Setenv("KSHOP_ORDER_AMQP_URL", "amqp://rabbit/")
+}
+
+// The timers' defaults in the settings and the ones the chart's tests declare
+// the topology from are the same.
+func TestTimerDefaultsMatchTheSettings(t *testing.T) {
+	setRequired(t)
 	var cfg order.Config
 	if err := config.Load(order.Prefix, &cfg); err != nil {
 		t.Fatal(err)
@@ -107,10 +114,7 @@ func TestTimersMustComeInOrder(t *testing.T) {
 		{"1h", "1h500us", "KSHOP_ORDER_EXPIRY_DELAY=1h0m0.0005s must be at least 1ms after the last reminder (1h0m0s)"},
 	} {
 		t.Run(tc.reminders+"/"+tc.expiry, func(t *testing.T) {
-			t.Setenv("KSHOP_ORDER_DATABASE_URL", "postgres://db/order")
-			t.Setenv("KSHOP_ORDER_REDIS_ADDRS", "r:6379")
-			t.Setenv("KSHOP_ORDER_KAFKA_BROKERS", "k:9092")
-			t.Setenv("KSHOP_ORDER_AMQP_URL", "amqp://rabbit/")
+			setRequired(t)
 			t.Setenv("KSHOP_ORDER_REMINDER_DELAYS", tc.reminders)
 			t.Setenv("KSHOP_ORDER_EXPIRY_DELAY", tc.expiry)
 			var cfg order.Config
@@ -122,10 +126,7 @@ func TestTimersMustComeInOrder(t *testing.T) {
 }
 
 func TestPendingLimitsHaveSafeDefaultsAndRefuseZero(t *testing.T) {
-	t.Setenv("KSHOP_ORDER_DATABASE_URL", "postgres://db/order")
-	t.Setenv("KSHOP_ORDER_REDIS_ADDRS", "r:6379")
-	t.Setenv("KSHOP_ORDER_KAFKA_BROKERS", "k:9092")
-	t.Setenv("KSHOP_ORDER_AMQP_URL", "amqp://rabbit/")
+	setRequired(t)
 	var cfg order.Config
 	if err := config.Load(order.Prefix, &cfg); err != nil {
 		t.Fatal(err)
