@@ -692,6 +692,7 @@ func TestPendingLimitsHoldUnderParallelOrders(t *testing.T) {
 			t.Errorf("customer %d holds %d units, want %d", c.customer, n, c.units)
 		}
 	}
+	pendingCountsMatch(t, s.db)
 	if n := count(t, s.db, `SELECT count(*) FROM outbox WHERE topic = 'order-created'`); n != 7 {
 		t.Fatalf("%d order-created events, want 7: a refused order must announce nothing", n)
 	}
@@ -758,6 +759,7 @@ func TestOrdersLeavingPendingFreeTheLimits(t *testing.T) {
 	}
 	place().Expect(t, http.StatusCreated, "")
 	place().Expect(t, http.StatusConflict, "too many pending orders")
+	pendingCountsMatch(t, s.db)
 }
 
 // Totals: 11 lines of 1000 units at 99 999 999.99 total

@@ -20,12 +20,12 @@ import (
 // Create places an order once per (customer, request id). It returns the order
 // and whether this call created it (false: an earlier request with the same id did).
 func (o *Orders) Create(ctx context.Context, c Customer, requestID, description string, lines []Line) (Order, bool, error) {
-	if existing, err := o.byRequest(ctx, c.ID, requestID); err == nil || !errors.Is(err, ErrOrderNotFound) {
-		return existing, false, err
-	}
 	// The lock keeps a concurrent twin from doing the work twice; the unique key
 	// (customer_id, request_id) is what guarantees one order, so when Redis is
-	// down the request goes on without the lock.
+	// down the request goes on without the lock. A retry of a request that
+	// already made its order finds it in the transaction (withinLimits, or
+	// twinCommitted when pricing fails), so nothing is asked of PostgreSQL
+	// before: placing an order is the common case.
 	lock, err := redisx.Acquire(ctx, o.redis, orderLockKey(c.ID, requestID), o.cfg.LockTTL)
 	switch {
 	case errors.Is(err, redisx.ErrLocked):
@@ -39,15 +39,19 @@ func (o *Orders) Create(ctx context.Context, c Customer, requestID, description 
 			}
 		}()
 	}
-	if existing, err := o.byRequest(ctx, c.ID, requestID); err == nil || !errors.Is(err, ErrOrderNotFound) {
-		return existing, false, err
-	}
 
 	var order Order
 	created := false
 	err = pg.InTx(ctx, o.db.Primary, func(tx pgx.Tx) error {
 		items, total, err := price(ctx, tx, lines)
 		if err != nil {
+			// A retry of a request that made its order gets the order, whatever
+			// became of its products since.
+			// (When the error was PostgreSQL's, the transaction is aborted and
+			// the check fails: the error stands.)
+			if twin, twinErr := twinCommitted(ctx, tx, c.ID, requestID); twinErr == nil && twin {
+				return nil
+			}
 			return err
 		}
 		if twin, err := o.withinLimits(ctx, tx, c.ID, requestID, lines); err != nil || twin {
@@ -121,31 +125,27 @@ func insertItems(ctx context.Context, tx pgx.Tx, orderID int64, items []Item) er
 // take the customer past MaxPendingOrders or MaxPendingUnits. The lock is a row
 // per customer, held until the transaction ends, so one customer's orders are
 // counted and created one at a time: requests fired in parallel cannot all see
-// the same count and all pass. Leaving PENDING (paid, cancelled, expired) needs
-// no lock, since it only lowers the count. twin reports that an order with this
-// request id committed while the lock was awaited; it is the answer, whatever
-// the limits say now.
+// the same count and all pass. The row carries the customer's pending orders
+// and units, kept by triggers (migration 0005) as orders are placed and leave
+// PENDING. twin reports that an order with this request id exists: a retry of
+// a request that made its order, or a twin that committed while the lock was
+// awaited; it is the answer, whatever the limits say now.
 func (o *Orders) withinLimits(ctx context.Context, tx pgx.Tx, customerID int64, requestID string, lines []Line) (twin bool, err error) {
-	// One statement records the customer and locks the row: a new row is
-	// locked by its insert, an existing one by ON CONFLICT DO UPDATE, which
-	// locks the row it conflicts with (after waiting for whoever holds it)
-	// even when its WHERE updates nothing.
-	if _, err := tx.Exec(ctx, `
-		INSERT INTO customers (id) VALUES ($1)
-		ON CONFLICT (id) DO UPDATE SET id = excluded.id WHERE false`, customerID); err != nil {
-		return false, fmt.Errorf("record and lock customer %d: %w", customerID, err)
-	}
+	// One statement records the customer, locks the row and reads its counts: a
+	// new row is locked by its insert, an existing one by ON CONFLICT DO
+	// UPDATE, which waits for whoever holds it and then works on the latest
+	// committed version, so the counts are those every earlier order left.
+	// The twin check in RETURNING reads the statement's snapshot, taken before
+	// the wait: a twin that committed meanwhile is caught by the order's unique
+	// key instead, or, when the limits refuse, by twinCommitted.
 	var orders, units int64
-	// The status is written into the statement, not passed: the partial index
-	// orders_pending_by_customer serves only a query whose predicate the planner
-	// sees, and a prepared statement's generic plan does not see a parameter.
 	if err := tx.QueryRow(ctx, `
-		SELECT EXISTS (SELECT 1 FROM orders WHERE customer_id = $1 AND request_id = $2),
-			(SELECT count(DISTINCT o.id) FROM orders o WHERE o.customer_id = $1 AND o.status = '`+string(StatusPending)+`'),
-			(SELECT coalesce(sum(i.quantity), 0) FROM orders o JOIN order_items i ON i.order_id = o.id
-				WHERE o.customer_id = $1 AND o.status = '`+string(StatusPending)+`')`,
-		customerID, requestID).Scan(&twin, &orders, &units); err != nil {
-		return false, fmt.Errorf("count the pending orders of customer %d: %w", customerID, err)
+		INSERT INTO customers AS c (id) VALUES ($1)
+		ON CONFLICT (id) DO UPDATE SET pending_orders = c.pending_orders
+		RETURNING pending_orders, pending_units,
+			EXISTS (SELECT 1 FROM orders WHERE customer_id = $1 AND request_id = $2)`,
+		customerID, requestID).Scan(&orders, &units, &twin); err != nil {
+		return false, fmt.Errorf("record and lock customer %d: %w", customerID, err)
 	}
 	if twin {
 		return true, nil
@@ -154,15 +154,32 @@ func (o *Orders) withinLimits(ctx context.Context, tx pgx.Tx, customerID int64, 
 	for _, l := range lines {
 		wanted += l.Quantity
 	}
+	var refusal error
 	switch {
 	case orders >= int64(o.cfg.MaxPendingOrders):
-		return false, &PendingLimitError{Limit: ErrTooManyPendingOrders, Detail: fmt.Sprintf(
+		refusal = &PendingLimitError{Limit: ErrTooManyPendingOrders, Detail: fmt.Sprintf(
 			"a customer may have at most %d pending (unpaid) orders; pay or cancel one, or wait for one to expire", o.cfg.MaxPendingOrders)}
 	case units+wanted > o.cfg.MaxPendingUnits:
-		return false, &PendingLimitError{Limit: ErrTooManyPendingUnits, Detail: fmt.Sprintf(
+		refusal = &PendingLimitError{Limit: ErrTooManyPendingUnits, Detail: fmt.Sprintf(
 			"a customer may hold at most %d units in pending (unpaid) orders; %d are held and this order adds %d", o.cfg.MaxPendingUnits, units, wanted)}
+	default:
+		return false, nil
 	}
-	return false, nil
+	if twin, err := twinCommitted(ctx, tx, customerID, requestID); err != nil || twin {
+		return twin, err
+	}
+	return false, refusal
+}
+
+// twinCommitted reports whether an order with this request id exists now
+// (a statement of its own: it sees every commit before it).
+func twinCommitted(ctx context.Context, tx pgx.Tx, customerID int64, requestID string) (bool, error) {
+	var twin bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM orders WHERE customer_id = $1 AND request_id = $2)`,
+		customerID, requestID).Scan(&twin); err != nil {
+		return false, fmt.Errorf("find order by request id: %w", err)
+	}
+	return twin, nil
 }
 
 // price reads the products from the local copy and computes the lines and the

@@ -139,6 +139,9 @@ func (s *Stock) Reserve(ctx context.Context, eventID string, order events.OrderC
 				events.StockRejected{OrderID: order.OrderID, Reason: reason, Shortages: shortages}))
 		}
 
+		// The product copies' updates and the answer go to the outbox in one
+		// statement: one round trip per order, not one per line.
+		messages := make([]outbox.Message, 0, len(ids)+1)
 		for _, id := range ids {
 			// The decrement, the reservation and the history row are one
 			// statement: the order path pays no round trip for the history
@@ -161,12 +164,11 @@ func (s *Stock) Reserve(ctx context.Context, eventID string, order events.OrderC
 				return fmt.Errorf("take %d of product %d for order %d: %w", wanted[id], id, order.OrderID, err)
 			}
 			// The order service's product copy follows the stock.
-			if err := outbox.Add(ctx, tx, outbox.Event(events.TopicProductUpdated, events.Key(p.ID), productEvent(p))); err != nil {
-				return err
-			}
+			messages = append(messages, outbox.Event(events.TopicProductUpdated, events.Key(p.ID), productEvent(p)))
 		}
 		s.count("reserved")
-		return outbox.Add(ctx, tx, outbox.Event(events.TopicStockReserved, events.Key(order.OrderID), events.StockReserved{OrderID: order.OrderID}))
+		messages = append(messages, outbox.Event(events.TopicStockReserved, events.Key(order.OrderID), events.StockReserved{OrderID: order.OrderID}))
+		return outbox.Add(ctx, tx, messages...)
 	})
 }
 
@@ -254,11 +256,10 @@ func (s *Stock) Release(ctx context.Context, eventID string, cancel events.Order
 			}
 			restocked = append(restocked, p)
 		}
+		messages := make([]outbox.Message, 0, len(restocked))
 		for _, p := range restocked {
-			if err := outbox.Add(ctx, tx, outbox.Event(events.TopicProductUpdated, events.Key(p.ID), productEvent(p))); err != nil {
-				return err
-			}
+			messages = append(messages, outbox.Event(events.TopicProductUpdated, events.Key(p.ID), productEvent(p)))
 		}
-		return nil
+		return outbox.Add(ctx, tx, messages...)
 	})
 }
