@@ -50,10 +50,13 @@ type ConsumerConfig struct {
 	Registerer prometheus.Registerer
 }
 
-// Consumer runs one consumer-group member. Messages are handled one at a time, in
-// partition order. An offset is stored only after its message was handled (or
-// dead-lettered) and committed in the background and on close, so a crash or
-// rebalance redelivers at most the messages not yet committed, never skips one.
+// Consumer runs one consumer-group member. The messages of one partition are
+// handled one at a time, in partition order; the partitions assigned to the
+// member are handled side by side, each by a worker of its own, so the
+// partition count bounds the concurrency. An offset is stored only after its
+// message was handled (or dead-lettered) and committed in the background and
+// on close, so a crash or rebalance redelivers at most the messages not yet
+// committed, never skips one.
 type Consumer struct {
 	cfg        ConsumerConfig
 	handler    Handler
@@ -119,7 +122,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.logger.Warn("close kafka consumer", "error", err)
 		}
 	}()
-	if err := c.consumer.SubscribeTopics(c.cfg.Topics, nil); err != nil {
+	workers := newPartitionWorkers(ctx, c.handle)
+	defer workers.stop() // before Close: the workers' offsets are stored when it commits
+	// Before partitions are taken away, every message handed out is handled and
+	// its offset stored, so the commit that comes with the revocation carries
+	// them and the partitions' next owner does not handle them again.
+	onRebalance := func(_ *ckafka.Consumer, ev ckafka.Event) error {
+		if revoked, ok := ev.(ckafka.RevokedPartitions); ok {
+			workers.drain()
+			workers.forget(revoked.Partitions)
+		}
+		return nil // librdkafka then assigns or unassigns as it would without a callback
+	}
+	if err := c.consumer.SubscribeTopics(c.cfg.Topics, onRebalance); err != nil {
 		return fmt.Errorf("subscribe %v: %w", c.cfg.Topics, err)
 	}
 	for ctx.Err() == nil {
@@ -129,8 +144,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 				c.logger.WarnContext(ctx, "consume", "error", ev.TopicPartition.Error)
 				continue
 			}
-			if !c.handle(ctx, ev) {
-				return nil // shutting down mid-message: it stays uncommitted and comes back
+			if !workers.dispatch(ctx, ev) {
+				return nil // shutting down: what was not handled stays uncommitted and comes back
 			}
 		case ckafka.Error:
 			if ev.IsFatal() {
