@@ -146,11 +146,15 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	engine := httpx.NewEngine(httpx.Options{
 		Service: "order", Logger: logger, Registerer: registry,
 		Ready: map[string]func(context.Context) error{
-			"postgres":   db.Ready,
-			"redis":      func(ctx context.Context) error { return redisx.Ready(ctx, app.redis) },
-			"kafka":      producer.Ready,
-			"rabbitmq":   app.amqp.Ready,
-			"migrations": app.service.MigrationsApplied,
+			"postgres": db.Ready,
+			"redis":    func(ctx context.Context) error { return redisx.Ready(ctx, app.redis) },
+			"kafka":    producer.Ready,
+			// The order service prices from its copy of the catalogue and
+			// follows the saga through its consumers: until they have joined
+			// their groups, a product just created cannot be ordered yet.
+			"kafka-consumers": kafka.AllJoined(app.kafkaIn),
+			"rabbitmq":        app.amqp.Ready,
+			"migrations":      app.service.MigrationsApplied,
 		},
 	})
 	engine.Use(verifier.Authenticate())

@@ -112,9 +112,11 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		Logger:     logger,
 		Registerer: registry,
 		Ready: map[string]func(context.Context) error{
-			"postgres":   db.Ready,
-			"kafka":      producer.Ready,
-			"migrations": app.service.MigrationsApplied,
+			"postgres": db.Ready,
+			"kafka":    producer.Ready,
+			// Reservations arrive through the consumers.
+			"kafka-consumers": kafka.AllJoined(app.consumers),
+			"migrations":      app.service.MigrationsApplied,
 		},
 	})
 	engine.Use(verifier.Authenticate())

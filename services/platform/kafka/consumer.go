@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -64,6 +65,8 @@ type Consumer struct {
 	consumer   *ckafka.Consumer
 	deadLetter *Producer
 	metrics    *msgmetrics.Metrics
+	// joined is set by the member's first assignment (Joined).
+	joined atomic.Bool
 }
 
 // NewConsumer creates a consumer; Run starts consuming. The brokers need not be
@@ -128,9 +131,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// its offset stored, so the commit that comes with the revocation carries
 	// them and the partitions' next owner does not handle them again.
 	onRebalance := func(_ *ckafka.Consumer, ev ckafka.Event) error {
-		if revoked, ok := ev.(ckafka.RevokedPartitions); ok {
+		switch ev := ev.(type) {
+		case ckafka.AssignedPartitions:
+			c.joined.Store(true)
+		case ckafka.RevokedPartitions:
 			workers.drain()
-			workers.forget(revoked.Partitions)
+			workers.forget(ev.Partitions)
 		}
 		return nil // librdkafka then assigns or unassigns as it would without a callback
 	}
@@ -256,6 +262,29 @@ func (c *Consumer) call(ctx context.Context, msg Message) (err error) {
 // Ready reports whether the cluster answers a metadata request.
 func (c *Consumer) Ready(ctx context.Context) error {
 	return metadataReady(ctx, c.consumer.GetMetadata)
+}
+
+// Joined reports whether the member has joined its group and been given its
+// partitions (none, when the group has more members than partitions) at least
+// once: until then, events sent to it wait. A service that answers from what
+// its consumers bring is not ready before.
+func (c *Consumer) Joined(context.Context) error {
+	if !c.joined.Load() {
+		return fmt.Errorf("kafka consumer %s has not joined its group yet", c.cfg.GroupID)
+	}
+	return nil
+}
+
+// AllJoined is a readiness check: every consumer of consumers has joined its group.
+func AllJoined(consumers []*Consumer) func(context.Context) error {
+	return func(ctx context.Context) error {
+		for _, c := range consumers {
+			if err := c.Joined(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }
 
 func fromConfluent(m *ckafka.Message) Message {

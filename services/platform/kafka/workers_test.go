@@ -125,3 +125,28 @@ func TestRebalanceMidWorkLosesAndRepeatsNothing(t *testing.T) {
 	}
 	inOrder(t, handled)
 }
+
+// A consumer is joined once the group gave it its partitions, not before:
+// a service answering from what its consumers bring is ready only then.
+func TestJoinedOnlyOnceTheGroupAssignedPartitions(t *testing.T) {
+	brokers := kafkatest.NewCluster(t, kafkatest.WithTopics(3, "joining"))
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: brokers}, GroupID: "joining", Topics: []string{"joining"}},
+		func(context.Context, kafka.Message) error { return nil }, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := kafka.AllJoined([]*kafka.Consumer{c})
+	if err := ready(context.Background()); err == nil || !strings.Contains(err.Error(), "joining has not joined its group yet") {
+		t.Fatalf("before Run: %v, want the group named as not joined", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	testenv.WaitFor(t, 30*time.Second, "the consumer to join", func() bool { return ready(context.Background()) == nil })
+}
