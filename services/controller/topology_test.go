@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kshop/kshop/services/controller"
+	"github.com/kshop/kshop/services/platform/amqptest"
 	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/kafkatest"
 	"github.com/kshop/kshop/services/platform/testenv"
@@ -48,11 +49,7 @@ func newTopologyWorld(t *testing.T) *topologyWorld {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.admin.Close)
-	w.amqp, err = amqp091.Dial(w.amqpURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = w.amqp.Close() })
+	w.amqp = amqptest.Dial(t, w.amqpURL)
 
 	mgr, err := controller.NewManager(apiServer.Config, controller.Options{
 		Namespace: w.ns, JWKSSecretName: "kshop-jwks", Policy: policy, MetricsAddr: "0", ProbeAddr: "0",

@@ -21,6 +21,7 @@ import (
 	"github.com/kshop/kshop/services/mail"
 	"github.com/kshop/kshop/services/money"
 	"github.com/kshop/kshop/services/platform/amqp"
+	"github.com/kshop/kshop/services/platform/amqptest"
 	"github.com/kshop/kshop/services/platform/apitest"
 	"github.com/kshop/kshop/services/platform/pg"
 	"github.com/kshop/kshop/services/platform/retry"
@@ -64,11 +65,7 @@ func start(t *testing.T, maxAttempts int) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	conn, err := amqp091.Dial(cfg.AMQP.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := amqptest.Dial(t, cfg.AMQP.URL)
 	ch, err := conn.Channel()
 	if err != nil {
 		t.Fatal(err)

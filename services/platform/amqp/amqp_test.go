@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kshop/kshop/services/platform/amqp"
+	"github.com/kshop/kshop/services/platform/amqptest"
 	"github.com/kshop/kshop/services/platform/retry"
 	"github.com/kshop/kshop/services/platform/testenv"
 )
@@ -61,11 +62,7 @@ func workQueue(t *testing.T, conn *amqp.Connection) (exchange, queue string) {
 // inspect reads queue state with a plain client, independent of the code under test.
 func inspect(t *testing.T, url string) *amqp091.Channel {
 	t.Helper()
-	conn, err := amqp091.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := amqptest.Dial(t, url)
 	ch, err := conn.Channel()
 	if err != nil {
 		t.Fatal(err)

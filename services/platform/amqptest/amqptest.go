@@ -23,14 +23,32 @@ type Reader struct {
 	Timeout time.Duration
 }
 
+// Dial connects to url for the rest of the test. A test's first connection
+// may meet a node busy with the other test packages that run beside it: when
+// the node closes the socket during the handshake (amqp091 reports that as
+// 403 "username or password not allowed", whatever the reason), Dial tries
+// again for up to 30 s before the test fails.
+func Dial(t testing.TB, url string) *amqp091.Connection {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := amqp091.Dial(url)
+		if err == nil {
+			t.Cleanup(func() { _ = conn.Close() })
+			return conn
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("amqptest: dial for 30 s: %v", err)
+		}
+		t.Logf("amqptest: dial: %v; trying again", err)
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
 // NewReader connects to url for the rest of the test.
 func NewReader(t testing.TB, url string) *Reader {
 	t.Helper()
-	conn, err := amqp091.Dial(url)
-	if err != nil {
-		t.Fatalf("amqptest: dial: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := Dial(t, url)
 	ch, err := conn.Channel()
 	if err != nil {
 		t.Fatalf("amqptest: channel: %v", err)
