@@ -21,18 +21,15 @@ END $$;
 -- +goose StatementEnd
 
 -- +goose StatementBegin
--- The lines of PENDING orders count their units, one update per statement:
--- an order's lines are written by one INSERT.
-CREATE FUNCTION count_placed_units() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A line of a PENDING order counts its units. A trigger per row: an order has
+-- one to three lines as a rule, and a row's update by the order's primary key
+-- cost less than a statement trigger's transition table (0.26 against 0.4 ms
+-- for two lines; a join from the transition table was planned as a scan of all
+-- of orders, 4 ms per order at 20 000).
+CREATE FUNCTION count_placed_line() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE customers c SET pending_units = c.pending_units + added.units
-    FROM (
-        SELECT o.customer_id, sum(l.quantity) AS units
-        FROM placed_lines l JOIN orders o ON o.id = l.order_id
-        WHERE o.status = 'PENDING'
-        GROUP BY o.customer_id
-    ) added
-    WHERE c.id = added.customer_id;
+    UPDATE customers SET pending_units = pending_units + NEW.quantity
+    WHERE id = (SELECT customer_id FROM orders WHERE id = NEW.order_id AND status = 'PENDING');
     RETURN NULL;
 END $$;
 -- +goose StatementEnd
@@ -52,8 +49,7 @@ END $$;
 CREATE TRIGGER orders_count_placed AFTER INSERT ON orders
     FOR EACH ROW WHEN (NEW.status = 'PENDING') EXECUTE FUNCTION count_placed_order();
 CREATE TRIGGER order_items_count_placed AFTER INSERT ON order_items
-    REFERENCING NEW TABLE AS placed_lines
-    FOR EACH STATEMENT EXECUTE FUNCTION count_placed_units();
+    FOR EACH ROW EXECUTE FUNCTION count_placed_line();
 CREATE TRIGGER orders_count_settled AFTER UPDATE OF status ON orders
     FOR EACH ROW WHEN (OLD.status = 'PENDING' AND NEW.status <> 'PENDING') EXECUTE FUNCTION count_settled_order();
 
