@@ -67,16 +67,29 @@ func onCommit(ctx context.Context, f func()) {
 	}
 }
 
-// StockReserved makes the order payable.
+// StockReserved makes the order payable. It is every order's answer, so it
+// skips onOrder's lock and load: one conditional UPDATE records it whatever the
+// order's state (a cancelled order keeps its status; the product service
+// releases its stock on order-cancelled), and changes nothing for an order
+// already decided or not ours (another environment's event).
 func (s *Saga) StockReserved(ctx context.Context, eventID string, e events.StockReserved) error {
-	return s.onOrder(ctx, reservedConsumer, eventID, e.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
-		if o.stockStatus != stockPending {
-			return nil
+	reserved := false
+	err := pg.InTx(ctx, s.db.Primary, func(tx pgx.Tx) error {
+		if first, err := inbox.Claim(ctx, tx, reservedConsumer, eventID); err != nil || !first {
+			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE orders SET stock_status = $2, updated_at = now() WHERE id = $1`, o.ID, stockReserved)
-		s.count("stock_reserved")
-		return err
+		tag, err := tx.Exec(ctx, `UPDATE orders SET stock_status = $2, updated_at = now() WHERE id = $1 AND stock_status = $3`,
+			e.OrderID, stockReserved, stockPending)
+		if err != nil {
+			return fmt.Errorf("record the reservation of order %d: %w", e.OrderID, err)
+		}
+		reserved = tag.RowsAffected() == 1
+		return nil
 	})
+	if err == nil && reserved {
+		s.count("stock_reserved")
+	}
+	return err
 }
 
 // StockRejected cancels a PENDING order for lack of stock.
