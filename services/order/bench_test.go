@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/order"
+	"github.com/kshop/kshop/services/platform/amqptest"
 	"github.com/kshop/kshop/services/platform/identity"
 )
 
@@ -153,12 +153,7 @@ func BenchmarkTimerLateness(b *testing.B) {
 // here, so the benchmark leaves no backlog on the shared RabbitMQ node.
 func purgeMailQueues(b *testing.B, url string) {
 	b.Helper()
-	conn, err := amqp091.Dial(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
+	ch, err := amqptest.Dial(b, url).Channel()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -248,16 +248,12 @@ func (s *Stock) Release(ctx context.Context, eventID string, cancel events.Order
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("restock order %d: %w", cancel.OrderID, err)
 		}
-		var restocked []Product
+		messages := make([]outbox.Message, 0, len(live))
 		for _, id := range live {
 			p, err := scanProduct(tx.QueryRow(ctx, `SELECT `+productColumns+` FROM products WHERE id = $1`, id))
 			if err != nil {
 				return fmt.Errorf("read restocked product %d: %w", id, err)
 			}
-			restocked = append(restocked, p)
-		}
-		messages := make([]outbox.Message, 0, len(restocked))
-		for _, p := range restocked {
 			messages = append(messages, outbox.Event(events.TopicProductUpdated, events.Key(p.ID), productEvent(p)))
 		}
 		return outbox.Add(ctx, tx, messages...)

@@ -150,7 +150,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 				c.logger.WarnContext(ctx, "consume", "error", ev.TopicPartition.Error)
 				continue
 			}
-			if !workers.dispatch(ctx, ev) {
+			if !workers.dispatch(ev) {
 				return nil // shutting down: what was not handled stays uncommitted and comes back
 			}
 		case ckafka.Error:

@@ -45,8 +45,8 @@ func newPartitionWorkers(ctx context.Context, handle func(context.Context, *ckaf
 }
 
 // dispatch queues msg for its partition's worker, starting the worker if the
-// partition has none. It returns false when ctx ended first.
-func (w *partitionWorkers) dispatch(ctx context.Context, msg *ckafka.Message) bool {
+// partition has none. It returns false when the workers' ctx ended first.
+func (w *partitionWorkers) dispatch(msg *ckafka.Message) bool {
 	key := keyOf(msg.TopicPartition)
 	queue, ok := w.queues[key]
 	if !ok {
@@ -59,7 +59,7 @@ func (w *partitionWorkers) dispatch(ctx context.Context, msg *ckafka.Message) bo
 	select {
 	case queue <- msg:
 		return true
-	case <-ctx.Done():
+	case <-w.ctx.Done():
 		w.pending.Done()
 		return false
 	}
