@@ -155,7 +155,7 @@ func BenchmarkOrderCreatedToStockReserved(b *testing.B) {
 	s := start(b, testConfig(b, brokers))
 	p := s.create(b, "latency", 1, 1_000_000)
 	reader := readTopics(b, brokers, events.TopicStockReserved.Name())
-	producer, err := kafka.NewProducer(kafka.ProducerConfig{Connection: kafka.Connection{Brokers: brokers}, ClientID: "bench", LingerMs: 1}, quiet)
+	producer, err := kafka.NewProducer(kafka.ProducerConfig{Connection: kafka.Connection{Brokers: brokers}, ClientID: "bench"}, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}
