@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -34,14 +33,13 @@ import (
 // serviceProcess is one service binary running as its own process, as in its pod.
 type serviceProcess struct {
 	name        string
-	addr        string
 	metricsAddr string
 	cmd         *exec.Cmd
 }
 
-// The load of BenchmarkServiceProcesses: 200 requests a second for 10
-// minutes, unless KSHOP_BENCH_LOAD_RATE and KSHOP_BENCH_LOAD_DURATION say
-// otherwise (a quicker look: KSHOP_BENCH_LOAD_DURATION=30s).
+// The load of the process benchmarks: 200 requests a second for 10 minutes,
+// unless KSHOP_BENCH_LOAD_RATE and KSHOP_BENCH_LOAD_DURATION say otherwise (a
+// quicker look: KSHOP_BENCH_LOAD_DURATION=30s).
 const (
 	defaultProcessLoadRate     = 200
 	defaultProcessLoadDuration = 10 * time.Minute
@@ -49,19 +47,8 @@ const (
 	afterTheLoad = 30 * time.Second
 )
 
-// BenchmarkServiceProcesses builds the five service binaries, starts each as
-// its own process against the real servers (Kafka: an in-process kfake cluster
-// of this test), and reports per service the time from exec to the first 200
-// on /readyz, then its memory idle, at its peak while loadgen sends an
-// open-loop mix (browse, search, order, pay) through the gateway, and after
-// the load: the resident set (VmRSS), its anonymous part (RssAnon: heap,
-// stacks, the C libraries' allocations; the rest is the binary's own pages,
-// shared and dropped by the kernel at will) and the Go live heap
-// (go_gc_heap_live_bytes from its /metrics; 0 before the first collection).
-// It also reports each process's CPU time per request of the load. One run
-// whatever b.N.
-func BenchmarkServiceProcesses(b *testing.B) {
-	rate, duration := float64(defaultProcessLoadRate), defaultProcessLoadDuration
+func processLoad(b *testing.B) (rate float64, duration time.Duration) {
+	rate, duration = defaultProcessLoadRate, defaultProcessLoadDuration
 	if v := os.Getenv("KSHOP_BENCH_LOAD_RATE"); v != "" {
 		r, err := strconv.ParseFloat(v, 64)
 		if err != nil || r <= 0 {
@@ -76,41 +63,64 @@ func BenchmarkServiceProcesses(b *testing.B) {
 		}
 		duration = d
 	}
+	return rate, duration
+}
+
+// buildCommands builds services/cmd/<name> for each name as the images build
+// them (Dockerfile) and returns the folder holding the binaries.
+func buildCommands(b *testing.B, names ...string) string {
 	bin := b.TempDir()
-	names := []string{"auth", "product", "order", "mail", "gateway"}
 	var packages []string
 	for _, name := range names {
 		packages = append(packages, "github.com/kshop/kshop/services/cmd/"+name)
 	}
-	// Built as the images build them (Dockerfile).
 	build := exec.Command("go", append([]string{"build", "-trimpath", "-tags", "nomsgpack", "-ldflags", "-s -w", "-o", bin}, packages...)...)
 	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("go build the services: %v\n%s", err, out)
+		b.Fatalf("go build %v: %v\n%s", names, err, out)
 	}
+	return bin
+}
 
-	brokers := kafkatest.NewCluster(b, kafkatest.WithTopicsAndDeadLetters(events.DefaultPartitions, events.Topics...))
-	smtp := smtptest.Start(b)
-	redis, amqpURL := testenv.RedisAddr(b), testenv.OwnAMQPURL(b)
-	addr := map[string]string{}
-	for _, name := range names {
-		addr[name] = freeAddr(b)
+// platformSetup is what the services of a process benchmark are configured
+// with: the servers, each service's address, and the admin loadgen signs in as.
+type platformSetup struct {
+	kafka, redis, amqpURL string
+	smtp                  *smtptest.Server
+	addr                  map[string]string
+	admin, adminPassword  string
+	// privateKeys and publicKeys are the identity key files as Kubernetes
+	// mounts them; empty, the all-in-one binary makes its own.
+	privateKeys, publicKeys string
+	orderDB                 string
+}
+
+var serviceNames = []string{"auth", "product", "order", "mail", "gateway"}
+
+func newPlatformSetup(b *testing.B, kafkaBrokers string) *platformSetup {
+	s := &platformSetup{kafka: kafkaBrokers, smtp: smtptest.Start(b), redis: testenv.RedisAddr(b), amqpURL: testenv.OwnAMQPURL(b),
+		addr: map[string]string{}, admin: "bench-admin-" + testenv.RandomSuffix() + "@example.com", orderDB: testenv.NewDatabase(b)}
+	for _, name := range serviceNames {
+		s.addr[name] = freeAddr(b)
 	}
-	admin := "bench-admin-" + testenv.RandomSuffix() + "@example.com"
-	adminPassword, err := loadgen.RandomPassword()
-	if err != nil {
+	var err error
+	if s.adminPassword, err = loadgen.RandomPassword(); err != nil {
 		b.Fatal(err)
 	}
-	// The gateway's identity keys as Kubernetes mounts them: the private set
-	// for the gateway, the public one for the services.
+	return s
+}
+
+// writeIdentityKeys writes the gateway's identity keys as Kubernetes mounts
+// them: the private set for the gateway, the public one for the services.
+func (s *platformSetup) writeIdentityKeys(b *testing.B) {
 	identityKeys, err := identity.GenerateKeys()
 	if err != nil {
 		b.Fatal(err)
 	}
-	privateKeys, publicKeys := filepath.Join(b.TempDir(), "identity.json"), filepath.Join(b.TempDir(), "identity-public.json")
+	s.privateKeys, s.publicKeys = filepath.Join(b.TempDir(), "identity.json"), filepath.Join(b.TempDir(), "identity-public.json")
 	for path, set := range map[string]struct {
 		keys    tokens.KeySet
 		private bool
-	}{privateKeys: {identityKeys, true}, publicKeys: {identityKeys.Public(), false}} {
+	}{s.privateKeys: {identityKeys, true}, s.publicKeys: {identityKeys.Public(), false}} {
 		doc, err := set.keys.MarshalJWKS(set.private)
 		if err != nil {
 			b.Fatal(err)
@@ -119,66 +129,84 @@ func BenchmarkServiceProcesses(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	orderDB := testenv.NewDatabase(b)
-	env := map[string][]string{
-		"auth": {"KSHOP_AUTH_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_AUTH_REDIS_ADDRS=" + redis,
-			"KSHOP_AUTH_AMQP_URL=" + amqpURL, "KSHOP_AUTH_ADMIN_EMAILS=" + admin},
-		"product": {"KSHOP_PRODUCT_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_PRODUCT_KAFKA_BROKERS=" + brokers,
-			"KSHOP_PRODUCT_IDENTITY_KEYS_FILE=" + publicKeys},
-		"order": {"KSHOP_ORDER_DATABASE_URL=" + orderDB, "KSHOP_ORDER_REDIS_ADDRS=" + redis,
-			"KSHOP_ORDER_KAFKA_BROKERS=" + brokers, "KSHOP_ORDER_AMQP_URL=" + amqpURL,
-			// 4 customers leave thousands of orders unpaid in 10 minutes of load.
-			"KSHOP_ORDER_MAX_PENDING_ORDERS=1000000", "KSHOP_ORDER_MAX_PENDING_UNITS=100000000",
-			"KSHOP_ORDER_IDENTITY_KEYS_FILE=" + publicKeys},
-		"mail": {"KSHOP_MAIL_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_MAIL_AMQP_URL=" + amqpURL,
-			"KSHOP_MAIL_SMTP_HOST=" + smtp.Host, "KSHOP_MAIL_SMTP_PORT=" + strconv.Itoa(smtp.Port), "KSHOP_MAIL_SMTP_TLS=none"},
-		"gateway": {"KSHOP_GATEWAY_REDIS_ADDRS=" + redis, "KSHOP_GATEWAY_AUTH_URL=http://" + addr["auth"],
-			"KSHOP_GATEWAY_PRODUCT_URL=http://" + addr["product"], "KSHOP_GATEWAY_ORDER_URL=http://" + addr["order"],
-			"KSHOP_GATEWAY_RATE_LIMITS=auth=300/m,products=5000/s,orders=1000/s",
-			"KSHOP_GATEWAY_IDENTITY_KEYS_FILE=" + privateKeys},
-	}
+}
 
-	// One at a time, so each start-up has the machine to itself (the gateway
-	// last: it is ready once it can reach the auth service's keys).
-	var running []*serviceProcess
-	b.Cleanup(func() {
-		for _, p := range running {
-			p.stop(b)
+// env is each service's environment, by service name; metrics are each
+// service's metrics addresses.
+func (s *platformSetup) env(b *testing.B, metrics map[string]string) map[string][]string {
+	addr := s.addr
+	env := map[string][]string{
+		"auth": {"KSHOP_AUTH_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_AUTH_REDIS_ADDRS=" + s.redis,
+			"KSHOP_AUTH_AMQP_URL=" + s.amqpURL, "KSHOP_AUTH_ADMIN_EMAILS=" + s.admin},
+		"product": {"KSHOP_PRODUCT_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_PRODUCT_KAFKA_BROKERS=" + s.kafka},
+		"order": {"KSHOP_ORDER_DATABASE_URL=" + s.orderDB, "KSHOP_ORDER_REDIS_ADDRS=" + s.redis,
+			"KSHOP_ORDER_KAFKA_BROKERS=" + s.kafka, "KSHOP_ORDER_AMQP_URL=" + s.amqpURL,
+			// 4 customers leave thousands of orders unpaid in 10 minutes of load.
+			"KSHOP_ORDER_MAX_PENDING_ORDERS=1000000", "KSHOP_ORDER_MAX_PENDING_UNITS=100000000"},
+		"mail": {"KSHOP_MAIL_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_MAIL_AMQP_URL=" + s.amqpURL,
+			"KSHOP_MAIL_SMTP_HOST=" + s.smtp.Host, "KSHOP_MAIL_SMTP_PORT=" + strconv.Itoa(s.smtp.Port), "KSHOP_MAIL_SMTP_TLS=none"},
+		"gateway": {"KSHOP_GATEWAY_REDIS_ADDRS=" + s.redis, "KSHOP_GATEWAY_AUTH_URL=http://" + addr["auth"],
+			"KSHOP_GATEWAY_PRODUCT_URL=http://" + addr["product"], "KSHOP_GATEWAY_ORDER_URL=http://" + addr["order"],
+			"KSHOP_GATEWAY_RATE_LIMITS=auth=300/m,products=5000/s,orders=1000/s"},
+	}
+	if s.privateKeys != "" {
+		env["gateway"] = append(env["gateway"], "KSHOP_GATEWAY_IDENTITY_KEYS_FILE="+s.privateKeys)
+		for _, name := range []string{"product", "order"} {
+			env[name] = append(env[name], "KSHOP_"+strings.ToUpper(name)+"_IDENTITY_KEYS_FILE="+s.publicKeys)
 		}
-	})
-	for _, name := range names {
+	}
+	for name := range env {
 		prefix := "KSHOP_" + strings.ToUpper(name) + "_"
-		p := &serviceProcess{name: name, addr: addr[name], metricsAddr: freeAddr(b), cmd: exec.Command(filepath.Join(bin, name))}
-		p.cmd.Env = append(os.Environ(), append(env[name], prefix+"HTTP_ADDR="+p.addr, prefix+"METRICS_ADDR="+p.metricsAddr, prefix+"LOG_LEVEL=warn")...)
-		logFile, err := os.Create(filepath.Join(b.TempDir(), name+".log"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-		began := time.Now()
-		if err := p.cmd.Start(); err != nil {
-			b.Fatalf("start %s: %v", name, err)
-		}
-		running = append(running, p)
-		if err := p.awaitReady(30 * time.Second); err != nil {
+		env[name] = append(env[name], prefix+"HTTP_ADDR="+addr[name], prefix+"METRICS_ADDR="+metrics[name], prefix+"LOG_LEVEL=warn")
+	}
+	return env
+}
+
+// startProcess starts the binary with env added to this process's own and
+// waits until it answers 200 on /readyz at every address of readyAt. Its
+// output goes to a log file that a failure prints.
+func startProcess(b *testing.B, name, binary string, env []string, metricsAddr string, readyAt ...string) *serviceProcess {
+	p := &serviceProcess{name: name, metricsAddr: metricsAddr, cmd: exec.Command(binary)}
+	p.cmd.Env = append(os.Environ(), env...)
+	logFile, err := os.Create(filepath.Join(b.TempDir(), name+".log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	began := time.Now()
+	if err := p.cmd.Start(); err != nil {
+		b.Fatalf("start %s: %v", name, err)
+	}
+	b.Cleanup(func() { p.stop(b) })
+	for _, addr := range readyAt {
+		if err := awaitReady(p, addr, 30*time.Second); err != nil {
 			out, _ := os.ReadFile(logFile.Name())
 			b.Fatalf("%v; its log:\n%s", err, out)
 		}
-		b.ReportMetric(float64(time.Since(began).Microseconds())/1000, name+"-ready-ms")
 	}
+	b.ReportMetric(float64(time.Since(began).Microseconds())/1000, name+"-ready-ms")
+	return p
+}
 
-	time.Sleep(3 * time.Second) // background loops settle: consumers joined, relays idle
+// reportMemory reports each process's memory now, its metrics named
+// <process>-<when>-{rss,anon,heap}-MB.
+func reportMemory(b *testing.B, running []*serviceProcess, when string) {
 	for _, p := range running {
-		m := p.memory(b)
-		b.ReportMetric(megabytes(m.rss), p.name+"-idle-rss-MB")
-		b.ReportMetric(megabytes(m.anon), p.name+"-idle-anon-MB")
-		b.ReportMetric(megabytes(m.liveHeap), p.name+"-idle-heap-MB")
+		reportMemoryFigures(b, p.name, when, p.memory(b))
 	}
+}
 
-	// The peaks under load: resident memory sampled every 250 ms, the live
-	// heap (an HTTP scrape) every second.
+func reportMemoryFigures(b *testing.B, name, when string, m processMemory) {
+	b.ReportMetric(megabytes(m.rss), name+"-"+when+"-rss-MB")
+	b.ReportMetric(megabytes(m.anon), name+"-"+when+"-anon-MB")
+	b.ReportMetric(megabytes(m.liveHeap), name+"-"+when+"-heap-MB")
+}
+
+// samplePeaks samples the processes' memory until the returned function is
+// called, which returns each one's peak: the resident memory every 250 ms,
+// the live heap (an HTTP scrape) every second.
+func samplePeaks(b *testing.B, running []*serviceProcess) (stop func() map[string]processMemory) {
 	peak := map[string]processMemory{}
-	var mu sync.Mutex
 	sampling, stopSampling := context.WithCancel(context.Background())
 	sampled := make(chan struct{})
 	go func() {
@@ -190,62 +218,105 @@ func BenchmarkServiceProcesses(b *testing.B) {
 				if tick%4 == 0 {
 					heap = p.liveHeap(b)
 				}
-				mu.Lock()
 				m := peak[p.name]
 				peak[p.name] = processMemory{rss: max(m.rss, rss), anon: max(m.anon, anon), liveHeap: max(m.liveHeap, heap)}
-				mu.Unlock()
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
 	}()
-	// CPU is counted from the timed run's start, after loadgen registered its
-	// users and created its products: each service's, PostgreSQL's and Redis's.
-	servers := serverProcesses(b, orderDB)
-	var cpuBefore map[string]time.Duration
-	countCPU := func() { cpuBefore = cpuByProcess(b, running, servers) }
-	ctx, cancel := context.WithTimeout(context.Background(), duration+5*time.Minute)
-	defer cancel()
-	report, err := loadgen.Load(ctx, loadgen.LoadConfig{
-		Gateway: "http://" + addr["gateway"], Inbox: e2e.Inbox{Server: smtp}, Admin: admin, AdminPassword: adminPassword,
+	return func() map[string]processMemory {
+		stopSampling()
+		<-sampled
+		return peak
+	}
+}
+
+// mixedLoad is the open-loop mix both process benchmarks send through the
+// gateway: browse, search, order, pay.
+func mixedLoad(s *platformSetup, rate float64, duration time.Duration, onStart func()) loadgen.LoadConfig {
+	return loadgen.LoadConfig{
+		Gateway: "http://" + s.addr["gateway"], Inbox: e2e.Inbox{Server: s.smtp}, Admin: s.admin, AdminPassword: s.adminPassword,
 		Rate: rate, Duration: duration, MaxInFlight: 256,
 		Mix:   map[string]int{loadgen.OpBrowse: 50, loadgen.OpSearch: 20, loadgen.OpOrder: 20, loadgen.OpPay: 10},
 		Users: 4, Products: 20,
-		OnStart:  countCPU,
+		OnStart:  onStart,
 		Progress: progressEvery(time.Minute),
-	})
-	stopSampling()
-	<-sampled
-	if err != nil {
-		b.Fatalf("loadgen: %v", err)
 	}
-	requests, failed := 0, 0
+}
+
+// reportLoad reports the requests per second, the duration and the failed
+// requests of a load, and returns how many requests it sent.
+func reportLoad(b *testing.B, report *loadgen.Report) (requests int) {
+	failed := 0
 	for _, op := range report.Ops {
 		requests += op.Requests
 		failed += op.Requests - op.OK
 	}
+	b.ReportMetric(float64(requests)/report.Elapsed.Seconds(), "load-req/s")
+	b.ReportMetric(report.Elapsed.Seconds(), "load-s")
+	b.ReportMetric(float64(failed), "load-failed-requests")
+	return requests
+}
+
+// BenchmarkServiceProcesses builds the five service binaries, starts each as
+// its own process against the real servers (Kafka: an in-process kfake cluster
+// of this test), and reports per service the time from exec to the first 200
+// on /readyz, then its memory idle, at its peak while loadgen sends an
+// open-loop mix (browse, search, order, pay) through the gateway, and after
+// the load: the resident set (VmRSS), its anonymous part (RssAnon: heap,
+// stacks, the C libraries' allocations; the rest is the binary's own pages,
+// shared and dropped by the kernel at will) and the Go live heap
+// (go_gc_heap_live_bytes from its /metrics; 0 before the first collection).
+// It also reports each process's CPU time per request of the load. One run
+// whatever b.N.
+func BenchmarkServiceProcesses(b *testing.B) {
+	rate, duration := processLoad(b)
+	bin := buildCommands(b, serviceNames...)
+	brokers := kafkatest.NewCluster(b, kafkatest.WithTopicsAndDeadLetters(events.DefaultPartitions, events.Topics...))
+	setup := newPlatformSetup(b, brokers)
+	setup.writeIdentityKeys(b)
+	metrics := map[string]string{}
+	for _, name := range serviceNames {
+		metrics[name] = freeAddr(b)
+	}
+	env := setup.env(b, metrics)
+
+	// One at a time, so each start-up has the machine to itself (the gateway
+	// last: it is ready once it can reach the auth service's keys).
+	var running []*serviceProcess
+	for _, name := range serviceNames {
+		running = append(running, startProcess(b, name, filepath.Join(bin, name), env[name], metrics[name], setup.addr[name]))
+	}
+
+	time.Sleep(3 * time.Second) // background loops settle: consumers joined, relays idle
+	reportMemory(b, running, "idle")
+
+	stopSampling := samplePeaks(b, running)
+	// CPU is counted from the timed run's start, after loadgen registered its
+	// users and created its products: each service's, PostgreSQL's and Redis's.
+	servers := serverProcesses(b, setup.orderDB)
+	var cpuBefore map[string]time.Duration
+	countCPU := func() { cpuBefore = cpuByProcess(b, running, servers) }
+	ctx, cancel := context.WithTimeout(context.Background(), duration+5*time.Minute)
+	defer cancel()
+	report, err := loadgen.Load(ctx, mixedLoad(setup, rate, duration, countCPU))
+	peak := stopSampling()
+	if err != nil {
+		b.Fatalf("loadgen: %v", err)
+	}
+	requests := reportLoad(b, &report)
 	for _, p := range running {
-		m := peak[p.name]
-		b.ReportMetric(megabytes(m.rss), p.name+"-load-rss-MB")
-		b.ReportMetric(megabytes(m.anon), p.name+"-load-anon-MB")
-		b.ReportMetric(megabytes(m.liveHeap), p.name+"-load-heap-MB")
+		reportMemoryFigures(b, p.name, "load", peak[p.name])
 	}
 	for name, after := range cpuByProcess(b, running, servers) {
 		b.ReportMetric(float64((after-cpuBefore[name]).Microseconds())/1000/float64(max(1, requests)), name+"-cpu-ms/req")
 	}
-	b.ReportMetric(float64(requests)/report.Elapsed.Seconds(), "load-req/s")
-	b.ReportMetric(report.Elapsed.Seconds(), "load-s")
-	b.ReportMetric(float64(failed), "load-failed-requests")
 
 	time.Sleep(afterTheLoad)
-	for _, p := range running {
-		m := p.memory(b)
-		b.ReportMetric(megabytes(m.rss), p.name+"-after-rss-MB")
-		b.ReportMetric(megabytes(m.anon), p.name+"-after-anon-MB")
-		b.ReportMetric(megabytes(m.liveHeap), p.name+"-after-heap-MB")
-	}
+	reportMemory(b, running, "after")
 
-	placeOrdersFlatOut(b, running, servers, orderDB, loadgen.LoadConfig{
-		Gateway: "http://" + addr["gateway"], Inbox: e2e.Inbox{Server: smtp}, Admin: admin, AdminPassword: adminPassword,
+	placeOrdersFlatOut(b, running, servers, setup.orderDB, loadgen.LoadConfig{
+		Gateway: "http://" + setup.addr["gateway"], Inbox: e2e.Inbox{Server: setup.smtp}, Admin: setup.admin, AdminPassword: setup.adminPassword,
 	})
 }
 
@@ -455,11 +526,12 @@ func freeAddr(b *testing.B) string {
 	return ln.Addr().String()
 }
 
-func (p *serviceProcess) awaitReady(within time.Duration) error {
+// awaitReady waits until the service on addr, served by p, answers 200 on /readyz.
+func awaitReady(p *serviceProcess, addr string, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	client := &http.Client{Timeout: time.Second}
 	for time.Now().Before(deadline) {
-		if resp, err := client.Get("http://" + p.addr + "/readyz"); err == nil {
+		if resp, err := client.Get("http://" + addr + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
@@ -470,7 +542,7 @@ func (p *serviceProcess) awaitReady(within time.Duration) error {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return fmt.Errorf("%s not ready on %s after %v", p.name, p.addr, within)
+	return fmt.Errorf("%s not ready on %s after %v", p.name, addr, within)
 }
 
 // resident is the process's resident set size and its anonymous part in

@@ -36,6 +36,7 @@ var steps = []step{
 	{"./services/e2e", "^BenchmarkProductOrderable$", "100x", "a just-created product orderable: product 201 to order 201, 100 products (about 20 s)"},
 	{"./services/order", "^BenchmarkTimerLateness$", "1x", "timer lateness with 10 000 orders pending (about 2 min)"},
 	{"./services/e2e", "^BenchmarkServiceProcesses$", "1x", "each service as a process: start to ready, memory idle, under 10 minutes of 200 requests/s and after, CPU per request (about 12 minutes)"},
+	{"./services/e2e", "^BenchmarkAllInOneProcess$", "1x", "the all-in-one binary of make run: memory idle, under the same load and after (about 11 minutes)"},
 }
 
 func main() {

@@ -15,6 +15,7 @@ const (
 	orderable      = "BenchmarkProductOrderable"
 	timers         = "BenchmarkTimerLateness"
 	processes      = "BenchmarkServiceProcesses"
+	allInOne       = "BenchmarkAllInOneProcess"
 )
 
 // rows turns the figures into the table, each beside what it compares with.
@@ -102,6 +103,16 @@ func rows(r Results, pg *pgbenchResult) []Row {
 				m(processes, "postgres-cpu-ms/req"), m(processes, "redis-cpu-ms/req")),
 		})
 	}
+	allInOneMemory := func(when string) string {
+		return fmt.Sprintf("%s (%s anonymous, heap %s)", m(allInOne, "kshop-"+when+"-rss-MB"), m(allInOne, "kshop-"+when+"-anon-MB"), m(allInOne, "kshop-"+when+"-heap-MB"))
+	}
+	table = append(table, Row{
+		Measure: "All-in-one process of `make run` (every service and the development Kafka broker): resident memory in MB idle / at the peak of the load / after it (its anonymous part, Go live heap)",
+		Figure: fmt.Sprintf("%s / %s / %s; ready %s ms after start",
+			allInOneMemory("idle"), allInOneMemory("load"), allInOneMemory("after"), m(allInOne, "kshop-ready-ms")),
+		Comparison: fmt.Sprintf("the same load: %s req/s for %s s, %s failed; the broker keeps every record in memory; ceiling: under 200 MB resident",
+			m(allInOne, "load-req/s"), m(allInOne, "load-s"), m(allInOne, "load-failed-requests")),
+	})
 	return append(table,
 		Row{
 			Measure:    "Ceiling: a bare gin handler on loopback, same client as the gateway row",
