@@ -1,12 +1,8 @@
 package e2e_test
 
 import (
-	"context"
 	"path/filepath"
 	"testing"
-	"time"
-
-	"github.com/kshop/kshop/services/loadgen"
 )
 
 // BenchmarkAllInOneProcess runs the binary of `make run`, every service and
@@ -20,12 +16,8 @@ func BenchmarkAllInOneProcess(b *testing.B) {
 	bin := buildCommands(b, "kshop")
 	kafkaAddr := freeAddr(b)
 	setup := newPlatformSetup(b, kafkaAddr)
-	metrics := map[string]string{}
-	for _, name := range serviceNames {
-		metrics[name] = freeAddr(b)
-	}
 	var env []string
-	for _, serviceEnv := range setup.env(b, metrics) {
+	for _, serviceEnv := range setup.env(b) {
 		env = append(env, serviceEnv...)
 	}
 	env = append(env, "KSHOP_DEV_KAFKA_ADDR="+kafkaAddr, "KSHOP_LOG_LEVEL=warn")
@@ -35,21 +27,7 @@ func BenchmarkAllInOneProcess(b *testing.B) {
 	}
 	// Every service's registry carries the process's runtime metrics: the
 	// gateway's port tells the live heap of all of them.
-	kshop := startProcess(b, "kshop", filepath.Join(bin, "kshop"), env, metrics["gateway"], readyAt...)
-	running := []*serviceProcess{kshop}
+	kshop := startProcess(b, "kshop", filepath.Join(bin, "kshop"), env, setup.metrics["gateway"], readyAt...)
 
-	time.Sleep(3 * time.Second) // background loops settle: consumers joined, relays idle
-	reportMemory(b, running, "idle")
-	stopSampling := samplePeaks(b, running)
-	ctx, cancel := context.WithTimeout(context.Background(), duration+5*time.Minute)
-	defer cancel()
-	report, err := loadgen.Load(ctx, mixedLoad(setup, rate, duration, nil))
-	peak := stopSampling()
-	if err != nil {
-		b.Fatalf("loadgen: %v", err)
-	}
-	reportLoad(b, &report)
-	reportMemoryFigures(b, kshop.name, "load", peak[kshop.name])
-	time.Sleep(afterTheLoad)
-	reportMemory(b, running, "after")
+	measureUnderLoad(b, setup, []*serviceProcess{kshop}, rate, duration, nil, nil)
 }

@@ -92,15 +92,17 @@ type platformSetup struct {
 	// mounts them; empty, the all-in-one binary makes its own.
 	privateKeys, publicKeys string
 	orderDB                 string
+	// metrics is each service's metrics address.
+	metrics map[string]string
 }
 
 var serviceNames = []string{"auth", "product", "order", "mail", "gateway"}
 
 func newPlatformSetup(b *testing.B, kafkaBrokers string) *platformSetup {
 	s := &platformSetup{kafka: kafkaBrokers, smtp: smtptest.Start(b), redis: testenv.RedisAddr(b), amqpURL: testenv.OwnAMQPURL(b),
-		addr: map[string]string{}, admin: "bench-admin-" + testenv.RandomSuffix() + "@example.com", orderDB: testenv.NewDatabase(b)}
+		addr: map[string]string{}, metrics: map[string]string{}, admin: "bench-admin-" + testenv.RandomSuffix() + "@example.com", orderDB: testenv.NewDatabase(b)}
 	for _, name := range serviceNames {
-		s.addr[name] = freeAddr(b)
+		s.addr[name], s.metrics[name] = freeAddr(b), freeAddr(b)
 	}
 	var err error
 	if s.adminPassword, err = loadgen.RandomPassword(); err != nil {
@@ -131,9 +133,8 @@ func (s *platformSetup) writeIdentityKeys(b *testing.B) {
 	}
 }
 
-// env is each service's environment, by service name; metrics are each
-// service's metrics addresses.
-func (s *platformSetup) env(b *testing.B, metrics map[string]string) map[string][]string {
+// env is each service's environment, by service name.
+func (s *platformSetup) env(b *testing.B) map[string][]string {
 	addr := s.addr
 	env := map[string][]string{
 		"auth": {"KSHOP_AUTH_DATABASE_URL=" + testenv.NewDatabase(b), "KSHOP_AUTH_REDIS_ADDRS=" + s.redis,
@@ -157,7 +158,7 @@ func (s *platformSetup) env(b *testing.B, metrics map[string]string) map[string]
 	}
 	for name := range env {
 		prefix := "KSHOP_" + strings.ToUpper(name) + "_"
-		env[name] = append(env[name], prefix+"HTTP_ADDR="+addr[name], prefix+"METRICS_ADDR="+metrics[name], prefix+"LOG_LEVEL=warn")
+		env[name] = append(env[name], prefix+"HTTP_ADDR="+addr[name], prefix+"METRICS_ADDR="+s.metrics[name], prefix+"LOG_LEVEL=warn")
 	}
 	return env
 }
@@ -244,6 +245,31 @@ func mixedLoad(s *platformSetup, rate float64, duration time.Duration, onStart f
 	}
 }
 
+// measureUnderLoad reports the processes' memory idle, at its peak under the
+// mixed load and after the load; onStart runs when the timed load starts and
+// onEnd, given the requests sent, as soon as it ends.
+func measureUnderLoad(b *testing.B, setup *platformSetup, running []*serviceProcess, rate float64, duration time.Duration, onStart func(), onEnd func(requests int)) {
+	time.Sleep(3 * time.Second) // background loops settle: consumers joined, relays idle
+	reportMemory(b, running, "idle")
+	stopSampling := samplePeaks(b, running)
+	ctx, cancel := context.WithTimeout(context.Background(), duration+5*time.Minute)
+	defer cancel()
+	report, err := loadgen.Load(ctx, mixedLoad(setup, rate, duration, onStart))
+	peak := stopSampling()
+	if err != nil {
+		b.Fatalf("loadgen: %v", err)
+	}
+	requests := reportLoad(b, &report)
+	for _, p := range running {
+		reportMemoryFigures(b, p.name, "load", peak[p.name])
+	}
+	if onEnd != nil {
+		onEnd(requests)
+	}
+	time.Sleep(afterTheLoad)
+	reportMemory(b, running, "after")
+}
+
 // reportLoad reports the requests per second, the duration and the failed
 // requests of a load, and returns how many requests it sent.
 func reportLoad(b *testing.B, report *loadgen.Report) (requests int) {
@@ -275,45 +301,25 @@ func BenchmarkServiceProcesses(b *testing.B) {
 	brokers := kafkatest.NewCluster(b, kafkatest.WithTopicsAndDeadLetters(events.DefaultPartitions, events.Topics...))
 	setup := newPlatformSetup(b, brokers)
 	setup.writeIdentityKeys(b)
-	metrics := map[string]string{}
-	for _, name := range serviceNames {
-		metrics[name] = freeAddr(b)
-	}
-	env := setup.env(b, metrics)
+	env := setup.env(b)
 
 	// One at a time, so each start-up has the machine to itself (the gateway
 	// last: it is ready once it can reach the auth service's keys).
 	var running []*serviceProcess
 	for _, name := range serviceNames {
-		running = append(running, startProcess(b, name, filepath.Join(bin, name), env[name], metrics[name], setup.addr[name]))
+		running = append(running, startProcess(b, name, filepath.Join(bin, name), env[name], setup.metrics[name], setup.addr[name]))
 	}
 
-	time.Sleep(3 * time.Second) // background loops settle: consumers joined, relays idle
-	reportMemory(b, running, "idle")
-
-	stopSampling := samplePeaks(b, running)
 	// CPU is counted from the timed run's start, after loadgen registered its
 	// users and created its products: each service's, PostgreSQL's and Redis's.
 	servers := serverProcesses(b, setup.orderDB)
 	var cpuBefore map[string]time.Duration
 	countCPU := func() { cpuBefore = cpuByProcess(b, running, servers) }
-	ctx, cancel := context.WithTimeout(context.Background(), duration+5*time.Minute)
-	defer cancel()
-	report, err := loadgen.Load(ctx, mixedLoad(setup, rate, duration, countCPU))
-	peak := stopSampling()
-	if err != nil {
-		b.Fatalf("loadgen: %v", err)
-	}
-	requests := reportLoad(b, &report)
-	for _, p := range running {
-		reportMemoryFigures(b, p.name, "load", peak[p.name])
-	}
-	for name, after := range cpuByProcess(b, running, servers) {
-		b.ReportMetric(float64((after-cpuBefore[name]).Microseconds())/1000/float64(max(1, requests)), name+"-cpu-ms/req")
-	}
-
-	time.Sleep(afterTheLoad)
-	reportMemory(b, running, "after")
+	measureUnderLoad(b, setup, running, rate, duration, countCPU, func(requests int) {
+		for name, after := range cpuByProcess(b, running, servers) {
+			b.ReportMetric(float64((after-cpuBefore[name]).Microseconds())/1000/float64(max(1, requests)), name+"-cpu-ms/req")
+		}
+	})
 
 	placeOrdersFlatOut(b, running, servers, setup.orderDB, loadgen.LoadConfig{
 		Gateway: "http://" + setup.addr["gateway"], Inbox: e2e.Inbox{Server: setup.smtp}, Admin: setup.admin, AdminPassword: setup.adminPassword,
