@@ -71,6 +71,12 @@ func NewProducer(cfg ProducerConfig, logger *slog.Logger) (*Producer, error) {
 		// loopback, 0.5-1 ms without). Messages queued while requests are in
 		// flight are still batched.
 		"linger.ms": 0,
+		// A producer otherwise connects to a broker only when it first has a
+		// message for one of its partitions, so each first message to another
+		// broker waited for a connection (4-10 ms on loopback, more over TLS):
+		// the first events after a start were the slowest. Connecting to every
+		// broker at the start costs one idle connection per broker.
+		"enable.sparse.connections": false,
 		// Delivery must not give up while a broker restarts; PublishBatch's ctx
 		// bounds how long a caller waits.
 		"message.timeout.ms":     300000,
