@@ -120,15 +120,14 @@ type sagaServices struct {
 	productURL, orderURL string
 }
 
-// startSagaServices starts them, their pools at the services' default minimum
-// of connections (KSHOP_*_DATABASE_MIN_CONNS). Nobody pays in the benchmarks, so the pending
+// startSagaServices starts them. Nobody pays in the benchmarks, so the pending
 // limits are out of reach: a 409 must mean stock or a product not yet known.
 func startSagaServices(b *testing.B) sagaServices {
 	log := logger()
 	brokers := kafkatest.NewCluster(b, kafkatest.WithTopicsAndDeadLetters(events.DefaultPartitions, events.Topics...))
 	s := sagaServices{productURL: testenv.NewDatabase(b), orderURL: testenv.NewDatabase(b)}
 	productApp, err := product.New(product.Config{
-		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: s.productURL, MaxConns: 10, MinConns: 2},
+		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: s.productURL, MaxConns: 10},
 		Kafka: kafka.Connection{Brokers: brokers}, ConsumerMaxAttempts: 3, Identity: apitest.IdentityConfig(),
 	}, log.With("service", "product"), serviceRegistry())
 	if err != nil {
@@ -137,7 +136,7 @@ func startSagaServices(b *testing.B) sagaServices {
 	s.productAPI = apitest.Start(b, productApp.Serve)
 	s.productAPI.Audience = "product"
 	orderApp, err := order.New(order.Config{
-		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: s.orderURL, MaxConns: 10, MinConns: 2},
+		ShutdownTimeout: 5 * time.Second, Database: pg.Config{URL: s.orderURL, MaxConns: 10},
 		Redis: redisx.Config{Addrs: []string{testenv.RedisAddr(b)}}, Kafka: kafka.Connection{Brokers: brokers}, AMQP: amqp.Config{URL: testenv.OwnAMQPURL(b)},
 		ReminderDelays: []time.Duration{time.Hour}, ExpiryDelay: 2 * time.Hour, LockTTL: 10 * time.Second, ConsumerMaxAttempts: 3,
 		MaxPendingOrders: 1_000_000, MaxPendingUnits: 1_000_000_000,

@@ -15,16 +15,11 @@ import (
 
 // Config names the databases. Services hold it in a field named Database, so
 // the variables read KSHOP_<SERVICE>_DATABASE_URL, _DATABASE_REPLICA_URL and
-// _DATABASE_MAX_CONNS, _DATABASE_MIN_CONNS.
+// _DATABASE_MAX_CONNS.
 type Config struct {
 	URL        string `envconfig:"URL" required:"true" desc:"PostgreSQL URL of the primary, for writes (postgres://user@host:5432/db?sslmode=verify-full); the password may come apart in PGPASSWORD, which the driver reads."`
 	ReplicaURL string `envconfig:"REPLICA_URL" desc:"PostgreSQL URL of a streaming replica for reads that tolerate staleness; empty: every read goes to the primary."`
 	MaxConns   int32  `envconfig:"MAX_CONNS" default:"10" desc:"Most connections in the pool (each of primary and replica)."`
-	// MinConns are opened at the start, in the background, and kept: a new
-	// connection costs a PostgreSQL backend's start and its first statements
-	// (10-40 ms on loopback), which the first request after the start, or
-	// after a quiet spell emptied the pool, would otherwise wait for.
-	MinConns int32 `envconfig:"MIN_CONNS" default:"2" desc:"Connections each pool (primary and replica) opens at the start and keeps open, so the first requests do not wait for new ones; at most MAX_CONNS."`
 	// ReplicaMaxLag is how far behind the primary the replica may be and
 	// still serve reads that tolerate staleness; beyond it they go to the
 	// primary until it catches up.
@@ -45,20 +40,16 @@ type DB struct {
 	reads       readCounts
 }
 
-// Open creates the pools without waiting for a connection (each opens its
-// MinConns in the background): a database that is down at start is reported
-// by Ready and retried by every query, never a crash.
+// Open creates the pools without connecting: a database that is down at start is
+// reported by Ready and retried by every query, never a crash.
 func Open(ctx context.Context, cfg Config) (*DB, error) {
-	if cfg.MaxConns > 0 && cfg.MinConns > cfg.MaxConns {
-		return nil, fmt.Errorf("DATABASE_MIN_CONNS=%d is more than DATABASE_MAX_CONNS=%d: keep it at most the maximum", cfg.MinConns, cfg.MaxConns)
-	}
-	primary, err := newPool(ctx, "DATABASE_URL", cfg.URL, cfg.MinConns, cfg.MaxConns)
+	primary, err := newPool(ctx, "DATABASE_URL", cfg.URL, cfg.MaxConns)
 	if err != nil {
 		return nil, err
 	}
 	db := &DB{Primary: primary, Replica: primary}
 	if cfg.ReplicaURL != "" && cfg.ReplicaURL != cfg.URL {
-		replica, err := newPool(ctx, "DATABASE_REPLICA_URL", cfg.ReplicaURL, cfg.MinConns, cfg.MaxConns)
+		replica, err := newPool(ctx, "DATABASE_REPLICA_URL", cfg.ReplicaURL, cfg.MaxConns)
 		if err != nil {
 			primary.Close()
 			return nil, err
@@ -69,7 +60,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	return db, nil
 }
 
-func newPool(ctx context.Context, setting, url string, minConns, maxConns int32) (*pgxpool.Pool, error) {
+func newPool(ctx context.Context, setting, url string, maxConns int32) (*pgxpool.Pool, error) {
 	if url == "" {
 		return nil, fmt.Errorf("%s is empty", setting)
 	}
@@ -80,9 +71,6 @@ func newPool(ctx context.Context, setting, url string, minConns, maxConns int32)
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
-	}
-	if minConns > 0 {
-		cfg.MinConns = min(minConns, cfg.MaxConns)
 	}
 	// A span per query, with the db.* attributes of the semantic conventions,
 	// under whatever request or message span the context carries.

@@ -67,25 +67,6 @@ func TestReadsGoToTheReplicaPool(t *testing.T) {
 	}
 }
 
-// TestPoolsOpenTheirMinimumAtTheStart: the connections are there before the
-// first query needs one, in both pools, and a minimum above the maximum is
-// refused by name.
-func TestPoolsOpenTheirMinimumAtTheStart(t *testing.T) {
-	url := testenv.NewDatabase(t)
-	db := open(t, pg.Config{URL: url + "&application_name=primary", ReplicaURL: url + "&application_name=replica", MinConns: 3, MaxConns: 5})
-	testenv.WaitFor(t, 10*time.Second, "both pools to open 3 connections", func() bool {
-		return db.Primary.Stat().TotalConns() == 3 && db.Replica.Stat().TotalConns() == 3
-	})
-	if db.Primary.Stat().AcquireCount() != 0 || db.Replica.Stat().AcquireCount() != 0 {
-		t.Fatal("a connection was acquired: the minimum must open without a query")
-	}
-
-	_, err := pg.Open(context.Background(), pg.Config{URL: url, MinConns: 6, MaxConns: 5})
-	if err == nil || !strings.Contains(err.Error(), "DATABASE_MIN_CONNS=6") || !strings.Contains(err.Error(), "DATABASE_MAX_CONNS=5") {
-		t.Fatalf("err = %v; want one naming DATABASE_MIN_CONNS and DATABASE_MAX_CONNS", err)
-	}
-}
-
 func TestOpenWithBadURLNamesTheSettingNotThePassword(t *testing.T) {
 	_, err := pg.Open(context.Background(), pg.Config{URL: "postgres://u:s3cret@host:notaport/db"})
 	if err == nil || !strings.Contains(err.Error(), "DATABASE_URL") || strings.Contains(err.Error(), "s3cret") {
