@@ -174,6 +174,9 @@ func startProcess(b *testing.B, name, binary string, env []string, metricsAddr s
 		b.Fatal(err)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	// A benchmark stopped from outside (Ctrl-C, a timeout) skips its cleanups:
+	// the kernel then stops the service with it instead of leaving it running.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	began := time.Now()
 	if err := p.cmd.Start(); err != nil {
 		b.Fatalf("start %s: %v", name, err)
