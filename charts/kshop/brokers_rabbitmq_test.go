@@ -80,14 +80,25 @@ func TestTheRenderedRabbitMQPermissionsLetEachServiceWorkAndNoMore(t *testing.T)
 		if err != nil {
 			return err
 		}
+		// A refused publish closes the channel, and closing it also ends
+		// every pending confirm, unacknowledged: both cases below can be
+		// ready at once, so only an ack counts as accepted.
 		select {
-		case e := <-closed:
-			return e
 		case <-confirm.Done():
-			return nil
+			if confirm.Acked() {
+				return nil
+			}
 		case <-time.After(10 * time.Second):
 			return errors.New("no confirm")
 		}
+		select {
+		case e, open := <-closed:
+			if open {
+				return e
+			}
+		case <-time.After(10 * time.Second):
+		}
+		return errors.New("not acknowledged, and the channel did not say why")
 	}
 	consume := func(conn *amqp091.Connection, queue string) error {
 		ch, err := conn.Channel()
