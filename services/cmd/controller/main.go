@@ -14,6 +14,7 @@ import (
 	"github.com/kshop/kshop/services/controller"
 	"github.com/kshop/kshop/services/platform/config"
 	"github.com/kshop/kshop/services/platform/logx"
+	"github.com/kshop/kshop/services/platform/process"
 )
 
 func main() {
@@ -30,6 +31,9 @@ func main() {
 	// trace ids), so one Loki query reads them all; controller-runtime logs
 	// through logr, which hands its records to slog.
 	logger := logx.New(os.Stderr, "controller", level)
+	// Like every kshop binary: the Go heap gets three quarters of the
+	// container's limit, the rest is for librdkafka and the binary's pages.
+	process.FollowContainerMemory(logger)
 	ctrl.SetLogger(logr.FromSlogHandler(logger.Handler()))
 	var amqpURL string
 	if cfg.AMQP.Configured() {

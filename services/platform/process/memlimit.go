@@ -3,6 +3,7 @@ package process
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"runtime/debug"
@@ -19,6 +20,18 @@ const goShareOfContainerMemory = 0.75
 
 // cgroupMemoryMax is the container's memory limit under cgroup v2.
 const cgroupMemoryMax = "/sys/fs/cgroup/memory.max"
+
+// FollowContainerMemory gives the Go runtime a soft memory limit of three
+// quarters of the container's memory limit (see setMemoryLimit) and logs what
+// it did. Start calls it; a binary that does not use Start (the controller)
+// calls it itself.
+func FollowContainerMemory(logger *slog.Logger) {
+	if soft, err := setMemoryLimit(cgroupMemoryMax); err != nil {
+		logger.Warn("no Go memory limit from the container's", "error", err)
+	} else if soft > 0 {
+		logger.Info("Go memory limit set from the container's", "gomemlimit_bytes", soft, "share", goShareOfContainerMemory)
+	}
+}
 
 // setMemoryLimit gives the Go runtime a soft memory limit of
 // goShareOfContainerMemory of the container's (read from memoryMax), unless

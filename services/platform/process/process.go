@@ -45,11 +45,7 @@ func Start(service, prefix string, logCfg logx.Config, otel telemetry.Config) *P
 		config.Exit(fmt.Errorf("config: %s_OTEL_*: %w", prefix, err))
 	}
 	logger := logx.New(os.Stdout, service, level)
-	if soft, err := setMemoryLimit(cgroupMemoryMax); err != nil {
-		logger.Warn("no Go memory limit from the container's", "error", err)
-	} else if soft > 0 {
-		logger.Info("Go memory limit set from the container's", "gomemlimit_bytes", soft, "share", goShareOfContainerMemory)
-	}
+	FollowContainerMemory(logger)
 	return &Process{Context: ctx, Logger: logger, Level: level, Telemetry: tel, stop: stop}
 }
 
