@@ -53,6 +53,9 @@ func startDevKafka(cfg binaries.DevKafkaConfig, logger *slog.Logger) (*kfake.Clu
 	}
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	} else {
+		// Small segments, so dropConsumedRecords frees memory as it goes.
+		opts = append(opts, kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.Itoa(inMemorySegmentBytes)}))
 	}
 	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {
@@ -73,6 +76,9 @@ func runDevKafka(cfg binaries.KshopConfig) {
 	broker, err := startDevKafka(cfg.DevKafka, p.Logger)
 	if err != nil {
 		p.Fail("start the development Kafka broker", err)
+	}
+	if cfg.DevKafka.DataDir == "" {
+		go dropConsumedRecordsUntil(p.Context, broker, p.Logger)
 	}
 	<-p.Context.Done()
 	broker.Close()

@@ -78,3 +78,68 @@ func TestTheDevelopmentBrokerSeedsTheTopicsLikeTheChart(t *testing.T) {
 		}
 	}
 }
+
+// The in-memory broker drops, in each partition, the records every group
+// that consumes the topic has committed past, and keeps the rest: what a
+// group has not read yet, a partition one group has not committed, and a
+// topic no group reads (dead letters).
+func TestTheInMemoryBrokerDropsOnlyWhatEveryGroupHasRead(t *testing.T) {
+	ctx := context.Background()
+	b, err := startDevKafka(binaries.DevKafkaConfig{Addr: "127.0.0.1:0", SeedTopics: true}, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	client, err := kgo.NewClient(kgo.SeedBrokers(b.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	admin := kadm.NewClient(client)
+	read, unread := events.TopicOrderCreated.Name(), events.DeadLetterTopic(events.TopicOrderCreated.Name())
+	// 3 MiB into each partition: more than one segment each.
+	value := make([]byte, 1024)
+	for topic, partitions := range map[string]int32{read: events.DefaultPartitions, unread: events.DeadLetterPartitions} {
+		for partition := range partitions {
+			for range 3 * 1024 {
+				client.Produce(ctx, &kgo.Record{Topic: topic, Partition: partition, Value: value}, func(_ *kgo.Record, err error) {
+					if err != nil {
+						t.Errorf("produce to %s[%d]: %v", topic, partition, err)
+					}
+				})
+			}
+		}
+	}
+	if err := client.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	commit := func(group string, at map[int32]int64) {
+		t.Helper()
+		offsets := kadm.Offsets{}
+		for partition, offset := range at {
+			offsets.AddOffset(read, partition, offset, -1)
+		}
+		if err := admin.CommitAllOffsets(ctx, group, offsets); err != nil {
+			t.Fatalf("commit for %s: %v", group, err)
+		}
+	}
+	// order has read partitions 0 and 1 far; mail less of 0 and nothing of 2.
+	commit("order", map[int32]int64{0: 3000, 1: 2500, 2: 1000})
+	commit("mail", map[int32]int64{0: 1200, 1: 2500})
+	if err := dropConsumedRecords(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
+	starts, err := admin.ListStartOffsets(ctx, read, unread)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[int32]int64{read: {0: 1200, 1: 2500, 2: 0}, unread: {0: 0}}
+	for topic, partitions := range want {
+		for partition, offset := range partitions {
+			got, ok := starts.Lookup(topic, partition)
+			if !ok || got.Err != nil || got.Offset != offset {
+				t.Errorf("%s[%d] starts at %+v, want %d", topic, partition, got, offset)
+			}
+		}
+	}
+}
