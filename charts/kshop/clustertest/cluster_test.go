@@ -209,6 +209,10 @@ func TestTheChartOnARealCluster(t *testing.T) {
 		scaleGateway(ctx, t)
 	})
 
+	step(t, "every container's memory after the loads is within its limit", namespace, func(t *testing.T, ctx context.Context) {
+		checkMemory(ctx, t)
+	})
+
 	step(t, "an eviction that would break a PodDisruptionBudget is refused", namespace, func(t *testing.T, ctx context.Context) {
 		evictAgainstBudget(ctx, t)
 	})

@@ -324,6 +324,68 @@ func scaleGateway(ctx context.Context, t *testing.T) {
 	measured(t, "gateway HPA: back to 1 pod %v after the load stopped", time.Since(stopped).Round(time.Second))
 }
 
+// memoryHeadroom is how close to its limit a container's working set may be
+// after the journey's loads: nearer, the next burst is an OOM kill.
+const memoryHeadroom = 0.8
+
+// checkMemory reads every container's working set from metrics-server (what
+// the kubelet and a memory HPA see) after the loads, reports each beside its
+// request and limit, and fails for one within memoryHeadroom of its limit.
+func checkMemory(ctx context.Context, t *testing.T) {
+	type containerMetrics struct {
+		Name  string                       `json:"name"`
+		Usage map[string]resource.Quantity `json:"usage"`
+	}
+	var list struct {
+		Items []struct {
+			Metadata   metav1.ObjectMeta  `json:"metadata"`
+			Containers []containerMetrics `json:"containers"`
+		} `json:"items"`
+	}
+	raw, err := kube.kube.Discovery().RESTClient().Get().AbsPath("/apis/metrics.k8s.io/v1beta1/namespaces", namespace, "pods").DoRaw(ctx)
+	if err != nil {
+		t.Fatalf("the metrics API: %v", err)
+	}
+	if err := json.Unmarshal(raw, &list); err != nil {
+		t.Fatal(err)
+	}
+	pods, err := kube.kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resources := map[string]corev1.ResourceRequirements{} // pod/container
+	for _, p := range pods.Items {
+		for _, c := range p.Spec.Containers {
+			resources[p.Name+"/"+c.Name] = c.Resources
+		}
+	}
+	const mib = 1 << 20
+	seen := 0
+	for _, p := range list.Items {
+		component := p.Metadata.Labels["app.kubernetes.io/name"]
+		if p.Metadata.Labels["app.kubernetes.io/instance"] != release || p.Metadata.Labels["app.kubernetes.io/part-of"] != "kshop" {
+			continue // this test's load pods, the brokers and databases
+		}
+		for _, c := range p.Containers {
+			r, ok := resources[p.Metadata.Name+"/"+c.Name]
+			if !ok {
+				continue // gone since metrics-server read it
+			}
+			seen++
+			used := c.Usage[string(corev1.ResourceMemory)]
+			limit := r.Limits[corev1.ResourceMemory]
+			request := r.Requests[corev1.ResourceMemory]
+			measured(t, "memory of %s (%s): %d MiB working set, request %d MiB, limit %d MiB", component, p.Metadata.Name, used.Value()/mib, request.Value()/mib, limit.Value()/mib)
+			if !limit.IsZero() && float64(used.Value()) > memoryHeadroom*float64(limit.Value()) {
+				t.Errorf("%s uses %d MiB of its %d MiB limit: raise the limit or find what grows", p.Metadata.Name, used.Value()/mib, limit.Value()/mib)
+			}
+		}
+	}
+	if seen == 0 {
+		t.Fatal("metrics-server reported no container of the release")
+	}
+}
+
 func describeHPA(metrics []autoscalingv2.MetricStatus) string {
 	var parts []string
 	for _, m := range metrics {
