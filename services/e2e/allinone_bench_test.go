@@ -9,8 +9,8 @@ import (
 // the development Kafka broker in one process, under the load of
 // BenchmarkServiceProcesses, and reports its memory idle, at the peak of the
 // load and after it, as "kshop-<when>-{rss,anon,heap}-MB". The broker keeps
-// every record in memory (as `make run` does when KSHOP_DEV_KAFKA_DATA_DIR is
-// not set), so its share grows with the events of the load. One run whatever b.N.
+// its records in memory (as `make run` does when KSHOP_DEV_KAFKA_DATA_DIR is
+// not set) until every consumer group has read them. One run whatever b.N.
 func BenchmarkAllInOneProcess(b *testing.B) {
 	rate, duration := processLoad(b)
 	bin := buildCommands(b, "kshop")

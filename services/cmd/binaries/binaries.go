@@ -98,7 +98,7 @@ type KshopConfig struct {
 // Kubernetes the real Kafka chart takes its place.
 type DevKafkaConfig struct {
 	Addr    string `envconfig:"ADDR" default:"127.0.0.1:14092" desc:"Address of the development Kafka broker: one address of this machine and a port (never 0.0.0.0)."`
-	DataDir string `envconfig:"DATA_DIR" desc:"Directory where its topics and offsets survive a restart; empty: in memory only."`
+	DataDir string `envconfig:"DATA_DIR" desc:"Directory where its topics and offsets survive a restart; empty: in memory only, where records every consumer group has read are dropped every 30 s."`
 	// SeedTopics off: the broker starts empty and the platform controller
 	// must create the topics (the test cluster proves it does).
 	SeedTopics bool `envconfig:"SEED_TOPICS" default:"true" desc:"Create the contract's topics at start (as the controller does in Kubernetes)."`
