@@ -207,10 +207,14 @@ func rollUnderLoad(ctx context.Context, t *testing.T) {
 	}
 }
 
+// releaseWorkloads selects the pods of the release's Deployments: the
+// release's labels, without this test's load pods (clientLabels).
+const releaseWorkloads = "app.kubernetes.io/instance=" + release + ",app.kubernetes.io/name!=loadgen"
+
 // workloadPods names the pods of the release's Deployments.
 func workloadPods(ctx context.Context, t *testing.T) map[string]bool {
 	t.Helper()
-	pods, err := kube.kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + release + ",app.kubernetes.io/name!=loadgen"})
+	pods, err := kube.kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: releaseWorkloads})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,14 +346,15 @@ func checkMemory(ctx context.Context, t *testing.T) {
 			Containers []containerMetrics `json:"containers"`
 		} `json:"items"`
 	}
-	raw, err := kube.kube.Discovery().RESTClient().Get().AbsPath("/apis/metrics.k8s.io/v1beta1/namespaces", namespace, "pods").DoRaw(ctx)
+	raw, err := kube.kube.Discovery().RESTClient().Get().AbsPath("/apis/metrics.k8s.io/v1beta1/namespaces", namespace, "pods").
+		Param("labelSelector", releaseWorkloads).DoRaw(ctx)
 	if err != nil {
 		t.Fatalf("the metrics API: %v", err)
 	}
 	if err := json.Unmarshal(raw, &list); err != nil {
 		t.Fatal(err)
 	}
-	pods, err := kube.kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+	pods, err := kube.kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: releaseWorkloads})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,9 +368,6 @@ func checkMemory(ctx context.Context, t *testing.T) {
 	seen := 0
 	for _, p := range list.Items {
 		component := p.Metadata.Labels["app.kubernetes.io/name"]
-		if p.Metadata.Labels["app.kubernetes.io/instance"] != release || p.Metadata.Labels["app.kubernetes.io/part-of"] != "kshop" {
-			continue // this test's load pods, the brokers and databases
-		}
 		for _, c := range p.Containers {
 			r, ok := resources[p.Metadata.Name+"/"+c.Name]
 			if !ok {
