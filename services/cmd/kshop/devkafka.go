@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,7 +14,10 @@ import (
 	"github.com/kshop/kshop/services/platform/process"
 )
 
-func startDevKafka(cfg binaries.DevKafkaConfig, logger *slog.Logger) (*kfake.Cluster, error) {
+// startDevKafka starts the development broker. Without a data directory it
+// holds its records in memory and, until ctx ends, drops those every
+// consumer group has read (dropConsumedRecordsUntil).
+func startDevKafka(ctx context.Context, cfg binaries.DevKafkaConfig, logger *slog.Logger) (*kfake.Cluster, error) {
 	host, portText, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("KSHOP_DEV_KAFKA_ADDR=%q is not host:port: %w", cfg.Addr, err)
@@ -61,6 +65,9 @@ func startDevKafka(cfg binaries.DevKafkaConfig, logger *slog.Logger) (*kfake.Clu
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	if cfg.DataDir == "" {
+		go dropConsumedRecordsUntil(ctx, cluster, logger)
+	}
 	logger.Info("development Kafka broker ready", "bootstrap", cluster.ListenAddrs(), "seeded_topics", cfg.SeedTopics)
 	return cluster, nil
 }
@@ -73,12 +80,9 @@ func runDevKafka(cfg binaries.KshopConfig) {
 	if cfg.DevKafka.DataDir == "" {
 		p.Logger.Warn("KSHOP_DEV_KAFKA_DATA_DIR is not set: a restart loses every topic")
 	}
-	broker, err := startDevKafka(cfg.DevKafka, p.Logger)
+	broker, err := startDevKafka(p.Context, cfg.DevKafka, p.Logger)
 	if err != nil {
 		p.Fail("start the development Kafka broker", err)
-	}
-	if cfg.DevKafka.DataDir == "" {
-		go dropConsumedRecordsUntil(p.Context, broker, p.Logger)
 	}
 	<-p.Context.Done()
 	broker.Close()

@@ -17,14 +17,14 @@ import (
 // on every interface.
 func TestTheDevelopmentBrokerRefusesEveryInterface(t *testing.T) {
 	for _, addr := range []string{"0.0.0.0:14099", ":14099", "[::]:14099", "kafka.example.com:14099", "127.0.0.1"} {
-		if b, err := startDevKafka(binaries.DevKafkaConfig{Addr: addr}, slog.Default()); err == nil {
+		if b, err := startDevKafka(t.Context(), binaries.DevKafkaConfig{Addr: addr}, slog.Default()); err == nil {
 			b.Close()
 			t.Errorf("%s was accepted", addr)
 		} else if !strings.Contains(err.Error(), "KSHOP_DEV_KAFKA_ADDR") {
 			t.Errorf("%s: the error does not name the setting: %v", addr, err)
 		}
 	}
-	b, err := startDevKafka(binaries.DevKafkaConfig{Addr: "127.0.0.1:0"}, slog.Default())
+	b, err := startDevKafka(t.Context(), binaries.DevKafkaConfig{Addr: "127.0.0.1:0"}, slog.Default())
 	if err != nil {
 		t.Fatalf("loopback refused: %v", err)
 	}
@@ -34,7 +34,7 @@ func TestTheDevelopmentBrokerRefusesEveryInterface(t *testing.T) {
 // On another address of this machine the broker listens and advertises there,
 // so clients that can reach only that address (pods) are sent back to it.
 func TestTheDevelopmentBrokerAdvertisesTheAddressItListensOn(t *testing.T) {
-	b, err := startDevKafka(binaries.DevKafkaConfig{Addr: "127.0.0.2:0"}, slog.Default())
+	b, err := startDevKafka(t.Context(), binaries.DevKafkaConfig{Addr: "127.0.0.2:0"}, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestTheDevelopmentBrokerAdvertisesTheAddressItListensOn(t *testing.T) {
 // counts, so the controller finds nothing to change; unseeded it is empty.
 func TestTheDevelopmentBrokerSeedsTheTopicsLikeTheChart(t *testing.T) {
 	for _, seed := range []bool{true, false} {
-		b, err := startDevKafka(binaries.DevKafkaConfig{Addr: "127.0.0.1:0", SeedTopics: seed}, slog.Default())
+		b, err := startDevKafka(t.Context(), binaries.DevKafkaConfig{Addr: "127.0.0.1:0", SeedTopics: seed}, slog.Default())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +85,7 @@ func TestTheDevelopmentBrokerSeedsTheTopicsLikeTheChart(t *testing.T) {
 // topic no group reads (dead letters).
 func TestTheInMemoryBrokerDropsOnlyWhatEveryGroupHasRead(t *testing.T) {
 	ctx := context.Background()
-	b, err := startDevKafka(binaries.DevKafkaConfig{Addr: "127.0.0.1:0", SeedTopics: true}, slog.Default())
+	b, err := startDevKafka(t.Context(), binaries.DevKafkaConfig{Addr: "127.0.0.1:0", SeedTopics: true}, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}

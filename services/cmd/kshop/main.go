@@ -70,14 +70,11 @@ func main() {
 		p.Fail("make the gateway's identity keys", err)
 	}
 
-	broker, err := startDevKafka(cfg.DevKafka, logger)
+	broker, err := startDevKafka(p.Context, cfg.DevKafka, logger)
 	if err != nil {
 		p.Fail("start the development Kafka broker", err)
 	}
 	defer broker.Close()
-	if cfg.DevKafka.DataDir == "" {
-		go dropConsumedRecordsUntil(p.Context, broker, logger)
-	}
 
 	// Each service keeps its own registry, served on its own metrics port, as it
 	// would be in its own pod (with the process's runtime metrics in each).
