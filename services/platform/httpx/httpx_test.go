@@ -18,6 +18,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kshop/kshop/services/platform/promtest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -284,23 +286,7 @@ func TestRequestsWhoseClientHangsUpAre499(t *testing.T) {
 	if r := do(t, e, "GET", "/broken", "", ""); r.status != 500 || r.body.Message != MsgInternal {
 		t.Fatalf("unexpected failure with the client waiting: %d %s", r.status, r.raw)
 	}
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	counted := map[string]float64{}
-	for _, f := range families {
-		if f.GetName() != "http_requests_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			counted[labels["route"]+" "+labels["status"]] += m.GetCounter().GetValue()
-		}
-	}
+	counted := promtest.Counters(t, reg, "http_requests_total", "route", "status")
 	if counted["/slow 499"] != 1 || counted["/slow 500"] != 0 || counted["/broken 500"] != 1 {
 		t.Fatalf("requests counted by route and status: %v, want /slow 499 once and /broken 500 once", counted)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/kshop/kshop/services/platform/pg"
+	"github.com/kshop/kshop/services/platform/promtest"
 	"github.com/kshop/kshop/services/platform/testenv"
 )
 
@@ -127,9 +128,9 @@ func TestLaggingReplicaServesNoReadsUntilItCatchesUp(t *testing.T) {
 			t.Fatalf("%s: %d series, %v", name, n, err)
 		}
 	}
-	reads := readsByPoolAndReason(t, registry)
-	if reads["replica/replica"] != 1 || reads["primary/fresh"] != 0 || reads["primary/replica_failed"] != cancelled ||
-		reads["primary/replica_lagging"] < 1 || reads["primary/replica_lagging"]+reads["primary/replica_down"] != 1+primaryOnly {
+	reads := promtest.Counters(t, registry, "kshop_db_reads_total", "pool", "reason")
+	if reads["replica replica"] != 1 || reads["primary fresh"] != 0 || reads["primary replica_failed"] != float64(cancelled) ||
+		reads["primary replica_lagging"] < 1 || reads["primary replica_lagging"]+reads["primary replica_down"] != float64(1+primaryOnly) {
 		t.Fatalf("kshop_db_reads_total %v; want one read on the replica, %d after a failure there and %d more on the primary because it lagged", reads, cancelled, 1+primaryOnly)
 	}
 }
@@ -139,29 +140,6 @@ func TestLaggingReplicaServesNoReadsUntilItCatchesUp(t *testing.T) {
 func recoveryConflict(err error) bool {
 	pgErr, ok := errors.AsType[*pgconn.PgError](err)
 	return ok && (pgErr.Code == "40001" || pgErr.Code == "40P01")
-}
-
-// readsByPoolAndReason reads kshop_db_reads_total by "pool/reason".
-func readsByPoolAndReason(t *testing.T, registry *prometheus.Registry) map[string]int {
-	t.Helper()
-	families, err := registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reads := map[string]int{}
-	for _, f := range families {
-		if f.GetName() != "kshop_db_reads_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			reads[labels["pool"]+"/"+labels["reason"]] = int(m.GetCounter().GetValue())
-		}
-	}
-	return reads
 }
 
 // TestAReplicaThatIsAPrimaryIsCurrent: a replica URL that reaches a server

@@ -1,7 +1,8 @@
 // Package promtest runs a real Prometheus server (Debian's package, installed
 // by hack/install-deps.sh) inside a test: it scrapes the given targets and
 // answers PromQL through its HTTP API, so a test can see what a dashboard or
-// an alert would show of the processes it started.
+// an alert would show of the processes it started. Counters reads a counter
+// straight from a registry, for tests of one package's own metrics.
 package promtest
 
 import (
@@ -20,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Target is one process to scrape: Addr (host:port) serves Path (default
@@ -348,4 +351,34 @@ func (s *Server) EvaluatedAlertRules(t testing.TB, want int) []AlertRule {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// Counters reads the counter name from g, without a Prometheus server: the
+// value of each series, keyed by the values of labels in that order, joined by
+// spaces ("GET 200" for labels "method", "status"). Series that share those
+// values are added up.
+func Counters(t testing.TB, g prometheus.Gatherer, name string, labels ...string) map[string]float64 {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			values := map[string]string{}
+			for _, l := range m.GetLabel() {
+				values[l.GetName()] = l.GetValue()
+			}
+			key := make([]string, len(labels))
+			for i, l := range labels {
+				key[i] = values[l]
+			}
+			counted[strings.Join(key, " ")] += m.GetCounter().GetValue()
+		}
+	}
+	return counted
 }
