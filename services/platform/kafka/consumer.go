@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -133,12 +134,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 	onRebalance := func(_ *ckafka.Consumer, ev ckafka.Event) error {
 		switch ev := ev.(type) {
 		case ckafka.AssignedPartitions:
+			c.assign(ev.Partitions)
 			c.joined.Store(true)
 		case ckafka.RevokedPartitions:
 			workers.drain()
 			workers.forget(ev.Partitions)
 		}
-		return nil // librdkafka then assigns or unassigns as it would without a callback
+		return nil // after a revocation, the default unassign follows
 	}
 	if err := c.consumer.SubscribeTopics(c.cfg.Topics, onRebalance); err != nil {
 		return fmt.Errorf("subscribe %v: %w", c.cfg.Topics, err)
@@ -300,4 +302,44 @@ func fromConfluent(m *ckafka.Message) Message {
 		Topic: topic, Key: m.Key, Value: m.Value, Headers: headers,
 		Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset), Timestamp: m.Timestamp,
 	}
+}
+
+// assign starts the member's new partitions where the group left them, or at
+// the beginning for those it never committed, as auto.offset.reset=earliest
+// would. Left to itself, librdkafka finds a partition without a committed
+// offset and then waits 100 ms before it asks the broker where the partition
+// begins: every consumer group's first start (a fresh install, a new service)
+// kept its first events back by that much. Naming the start itself avoids the
+// wait. If the committed offsets cannot be read, librdkafka looks them up as
+// usual.
+func (c *Consumer) assign(partitions []ckafka.TopicPartition) {
+	committed, err := c.consumer.Committed(partitions, committedLookupTimeoutMs)
+	if err == nil {
+		err = c.consumer.Assign(startPositions(committed))
+	} else {
+		c.logger.Warn("read the group's committed offsets; librdkafka looks them up itself", "error", err)
+		err = c.consumer.Assign(partitions)
+	}
+	if err != nil {
+		c.logger.Error("assign partitions", "partitions", len(partitions), "error", err)
+	}
+}
+
+// committedLookupTimeoutMs bounds the committed-offset lookup in a rebalance.
+const committedLookupTimeoutMs = 5000
+
+// startPositions says where to start each partition: at its committed offset,
+// at the beginning when the group never committed one, and at whatever
+// librdkafka finds when the lookup failed for that partition.
+func startPositions(committed []ckafka.TopicPartition) []ckafka.TopicPartition {
+	start := slices.Clone(committed)
+	for i := range start {
+		switch {
+		case start[i].Error != nil:
+			start[i].Offset, start[i].Error = ckafka.OffsetStored, nil
+		case start[i].Offset == ckafka.OffsetInvalid:
+			start[i].Offset = ckafka.OffsetBeginning
+		}
+	}
+	return start
 }
