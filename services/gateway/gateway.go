@@ -192,7 +192,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 			if !app.vouch(c, u.name) {
 				return
 			}
-			u.proxy.ServeHTTP(c.Writer, c.Request)
+			u.serve(c.Writer, c.Request)
 		}
 	}
 	auth, products, orders := upstreams["auth"], upstreams["product"], upstreams["order"]

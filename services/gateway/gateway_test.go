@@ -25,6 +25,13 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/kshop/kshop/services/gateway"
 	"github.com/kshop/kshop/services/platform/apitest"
@@ -626,6 +633,52 @@ func TestProxyingReusesTheCopyBuffer(t *testing.T) {
 	t.Logf("%d bytes allocated per proxied request, client and upstream included", perRequest)
 	if perRequest >= 32<<10 {
 		t.Errorf("%d bytes allocated per proxied request, more than the 32 KiB copy buffer: is it allocated for each response again?", perRequest)
+	}
+}
+
+// Each proxied request is a client span of its own between the gateway's
+// server span and the upstream's: the upstream receives the client span as its
+// parent, and the span carries the upstream's answer.
+func TestTheUpstreamHopIsAClientSpan(t *testing.T) {
+	recorder := tracetest.NewSpanRecorder()
+	provider := otel.GetTracerProvider().(*sdktrace.TracerProvider)
+	provider.RegisterSpanProcessor(recorder)
+	defer provider.UnregisterSpanProcessor(recorder)
+	w := newWorld(t)
+	w.product.answer = func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = rw.Write([]byte(`{"message":"busy"}`))
+	}
+	gw := w.start(t)
+	call(t, gw, http.MethodGet, "/products/1", "", nil).Expect(t, http.StatusServiceUnavailable, "busy")
+
+	upstreamParent := oteltrace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.HeaderCarrier(w.product.last(t).Header)))
+	if !upstreamParent.IsValid() {
+		t.Fatalf("the upstream got no trace context: %v", w.product.last(t).Header)
+	}
+	var client, server sdktrace.ReadOnlySpan
+	testenv.WaitFor(t, 5*time.Second, "the gateway's spans to end", func() bool {
+		for _, s := range recorder.Ended() {
+			switch {
+			case s.SpanContext().SpanID() == upstreamParent.SpanID():
+				client = s
+			case s.SpanKind() == oteltrace.SpanKindServer && s.SpanContext().TraceID() == upstreamParent.TraceID():
+				server = s
+			}
+		}
+		return client != nil && server != nil
+	})
+	if client.SpanKind() != oteltrace.SpanKindClient || client.Name() != "GET product" || client.Parent().SpanID() != server.SpanContext().SpanID() {
+		t.Fatalf("the upstream's parent is %s span %q under %s, want the client span GET product under the gateway's server span %s",
+			client.SpanKind(), client.Name(), client.Parent().SpanID(), server.SpanContext().SpanID())
+	}
+	attrs := map[attribute.Key]attribute.Value{}
+	for _, a := range client.Attributes() {
+		attrs[a.Key] = a.Value
+	}
+	if attrs["http.response.status_code"].AsInt64() != http.StatusServiceUnavailable || attrs["server.address"].AsString() != "127.0.0.1" || client.Status().Code != codes.Error {
+		t.Fatalf("client span attributes %v, status %v: want the upstream's 503, its address and an error status", client.Attributes(), client.Status())
 	}
 }
 

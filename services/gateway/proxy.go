@@ -18,15 +18,22 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kshop/kshop/services/platform/httpx"
 )
 
 // upstream is one service behind the gateway.
 type upstream struct {
-	name  string
-	proxy *httputil.ReverseProxy
+	name string
+	// server names the upstream in its client spans.
+	server []attribute.KeyValue
+	proxy  *httputil.ReverseProxy
 }
 
 // newUpstream builds a pooled reverse proxy to target. stripPrefix is removed
@@ -42,7 +49,10 @@ func newUpstream(name string, target *url.URL, stripPrefix string, timeout time.
 		ResponseHeaderTimeout: timeout,
 		ExpectContinueTimeout: time.Second,
 	}
-	u := &upstream{name: name}
+	u := &upstream{name: name, server: []attribute.KeyValue{semconv.ServerAddress(target.Hostname())}}
+	if port, err := strconv.Atoi(target.Port()); err == nil {
+		u.server = append(u.server, semconv.ServerPort(port))
+	}
 	u.proxy = &httputil.ReverseProxy{
 		// Rewrite (not Director): the incoming X-Forwarded-* headers are dropped
 		// before it runs, so a client cannot forge them.
@@ -61,10 +71,18 @@ func newUpstream(name string, target *url.URL, stripPrefix string, timeout time.
 			}
 			pr.Out.Header.Del("X-Real-Ip")
 			pr.Out.Header.Set(httpx.HeaderRequestID, httpx.RequestID(pr.In.Context()))
+			// The upstream's spans go under the client span serve started.
+			otel.GetTextMapPropagator().Inject(pr.Out.Context(), propagation.HeaderCarrier(pr.Out.Header))
 		},
-		// The client span and the traceparent header for the upstream.
-		Transport:      otelhttp.NewTransport(transport),
-		ModifyResponse: normaliseResponse,
+		Transport: transport,
+		ModifyResponse: func(resp *http.Response) error {
+			span := trace.SpanFromContext(resp.Request.Context())
+			span.SetAttributes(semconv.HTTPResponseStatusCode(resp.StatusCode))
+			if resp.StatusCode >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(resp.StatusCode))
+			}
+			return normaliseResponse(resp)
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			status, message, kind := classify(err)
 			if kind == "" {
@@ -73,6 +91,7 @@ func newUpstream(name string, target *url.URL, stripPrefix string, timeout time.
 				w.WriteHeader(httpx.StatusClientClosedRequest)
 				return
 			}
+			trace.SpanFromContext(r.Context()).SetStatus(codes.Error, kind)
 			if errorsTotal != nil {
 				errorsTotal.WithLabelValues(name, kind).Inc()
 			}
@@ -83,6 +102,21 @@ func newUpstream(name string, target *url.URL, stripPrefix string, timeout time.
 		BufferPool: copyBuffers{},
 	}
 	return u
+}
+
+// upstreamTracer starts the gateway's client spans.
+var upstreamTracer = otel.Tracer("github.com/kshop/kshop/services/gateway")
+
+// serve proxies r to the upstream inside a client span: in a trace it is the
+// hop between the gateway's server span and the service's, and it lasts until
+// the whole body has been copied. (otelhttp's transport did this before, at
+// the cost of a second copy of every request and of client metrics nobody
+// read: a quarter of what the gateway allocated.)
+func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
+	ctx, span := upstreamTracer.Start(r.Context(), r.Method+" "+u.name, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(u.server...), trace.WithAttributes(semconv.HTTPRequestMethodKey.String(r.Method)))
+	defer span.End()
+	u.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // copyBufferSize is the size of the buffer a response body is copied
