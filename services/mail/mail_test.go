@@ -42,10 +42,12 @@ type harness struct {
 func start(t *testing.T, maxAttempts int) *harness {
 	t.Helper()
 	srv := smtptest.Start(t)
+	amqpURL := testenv.OwnAMQPURL(t)
+	purgeEarlierTests(t, amqpURL)
 	cfg := mail.Config{
 		ShutdownTimeout: 5 * time.Second,
 		Database:        pg.Config{URL: testenv.NewDatabase(t), MaxConns: 10},
-		AMQP:            amqp.Config{URL: testenv.OwnAMQPURL(t)},
+		AMQP:            amqp.Config{URL: amqpURL},
 		SMTP:            mail.SMTPConfig{Host: srv.Host, Port: srv.Port, TLS: mail.TLSNone, From: "kshop <no-reply@kshop.local>", Timeout: 5 * time.Second},
 		MaxAttempts:     maxAttempts,
 		Retry:           retry.Pace{Initial: 200 * time.Millisecond, Max: 2 * time.Second},
@@ -70,11 +72,28 @@ func start(t *testing.T, maxAttempts int) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The queues are declared by the service; purge what earlier tests left.
-	for _, q := range []string{events.QueueVerification, events.QueueAccountVerified, events.QueuePaymentReminder, events.QueueOrderSuccess, events.QueueOrderCancelled} {
-		_, _ = ch.QueuePurge(q+".dlq", false)
-	}
 	return &harness{smtp: srv, amqpURL: cfg.AMQP.URL, registry: registry, db: pool, ch: ch}
+}
+
+// purgeEarlierTests empties the queues of the package's virtual host before a
+// test's service starts: a message an earlier test's service was still
+// handling when it stopped went back to its queue, and the next test's
+// service would send it (a test counting SMTP attempts saw four for three).
+// The queues do not exist before the first test; each purge has a channel of
+// its own because a missing queue closes the channel.
+func purgeEarlierTests(t *testing.T, amqpURL string) {
+	t.Helper()
+	conn := amqptest.Dial(t, amqpURL)
+	for _, route := range events.MailRoutes {
+		for _, name := range []string{route.Queue, amqp.DeadLetterQueue(route.Queue)} {
+			ch, err := conn.Channel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = ch.QueuePurge(name, false)
+			_ = ch.Close()
+		}
+	}
 }
 
 func (h *harness) publish(t *testing.T, exchange, key, messageID string, body []byte) {
