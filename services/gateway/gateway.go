@@ -180,7 +180,6 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	if err := engine.SetTrustedProxies(cfg.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("%s_TRUSTED_PROXIES: %w", Prefix, err)
 	}
-	engine.Use(rememberClient)
 	if len(cfg.CORSOrigins) > 0 {
 		engine.Use(cors(cfg.CORSOrigins))
 	}
@@ -192,7 +191,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 			if !app.vouch(c, u.name) {
 				return
 			}
-			u.serve(c.Writer, c.Request)
+			u.serve(c.Writer, c.Request, c.ClientIP())
 		}
 	}
 	auth, products, orders := upstreams["auth"], upstreams["product"], upstreams["order"]
