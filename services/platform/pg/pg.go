@@ -75,6 +75,7 @@ func newPool(ctx context.Context, setting, url string, maxConns int32) (*pgxpool
 	// A span per query, with the db.* attributes of the semantic conventions,
 	// under whatever request or message span the context carries.
 	cfg.ConnConfig.Tracer = otelpgx.NewTracer()
+	cfg.AfterConnect = warmNewConnection
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create pool for %s: %w", setting, err)
