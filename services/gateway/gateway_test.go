@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"fmt"
@@ -489,6 +490,108 @@ func TestDeadUpstreamIs502AndSlowUpstreamIs504(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// stoppingUpstream answers the first request on each connection and hangs
+// up on the next one without an answer, after reading it: what a server
+// that shuts down does to an idle kept-alive connection at the moment a
+// request leaves on it.
+type stoppingUpstream struct {
+	net.Listener
+	mu     sync.Mutex
+	bodies []string // every body read, in order
+}
+
+func newStoppingUpstream(t *testing.T) *stoppingUpstream {
+	t.Helper()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &stoppingUpstream{Listener: listener}
+	t.Cleanup(func() { _ = listener.Close() })
+	go func() {
+		for {
+			conn, err := listener.Accept()
+			if err != nil {
+				return
+			}
+			go u.serve(conn)
+		}
+	}()
+	return u
+}
+
+func (u *stoppingUpstream) serve(conn net.Conn) {
+	defer conn.Close()
+	reader := bufio.NewReader(conn)
+	for served := 0; ; served++ {
+		req, err := http.ReadRequest(reader)
+		if err != nil {
+			return
+		}
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			return
+		}
+		u.mu.Lock()
+		u.bodies = append(u.bodies, string(body))
+		u.mu.Unlock()
+		if served > 0 {
+			return
+		}
+		answer := `{"data":{"ok":true}}`
+		_, _ = fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(answer), answer)
+	}
+}
+
+func (u *stoppingUpstream) received() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.bodies)
+}
+
+// A POST its client marked idempotent is sent again on a fresh connection
+// when the kept-alive one it went out on was closed under it (an order pod
+// stopping during a rollout): the rolling upgrade's load saw a 502 for an
+// order there. Without the mark the gateway may not repeat a POST, and that
+// stays a 502.
+func TestAnIdempotentRequestSurvivesAnUpstreamClosingItsConnection(t *testing.T) {
+	w := newWorld(t)
+	stopping := newStoppingUpstream(t)
+	w.cfg.OrderURL = "http://" + stopping.Addr().String()
+	gw := w.start(t)
+	token := w.token(t, 5)
+	post := func(body string, header http.Header) apitest.Reply {
+		header.Set("Authorization", "Bearer "+token)
+		return gw.Send(t, http.MethodPost, "/orders", "application/json", []byte(body), header)
+	}
+
+	post(`{"request_id":"first"}`, http.Header{"Idempotency-Key": {"first"}}).Expect(t, http.StatusOK, "")
+	post(`{"request_id":"second"}`, http.Header{"Idempotency-Key": {"second"}}).Expect(t, http.StatusOK, "")
+	want := []string{`{"request_id":"first"}`, `{"request_id":"second"}`, `{"request_id":"second"}`}
+	if got := stopping.received(); !slices.Equal(got, want) {
+		t.Fatalf("the upstream read %q, want %q: the second order sent on the kept-alive connection, then whole again on a new one", got, want)
+	}
+
+	post(`{"request_id":"third"}`, http.Header{}).Expect(t, http.StatusBadGateway, "upstream unavailable")
+	if got := stopping.received(); len(got) != 4 {
+		t.Fatalf("the upstream read %q: a POST without Idempotency-Key must be sent once", got)
+	}
+
+	// Kept in memory, a body is still held to the limit, also when its
+	// length was not declared.
+	big := io.NopCloser(strings.NewReader(`{"request_id":"` + strings.Repeat("x", 2<<20) + `"}`))
+	req, _ := http.NewRequest(http.MethodPost, gw.Base+"/orders", big)
+	req.Header = http.Header{"Idempotency-Key": {"big"}, "Authorization": {"Bearer " + token}, "Content-Type": {"application/json"}}
+	resp, err := gw.HTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || len(stopping.received()) != 4 {
+		t.Fatalf("a chunked body over the limit: %d, the upstream read %d bodies; want 413 and nothing sent", resp.StatusCode, len(stopping.received()))
 	}
 }
 

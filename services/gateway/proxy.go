@@ -117,7 +117,51 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request, client string) 
 	ctx, span := upstreamTracer.Start(r.Context(), r.Method+" "+u.name, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(u.server...), trace.WithAttributes(semconv.HTTPRequestMethodKey.String(r.Method)))
 	defer span.End()
-	u.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, clientKey{}, client)))
+	r = r.WithContext(context.WithValue(ctx, clientKey{}, client))
+	if err := keepForReplay(r); err != nil {
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
+			writeEnvelope(w, http.StatusRequestEntityTooLarge, httpx.MsgBodyTooLarge)
+		case r.Context().Err() != nil:
+			w.WriteHeader(httpx.StatusClientClosedRequest)
+		default:
+			writeEnvelope(w, http.StatusBadRequest, "the request body could not be read")
+		}
+		return
+	}
+	u.proxy.ServeHTTP(w, r)
+}
+
+// keepForReplay reads the body of a request its client marked idempotent
+// (Idempotency-Key, as a POST /orders with its request_id may be) into memory,
+// so that the upstream hop can send it again. net/http's transport retries a
+// replayable request when the pooled connection it went out on turns out to
+// be closed: an upstream pod stopping for a rollout closes its idle
+// connections, and a request that picked one at that moment was answered
+// 502 where its client's own hop would have retried it. Other bodies stream
+// through unread. The body is already capped at the gateway's body limit.
+func keepForReplay(r *http.Request) error {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || !markedIdempotent(r.Header) {
+		return nil
+	}
+	body, err := io.ReadAll(r.Body)
+	_ = r.Body.Close()
+	if err != nil {
+		return err
+	}
+	r.ContentLength = int64(len(body))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	r.Body, _ = r.GetBody()
+	return nil
+}
+
+// markedIdempotent reports whether the client said a repeat of the request
+// is harmless, with either header net/http's transport honours.
+func markedIdempotent(h http.Header) bool {
+	_, key := h["Idempotency-Key"]
+	_, xKey := h["X-Idempotency-Key"]
+	return key || xKey
 }
 
 // copyBufferSize is the size of the buffer a response body is copied
