@@ -140,21 +140,36 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request, client string) 
 // be closed: an upstream pod stopping for a rollout closes its idle
 // connections, and a request that picked one at that moment was answered
 // 502 where its client's own hop would have retried it. Other bodies stream
-// through unread. The body is already capped at the gateway's body limit.
+// through unread, and so do bodies over replayableBodyLimit.
 func keepForReplay(r *http.Request) error {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || !markedIdempotent(r.Header) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || r.ContentLength > replayableBodyLimit || !markedIdempotent(r.Header) {
 		return nil
 	}
-	body, err := io.ReadAll(r.Body)
-	_ = r.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(r.Body, replayableBodyLimit+1))
 	if err != nil {
 		return err
 	}
+	if len(body) > replayableBodyLimit {
+		// A body of undeclared length that turned out larger: what was read
+		// goes first, the rest streams.
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+		return nil
+	}
+	_ = r.Body.Close()
 	r.ContentLength = int64(len(body))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	r.Body, _ = r.GetBody()
 	return nil
 }
+
+// replayableBodyLimit is the largest body keepForReplay holds in memory. An
+// order is a few hundred bytes; without a bound, clients that mark large
+// bodies idempotent would make the gateway hold up to its body limit for each
+// request in flight instead of streaming it.
+const replayableBodyLimit = 64 << 10
 
 // markedIdempotent reports whether the client said a repeat of the request
 // is harmless, with either header net/http's transport honours.
