@@ -603,6 +603,45 @@ func TestAnIdempotentRequestSurvivesAnUpstreamClosingItsConnection(t *testing.T)
 	}
 }
 
+// A marked body that cannot be read is the client's doing, never an
+// upstream error: a body cut short by a client that went away is 499, one
+// that is not valid HTTP is 400, and the upstream sees neither.
+func TestUnreadableMarkedBodiesAreTheClientsFault(t *testing.T) {
+	w := newWorld(t)
+	gw := w.start(t)
+	token := w.token(t, 5)
+	send := func(framing, body string) string {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(gw.Base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, _ = fmt.Fprintf(conn, "POST /orders HTTP/1.1\r\nHost: shop\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nIdempotency-Key: k\r\n%s\r\n\r\n%s", token, framing, body)
+		_ = conn.(*net.TCPConn).CloseWrite() // the client sends nothing more
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		status, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil {
+			t.Fatalf("no answer to %q: %v", framing, err)
+		}
+		return strings.TrimSpace(status)
+	}
+	if status := send("Content-Length: 100", `{"request_id":"cut"`); status != "HTTP/1.1 499 status code 499" {
+		t.Errorf("a body cut short: %q, want 499", status)
+	}
+	if status := send("Transfer-Encoding: chunked", "5\r\n{\"a\":\r\nzz\r\n"); !strings.HasPrefix(status, "HTTP/1.1 400") {
+		t.Errorf("a malformed chunked body: %q, want 400", status)
+	}
+	if n := w.order.calls(); n != 0 {
+		t.Errorf("the upstream was called %d times", n)
+	}
+	testenv.WaitFor(t, 5*time.Second, "both requests to be counted", func() bool {
+		return counterValue(t, w.registry, "http_requests_total", map[string]string{"route": "/orders"}) == 2
+	})
+	if n := counterValue(t, w.registry, "kshop_gateway_upstream_errors_total", nil); n != 0 {
+		t.Errorf("the client's unreadable bodies were counted as %v upstream errors", n)
+	}
+}
+
 // A client that hangs up while the upstream works is counted as 499 (client
 // closed request): neither a success nor an upstream error, so the error-rate
 // alerts, which read 5xx, are not raised by impatient clients.
