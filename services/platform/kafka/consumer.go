@@ -39,6 +39,23 @@ const (
 // help (a malformed payload) to send the message to the dead-letter topic at once.
 type Handler func(ctx context.Context, msg Message) error
 
+// BatchHandler processes messages of one partition, in partition order, as one
+// unit: a nil error moves the consumer past all of them. On an error the
+// consumer handles each of them again, alone, with the consumer's Handler, its
+// retries and its dead-letter topic, so a message that fails does not hold the
+// others back; the batch's effects must therefore be all or nothing (one
+// transaction) and the Handler's the same as the batch's for each message.
+type BatchHandler func(ctx context.Context, batch []BatchItem) error
+
+// BatchItem is one message of a batch with its own context, which carries the
+// message's span in the trace its producer started: effects that belong to this
+// message (an answer it causes) take their trace from it, while ctx, the
+// batch's, carries a span that links to every message's.
+type BatchItem struct {
+	Ctx     context.Context
+	Message Message
+}
+
 // ConsumerConfig configures a Consumer; zero values take the defaults.
 type ConsumerConfig struct {
 	Connection
@@ -62,6 +79,7 @@ type ConsumerConfig struct {
 type Consumer struct {
 	cfg        ConsumerConfig
 	handler    Handler
+	batch      BatchHandler
 	logger     *slog.Logger
 	consumer   *ckafka.Consumer
 	deadLetter *Producer
@@ -117,6 +135,20 @@ func NewConsumer(cfg ConsumerConfig, handler Handler, logger *slog.Logger) (*Con
 		metrics: msgmetrics.For(cfg.Registerer)}, nil
 }
 
+// NewBatchConsumer is NewConsumer for a consumer that hands a partition's
+// backlog to batch, all at once, up to 64 messages: where each message costs a
+// transaction of its own, a batch makes one commit do for many under load. A
+// message that finds its partition idle goes alone, to each, without waiting
+// for company; so does every message of a batch that failed.
+func NewBatchConsumer(cfg ConsumerConfig, batch BatchHandler, each Handler, logger *slog.Logger) (*Consumer, error) {
+	c, err := NewConsumer(cfg, each, logger)
+	if err != nil {
+		return nil, err
+	}
+	c.batch = batch
+	return c, nil
+}
+
 // Run consumes until ctx ends, then commits what was handled and closes. Broker
 // outages are logged and ridden out; only a fatal client error ends Run early.
 func (c *Consumer) Run(ctx context.Context) error {
@@ -126,7 +158,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.logger.Warn("close kafka consumer", "error", err)
 		}
 	}()
-	workers := newPartitionWorkers(ctx, c.handle)
+	maxBatch := 1
+	if c.batch != nil {
+		maxBatch = partitionQueue
+	}
+	workers := newPartitionWorkers(ctx, maxBatch, c.handleAll)
 	defer workers.stop() // before Close: the workers' offsets are stored when it commits
 	// Before partitions are taken away, every message handed out is handled and
 	// its offset stored, so the commit that comes with the revocation carries
@@ -165,12 +201,30 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
-// handle runs the handler with retries and, when it keeps failing, dead-letters the
-// message; then it stores the offset. It returns false when ctx ended first.
-func (c *Consumer) handle(ctx context.Context, raw *ckafka.Message) bool {
-	msg := fromConfluent(raw)
+// handleAll handles messages of one partition, in order: as one batch when
+// the consumer has a batch handler and there is more than one, else (and
+// when the batch fails) one by one. It returns false when ctx ended first.
+func (c *Consumer) handleAll(ctx context.Context, raws []*ckafka.Message) bool {
+	if c.batch != nil && len(raws) > 1 {
+		if c.handleBatch(ctx, raws) {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+	}
+	for _, raw := range raws {
+		if !c.handle(ctx, raw) {
+			return false
+		}
+	}
+	return true
+}
+
+// startSpan starts msg's process span, a child of the span that published it.
+func (c *Consumer) startSpan(ctx context.Context, msg Message) (context.Context, trace.Span) {
 	msgCtx := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(msg.Headers))
-	msgCtx, span := otel.Tracer(instrumentation).Start(msgCtx, msg.Topic+" process",
+	return otel.Tracer(instrumentation).Start(msgCtx, msg.Topic+" process",
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "kafka"),
@@ -180,6 +234,64 @@ func (c *Consumer) handle(ctx context.Context, raw *ckafka.Message) bool {
 			attribute.Int64("messaging.destination.partition.id", int64(msg.Partition)),
 			attribute.Int64("messaging.kafka.offset", msg.Offset),
 		))
+}
+
+// handleBatch runs the batch handler once over raws and, when it succeeded,
+// stores the last one's offset. Its failure is not retried here: it reports
+// false, and handleAll gives each message its own chance.
+func (c *Consumer) handleBatch(ctx context.Context, raws []*ckafka.Message) bool {
+	items := make([]BatchItem, len(raws))
+	spans := make([]trace.Span, len(raws))
+	links := make([]trace.Link, len(raws))
+	count := attribute.Int("messaging.batch.message_count", len(raws))
+	for i, raw := range raws {
+		msg := fromConfluent(raw)
+		msgCtx, span := c.startSpan(ctx, msg)
+		span.SetAttributes(count)
+		items[i], spans[i], links[i] = BatchItem{Ctx: msgCtx, Message: msg}, span, trace.Link{SpanContext: span.SpanContext()}
+	}
+	topic := items[0].Message.Topic
+	batchCtx, batchSpan := otel.Tracer(instrumentation).Start(ctx, topic+" process",
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", topic),
+			attribute.String("messaging.consumer.group.name", c.cfg.GroupID),
+			attribute.Int64("messaging.destination.partition.id", int64(items[0].Message.Partition)),
+			count,
+		))
+	started := time.Now()
+	err := c.callBatch(batchCtx, items)
+	if err != nil {
+		batchSpan.RecordError(err)
+		batchSpan.SetStatus(codes.Error, err.Error())
+	}
+	batchSpan.End()
+	for _, span := range spans {
+		if err != nil {
+			span.SetStatus(codes.Error, "its batch failed; handled again alone")
+		}
+		span.End()
+	}
+	if err != nil {
+		c.logger.WarnContext(batchCtx, "batch failed; handling its messages one at a time", "topic", topic,
+			"partition", items[0].Message.Partition, "offsets", fmt.Sprintf("%d-%d", items[0].Message.Offset, items[len(items)-1].Message.Offset),
+			"error", err)
+		return false
+	}
+	took := time.Since(started)
+	for range items {
+		c.metrics.Observe("kafka", topic, took, 1, false)
+	}
+	return c.store(ctx, raws[len(raws)-1]) // a partition's stored offset covers every message before it
+}
+
+// handle runs the handler with retries and, when it keeps failing, dead-letters the
+// message; then it stores the offset. It returns false when ctx ended first.
+func (c *Consumer) handle(ctx context.Context, raw *ckafka.Message) bool {
+	msg := fromConfluent(raw)
+	msgCtx, span := c.startSpan(ctx, msg)
 	defer span.End()
 	started := time.Now()
 
@@ -259,6 +371,17 @@ func (c *Consumer) call(ctx context.Context, msg Message) (err error) {
 		}
 	}()
 	return c.handler(ctx, msg)
+}
+
+// callBatch runs the batch handler, turning a panic into an error.
+func (c *Consumer) callBatch(ctx context.Context, items []BatchItem) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.logger.ErrorContext(ctx, "batch handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("batch handler panicked: %v", p)
+		}
+	}()
+	return c.batch(ctx, items)
 }
 
 // Ready reports whether the cluster answers a metadata request.

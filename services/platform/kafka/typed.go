@@ -21,14 +21,48 @@ type Decoder[T any] interface {
 // reach handle with their event id.
 func Handle[T any](topic Decoder[T], handle func(ctx context.Context, eventID string, payload T) error) Handler {
 	return func(ctx context.Context, msg Message) error {
-		id := msg.Headers[EventIDHeader]
-		if uuid.Validate(id) != nil {
-			return retry.Permanent(fmt.Errorf("%s at offset %d: %s header %q is not a UUID", msg.Topic, msg.Offset, EventIDHeader, id))
-		}
-		payload, err := topic.Decode(msg.Value)
+		id, payload, err := decode(topic, msg)
 		if err != nil {
-			return retry.Permanent(fmt.Errorf("%s at offset %d: %w", msg.Topic, msg.Offset, err))
+			return err
 		}
 		return handle(ctx, id, payload)
+	}
+}
+
+// decode reads msg's event id and payload; its errors are permanent.
+func decode[T any](topic Decoder[T], msg Message) (id string, payload T, err error) {
+	id = msg.Headers[EventIDHeader]
+	if uuid.Validate(id) != nil {
+		return "", payload, retry.Permanent(fmt.Errorf("%s at offset %d: %s header %q is not a UUID", msg.Topic, msg.Offset, EventIDHeader, id))
+	}
+	if payload, err = topic.Decode(msg.Value); err != nil {
+		return "", payload, retry.Permanent(fmt.Errorf("%s at offset %d: %w", msg.Topic, msg.Offset, err))
+	}
+	return id, payload, nil
+}
+
+// Event is one decoded message of a batch: its event id, its payload and its
+// context (BatchItem.Ctx), in which the effects that answer it are traced.
+type Event[T any] struct {
+	Ctx     context.Context
+	ID      string
+	Payload T
+}
+
+// HandleBatch adapts a handler of a batch of one payload type to a
+// BatchHandler. A message Handle would dead-letter fails the batch, so that
+// the consumer hands each message to Handle's handler alone and that one goes
+// to the dead-letter topic while the others are handled.
+func HandleBatch[T any](topic Decoder[T], handle func(ctx context.Context, batch []Event[T]) error) BatchHandler {
+	return func(ctx context.Context, items []BatchItem) error {
+		batch := make([]Event[T], len(items))
+		for i, item := range items {
+			id, payload, err := decode(topic, item.Message)
+			if err != nil {
+				return err
+			}
+			batch[i] = Event[T]{Ctx: item.Ctx, ID: id, Payload: payload}
+		}
+		return handle(ctx, batch)
 	}
 }

@@ -18,8 +18,11 @@ const partitionQueue = 64
 // rebalance callback runs inside Poll).
 type partitionWorkers struct {
 	ctx    context.Context
-	handle func(context.Context, *ckafka.Message) bool
-	queues map[partitionKey]chan *ckafka.Message
+	handle func(context.Context, []*ckafka.Message) bool
+	// maxBatch bounds how many queued messages of a partition its worker takes
+	// at once; 1 hands them over one by one.
+	maxBatch int
+	queues   map[partitionKey]chan *ckafka.Message
 	// pending counts the messages dispatched and not yet handled or skipped.
 	pending sync.WaitGroup
 	running sync.WaitGroup
@@ -37,11 +40,15 @@ func keyOf(tp ckafka.TopicPartition) partitionKey {
 	return partitionKey{topic: *tp.Topic, partition: tp.Partition}
 }
 
-// newPartitionWorkers runs handle for each dispatched message. handle returns
-// false when ctx ended before the message was handled; the worker then skips
-// what is queued after it, unhandled and uncommitted.
-func newPartitionWorkers(ctx context.Context, handle func(context.Context, *ckafka.Message) bool) *partitionWorkers {
-	return &partitionWorkers{ctx: ctx, handle: handle, queues: map[partitionKey]chan *ckafka.Message{}}
+// newPartitionWorkers runs handle for the dispatched messages: each call gets
+// the next message of a partition and, up to maxBatch in all, those queued
+// behind it at that moment, so a batch is as large as the backlog and a
+// message that finds its partition idle goes alone, without waiting for
+// company. handle returns false when ctx ended before the messages were
+// handled; the worker then skips what is queued after them, unhandled and
+// uncommitted.
+func newPartitionWorkers(ctx context.Context, maxBatch int, handle func(context.Context, []*ckafka.Message) bool) *partitionWorkers {
+	return &partitionWorkers{ctx: ctx, handle: handle, maxBatch: max(maxBatch, 1), queues: map[partitionKey]chan *ckafka.Message{}}
 }
 
 // dispatch queues msg for its partition's worker, starting the worker if the
@@ -68,13 +75,27 @@ func (w *partitionWorkers) dispatch(msg *ckafka.Message) bool {
 func (w *partitionWorkers) work(queue <-chan *ckafka.Message) {
 	defer w.running.Done()
 	stopped := false
+	batch := make([]*ckafka.Message, 0, w.maxBatch)
 	for msg := range queue {
+		batch = append(batch[:0], msg)
+	queued:
+		for len(batch) < w.maxBatch {
+			select {
+			case next, open := <-queue:
+				if !open {
+					break queued
+				}
+				batch = append(batch, next)
+			default:
+				break queued
+			}
+		}
 		// After a message could not be handled, none after it on the
 		// partition may be: its offset would pass over the one left behind.
-		if !stopped && (w.ctx.Err() != nil || !w.handle(w.ctx, msg)) {
+		if !stopped && (w.ctx.Err() != nil || !w.handle(w.ctx, batch)) {
 			stopped = true
 		}
-		w.pending.Done()
+		w.pending.Add(-len(batch))
 	}
 }
 
