@@ -37,6 +37,30 @@ func Claim(ctx context.Context, tx pgx.Tx, consumer, eventID string) (first bool
 	return tag.RowsAffected() == 1, nil
 }
 
+// ClaimAll is Claim for many events in one statement: it returns the ids of
+// eventIDs claimed here for the first time (an id given twice counts once).
+func ClaimAll(ctx context.Context, tx pgx.Tx, consumer string, eventIDs []string) (map[string]bool, error) {
+	for _, id := range eventIDs {
+		if id == "" {
+			return nil, fmt.Errorf("claim events for %s: empty event id", consumer)
+		}
+	}
+	rows, err := tx.Query(ctx, `INSERT INTO inbox (consumer, event_id) SELECT DISTINCT $1, unnest($2::text[])
+		ON CONFLICT DO NOTHING RETURNING event_id`, consumer, eventIDs)
+	if err != nil {
+		return nil, fmt.Errorf("claim %d events for %s: %w", len(eventIDs), consumer, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("claim %d events for %s: %w", len(eventIDs), consumer, err)
+	}
+	first := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		first[id] = true
+	}
+	return first, nil
+}
+
 // Prune forgets claims older than olderThan. Keep it well above the longest time a
 // broker may redeliver (Kafka retention, the longest RabbitMQ delay).
 func Prune(ctx context.Context, pool *pgxpool.Pool, olderThan time.Duration) (int64, error) {

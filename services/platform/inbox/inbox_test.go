@@ -167,3 +167,35 @@ func counterOf(t *testing.T, reg *prometheus.Registry, name string) prometheus.C
 	t.Fatalf("no metric %s", name)
 	return nil
 }
+
+func TestClaimAllReturnsOnlyTheFirstClaims(t *testing.T) {
+	pool := newPool(t)
+	claimAll := func(ids ...string) map[string]bool {
+		t.Helper()
+		var first map[string]bool
+		if err := pg.InTx(context.Background(), pool, func(tx pgx.Tx) error {
+			var err error
+			first, err = inbox.ClaimAll(context.Background(), tx, "product.order-created", ids)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return first
+	}
+	if got := claimAll("e1", "e2", "e1"); len(got) != 2 || !got["e1"] || !got["e2"] {
+		t.Fatalf("first claims %v, want e1 and e2 (e1 given twice counts once)", got)
+	}
+	if claim(t, pool, "product.order-created", "e3") != true {
+		t.Fatal("e3 was claimed before it was given")
+	}
+	if got := claimAll("e2", "e3", "e4"); len(got) != 1 || !got["e4"] {
+		t.Fatalf("first claims %v, want only e4: e2 and e3 were claimed before", got)
+	}
+	err := pg.InTx(context.Background(), pool, func(tx pgx.Tx) error {
+		_, err := inbox.ClaimAll(context.Background(), tx, "product.order-created", []string{"e5", ""})
+		return err
+	})
+	if err == nil {
+		t.Fatal("an empty event id was claimed")
+	}
+}

@@ -61,6 +61,19 @@ type Message struct {
 	encodeErr error
 }
 
+// In returns m traced in ctx's trace rather than in that of the context Add
+// is called with: a transaction that answers many consumed messages at once
+// gives each answer the trace of the message it answers.
+func (m Message) In(ctx context.Context) Message {
+	headers := make(map[string]string, len(m.Headers)+2)
+	otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(headers))
+	for k, v := range m.Headers {
+		headers[k] = v
+	}
+	m.Headers = headers
+	return m
+}
+
 // ErrInvalidMessage reports a message that can never be published.
 var ErrInvalidMessage = errors.New("invalid outbox message")
 

@@ -1,11 +1,16 @@
 package outbox_test
 
 import (
+	"context"
 	"encoding/json"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kshop/kshop/services/platform/outbox"
 )
@@ -66,5 +71,27 @@ func TestAWrongPayloadDoesNotCompile(t *testing.T) {
 	// The compiler's wording changes between releases; the two types it names do not.
 	if !strings.Contains(string(out), "orderPaid") || !strings.Contains(string(out), "priceChanged") {
 		t.Fatalf("the build failed, but not for the payload type:\n%s", out)
+	}
+}
+
+func TestInCarriesTheGivenTraceAndLeavesTheMessageAlone(t *testing.T) {
+	before := otel.GetTextMapPropagator()
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTextMapPropagator(before) })
+	traceID, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	spanID, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(context.Background(),
+		trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID, TraceFlags: trace.FlagsSampled}))
+
+	m := outbox.Event(priceTopic{}, "7", priceChanged{ProductID: 7})
+	traced := m.In(ctx)
+	if got, want := traced.Headers["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"; got != want {
+		t.Errorf("traceparent %q, want %q", got, want)
+	}
+	if traced.Headers["event-type"] != "price-changed" {
+		t.Errorf("the message's own headers were lost: %v", traced.Headers)
+	}
+	if _, ok := m.Headers["traceparent"]; ok {
+		t.Errorf("In changed the message it was given: %v", m.Headers)
 	}
 }
