@@ -71,19 +71,30 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	reservations.WithLabelValues("rejected")
 	app := &App{cfg: cfg, db: db, producer: producer, logger: logger,
 		Stock: &Stock{db: db, decided: func(outcome string) { reservations.WithLabelValues(outcome).Inc() }}}
+	// Orders arrive faster than one transaction each can decide them: a
+	// partition's backlog of order-created is decided in one (ReserveAll).
+	batches := map[string]kafka.BatchHandler{
+		events.TopicOrderCreated.Name(): kafka.HandleBatch(events.TopicOrderCreated, app.Stock.ReserveAll),
+	}
 	for topic, handle := range map[string]kafka.Handler{
 		events.TopicOrderCreated.Name():   kafka.Handle(events.TopicOrderCreated, app.Stock.Reserve),
 		events.TopicOrderCancelled.Name(): kafka.Handle(events.TopicOrderCancelled, app.Stock.Release),
 		events.TopicOrderPaid.Name():      kafka.Handle(events.TopicOrderPaid, app.Stock.Sell),
 	} {
-		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
+		consumerCfg := kafka.ConsumerConfig{
 			Connection:  cfg.Kafka,
 			GroupID:     events.ConsumerGroup("product", topic),
 			Topics:      []string{topic},
 			MaxAttempts: cfg.ConsumerMaxAttempts,
 			Backoff:     cfg.ConsumerRetry.Backoff(),
 			Registerer:  registry,
-		}, handle, logger)
+		}
+		var consumer *kafka.Consumer
+		if batch, ok := batches[topic]; ok {
+			consumer, err = kafka.NewBatchConsumer(consumerCfg, batch, handle, logger)
+		} else {
+			consumer, err = kafka.NewConsumer(consumerCfg, handle, logger)
+		}
 		if err != nil {
 			app.Close()
 			return nil, err

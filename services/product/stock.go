@@ -10,6 +10,7 @@ import (
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/inbox"
+	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 )
@@ -91,16 +92,7 @@ func (s *Stock) Reserve(ctx context.Context, eventID string, order events.OrderC
 			return nil
 		}
 
-		wanted := map[int64]int64{}
-		for _, item := range order.Items {
-			wanted[item.ProductID] += item.Quantity
-		}
-		ids := make([]int64, 0, len(wanted))
-		for id := range wanted {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-
+		wanted, ids := wantedUnits(order)
 		available := map[int64]int64{}
 		rows, err := tx.Query(ctx, `SELECT id, quantity FROM products WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE`, ids)
 		if err != nil {
@@ -170,6 +162,234 @@ func (s *Stock) Reserve(ctx context.Context, eventID string, order events.OrderC
 		messages = append(messages, outbox.Event(events.TopicStockReserved, events.Key(order.OrderID), events.StockReserved{OrderID: order.OrderID}))
 		return outbox.Add(ctx, tx, messages...)
 	})
+}
+
+// ReserveAll decides a batch of orders in one transaction, each as Reserve
+// decides one: all of an order's items or nothing, in the batch's order, so an
+// earlier order takes its units before a later one is weighed. Under load the
+// consumer hands a partition's backlog here, and one commit and a few
+// statements then do for dozens of orders. The products of every order of the
+// batch are locked up front, in id order as Reserve locks them. The order
+// service's product copy gets one product-updated per product, with its stock
+// after the batch, and each order's answer is traced in its own order's trace.
+func (s *Stock) ReserveAll(ctx context.Context, batch []kafka.Event[events.OrderCreated]) error {
+	var reserved, rejected int
+	err := pg.InTx(ctx, s.db.Primary, func(tx pgx.Tx) error {
+		reserved, rejected = 0, 0
+		orders, err := undecidedOrders(ctx, tx, batch)
+		if err != nil || len(orders) == 0 {
+			return err
+		}
+		stock, err := lockStock(ctx, tx, orders)
+		if err != nil {
+			return err
+		}
+		var lines reservationLines
+		var rejectedIDs []int64
+		var reasons []string
+		messages := make([]outbox.Message, 0, len(orders)+len(stock))
+		for _, e := range orders {
+			order := e.Payload
+			wanted, ids := wantedUnits(order)
+			var shortages []events.Shortage
+			reason := ReasonInsufficientStock
+			for _, id := range ids {
+				var have int64
+				if p, exists := stock[id]; exists {
+					have = p.quantity
+				} else {
+					reason = ReasonProductUnavailable
+				}
+				if have < wanted[id] {
+					shortages = append(shortages, events.Shortage{ProductID: id, Requested: wanted[id], Available: have})
+				}
+			}
+			if len(shortages) > 0 {
+				rejected++
+				rejectedIDs, reasons = append(rejectedIDs, order.OrderID), append(reasons, reason)
+				messages = append(messages, outbox.Event(events.TopicStockRejected, events.Key(order.OrderID),
+					events.StockRejected{OrderID: order.OrderID, Reason: reason, Shortages: shortages}).In(e.Ctx))
+				continue
+			}
+			for _, id := range ids {
+				p := stock[id]
+				p.quantity -= wanted[id]
+				p.version++
+				lines.add(order.OrderID, id, wanted[id], p.version, p.quantity)
+			}
+			reserved++
+			messages = append(messages, outbox.Event(events.TopicStockReserved, events.Key(order.OrderID),
+				events.StockReserved{OrderID: order.OrderID}).In(e.Ctx))
+		}
+		if len(rejectedIDs) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE order_stock o SET status = 'rejected', reason = r.reason, updated_at = now()
+				FROM unnest($1::bigint[], $2::text[]) AS r(order_id, reason) WHERE o.order_id = r.order_id`, rejectedIDs, reasons); err != nil {
+				return fmt.Errorf("reject %d orders: %w", len(rejectedIDs), err)
+			}
+		}
+		if len(lines.orderIDs) > 0 {
+			moved, err := lines.take(ctx, tx)
+			if err != nil {
+				return err
+			}
+			for _, p := range moved {
+				messages = append(messages, outbox.Event(events.TopicProductUpdated, events.Key(p.ID), productEvent(p)))
+			}
+		}
+		return outbox.Add(ctx, tx, messages...)
+	})
+	if err == nil {
+		for range reserved {
+			s.count("reserved")
+		}
+		for range rejected {
+			s.count("rejected")
+		}
+	}
+	return err
+}
+
+// undecidedOrders claims the batch's event ids and records a decision row for
+// each order not decided yet (the first of its events in the batch), and
+// returns those orders' events in the batch's order. A twin event, or a
+// cancel that came first, leaves an order out, as in Reserve.
+func undecidedOrders(ctx context.Context, tx pgx.Tx, batch []kafka.Event[events.OrderCreated]) ([]kafka.Event[events.OrderCreated], error) {
+	eventIDs := make([]string, len(batch))
+	for i, e := range batch {
+		eventIDs[i] = e.ID
+	}
+	first, err := inbox.ClaimAll(ctx, tx, reserveConsumer, eventIDs)
+	if err != nil {
+		return nil, err
+	}
+	var claimed []kafka.Event[events.OrderCreated]
+	var orderIDs []int64
+	seen := map[int64]bool{}
+	for _, e := range batch {
+		if first[e.ID] && !seen[e.Payload.OrderID] {
+			delete(first, e.ID) // an event given twice is claimed once
+			seen[e.Payload.OrderID] = true
+			claimed = append(claimed, e)
+			orderIDs = append(orderIDs, e.Payload.OrderID)
+		}
+	}
+	if len(claimed) == 0 {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, `INSERT INTO order_stock (order_id, status) SELECT unnest($1::bigint[]), 'reserved'
+		ON CONFLICT (order_id) DO NOTHING RETURNING order_id`, orderIDs)
+	if err != nil {
+		return nil, fmt.Errorf("record the decisions for %d orders: %w", len(orderIDs), err)
+	}
+	recorded, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("record the decisions for %d orders: %w", len(orderIDs), err)
+	}
+	undecided := make(map[int64]bool, len(recorded))
+	for _, id := range recorded {
+		undecided[id] = true
+	}
+	return slices.DeleteFunc(claimed, func(e kafka.Event[events.OrderCreated]) bool { return !undecided[e.Payload.OrderID] }), nil
+}
+
+// lockedProduct is a product's stock as a batch of reservations moves it.
+type lockedProduct struct{ quantity, version int64 }
+
+// lockStock locks, in id order, every product the orders want that is on
+// sale, and returns their stock.
+func lockStock(ctx context.Context, tx pgx.Tx, orders []kafka.Event[events.OrderCreated]) (map[int64]*lockedProduct, error) {
+	var ids []int64
+	for _, e := range orders {
+		for _, item := range e.Payload.Items {
+			ids = append(ids, item.ProductID)
+		}
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	rows, err := tx.Query(ctx, `SELECT id, quantity, version FROM products WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("lock the products of %d orders: %w", len(orders), err)
+	}
+	stock := make(map[int64]*lockedProduct, len(ids))
+	var id int64
+	var p lockedProduct
+	_, err = pgx.ForEachRow(rows, []any{&id, &p.quantity, &p.version}, func() error {
+		locked := p
+		stock[id] = &locked
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lock the products of %d orders: %w", len(orders), err)
+	}
+	return stock, nil
+}
+
+// wantedUnits sums an order's units per product and lists the products in id
+// order.
+func wantedUnits(order events.OrderCreated) (map[int64]int64, []int64) {
+	wanted := map[int64]int64{}
+	for _, item := range order.Items {
+		wanted[item.ProductID] += item.Quantity
+	}
+	ids := make([]int64, 0, len(wanted))
+	for id := range wanted {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return wanted, ids
+}
+
+// reservationLines are a batch's reservations, one per order and product,
+// with the version and stock each leaves its product at.
+type reservationLines struct {
+	orderIDs, productIDs, units, versions, remaining []int64
+}
+
+func (l *reservationLines) add(orderID, productID, units, version, remaining int64) {
+	l.orderIDs = append(l.orderIDs, orderID)
+	l.productIDs = append(l.productIDs, productID)
+	l.units = append(l.units, units)
+	l.versions = append(l.versions, version)
+	l.remaining = append(l.remaining, remaining)
+}
+
+// take writes the lines in one statement: the reservations, a history entry
+// per line at the version it made, and each product's stock and version after
+// the last of its lines; it returns the products as they are now. The products
+// are locked (lockStock), so the stock cannot have moved since it was read; the
+// decrement is conditional all the same, and a product it did not find fails
+// the whole batch.
+func (l *reservationLines) take(ctx context.Context, tx pgx.Tx) ([]Product, error) {
+	rows, err := tx.Query(ctx, `
+		WITH l AS (
+			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+				AS l(order_id, product_id, units, version, remaining)
+		), r AS (
+			INSERT INTO reservations (order_id, product_id, quantity) SELECT order_id, product_id, units FROM l
+		), h AS (
+			INSERT INTO product_history (product_id, version, kind, changes, order_id, units)
+			SELECT product_id, version, 'reserved', jsonb_build_object('quantity', jsonb_build_object('from', remaining + units, 'to', remaining)), order_id, units
+			FROM l
+		), t AS (
+			SELECT product_id, sum(units) AS taken, count(*) AS times FROM l GROUP BY product_id
+		), moved AS (
+			UPDATE products p SET quantity = p.quantity - t.taken, version = p.version + t.times, updated_at = now()
+			FROM t WHERE p.id = t.product_id AND p.quantity >= t.taken
+			RETURNING p.*
+		)
+		SELECT `+productColumns+` FROM moved ORDER BY id`, l.orderIDs, l.productIDs, l.units, l.versions, l.remaining)
+	if err != nil {
+		return nil, fmt.Errorf("take the stock of %d reservations: %w", len(l.orderIDs), err)
+	}
+	moved, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Product, error) { return scanProduct(row) })
+	if err != nil {
+		return nil, fmt.Errorf("take the stock of %d reservations: %w", len(l.orderIDs), err)
+	}
+	if products := len(slices.Compact(slices.Sorted(slices.Values(l.productIDs)))); len(moved) != products {
+		// Impossible under the row locks; if it ever happens, nothing commits.
+		return nil, fmt.Errorf("took the stock of %d products of %d", len(moved), products)
+	}
+	return moved, nil
 }
 
 // Release gives back what was reserved for a cancelled order, exactly once. A
