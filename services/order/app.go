@@ -83,6 +83,11 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	app.Orders = &Orders{db: db, redis: app.redis, cfg: cfg, logger: logger, metrics: m}
 	app.Saga = &Saga{db: db, cfg: cfg, metrics: m}
 
+	// Every order's answer: under load a partition's backlog of them is
+	// recorded in one transaction.
+	batches := map[string]kafka.BatchHandler{
+		events.TopicStockReserved.Name(): kafka.HandleBatch(events.TopicStockReserved, app.Saga.StockReservedAll),
+	}
 	for topic, handle := range map[string]kafka.Handler{
 		events.TopicProductCreated.Name(): kafka.Handle(events.TopicProductCreated, byVersion(app.Saga.ProductChanged)),
 		events.TopicProductUpdated.Name(): kafka.Handle(events.TopicProductUpdated, byVersion(app.Saga.ProductChanged)),
@@ -93,6 +98,7 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
 			Connection: cfg.Kafka, GroupID: events.ConsumerGroup("order", topic), Topics: []string{topic},
 			MaxAttempts: cfg.ConsumerMaxAttempts, Backoff: cfg.ConsumerRetry.Backoff(), Registerer: registry,
+			Batch: batches[topic],
 		}, handle, logger)
 		if err != nil {
 			app.Close()

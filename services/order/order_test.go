@@ -798,3 +798,45 @@ func TestTheLargestTotalsTheContractAdmitsAreStored(t *testing.T) {
 		}
 	}
 }
+
+// A batch of stock-reserved answers records each order's reservation once: a
+// redelivery, an unknown order and an order already rejected change nothing.
+func TestABatchOfReservationsRecordsEachOnce(t *testing.T) {
+	s := start(t, testConfig(t))
+	s.product(t, 1, "1.00", 100)
+	ctx := context.Background()
+	first, second, rejected := s.placeOrder(t, &ann, [2]int64{1, 1}), s.placeOrder(t, &ann, [2]int64{1, 2}), s.placeOrder(t, &ann, [2]int64{1, 3})
+	if err := s.app.Saga.StockRejected(ctx, uuid.NewString(), events.StockRejected{OrderID: rejected.ID, Reason: "insufficient_stock"}); err != nil {
+		t.Fatal(err)
+	}
+	answer := func(id string, orderID int64) kafka.Event[events.StockReserved] {
+		return kafka.Event[events.StockReserved]{Ctx: ctx, ID: id, Payload: events.StockReserved{OrderID: orderID}}
+	}
+	redelivered := uuid.NewString()
+	batch := []kafka.Event[events.StockReserved]{
+		answer(redelivered, first.ID), answer(uuid.NewString(), second.ID), answer(redelivered, first.ID),
+		answer(uuid.NewString(), rejected.ID), answer(uuid.NewString(), 999999),
+	}
+	for range 2 { // the whole batch redelivered
+		if err := s.app.Saga.StockReservedAll(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stock := func(id int64) string {
+		var status string
+		if err := s.db.QueryRow(ctx, `SELECT stock_status FROM orders WHERE id = $1`, id).Scan(&status); err != nil {
+			t.Fatal(err)
+		}
+		return status
+	}
+	if a, b, c := stock(first.ID), stock(second.ID), stock(rejected.ID); a != "reserved" || b != "reserved" || c != "rejected" {
+		t.Fatalf("stock status %s, %s, %s; want reserved, reserved, rejected", a, b, c)
+	}
+	if status, _ := s.status(t, rejected.ID); status != "CANCELLED" {
+		t.Fatalf("the rejected order is %s after a late reservation, want CANCELLED", status)
+	}
+	metrics := string(s.metrics.Do(t, nil, http.MethodGet, "/metrics", nil).Raw)
+	if want := `kshop_order_saga_events_total{kind="stock_reserved"} 2`; !strings.Contains(metrics, want+"\n") {
+		t.Errorf("/metrics lacks %s", want)
+	}
+}

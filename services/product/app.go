@@ -81,20 +81,15 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		events.TopicOrderCancelled.Name(): kafka.Handle(events.TopicOrderCancelled, app.Stock.Release),
 		events.TopicOrderPaid.Name():      kafka.Handle(events.TopicOrderPaid, app.Stock.Sell),
 	} {
-		consumerCfg := kafka.ConsumerConfig{
+		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
 			Connection:  cfg.Kafka,
 			GroupID:     events.ConsumerGroup("product", topic),
 			Topics:      []string{topic},
 			MaxAttempts: cfg.ConsumerMaxAttempts,
 			Backoff:     cfg.ConsumerRetry.Backoff(),
 			Registerer:  registry,
-		}
-		var consumer *kafka.Consumer
-		if batch, ok := batches[topic]; ok {
-			consumer, err = kafka.NewBatchConsumer(consumerCfg, batch, handle, logger)
-		} else {
-			consumer, err = kafka.NewConsumer(consumerCfg, handle, logger)
-		}
+			Batch:       batches[topic],
+		}, handle, logger)
 		if err != nil {
 			app.Close()
 			return nil, err

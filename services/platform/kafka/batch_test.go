@@ -20,7 +20,8 @@ import (
 // consumeBatches runs a batch consumer until the test ends.
 func consumeBatches(t *testing.T, cfg kafka.ConsumerConfig, batch kafka.BatchHandler, each kafka.Handler) {
 	t.Helper()
-	c, err := kafka.NewBatchConsumer(cfg, batch, each, quiet)
+	cfg.Batch = batch
+	c, err := kafka.NewConsumer(cfg, each, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,6 +67,12 @@ type ConsumerConfig struct {
 	Backoff retry.Backoff
 	// Registerer receives the consumer metrics (msgmetrics); nil: none.
 	Registerer prometheus.Registerer
+	// Batch, when set, is handed a partition's backlog, up to 64 messages at a
+	// time: where each message costs a transaction of its own, one commit then
+	// does for many under load. The consumer's Handler still handles a message
+	// that finds its partition idle, without waiting for company, and each
+	// message of a batch that failed.
+	Batch BatchHandler
 }
 
 // Consumer runs one consumer-group member. The messages of one partition are
@@ -79,7 +85,6 @@ type ConsumerConfig struct {
 type Consumer struct {
 	cfg        ConsumerConfig
 	handler    Handler
-	batch      BatchHandler
 	logger     *slog.Logger
 	consumer   *ckafka.Consumer
 	deadLetter *Producer
@@ -135,20 +140,6 @@ func NewConsumer(cfg ConsumerConfig, handler Handler, logger *slog.Logger) (*Con
 		metrics: msgmetrics.For(cfg.Registerer)}, nil
 }
 
-// NewBatchConsumer is NewConsumer for a consumer that hands a partition's
-// backlog to batch, all at once, up to 64 messages: where each message costs a
-// transaction of its own, a batch makes one commit do for many under load. A
-// message that finds its partition idle goes alone, to each, without waiting
-// for company; so does every message of a batch that failed.
-func NewBatchConsumer(cfg ConsumerConfig, batch BatchHandler, each Handler, logger *slog.Logger) (*Consumer, error) {
-	c, err := NewConsumer(cfg, each, logger)
-	if err != nil {
-		return nil, err
-	}
-	c.batch = batch
-	return c, nil
-}
-
 // Run consumes until ctx ends, then commits what was handled and closes. Broker
 // outages are logged and ridden out; only a fatal client error ends Run early.
 func (c *Consumer) Run(ctx context.Context) error {
@@ -159,7 +150,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 	}()
 	maxBatch := 1
-	if c.batch != nil {
+	if c.cfg.Batch != nil {
 		maxBatch = partitionQueue
 	}
 	workers := newPartitionWorkers(ctx, maxBatch, c.handleAll)
@@ -205,7 +196,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 // the consumer has a batch handler and there is more than one, else (and
 // when the batch fails) one by one. It returns false when ctx ended first.
 func (c *Consumer) handleAll(ctx context.Context, raws []*ckafka.Message) bool {
-	if c.batch != nil && len(raws) > 1 {
+	if c.cfg.Batch != nil && len(raws) > 1 {
 		if c.handleBatch(ctx, raws) {
 			return true
 		}
@@ -381,7 +372,7 @@ func (c *Consumer) callBatch(ctx context.Context, items []BatchItem) (err error)
 			err = fmt.Errorf("batch handler panicked: %v", p)
 		}
 	}()
-	return c.batch(ctx, items)
+	return c.cfg.Batch(ctx, items)
 }
 
 // Ready reports whether the cluster answers a metadata request.
