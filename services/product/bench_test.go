@@ -89,6 +89,45 @@ func BenchmarkReserve(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "orders/s")
 }
 
+// BenchmarkReserveBatches is BenchmarkReserve's orders decided as the
+// consumer decides a backlog: batches of 32 (ReserveAll), four at a time,
+// each batch's orders wanting the same four products.
+func BenchmarkReserveBatches(b *testing.B) {
+	s := newService(b)
+	var ids []int64
+	for i := range 4 {
+		ids = append(ids, s.create(b, fmt.Sprint("hot ", i), 1, 1_000_000).ID)
+	}
+	const batchSize = 32
+	var next atomic.Int64
+	b.ResetTimer()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		batch := make([]kafka.Event[events.OrderCreated], 0, batchSize)
+		decide := func() bool {
+			if len(batch) == 0 {
+				return true
+			}
+			err := s.app.Stock.ReserveAll(context.Background(), batch)
+			batch = batch[:0]
+			if err != nil {
+				b.Error(err)
+			}
+			return err == nil
+		}
+		for pb.Next() {
+			n := next.Add(1)
+			order := orderOf(n, item(ids[n%4], 1), item(ids[(n+1)%4], 1))
+			batch = append(batch, kafka.Event[events.OrderCreated]{Ctx: context.Background(), ID: uuid.NewString(), Payload: order})
+			if len(batch) == batchSize && !decide() {
+				return
+			}
+		}
+		decide()
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "orders/s")
+}
+
 // BenchmarkReplicaLagUnderReservations measures how far behind the
 // streaming replica of the test server falls while reservations run as fast
 // as they can (BenchmarkReserve's load, every one a write on the primary): the
