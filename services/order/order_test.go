@@ -23,6 +23,7 @@ import (
 	"github.com/kshop/kshop/services/platform/amqp"
 	"github.com/kshop/kshop/services/platform/amqptest"
 	"github.com/kshop/kshop/services/platform/apitest"
+	"github.com/kshop/kshop/services/platform/batch"
 	"github.com/kshop/kshop/services/platform/identity"
 	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/kafkatest"
@@ -809,16 +810,16 @@ func TestABatchOfReservationsRecordsEachOnce(t *testing.T) {
 	if err := s.app.Saga.StockRejected(ctx, uuid.NewString(), events.StockRejected{OrderID: rejected.ID, Reason: "insufficient_stock"}); err != nil {
 		t.Fatal(err)
 	}
-	answer := func(id string, orderID int64) kafka.Event[events.StockReserved] {
-		return kafka.Event[events.StockReserved]{Ctx: ctx, ID: id, Payload: events.StockReserved{OrderID: orderID}}
+	answer := func(id string, orderID int64) batch.Event[events.StockReserved] {
+		return batch.Event[events.StockReserved]{Ctx: ctx, ID: id, Payload: events.StockReserved{OrderID: orderID}}
 	}
 	redelivered := uuid.NewString()
-	batch := []kafka.Event[events.StockReserved]{
+	answers := []batch.Event[events.StockReserved]{
 		answer(redelivered, first.ID), answer(uuid.NewString(), second.ID), answer(redelivered, first.ID),
 		answer(uuid.NewString(), rejected.ID), answer(uuid.NewString(), 999999),
 	}
 	for range 2 { // the whole batch redelivered
-		if err := s.app.Saga.StockReservedAll(ctx, batch); err != nil {
+		if err := s.app.Saga.StockReservedAll(ctx, answers); err != nil {
 			t.Fatal(err)
 		}
 	}

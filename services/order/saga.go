@@ -9,8 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/batch"
 	"github.com/kshop/kshop/services/platform/inbox"
-	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 )
@@ -95,19 +95,15 @@ func (s *Saga) StockReserved(ctx context.Context, eventID string, e events.Stock
 
 // StockReservedAll is StockReserved for a partition's backlog: one
 // transaction and two statements for the batch.
-func (s *Saga) StockReservedAll(ctx context.Context, batch []kafka.Event[events.StockReserved]) error {
-	eventIDs := make([]string, len(batch))
-	for i, e := range batch {
-		eventIDs[i] = e.ID
-	}
+func (s *Saga) StockReservedAll(ctx context.Context, answers []batch.Event[events.StockReserved]) error {
 	var reserved int64
 	err := pg.InTx(ctx, s.db.Primary, func(tx pgx.Tx) error {
-		first, err := inbox.ClaimAll(ctx, tx, reservedConsumer, eventIDs)
+		first, err := inbox.ClaimAll(ctx, tx, reservedConsumer, batch.IDs(answers))
 		if err != nil {
 			return err
 		}
 		var orderIDs []int64
-		for _, e := range batch {
+		for _, e := range answers {
 			if first[e.ID] {
 				orderIDs = append(orderIDs, e.Payload.OrderID)
 			}

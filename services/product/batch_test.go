@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/batch"
 	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/testenv"
 )
@@ -90,7 +91,7 @@ func TestABatchDecidesEveryOrderAsOneByOneWould(t *testing.T) {
 		return orderOf(orderID, items...)
 	}
 	redelivered := uuid.NewString()
-	batch := []kafka.Event[events.OrderCreated]{
+	created := []batch.Event[events.OrderCreated]{
 		{ID: uuid.NewString(), Payload: order(1, [2]int{plenty, 10}, [2]int{scarce, 2})}, // reserved; scarce 1 left
 		{ID: uuid.NewString(), Payload: order(2, [2]int{scarce, 2})},                     // rejected: only 1 left now
 		{ID: redelivered, Payload: order(3, [2]int{second, 1}, [2]int{scarce, 1})},       // reserved; scarce 0 left
@@ -105,18 +106,18 @@ func TestABatchDecidesEveryOrderAsOneByOneWould(t *testing.T) {
 		{ID: uuid.NewString(), Payload: order(8, [2]int{second, 1})},                     // rejected: none left
 	}
 	traceOf := map[int64]string{}
-	for i := range batch {
+	for i := range created {
 		eventCtx, span := otel.Tracer("test").Start(ctx, "order-created publish")
 		span.End()
-		batch[i].Ctx = eventCtx
-		if _, ok := traceOf[batch[i].Payload.OrderID]; !ok && batch[i].Payload.OrderID != 30 { // 30's answer came before
-			traceOf[batch[i].Payload.OrderID] = span.SpanContext().TraceID().String()
+		created[i].Ctx = eventCtx
+		if _, ok := traceOf[created[i].Payload.OrderID]; !ok && created[i].Payload.OrderID != 30 { // 30's answer came before
+			traceOf[created[i].Payload.OrderID] = span.SpanContext().TraceID().String()
 		}
-		if err := one.app.Stock.Reserve(eventCtx, batch[i].ID, batch[i].Payload); err != nil {
+		if err := one.app.Stock.Reserve(eventCtx, created[i].ID, created[i].Payload); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := all.app.Stock.ReserveAll(ctx, batch); err != nil {
+	if err := all.app.Stock.ReserveAll(ctx, created); err != nil {
 		t.Fatal(err)
 	}
 
@@ -192,16 +193,16 @@ func TestConcurrentBatchesNeverOversell(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var batch []kafka.Event[events.OrderCreated]
+			var created []batch.Event[events.OrderCreated]
 			for i := range perBatch {
 				orderID := int64(1000 + n*perBatch + i)
 				items := []events.OrderCreatedItem{item(a.ID, 1), item(b.ID, 1)}
 				if i%2 == 1 {
 					slices.Reverse(items)
 				}
-				batch = append(batch, kafka.Event[events.OrderCreated]{Ctx: context.Background(), ID: uuid.NewString(), Payload: orderOf(orderID, items...)})
+				created = append(created, batch.Event[events.OrderCreated]{Ctx: context.Background(), ID: uuid.NewString(), Payload: orderOf(orderID, items...)})
 			}
-			errs <- s.app.Stock.ReserveAll(context.Background(), batch)
+			errs <- s.app.Stock.ReserveAll(context.Background(), created)
 		}()
 	}
 	wg.Wait()

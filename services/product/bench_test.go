@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/batch"
 	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/kafkatest"
 )
@@ -103,13 +104,13 @@ func BenchmarkReserveBatches(b *testing.B) {
 	b.ResetTimer()
 	b.SetParallelism(4)
 	b.RunParallel(func(pb *testing.PB) {
-		batch := make([]kafka.Event[events.OrderCreated], 0, batchSize)
+		created := make([]batch.Event[events.OrderCreated], 0, batchSize)
 		decide := func() bool {
-			if len(batch) == 0 {
+			if len(created) == 0 {
 				return true
 			}
-			err := s.app.Stock.ReserveAll(context.Background(), batch)
-			batch = batch[:0]
+			err := s.app.Stock.ReserveAll(context.Background(), created)
+			created = created[:0]
 			if err != nil {
 				b.Error(err)
 			}
@@ -118,8 +119,8 @@ func BenchmarkReserveBatches(b *testing.B) {
 		for pb.Next() {
 			n := next.Add(1)
 			order := orderOf(n, item(ids[n%4], 1), item(ids[(n+1)%4], 1))
-			batch = append(batch, kafka.Event[events.OrderCreated]{Ctx: context.Background(), ID: uuid.NewString(), Payload: order})
-			if len(batch) == batchSize && !decide() {
+			created = append(created, batch.Event[events.OrderCreated]{Ctx: context.Background(), ID: uuid.NewString(), Payload: order})
+			if len(created) == batchSize && !decide() {
 				return
 			}
 		}

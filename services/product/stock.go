@@ -9,8 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kshop/kshop/services/events"
+	"github.com/kshop/kshop/services/platform/batch"
 	"github.com/kshop/kshop/services/platform/inbox"
-	"github.com/kshop/kshop/services/platform/kafka"
 	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
 )
@@ -172,11 +172,11 @@ func (s *Stock) Reserve(ctx context.Context, eventID string, order events.OrderC
 // batch are locked up front, in id order as Reserve locks them. The order
 // service's product copy gets one product-updated per product, with its stock
 // after the batch, and each order's answer is traced in its own order's trace.
-func (s *Stock) ReserveAll(ctx context.Context, batch []kafka.Event[events.OrderCreated]) error {
+func (s *Stock) ReserveAll(ctx context.Context, created []batch.Event[events.OrderCreated]) error {
 	var reserved, rejected int
 	err := pg.InTx(ctx, s.db.Primary, func(tx pgx.Tx) error {
 		reserved, rejected = 0, 0
-		orders, err := undecidedOrders(ctx, tx, batch)
+		orders, err := undecidedOrders(ctx, tx, created)
 		if err != nil || len(orders) == 0 {
 			return err
 		}
@@ -253,19 +253,15 @@ func (s *Stock) ReserveAll(ctx context.Context, batch []kafka.Event[events.Order
 // each order not decided yet (the first of its events in the batch), and
 // returns those orders' events in the batch's order. A twin event, or a
 // cancel that came first, leaves an order out, as in Reserve.
-func undecidedOrders(ctx context.Context, tx pgx.Tx, batch []kafka.Event[events.OrderCreated]) ([]kafka.Event[events.OrderCreated], error) {
-	eventIDs := make([]string, len(batch))
-	for i, e := range batch {
-		eventIDs[i] = e.ID
-	}
-	first, err := inbox.ClaimAll(ctx, tx, reserveConsumer, eventIDs)
+func undecidedOrders(ctx context.Context, tx pgx.Tx, created []batch.Event[events.OrderCreated]) ([]batch.Event[events.OrderCreated], error) {
+	first, err := inbox.ClaimAll(ctx, tx, reserveConsumer, batch.IDs(created))
 	if err != nil {
 		return nil, err
 	}
-	var claimed []kafka.Event[events.OrderCreated]
+	var claimed []batch.Event[events.OrderCreated]
 	var orderIDs []int64
 	seen := map[int64]bool{}
-	for _, e := range batch {
+	for _, e := range created {
 		if first[e.ID] && !seen[e.Payload.OrderID] {
 			delete(first, e.ID) // an event given twice is claimed once
 			seen[e.Payload.OrderID] = true
@@ -289,7 +285,7 @@ func undecidedOrders(ctx context.Context, tx pgx.Tx, batch []kafka.Event[events.
 	for _, id := range recorded {
 		undecided[id] = true
 	}
-	return slices.DeleteFunc(claimed, func(e kafka.Event[events.OrderCreated]) bool { return !undecided[e.Payload.OrderID] }), nil
+	return slices.DeleteFunc(claimed, func(e batch.Event[events.OrderCreated]) bool { return !undecided[e.Payload.OrderID] }), nil
 }
 
 // lockedProduct is a product's stock as a batch of reservations moves it.
@@ -297,7 +293,7 @@ type lockedProduct struct{ quantity, version int64 }
 
 // lockStock locks, in id order, every product the orders want that is on
 // sale, and returns their stock.
-func lockStock(ctx context.Context, tx pgx.Tx, orders []kafka.Event[events.OrderCreated]) (map[int64]*lockedProduct, error) {
+func lockStock(ctx context.Context, tx pgx.Tx, orders []batch.Event[events.OrderCreated]) (map[int64]*lockedProduct, error) {
 	var ids []int64
 	for _, e := range orders {
 		for _, item := range e.Payload.Items {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/kshop/kshop/services/platform/batch"
 	"github.com/kshop/kshop/services/platform/retry"
 )
 
@@ -41,28 +42,20 @@ func decode[T any](topic Decoder[T], msg Message) (id string, payload T, err err
 	return id, payload, nil
 }
 
-// Event is one decoded message of a batch: its event id, its payload and its
-// context (BatchItem.Ctx), in which the effects that answer it are traced.
-type Event[T any] struct {
-	Ctx     context.Context
-	ID      string
-	Payload T
-}
-
 // HandleBatch adapts a handler of a batch of one payload type to a
 // BatchHandler. A message Handle would dead-letter fails the batch, so that
 // the consumer hands each message to Handle's handler alone and that one goes
 // to the dead-letter topic while the others are handled.
-func HandleBatch[T any](topic Decoder[T], handle func(ctx context.Context, batch []Event[T]) error) BatchHandler {
+func HandleBatch[T any](topic Decoder[T], handle func(ctx context.Context, events []batch.Event[T]) error) BatchHandler {
 	return func(ctx context.Context, items []BatchItem) error {
-		batch := make([]Event[T], len(items))
+		events := make([]batch.Event[T], len(items))
 		for i, item := range items {
 			id, payload, err := decode(topic, item.Message)
 			if err != nil {
 				return err
 			}
-			batch[i] = Event[T]{Ctx: item.Ctx, ID: id, Payload: payload}
+			events[i] = batch.Event[T]{Ctx: item.Ctx, ID: id, Payload: payload}
 		}
-		return handle(ctx, batch)
+		return handle(ctx, events)
 	}
 }
