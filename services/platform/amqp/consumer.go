@@ -37,6 +37,25 @@ type Delivery struct {
 // which sends the message to the dead-letter queue at once.
 type Handler func(ctx context.Context, d Delivery) error
 
+// BatchHandler processes deliveries of one queue as one unit: a nil error acks
+// them all. On an error the consumer hands each of them again, alone, to the
+// consumer's Handler, with its retries and its dead-letter queue, so one that
+// fails does not hold the others back; the batch's effects must therefore be
+// all or nothing (one transaction) and the Handler's the same as the batch's
+// for each delivery.
+type BatchHandler func(ctx context.Context, batch []BatchItem) error
+
+// BatchItem is one delivery of a batch with its own context, which carries the
+// delivery's span in the trace its publisher started; ctx, the batch's, carries
+// a span that links to every delivery's.
+type BatchItem struct {
+	Ctx      context.Context
+	Delivery Delivery
+}
+
+// maxBatch bounds the deliveries a BatchHandler gets at once.
+const maxBatch = 64
+
 // ConsumerConfig tunes a Consumer; zero values take the defaults.
 type ConsumerConfig struct {
 	Queue string
@@ -50,6 +69,12 @@ type ConsumerConfig struct {
 	Concurrency int
 	// Registerer receives the consumer metrics (msgmetrics); nil: none.
 	Registerer prometheus.Registerer
+	// Batch, when set, is handed the deliveries waiting for a handler, up to
+	// 64 at a time (and at most Prefetch): where each costs a transaction of
+	// its own, one commit then does for many under load. The consumer's
+	// Handler still handles a delivery that finds nothing waiting behind it,
+	// without waiting for company, and each delivery of a batch that failed.
+	Batch BatchHandler
 }
 
 // Consumer consumes one queue, following its Connection across reconnects.
@@ -121,13 +146,31 @@ func (c *Consumer) consume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", c.cfg.Queue, err)
 	}
+	if c.cfg.Batch != nil {
+		// The library hands deliveries over one at a time, through a channel
+		// without a buffer: a handler would find none waiting behind the one
+		// it took. Moved into a buffer as they arrive, the unacknowledged ones
+		// (at most Prefetch) are there to be taken together.
+		unbuffered, buffered := deliveries, make(chan amqp091.Delivery, c.cfg.Prefetch)
+		go func() {
+			defer close(buffered)
+			for d := range unbuffered {
+				buffered <- d
+			}
+		}()
+		deliveries = buffered
+	}
 	var wg sync.WaitGroup
 	for range c.cfg.Concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for d := range deliveries {
-				c.handle(ctx, d)
+				if c.cfg.Batch == nil {
+					c.handle(ctx, d)
+					continue
+				}
+				c.handleAll(ctx, waitingBehind(d, deliveries, min(c.cfg.Prefetch, maxBatch)))
 			}
 		}()
 	}
@@ -159,10 +202,42 @@ func ensureDeadLetterQueue(conn *amqp091.Connection, queue string) error {
 	return nil
 }
 
-func (c *Consumer) handle(ctx context.Context, d amqp091.Delivery) {
+// waitingBehind is first and, up to limit in all, the deliveries already
+// waiting in the channel behind it: as many as the backlog, never a wait.
+func waitingBehind(first amqp091.Delivery, deliveries <-chan amqp091.Delivery, limit int) []amqp091.Delivery {
+	batch := []amqp091.Delivery{first}
+	for len(batch) < limit {
+		select {
+		case d, open := <-deliveries:
+			if !open {
+				return batch
+			}
+			batch = append(batch, d)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// handleAll handles deliveries as one batch when there is more than one and,
+// when the batch fails, one by one.
+func (c *Consumer) handleAll(ctx context.Context, ds []amqp091.Delivery) {
+	if len(ds) > 1 && c.handleBatch(ctx, ds) {
+		return
+	}
+	for _, d := range ds {
+		c.handle(ctx, d)
+	}
+}
+
+const instrumentation = "github.com/kshop/kshop/services/platform/amqp"
+
+// startSpan starts d's process span, a child of the span that published it.
+func (c *Consumer) startSpan(ctx context.Context, d amqp091.Delivery) (context.Context, trace.Span, Delivery) {
 	headers := stringHeaders(d.Headers)
 	msgCtx := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(headers))
-	msgCtx, span := otel.Tracer("github.com/kshop/kshop/services/platform/amqp").Start(msgCtx, c.cfg.Queue+" process",
+	msgCtx, span := otel.Tracer(instrumentation).Start(msgCtx, c.cfg.Queue+" process",
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "rabbitmq"),
@@ -170,13 +245,66 @@ func (c *Consumer) handle(ctx context.Context, d amqp091.Delivery) {
 			attribute.String("messaging.destination.name", c.cfg.Queue),
 			attribute.String("messaging.message.id", d.MessageId),
 		))
+	return msgCtx, span, Delivery{
+		MessageID: d.MessageId, Exchange: d.Exchange, RoutingKey: d.RoutingKey,
+		Headers: headers, Body: d.Body, Redelivered: d.Redelivered, Attempt: 1,
+	}
+}
+
+// handleBatch runs the batch handler once over ds and acks them when it
+// succeeded. Its failure is not retried here: it reports false, and handleAll
+// gives each delivery its own chance.
+func (c *Consumer) handleBatch(ctx context.Context, ds []amqp091.Delivery) bool {
+	items := make([]BatchItem, len(ds))
+	spans := make([]trace.Span, len(ds))
+	links := make([]trace.Link, len(ds))
+	count := attribute.Int("messaging.batch.message_count", len(ds))
+	for i, d := range ds {
+		msgCtx, span, delivery := c.startSpan(ctx, d)
+		span.SetAttributes(count)
+		items[i], spans[i], links[i] = BatchItem{Ctx: msgCtx, Delivery: delivery}, span, trace.Link{SpanContext: span.SpanContext()}
+	}
+	batchCtx, batchSpan := otel.Tracer(instrumentation).Start(ctx, c.cfg.Queue+" process",
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "rabbitmq"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", c.cfg.Queue),
+			count,
+		))
+	started := time.Now()
+	err := c.callBatch(batchCtx, items)
+	if err != nil {
+		batchSpan.RecordError(err)
+		batchSpan.SetStatus(codes.Error, err.Error())
+	}
+	batchSpan.End()
+	for _, span := range spans {
+		if err != nil {
+			span.SetStatus(codes.Error, "its batch failed; handled again alone")
+		}
+		span.End()
+	}
+	if err != nil {
+		c.logger.WarnContext(batchCtx, "batch failed; handling its deliveries one at a time", "deliveries", len(ds), "error", err)
+		return false
+	}
+	took := time.Since(started)
+	for _, d := range ds {
+		c.metrics.Observe("rabbitmq", c.cfg.Queue, took, 1, false)
+		if ackErr := d.Ack(false); ackErr != nil {
+			// The channel is gone; the broker redelivers, the consumer's inbox absorbs it.
+			c.logger.WarnContext(batchCtx, "ack", "message_id", d.MessageId, "error", ackErr)
+		}
+	}
+	return true
+}
+
+func (c *Consumer) handle(ctx context.Context, d amqp091.Delivery) {
+	msgCtx, span, delivery := c.startSpan(ctx, d)
 	defer span.End()
 	started := time.Now()
 
-	delivery := Delivery{
-		MessageID: d.MessageId, Exchange: d.Exchange, RoutingKey: d.RoutingKey,
-		Headers: headers, Body: d.Body, Redelivered: d.Redelivered,
-	}
 	var err error
 	for attempt := 1; ; attempt++ {
 		delivery.Attempt = attempt
@@ -218,6 +346,17 @@ func (c *Consumer) call(ctx context.Context, d Delivery) (err error) {
 		}
 	}()
 	return c.handler(ctx, d)
+}
+
+// callBatch runs the batch handler, turning a panic into an error.
+func (c *Consumer) callBatch(ctx context.Context, items []BatchItem) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.logger.ErrorContext(ctx, "batch handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("batch handler panicked: %v", p)
+		}
+	}()
+	return c.cfg.Batch(ctx, items)
 }
 
 // deadLetter moves a message that failed for good to the queue's dead-letter

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/kshop/kshop/services/platform/batch"
 	"github.com/kshop/kshop/services/platform/retry"
 )
 
@@ -21,15 +22,43 @@ type Decoder[T any] interface {
 // reach handle with their message id.
 func Handle[T any](route Decoder[T], handle func(ctx context.Context, messageID string, payload T) error) Handler {
 	return func(ctx context.Context, d Delivery) error {
-		if uuid.Validate(d.MessageID) != nil {
-			return retry.Permanent(fmt.Errorf("%s from %q: message id %q is not a UUID", d.RoutingKey, d.Exchange, d.MessageID))
-		}
-		payload, err := route.Decode(d.Body)
+		payload, err := decode(route, d)
 		if err != nil {
-			return retry.Permanent(fmt.Errorf("%s from %q: %w", d.RoutingKey, d.Exchange, err))
+			return err
 		}
 		return handle(ctx, d.MessageID, payload)
 	}
+}
+
+// HandleBatch adapts a handler of a batch of one payload type to a
+// BatchHandler. A delivery Handle would dead-letter fails the batch, so that
+// the consumer hands each delivery to Handle's handler alone and that one goes
+// to the dead-letter queue while the others are handled.
+func HandleBatch[T any](route Decoder[T], handle func(ctx context.Context, events []batch.Event[T]) error) BatchHandler {
+	return func(ctx context.Context, items []BatchItem) error {
+		events := make([]batch.Event[T], len(items))
+		for i, item := range items {
+			payload, err := decode(route, item.Delivery)
+			if err != nil {
+				return err
+			}
+			events[i] = batch.Event[T]{Ctx: item.Ctx, ID: item.Delivery.MessageID, Payload: payload}
+		}
+		return handle(ctx, events)
+	}
+}
+
+// decode checks d's message id and decodes its body; its errors are permanent.
+func decode[T any](route Decoder[T], d Delivery) (T, error) {
+	var payload T
+	if uuid.Validate(d.MessageID) != nil {
+		return payload, retry.Permanent(fmt.Errorf("%s from %q: message id %q is not a UUID", d.RoutingKey, d.Exchange, d.MessageID))
+	}
+	payload, err := route.Decode(d.Body)
+	if err != nil {
+		return payload, retry.Permanent(fmt.Errorf("%s from %q: %w", d.RoutingKey, d.Exchange, err))
+	}
+	return payload, nil
 }
 
 // A Route is a flow of work messages as services/events declares it.
