@@ -160,7 +160,17 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 			// their groups, a product just created cannot be ordered yet.
 			"kafka-consumers": kafka.AllJoined(app.kafkaIn),
 			"rabbitmq":        app.amqp.Ready,
-			"migrations":      app.service.MigrationsApplied,
+			// Until its queues exist, the order service's timers and e-mails
+			// cannot be routed: they wait in the outbox, and so should traffic.
+			"rabbitmq-topology": func(context.Context) error {
+				select {
+				case <-declared:
+					return nil
+				default:
+					return errors.New("the RabbitMQ queues are not declared yet")
+				}
+			},
+			"migrations": app.service.MigrationsApplied,
 		},
 	})
 	engine.Use(verifier.Authenticate())
