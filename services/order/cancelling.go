@@ -27,13 +27,20 @@ func cancel(ctx context.Context, tx pgx.Tx, order Order, reason CancelReason) er
 	if _, err := tx.Exec(ctx, `UPDATE orders SET status = $3, cancel_reason = $2, updated_at = now() WHERE id = $1`, order.ID, reason, StatusCancelled); err != nil {
 		return fmt.Errorf("cancel order %d: %w", order.ID, err)
 	}
+	return outbox.Add(ctx, tx, cancellation(order, reason)...)
+}
+
+// cancellation is what cancelling order says: order-cancelled for the product
+// service and the e-mail to the customer.
+func cancellation(order Order, reason CancelReason) []outbox.Message {
 	cancelled := events.OrderCancelled{OrderID: order.ID, CustomerID: order.customerID, Reason: string(reason)}
 	for _, it := range order.Items {
 		cancelled.Items = append(cancelled.Items, events.CancelledItem{ProductID: it.ProductID, Quantity: it.Quantity})
 	}
-	return outbox.Add(ctx, tx,
+	return []outbox.Message{
 		outbox.Event(events.TopicOrderCancelled, events.Key(order.ID), cancelled),
 		outbox.Work(events.MailOrderCancelled, events.OrderCancelledMail{
 			Email: order.email, OrderID: order.ID, Reason: string(reason), TotalAmount: order.TotalAmount, Items: mailItems(order.Items),
-		}))
+		}),
+	}
 }

@@ -138,22 +138,32 @@ func (s *Saga) StockRejected(ctx context.Context, eventID string, e events.Stock
 }
 
 // Remind queues a payment reminder while the order is still PENDING, and the
-// order's next timer while it may need one (scheduleAfter); for any other
-// state the timer is simply consumed.
+// order's next timer while it may need one (nextTimer); for any other state
+// the timer is simply consumed.
 func (s *Saga) Remind(ctx context.Context, messageID string, r events.OrderReminder) error {
 	return s.onOrder(ctx, reminderConsumer, messageID, r.OrderID, func(ctx context.Context, tx pgx.Tx, o Order) error {
-		if err := s.scheduleAfter(ctx, tx, o, r.ReminderNumber); err != nil {
-			return err
+		messages := s.reminded(o, r.ReminderNumber)
+		if o.Status == StatusPending {
+			s.count("reminder")
 		}
-		if o.Status != StatusPending {
-			return nil
-		}
-		s.count("reminder")
-		return outbox.Add(ctx, tx, outbox.Work(events.MailPaymentReminder, events.PaymentReminderMail{
-			Email: o.email, OrderID: o.ID, ReminderNumber: r.ReminderNumber,
+		return outbox.Add(ctx, tx, messages...)
+	})
+}
+
+// reminded is what reminder n of o queues: the next timer and, while o is
+// PENDING, the e-mail.
+func (s *Saga) reminded(o Order, reminder int) []outbox.Message {
+	var messages []outbox.Message
+	if next, ok := s.nextTimer(o, reminder); ok {
+		messages = append(messages, next)
+	}
+	if o.Status == StatusPending {
+		messages = append(messages, outbox.Work(events.MailPaymentReminder, events.PaymentReminderMail{
+			Email: o.email, OrderID: o.ID, ReminderNumber: reminder,
 			DueAt: o.CreatedAt.Add(s.cfg.ExpiryDelay).UTC().Truncate(time.Second), TotalAmount: o.TotalAmount, Items: mailItems(o.Items),
 		}))
-	})
+	}
+	return messages
 }
 
 // Expire ends an order's life: an unpaid order is cancelled (and restocked), a

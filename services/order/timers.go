@@ -1,11 +1,7 @@
 package order
 
 import (
-	"context"
-	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/amqp"
@@ -65,24 +61,21 @@ func (l timerLink) message(orderID int64, placedAt time.Time) outbox.Message {
 	return outbox.Delayed(events.TimerOrderExpiry, l.delayQueue(), dueAt, events.OrderExpiry{OrderID: orderID})
 }
 
-// scheduleAfter queues the link after reminder n for o, while o can still
-// need it: a cancelled or completed order's chain ends. The link is the
-// current configuration's, so a change of the delays applies from the next
-// link on (a link already waiting keeps its delay); a reminder the
-// configuration no longer has is followed by the expiry.
-func (s *Saga) scheduleAfter(ctx context.Context, tx pgx.Tx, o Order, reminder int) error {
+// nextTimer is the link after reminder n for o, while o can still need it: a
+// cancelled or completed order's chain ends. The link is the current
+// configuration's, so a change of the delays applies from the next link on (a
+// link already waiting keeps its delay); a reminder the configuration no
+// longer has is followed by the expiry.
+func (s *Saga) nextTimer(o Order, reminder int) (outbox.Message, bool) {
 	if !o.timersChained || (o.Status != StatusPending && o.Status != StatusPaid) {
-		return nil
+		return outbox.Message{}, false
 	}
 	chain := timerChain(s.cfg.ReminderDelays, s.cfg.ExpiryDelay)
 	next := chain[len(chain)-1]
 	if reminder < len(chain)-1 {
 		next = chain[reminder]
 	}
-	if err := outbox.Add(ctx, tx, next.message(o.ID, o.CreatedAt)); err != nil {
-		return fmt.Errorf("schedule the timer after reminder %d of order %d: %w", reminder, o.ID, err)
-	}
-	return nil
+	return next.message(o.ID, o.CreatedAt), true
 }
 
 // Topology is what the order service declares on RabbitMQ for these timer
