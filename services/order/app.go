@@ -106,12 +106,20 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 		}
 		app.kafkaIn = append(app.kafkaIn, consumer)
 	}
+	// Timers fall due at the rate orders were placed: those waiting are fired
+	// many to a transaction, four transactions at a time.
+	timerBatches := map[string]amqp.BatchHandler{
+		events.QueueOrderReminder: amqp.HandleBatch(events.TimerOrderReminder, app.Saga.RemindAll),
+		events.QueueOrderExpiry:   amqp.HandleBatch(events.TimerOrderExpiry, app.Saga.ExpireAll),
+	}
 	for queue, handle := range map[string]amqp.Handler{
 		events.QueueOrderReminder: amqp.Handle(events.TimerOrderReminder, app.Saga.Remind),
 		events.QueueOrderExpiry:   amqp.Handle(events.TimerOrderExpiry, app.Saga.Expire),
 	} {
-		app.timersIn = append(app.timersIn, amqp.NewConsumer(app.amqp,
-			amqp.ConsumerConfig{Queue: queue, MaxAttempts: cfg.ConsumerMaxAttempts, Backoff: cfg.ConsumerRetry.Backoff(), Concurrency: 4, Registerer: registry}, handle, logger))
+		app.timersIn = append(app.timersIn, amqp.NewConsumer(app.amqp, amqp.ConsumerConfig{
+			Queue: queue, MaxAttempts: cfg.ConsumerMaxAttempts, Backoff: cfg.ConsumerRetry.Backoff(), Registerer: registry,
+			Concurrency: 4, Prefetch: 128, Batch: timerBatches[queue],
+		}, handle, logger))
 	}
 	app.relay = outbox.NewRelay(db.Primary, map[outbox.Destination]outbox.Publisher{
 		outbox.Kafka: kafka.OutboxPublisher(producer),

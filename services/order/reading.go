@@ -95,6 +95,33 @@ func lockOrder(ctx context.Context, tx pgx.Tx, id, customerID int64) (Order, err
 	return readOrder(ctx, tx, id, customerID, true)
 }
 
+// lockOrders locks the orders of ids that exist, in id order, and reads them
+// with their items.
+func lockOrders(ctx context.Context, tx pgx.Tx, ids []int64) (map[int64]*Order, error) {
+	rows, err := tx.Query(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("lock %d orders: %w", len(ids), err)
+	}
+	locked, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Order, error) { return scanOrder(row) })
+	if err != nil {
+		return nil, fmt.Errorf("lock %d orders: %w", len(ids), err)
+	}
+	found := make([]int64, len(locked))
+	for i, o := range locked {
+		found[i] = o.ID
+	}
+	items, err := loadItems(ctx, tx, found)
+	if err != nil {
+		return nil, err
+	}
+	orders := make(map[int64]*Order, len(locked))
+	for i := range locked {
+		locked[i].Items = items[locked[i].ID]
+		orders[locked[i].ID] = &locked[i]
+	}
+	return orders, nil
+}
+
 func readOrder(ctx context.Context, q querier, id, customerID int64, forUpdate bool) (Order, error) {
 	query, verb := `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND ($2 = 0 OR customer_id = $2)`, "load"
 	if forUpdate {

@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kshop/kshop/services/events"
-	"github.com/kshop/kshop/services/platform/batch"
 	"github.com/kshop/kshop/services/platform/inbox"
 	"github.com/kshop/kshop/services/platform/outbox"
 	"github.com/kshop/kshop/services/platform/pg"
@@ -89,35 +88,6 @@ func (s *Saga) StockReserved(ctx context.Context, eventID string, e events.Stock
 	})
 	if err == nil && reserved {
 		s.count("stock_reserved")
-	}
-	return err
-}
-
-// StockReservedAll is StockReserved for a partition's backlog: one
-// transaction and two statements for the batch.
-func (s *Saga) StockReservedAll(ctx context.Context, answers []batch.Event[events.StockReserved]) error {
-	var reserved int64
-	err := pg.InTx(ctx, s.db.Primary, func(tx pgx.Tx) error {
-		first, err := inbox.ClaimAll(ctx, tx, reservedConsumer, batch.IDs(answers))
-		if err != nil {
-			return err
-		}
-		var orderIDs []int64
-		for _, e := range answers {
-			if first[e.ID] {
-				orderIDs = append(orderIDs, e.Payload.OrderID)
-			}
-		}
-		tag, err := tx.Exec(ctx, `UPDATE orders SET stock_status = $2, updated_at = now() WHERE id = ANY($1) AND stock_status = $3`,
-			orderIDs, stockReserved, stockPending)
-		if err != nil {
-			return fmt.Errorf("record the reservation of %d orders: %w", len(orderIDs), err)
-		}
-		reserved = tag.RowsAffected()
-		return nil
-	})
-	if err == nil {
-		s.metrics.saga.WithLabelValues("stock_reserved").Add(float64(reserved))
 	}
 	return err
 }
