@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/kshop/kshop/services/platform/batch"
 	"github.com/kshop/kshop/services/platform/msgmetrics"
 	"github.com/kshop/kshop/services/platform/retry"
 )
@@ -257,36 +258,18 @@ func (c *Consumer) startSpan(ctx context.Context, d amqp091.Delivery) (context.C
 func (c *Consumer) handleBatch(ctx context.Context, ds []amqp091.Delivery) bool {
 	items := make([]BatchItem, len(ds))
 	spans := make([]trace.Span, len(ds))
-	links := make([]trace.Link, len(ds))
-	count := attribute.Int("messaging.batch.message_count", len(ds))
 	for i, d := range ds {
 		msgCtx, span, delivery := c.startSpan(ctx, d)
-		span.SetAttributes(count)
-		items[i], spans[i], links[i] = BatchItem{Ctx: msgCtx, Delivery: delivery}, span, trace.Link{SpanContext: span.SpanContext()}
+		items[i], spans[i] = BatchItem{Ctx: msgCtx, Delivery: delivery}, span
 	}
-	batchCtx, batchSpan := otel.Tracer(instrumentation).Start(ctx, c.cfg.Queue+" process",
-		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "rabbitmq"),
-			attribute.String("messaging.operation.type", "process"),
-			attribute.String("messaging.destination.name", c.cfg.Queue),
-			count,
-		))
 	started := time.Now()
-	err := c.callBatch(batchCtx, items)
+	err := batch.Process(ctx, otel.Tracer(instrumentation), c.cfg.Queue+" process", spans, []attribute.KeyValue{
+		attribute.String("messaging.system", "rabbitmq"),
+		attribute.String("messaging.operation.type", "process"),
+		attribute.String("messaging.destination.name", c.cfg.Queue),
+	}, func(batchCtx context.Context) error { return c.cfg.Batch(batchCtx, items) })
 	if err != nil {
-		batchSpan.RecordError(err)
-		batchSpan.SetStatus(codes.Error, err.Error())
-	}
-	batchSpan.End()
-	for _, span := range spans {
-		if err != nil {
-			span.SetStatus(codes.Error, "its batch failed; handled again alone")
-		}
-		span.End()
-	}
-	if err != nil {
-		c.logger.WarnContext(batchCtx, "batch failed; handling its deliveries one at a time", "deliveries", len(ds), "error", err)
+		c.logger.WarnContext(ctx, "batch failed; handling its deliveries one at a time", "deliveries", len(ds), "error", err)
 		return false
 	}
 	took := time.Since(started)
@@ -294,7 +277,7 @@ func (c *Consumer) handleBatch(ctx context.Context, ds []amqp091.Delivery) bool 
 		c.metrics.Observe("rabbitmq", c.cfg.Queue, took, 1, false)
 		if ackErr := d.Ack(false); ackErr != nil {
 			// The channel is gone; the broker redelivers, the consumer's inbox absorbs it.
-			c.logger.WarnContext(batchCtx, "ack", "message_id", d.MessageId, "error", ackErr)
+			c.logger.WarnContext(ctx, "ack", "message_id", d.MessageId, "error", ackErr)
 		}
 	}
 	return true
@@ -346,17 +329,6 @@ func (c *Consumer) call(ctx context.Context, d Delivery) (err error) {
 		}
 	}()
 	return c.handler(ctx, d)
-}
-
-// callBatch runs the batch handler, turning a panic into an error.
-func (c *Consumer) callBatch(ctx context.Context, items []BatchItem) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			c.logger.ErrorContext(ctx, "batch handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			err = fmt.Errorf("batch handler panicked: %v", p)
-		}
-	}()
-	return c.cfg.Batch(ctx, items)
 }
 
 // deadLetter moves a message that failed for good to the queue's dead-letter

@@ -3,7 +3,15 @@
 // with its event id and its own context.
 package batch
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
 
 // Event is one decoded message of a batch. Ctx carries the message's own span,
 // in the trace its producer started: effects that answer this message take
@@ -22,4 +30,39 @@ func IDs[T any](events []Event[T]) []string {
 		ids[i] = e.ID
 	}
 	return ids
+}
+
+// Process runs handle once for a batch whose messages' spans are started: in a
+// span of the batch's own, with attrs, that links to each message's span; a
+// panic in handle comes back as an error. It then ends every span, each
+// message's marked failed when the batch failed (its consumer hands the
+// messages to their one-message handler next).
+func Process(ctx context.Context, tracer trace.Tracer, name string, spans []trace.Span, attrs []attribute.KeyValue,
+	handle func(ctx context.Context) error,
+) (err error) {
+	count := attribute.Int("messaging.batch.message_count", len(spans))
+	links := make([]trace.Link, len(spans))
+	for i, span := range spans {
+		span.SetAttributes(count)
+		links[i] = trace.Link{SpanContext: span.SpanContext()}
+	}
+	batchCtx, batchSpan := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
+		trace.WithAttributes(append(attrs, count)...))
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("batch handler panicked: %v\n%s", p, debug.Stack())
+		}
+		if err != nil {
+			batchSpan.RecordError(err)
+			batchSpan.SetStatus(codes.Error, err.Error())
+		}
+		batchSpan.End()
+		for _, span := range spans {
+			if err != nil {
+				span.SetStatus(codes.Error, "its batch failed; handled again alone")
+			}
+			span.End()
+		}
+	}()
+	return handle(batchCtx)
 }

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/kshop/kshop/services/platform/batch"
 	"github.com/kshop/kshop/services/platform/msgmetrics"
 	"github.com/kshop/kshop/services/platform/retry"
 )
@@ -233,47 +234,28 @@ func (c *Consumer) startSpan(ctx context.Context, msg Message) (context.Context,
 func (c *Consumer) handleBatch(ctx context.Context, raws []*ckafka.Message) bool {
 	items := make([]BatchItem, len(raws))
 	spans := make([]trace.Span, len(raws))
-	links := make([]trace.Link, len(raws))
-	count := attribute.Int("messaging.batch.message_count", len(raws))
 	for i, raw := range raws {
 		msg := fromConfluent(raw)
 		msgCtx, span := c.startSpan(ctx, msg)
-		span.SetAttributes(count)
-		items[i], spans[i], links[i] = BatchItem{Ctx: msgCtx, Message: msg}, span, trace.Link{SpanContext: span.SpanContext()}
+		items[i], spans[i] = BatchItem{Ctx: msgCtx, Message: msg}, span
 	}
-	topic := items[0].Message.Topic
-	batchCtx, batchSpan := otel.Tracer(instrumentation).Start(ctx, topic+" process",
-		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "kafka"),
-			attribute.String("messaging.operation.type", "process"),
-			attribute.String("messaging.destination.name", topic),
-			attribute.String("messaging.consumer.group.name", c.cfg.GroupID),
-			attribute.Int64("messaging.destination.partition.id", int64(items[0].Message.Partition)),
-			count,
-		))
+	first, last := items[0].Message, items[len(items)-1].Message
 	started := time.Now()
-	err := c.callBatch(batchCtx, items)
+	err := batch.Process(ctx, otel.Tracer(instrumentation), first.Topic+" process", spans, []attribute.KeyValue{
+		attribute.String("messaging.system", "kafka"),
+		attribute.String("messaging.operation.type", "process"),
+		attribute.String("messaging.destination.name", first.Topic),
+		attribute.String("messaging.consumer.group.name", c.cfg.GroupID),
+		attribute.Int64("messaging.destination.partition.id", int64(first.Partition)),
+	}, func(batchCtx context.Context) error { return c.cfg.Batch(batchCtx, items) })
 	if err != nil {
-		batchSpan.RecordError(err)
-		batchSpan.SetStatus(codes.Error, err.Error())
-	}
-	batchSpan.End()
-	for _, span := range spans {
-		if err != nil {
-			span.SetStatus(codes.Error, "its batch failed; handled again alone")
-		}
-		span.End()
-	}
-	if err != nil {
-		c.logger.WarnContext(batchCtx, "batch failed; handling its messages one at a time", "topic", topic,
-			"partition", items[0].Message.Partition, "offsets", fmt.Sprintf("%d-%d", items[0].Message.Offset, items[len(items)-1].Message.Offset),
-			"error", err)
+		c.logger.WarnContext(ctx, "batch failed; handling its messages one at a time", "topic", first.Topic,
+			"partition", first.Partition, "offsets", fmt.Sprintf("%d-%d", first.Offset, last.Offset), "error", err)
 		return false
 	}
 	took := time.Since(started)
 	for range items {
-		c.metrics.Observe("kafka", topic, took, 1, false)
+		c.metrics.Observe("kafka", first.Topic, took, 1, false)
 	}
 	return c.store(ctx, raws[len(raws)-1]) // a partition's stored offset covers every message before it
 }
@@ -362,17 +344,6 @@ func (c *Consumer) call(ctx context.Context, msg Message) (err error) {
 		}
 	}()
 	return c.handler(ctx, msg)
-}
-
-// callBatch runs the batch handler, turning a panic into an error.
-func (c *Consumer) callBatch(ctx context.Context, items []BatchItem) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			c.logger.ErrorContext(ctx, "batch handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			err = fmt.Errorf("batch handler panicked: %v", p)
-		}
-	}()
-	return c.cfg.Batch(ctx, items)
 }
 
 // Ready reports whether the cluster answers a metadata request.
