@@ -15,33 +15,8 @@ import (
 	"github.com/kshop/kshop/services/events"
 	"github.com/kshop/kshop/services/platform/batch"
 	"github.com/kshop/kshop/services/platform/identity"
+	"github.com/kshop/kshop/services/platform/testenv"
 )
-
-// rows runs query and renders every row, its fields joined by "|".
-func rows(t *testing.T, s *service, query string) []string {
-	t.Helper()
-	r, err := s.db.Query(context.Background(), query)
-	if err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	defer r.Close()
-	var out []string
-	for r.Next() {
-		values, err := r.Values()
-		if err != nil {
-			t.Fatal(err)
-		}
-		fields := make([]string, len(values))
-		for i, v := range values {
-			fields[i] = fmt.Sprint(v)
-		}
-		out = append(out, strings.Join(fields, "|"))
-	}
-	if err := r.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // numberApart makes s number its orders from first on. The mail queues are
 // the test process's (one RabbitMQ virtual host) and other tests read them by
@@ -131,14 +106,14 @@ func TestBatchesOfTimersActAsOneByOneWould(t *testing.T) {
 		"outbox":    said,
 		"claims":    `SELECT consumer, count(*) FROM inbox GROUP BY consumer ORDER BY consumer`,
 	} {
-		if got, want := rows(t, all, query), rows(t, one, query); !slices.Equal(got, want) {
+		if got, want := testenv.Rows(t, all.db, query), testenv.Rows(t, one.db, query); !slices.Equal(got, want) {
 			t.Errorf("%s after the batches:\n%s\nwant, as one by one:\n%s", what, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	}
-	if got := rows(t, all, `SELECT id, status FROM orders WHERE status = 'CANCELLED' AND cancel_reason = 'expired' ORDER BY id`); len(got) != 2 {
+	if got := testenv.Rows(t, all.db, `SELECT id, status FROM orders WHERE status = 'CANCELLED' AND cancel_reason = 'expired' ORDER BY id`); len(got) != 2 {
 		t.Errorf("expired orders %v, want the two pending ones", got)
 	}
-	for _, row := range rows(t, all, fmt.Sprintf(`SELECT convert_from(payload, 'UTF8')::jsonb->>'order_id', headers->>'traceparent'
+	for _, row := range testenv.Rows(t, all.db, fmt.Sprintf(`SELECT convert_from(payload, 'UTF8')::jsonb->>'order_id', headers->>'traceparent'
 		FROM outbox WHERE id > %d`, before)) {
 		orderID, traceparent, _ := strings.Cut(row, "|")
 		var id int64

@@ -19,33 +19,6 @@ import (
 	"github.com/kshop/kshop/services/platform/testenv"
 )
 
-// rows runs query and renders every row, its fields joined by "|", for
-// comparing two databases.
-func rows(t *testing.T, s *service, query string) []string {
-	t.Helper()
-	r, err := s.db.Query(context.Background(), query)
-	if err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	defer r.Close()
-	var out []string
-	for r.Next() {
-		values, err := r.Values()
-		if err != nil {
-			t.Fatal(err)
-		}
-		fields := make([]string, len(values))
-		for i, v := range values {
-			fields[i] = fmt.Sprint(v)
-		}
-		out = append(out, strings.Join(fields, "|"))
-	}
-	if err := r.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // A batch decides every order exactly as one transaction per order would, in
 // the batch's order: the same reservations, rejections and reasons, stock,
 // history and answers; a twin event, a redelivery and an order cancelled or
@@ -128,11 +101,11 @@ func TestABatchDecidesEveryOrderAsOneByOneWould(t *testing.T) {
 		"history":      `SELECT product_id, version, kind, changes::text, coalesce(order_id, 0), coalesce(units, 0) FROM product_history WHERE kind <> 'created' ORDER BY product_id, version`,
 		"answers":      `SELECT topic, key, convert_from(payload, 'UTF8') FROM outbox WHERE topic IN ('stock-reserved', 'stock-rejected') ORDER BY key::bigint`,
 	} {
-		if got, want := rows(t, all, query), rows(t, one, query); !slices.Equal(got, want) {
+		if got, want := testenv.Rows(t, all.db, query), testenv.Rows(t, one.db, query); !slices.Equal(got, want) {
 			t.Errorf("%s after the batch:\n%s\nwant, as one by one:\n%s", what, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	}
-	if got := rows(t, all, `SELECT order_id, status FROM order_stock WHERE status = 'reserved' ORDER BY order_id`); len(got) != 5 {
+	if got := testenv.Rows(t, all.db, `SELECT order_id, status FROM order_stock WHERE status = 'reserved' ORDER BY order_id`); len(got) != 5 {
 		t.Errorf("reserved orders %v, want 1, 3, 6, 7 and 30", got)
 	}
 
@@ -141,7 +114,7 @@ func TestABatchDecidesEveryOrderAsOneByOneWould(t *testing.T) {
 	// one-by-one updates has them.
 	latest := func(s *service) map[string]string {
 		out := map[string]string{}
-		for _, row := range rows(t, s, `SELECT key, convert_from(payload, 'UTF8') FROM outbox WHERE topic = 'product-updated' ORDER BY id`) {
+		for _, row := range testenv.Rows(t, s.db, `SELECT key, convert_from(payload, 'UTF8') FROM outbox WHERE topic = 'product-updated' ORDER BY id`) {
 			key, payload, _ := strings.Cut(row, "|")
 			var p events.Product
 			if err := json.Unmarshal([]byte(payload), &p); err != nil {
@@ -159,7 +132,7 @@ func TestABatchDecidesEveryOrderAsOneByOneWould(t *testing.T) {
 		t.Errorf("latest product-updated %v, want %v", got, want)
 	}
 
-	for _, row := range rows(t, all, `SELECT key, headers->>'traceparent' FROM outbox WHERE topic IN ('stock-reserved', 'stock-rejected')`) {
+	for _, row := range testenv.Rows(t, all.db, `SELECT key, headers->>'traceparent' FROM outbox WHERE topic IN ('stock-reserved', 'stock-rejected')`) {
 		key, traceparent, _ := strings.Cut(row, "|")
 		var orderID int64
 		fmt.Sscan(key, &orderID)
