@@ -17,7 +17,7 @@ import (
 
 // process runs batch.Process over three message spans and returns what was
 // recorded, in the order they ended: the batch's, then the messages'.
-func process(t *testing.T, handle func(context.Context) error) (error, []sdktrace.ReadOnlySpan) {
+func process(t *testing.T, handle func(context.Context) error) ([]sdktrace.ReadOnlySpan, error) {
 	t.Helper()
 	recorder := tracetest.NewSpanRecorder()
 	tracer := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder)).Tracer("test")
@@ -30,12 +30,12 @@ func process(t *testing.T, handle func(context.Context) error) (error, []sdktrac
 	if len(ended) != 4 {
 		t.Fatalf("%d spans ended, want the three messages' and the batch's", len(ended))
 	}
-	return err, ended
+	return ended, err
 }
 
 func TestProcessLinksTheBatchToEachMessage(t *testing.T) {
 	var inBatch trace.SpanContext
-	err, ended := process(t, func(ctx context.Context) error {
+	ended, err := process(t, func(ctx context.Context) error {
 		inBatch = trace.SpanContextFromContext(ctx)
 		return nil
 	})
@@ -59,7 +59,7 @@ func TestAFailedOrPanickingBatchMarksEveryMessageFailed(t *testing.T) {
 		"panic": func(context.Context) error { panic("handler bug") },
 	} {
 		t.Run(name, func(t *testing.T) {
-			err, ended := process(t, handle)
+			ended, err := process(t, handle)
 			if err == nil || name == "panic" && !strings.Contains(err.Error(), "handler bug") {
 				t.Fatalf("error %v, want the batch's failure", err)
 			}
