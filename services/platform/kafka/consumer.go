@@ -77,7 +77,8 @@ type ConsumerConfig struct {
 }
 
 // Consumer runs one consumer-group member. The messages of one partition are
-// handled one at a time, in partition order; the partitions assigned to the
+// handled in partition order, one at a time (or, with a batch handler, what
+// has queued up at a time); the partitions assigned to the
 // member are handled side by side, each by a worker of its own, so the
 // partition count bounds the concurrency. An offset is stored only after its
 // message was handled (or dead-lettered) and committed in the background and
