@@ -111,17 +111,10 @@ func (s *Stock) Reserve(ctx context.Context, eventID string, order events.OrderC
 			return fmt.Errorf("lock products of order %d: %w", order.OrderID, err)
 		}
 
-		var shortages []events.Shortage
-		reason := ReasonInsufficientStock
-		for _, id := range ids {
+		shortages, reason := shortagesOf(wanted, ids, func(id int64) (int64, bool) {
 			have, exists := available[id]
-			if !exists {
-				reason = ReasonProductUnavailable
-			}
-			if have < wanted[id] {
-				shortages = append(shortages, events.Shortage{ProductID: id, Requested: wanted[id], Available: have})
-			}
-		}
+			return have, exists
+		})
 		if len(shortages) > 0 {
 			if _, err := tx.Exec(ctx, `UPDATE order_stock SET status = 'rejected', reason = $2, updated_at = now() WHERE order_id = $1`, order.OrderID, reason); err != nil {
 				return fmt.Errorf("reject order %d: %w", order.OrderID, err)
@@ -191,19 +184,12 @@ func (s *Stock) ReserveAll(ctx context.Context, created []batch.Event[events.Ord
 		for _, e := range orders {
 			order := e.Payload
 			wanted, ids := wantedUnits(order)
-			var shortages []events.Shortage
-			reason := ReasonInsufficientStock
-			for _, id := range ids {
-				var have int64
+			shortages, reason := shortagesOf(wanted, ids, func(id int64) (int64, bool) {
 				if p, exists := stock[id]; exists {
-					have = p.quantity
-				} else {
-					reason = ReasonProductUnavailable
+					return p.quantity, true
 				}
-				if have < wanted[id] {
-					shortages = append(shortages, events.Shortage{ProductID: id, Requested: wanted[id], Available: have})
-				}
-			}
+				return 0, false
+			})
 			if len(shortages) > 0 {
 				rejected++
 				rejectedIDs, reasons = append(rejectedIDs, order.OrderID), append(reasons, reason)
@@ -333,6 +319,25 @@ func wantedUnits(order events.OrderCreated) (map[int64]int64, []int64) {
 	}
 	slices.Sort(ids)
 	return wanted, ids
+}
+
+// shortagesOf lists the products of ids whose stock (have: the units on
+// sale, and whether the product is on sale at all) is short of wanted, and the
+// reason an order short of them is rejected: product_unavailable when one of
+// them is unknown or deleted, insufficient_stock otherwise.
+func shortagesOf(wanted map[int64]int64, ids []int64, have func(id int64) (units int64, onSale bool)) ([]events.Shortage, string) {
+	var shortages []events.Shortage
+	reason := ReasonInsufficientStock
+	for _, id := range ids {
+		units, onSale := have(id)
+		if !onSale {
+			reason = ReasonProductUnavailable
+		}
+		if units < wanted[id] {
+			shortages = append(shortages, events.Shortage{ProductID: id, Requested: wanted[id], Available: units})
+		}
+	}
+	return shortages, reason
 }
 
 // reservationLines are a batch's reservations, one per order and product,

@@ -171,7 +171,7 @@ func (c *Consumer) consume(ctx context.Context) error {
 					c.handle(ctx, d)
 					continue
 				}
-				c.handleAll(ctx, waitingBehind(d, deliveries, min(c.cfg.Prefetch, maxBatch)))
+				c.handleAll(ctx, batch.Waiting(nil, d, deliveries, min(c.cfg.Prefetch, maxBatch)))
 			}
 		}()
 	}
@@ -201,24 +201,6 @@ func ensureDeadLetterQueue(conn *amqp091.Connection, queue string) error {
 		return fmt.Errorf("declare dead-letter queue %s: %w", DeadLetterQueue(queue), err)
 	}
 	return nil
-}
-
-// waitingBehind is first and, up to limit in all, the deliveries already
-// waiting in the channel behind it: as many as the backlog, never a wait.
-func waitingBehind(first amqp091.Delivery, deliveries <-chan amqp091.Delivery, limit int) []amqp091.Delivery {
-	batch := []amqp091.Delivery{first}
-	for len(batch) < limit {
-		select {
-		case d, open := <-deliveries:
-			if !open {
-				return batch
-			}
-			batch = append(batch, d)
-		default:
-			return batch
-		}
-	}
-	return batch
 }
 
 // handleAll handles deliveries as one batch when there is more than one and,

@@ -32,6 +32,25 @@ func IDs[T any](events []Event[T]) []string {
 	return ids
 }
 
+// Waiting appends first, and then, up to limit in all, the items queue holds
+// at this moment, to into: a batch as large as the backlog, never a wait for
+// more. It stops early when queue is closed.
+func Waiting[T any](into []T, first T, queue <-chan T, limit int) []T {
+	into = append(into, first)
+	for len(into) < limit {
+		select {
+		case next, open := <-queue:
+			if !open {
+				return into
+			}
+			into = append(into, next)
+		default:
+			return into
+		}
+	}
+	return into
+}
+
 // Process runs handle once for a batch whose messages' spans are started: in a
 // span of the batch's own, with attrs, that links to each message's span; a
 // panic in handle comes back as an error. It then ends every span, each

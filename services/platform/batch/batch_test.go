@@ -3,6 +3,7 @@ package batch_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -69,5 +70,22 @@ func TestAFailedOrPanickingBatchMarksEveryMessageFailed(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestWaitingTakesWhatIsQueuedUpToTheLimitAndNeverWaits(t *testing.T) {
+	queue := make(chan int, 10)
+	for i := 2; i <= 6; i++ {
+		queue <- i
+	}
+	if got := batch.Waiting(nil, 1, queue, 4); fmt.Sprint(got) != "[1 2 3 4]" {
+		t.Fatalf("took %v, want [1 2 3 4]: the first and what was queued, up to 4", got)
+	}
+	if got := batch.Waiting(nil, 0, queue, 64); fmt.Sprint(got) != "[0 5 6]" {
+		t.Fatalf("took %v, want [0 5 6]: what was left, without waiting for more", got)
+	}
+	close(queue)
+	if got := batch.Waiting([]int{9}, 7, queue, 64); fmt.Sprint(got) != "[9 7]" {
+		t.Fatalf("took %v from a closed queue, want [9 7]", got)
 	}
 }

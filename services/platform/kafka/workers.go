@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/kshop/kshop/services/platform/batch"
 )
 
 // partitionQueue is how many messages of one partition wait for its worker
@@ -75,27 +77,15 @@ func (w *partitionWorkers) dispatch(msg *ckafka.Message) bool {
 func (w *partitionWorkers) work(queue <-chan *ckafka.Message) {
 	defer w.running.Done()
 	stopped := false
-	batch := make([]*ckafka.Message, 0, w.maxBatch)
+	taken := make([]*ckafka.Message, 0, w.maxBatch)
 	for msg := range queue {
-		batch = append(batch[:0], msg)
-	queued:
-		for len(batch) < w.maxBatch {
-			select {
-			case next, open := <-queue:
-				if !open {
-					break queued
-				}
-				batch = append(batch, next)
-			default:
-				break queued
-			}
-		}
+		taken = batch.Waiting(taken[:0], msg, queue, w.maxBatch)
 		// After a message could not be handled, none after it on the
 		// partition may be: its offset would pass over the one left behind.
-		if !stopped && (w.ctx.Err() != nil || !w.handle(w.ctx, batch)) {
+		if !stopped && (w.ctx.Err() != nil || !w.handle(w.ctx, taken)) {
 			stopped = true
 		}
-		w.pending.Add(-len(batch))
+		w.pending.Add(-len(taken))
 	}
 }
 

@@ -117,12 +117,7 @@ func Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 		if m.EventID == "" {
 			m.EventID = uuid.NewString()
 		}
-		carried := make(map[string]string, len(m.Headers)+2)
-		otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(carried))
-		for k, v := range m.Headers {
-			carried[k] = v
-		}
-		encoded, err := json.Marshal(carried)
+		encoded, err := json.Marshal(m.In(ctx).Headers)
 		if err != nil {
 			return fmt.Errorf("encode outbox headers: %w", err)
 		}
