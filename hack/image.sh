@@ -6,6 +6,8 @@
 #
 #   hack/image.sh SERVICE REF [OUT.tar]
 #
+#   hack/image.sh --compile-only SERVICE...
+#
 # SERVICE is gateway, auth, product, order, mail, controller or loadgen; REF the
 # image reference (kshop.local/kshop/gateway:dev). OUT defaults to
 # $KSHOP_CACHE_DIR/images/<REF without its tag, / and : made _>.tar, one file per
@@ -18,6 +20,8 @@
 # and written to OUT only if OUT is given.
 # GCFLAGS passes -gcflags to the build, as the Dockerfile's GCFLAGS build
 # argument does (skaffold debug).
+# --compile-only compiles the binaries and keeps nothing but the Go build cache,
+# so that later image builds only link (make test does it while its Go suite runs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=hack/cachedir.sh
@@ -25,23 +29,52 @@ source hack/cachedir.sh
 
 usage() {
 	echo "usage: hack/image.sh gateway|auth|product|order|mail|controller|loadgen REF [OUT.tar]" >&2
+	echo "       hack/image.sh --compile-only SERVICE..." >&2
 	exit 2
 }
-[ $# -ge 2 ] && [ $# -le 3 ] || usage
-SERVICE=$1 REF=$2
-case "$SERVICE" in
-gateway | auth | product | order | mail | controller | loadgen) ;;
-*) usage ;;
-esac
-OUT=${3:-}
+check_service() {
+	case "$1" in
+	gateway | auth | product | order | mail | controller | loadgen) ;;
+	*) usage ;;
+	esac
+}
 GCFLAGS=${GCFLAGS:-}
 
-# The services that link librdkafka (confluent-kafka-go, directly or through
-# the outbox) need cgo; the same list as the Dockerfile's.
-case "$SERVICE" in
-product|order|controller) cgo=1 ;;
-*) cgo=0 ;;
-esac
+# compile SERVICE OUT builds the binary the Dockerfile's build stage builds.
+compile() {
+	local service=$1 out=$2 cgo started=$SECONDS
+	# The services that link librdkafka (confluent-kafka-go, directly or through
+	# the outbox) need cgo; the same list as the Dockerfile's.
+	case "$service" in
+	product|order|controller) cgo=1 ;;
+	*) cgo=0 ;;
+	esac
+	if [ "$cgo" = 1 ]; then
+		echo "image: building services/cmd/$service with cgo (the first cgo build compiles confluent-kafka-go's C side, a few minutes)" >&2
+	else
+		echo "image: building services/cmd/$service" >&2
+	fi
+	# The Dockerfile's flags: -trimpath, -tags nomsgpack, and -s -w unless debugging with GCFLAGS.
+	CGO_ENABLED=$cgo GOOS=linux go build -trimpath -tags nomsgpack -gcflags "$GCFLAGS" -ldflags "$([ -n "$GCFLAGS" ] || echo -s -w)" \
+		-o "$out" "./services/cmd/$service"
+	echo "image: compiled services/cmd/$service in $((SECONDS - started))s" >&2
+}
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+if [ "${1:-}" = --compile-only ]; then
+	shift
+	[ $# -ge 1 ] || usage
+	for service in "$@"; do check_service "$service"; done
+	for service in "$@"; do compile "$service" "$work/$service"; done
+	exit 0
+fi
+
+[ $# -ge 2 ] && [ $# -le 3 ] || usage
+SERVICE=$1 REF=$2
+check_service "$SERVICE"
+OUT=${3:-}
 
 output=()
 if [ "${PUSH_IMAGE:-false}" = true ]; then
@@ -60,18 +93,8 @@ else
 	output=(-o "$OUT")
 fi
 
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-
 started=$SECONDS
-if [ "$cgo" = 1 ]; then
-	echo "image: building services/cmd/$SERVICE with cgo (the first cgo build compiles confluent-kafka-go's C side, a few minutes)" >&2
-else
-	echo "image: building services/cmd/$SERVICE" >&2
-fi
-# The Dockerfile's flags: -trimpath, -tags nomsgpack, and -s -w unless debugging with GCFLAGS.
-CGO_ENABLED=$cgo GOOS=linux go build -trimpath -tags nomsgpack -gcflags "$GCFLAGS" -ldflags "$([ -n "$GCFLAGS" ] || echo -s -w)" \
-	-o "$work/app" "./services/cmd/$SERVICE"
+compile "$SERVICE" "$work/app"
 
 # The Dockerfile's runtime stage: distroless/base-debian12:nonroot, /app, USER
 # 65532:65532, ENTRYPOINT ["/app"].
