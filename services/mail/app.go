@@ -120,7 +120,14 @@ func New(cfg Config, logger *slog.Logger, registry *prometheus.Registry) (*App, 
 	if registry != nil {
 		registry.MustRegister(pg.NewPoolCollector(db))
 	}
-	app := &App{cfg: cfg, db: db, amqp: amqp.Dial(amqpURL, logger), renderer: r, smtp: newSMTPSender(cfg.SMTP),
+	// One kept SMTP session per message that may be in flight: each kind's
+	// consumer sends Concurrency at once.
+	sender, err := newSMTPSender(cfg.SMTP, len(kinds)*cfg.Concurrency)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s_SMTP_HOST: %w", Prefix, err)
+	}
+	app := &App{cfg: cfg, db: db, amqp: amqp.Dial(amqpURL, logger), renderer: r, smtp: sender,
 		metrics: newMetrics(registry), logger: logger, now: time.Now}
 	backoff := cfg.Retry.Backoff()
 	for _, k := range kinds {
@@ -266,5 +273,6 @@ func (a *App) ServeMetrics(ctx context.Context, ln net.Listener) error {
 // Close releases the connections; Serve calls it on the way out.
 func (a *App) Close() {
 	_ = a.amqp.Close()
+	a.smtp.close()
 	a.db.Close()
 }

@@ -39,9 +39,9 @@ type harness struct {
 	ch       *amqp091.Channel
 }
 
-func start(t *testing.T, maxAttempts int) *harness {
+func start(t *testing.T, maxAttempts int, smtpOptions ...smtptest.Option) *harness {
 	t.Helper()
-	srv := smtptest.Start(t)
+	srv := smtptest.Start(t, smtpOptions...)
 	amqpURL := testenv.OwnAMQPURL(t)
 	purgeEarlierTests(t, amqpURL)
 	cfg := mail.Config{
@@ -379,5 +379,64 @@ func TestAMessageSentButNotRecordedIsNotSentAgain(t *testing.T) {
 	}
 	if n := h.counter(t, "kshop_mail_sent_total", "account_verified"); n != 1 {
 		t.Fatalf("kshop_mail_sent_total = %v, want 1", n)
+	}
+}
+
+// Messages share the few SMTP sessions kept open instead of opening one each:
+// a session costs a connection, the greeting and EHLO (and STARTTLS and AUTH
+// where configured) before its first message.
+func TestMailsShareKeptSMTPSessions(t *testing.T) {
+	h := start(t, 3) // two sends at a time
+	const mails = 30
+	for i := range mails {
+		h.publishJSON(t, events.ExchangeNotifications, events.RoutingAccountVerified, events.AccountVerifiedMail{Email: fmt.Sprintf("kept%d@example.com", i)})
+	}
+	testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("%d e-mails", mails), func() bool { return len(h.smtp.Messages()) == mails })
+	if n := h.smtp.Connections(); n > 2 {
+		t.Fatalf("%d SMTP connections for %d e-mails sent two at a time, want at most 2", n, mails)
+	}
+}
+
+// The relay drops the kept sessions (its idle timeout, a restart): the next
+// message goes on a new session at once, not back to the queue for a retry.
+func TestADroppedSessionIsRedialedWithoutARetry(t *testing.T) {
+	h := start(t, 3)
+	h.publishJSON(t, events.ExchangeNotifications, events.RoutingAccountVerified, events.AccountVerifiedMail{Email: "before@example.com"})
+	// Counted once the send returned, so its session is back in the pool.
+	testenv.WaitFor(t, 20*time.Second, "the first e-mail counted as sent", func() bool {
+		return h.counter(t, "kshop_mail_sent_total", "account_verified") == 1
+	})
+	h.smtp.DropConnections()
+	h.publishJSON(t, events.ExchangeNotifications, events.RoutingAccountVerified, events.AccountVerifiedMail{Email: "after-drop@example.com"})
+	h.awaitMail(t, "after-drop@example.com")
+	testenv.WaitFor(t, 5*time.Second, "the second e-mail counted as sent", func() bool {
+		return h.counter(t, "kshop_mail_sent_total", "account_verified") == 2
+	})
+	if failed, retried := h.counter(t, "kshop_mail_failed_total", "account_verified"), h.counter(t, "kshop_mail_retried_total", "account_verified"); failed != 0 || retried != 0 {
+		t.Fatalf("failed %v, retried %v: the dropped session cost a retry", failed, retried)
+	}
+	if n := h.smtp.Connections(); n != 2 {
+		t.Fatalf("%d SMTP connections, want 2 (the first, then one after the drop)", n)
+	}
+}
+
+// The relay hangs up right after it accepted each message, before the
+// client's RSET: each message arrives once, counted as sent, never sent again.
+func TestAMessageAcceptedBeforeTheConnectionBrokeIsNotSentAgain(t *testing.T) {
+	h := start(t, 5, smtptest.HangUpAfterEachMessage())
+	const mails = 3
+	for i := range mails {
+		h.publishJSON(t, events.ExchangeNotifications, events.RoutingAccountVerified, events.AccountVerifiedMail{Email: fmt.Sprintf("hangup%d@example.com", i)})
+	}
+	testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("%d e-mails counted as sent", mails), func() bool {
+		return h.counter(t, "kshop_mail_sent_total", "account_verified") == mails
+	})
+	for i := range mails {
+		if list := h.smtp.To(fmt.Sprintf("hangup%d@example.com", i)); len(list) != 1 {
+			t.Errorf("hangup%d@example.com got %d e-mails, want 1", i, len(list))
+		}
+	}
+	if retried := h.counter(t, "kshop_mail_retried_total", "account_verified"); retried != 0 {
+		t.Fatalf("retried %v, want 0: an accepted message was treated as failed", retried)
 	}
 }

@@ -22,9 +22,25 @@ const (
 
 func sendOne(t *testing.T, cfg SMTPConfig) error {
 	t.Helper()
+	return sendMany(t, cfg, 1)
+}
+
+// sendMany sends n e-mails one after another through one sender.
+func sendMany(t *testing.T, cfg SMTPConfig, n int) error {
+	t.Helper()
 	cfg.From, cfg.Timeout = "kshop <no-reply@kshop.local>", 5*time.Second
+	sender, err := newSMTPSender(cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.close()
 	m := rendered{To: "customer@example.com", Subject: "Your order", Text: "paid", HTML: "<p>paid</p>"}
-	return newSMTPSender(cfg).send(context.Background(), m, "auth-test", time.Now())
+	for range n {
+		if err := sender.send(context.Background(), m, "auth-test", time.Now()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // The user name and password log in over STARTTLS and over implicit TLS.
@@ -38,12 +54,17 @@ func TestSMTPCredentialsLogInOverTLS(t *testing.T) {
 			}
 			srv := smtptest.Start(t, smtptest.ListenOn(remoteHost), smtptest.RequireAuth(smtpUser, smtpPassword), tlsOption)
 			cfg := SMTPConfig{Host: srv.Host, Port: srv.Port, TLS: mode, Username: smtpUser, Password: smtpPassword, rootCAs: ca.Pool}
-			if err := sendOne(t, cfg); err != nil {
+			// The second and third go on the session the first opened: one
+			// connection, one login.
+			if err := sendMany(t, cfg, 3); err != nil {
 				t.Fatalf("send: %v", err)
 			}
 			got := srv.Messages()
-			if len(got) != 1 || got[0].User != smtpUser || !got[0].Encrypted {
-				t.Fatalf("accepted %+v: want one message from %s over TLS", got, smtpUser)
+			if len(got) != 3 || got[2].User != smtpUser || !got[2].Encrypted {
+				t.Fatalf("accepted %+v: want three messages from %s over TLS", got, smtpUser)
+			}
+			if srv.Connections() != 1 || srv.Logins() != 1 {
+				t.Fatalf("%d connections and %d logins for three messages in a row, want 1 and 1", srv.Connections(), srv.Logins())
 			}
 
 			wrong := cfg

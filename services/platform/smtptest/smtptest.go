@@ -41,6 +41,9 @@ type Server struct {
 	attempts []time.Time
 	accepted []Message
 	logins   int
+	open     map[*smtp.Conn]bool // connections not yet closed
+	seen     map[*smtp.Conn]bool // every connection (a STARTTLS one has two sessions)
+	hangUp   bool                // close each connection once a message is accepted
 
 	listenHost     string
 	user, password string // required AUTH PLAIN credentials; empty: none
@@ -64,6 +67,11 @@ func WithStartTLS(cfg *tls.Config) Option { return func(s *Server) { s.startTLS 
 // WithImplicitTLS speaks TLS from the first byte, as on port 465.
 func WithImplicitTLS(cfg *tls.Config) Option { return func(s *Server) { s.implicitTLS = cfg } }
 
+// HangUpAfterEachMessage closes the connection right after the server has
+// answered a message's DATA with 250: the client learns that it was accepted,
+// and then finds the connection gone.
+func HangUpAfterEachMessage() Option { return func(s *Server) { s.hangUp = true } }
+
 // ListenOn listens on another loopback address than 127.0.0.1 (127.0.0.2: a
 // host a client does not take for localhost).
 func ListenOn(ip string) Option { return func(s *Server) { s.listenHost = ip } }
@@ -77,13 +85,16 @@ var (
 // Start runs a server on a free loopback port until the test ends.
 func Start(t testing.TB, options ...Option) *Server {
 	t.Helper()
-	s := &Server{listenHost: "127.0.0.1"}
+	s := &Server{listenHost: "127.0.0.1", open: map[*smtp.Conn]bool{}, seen: map[*smtp.Conn]bool{}}
 	for _, o := range options {
 		o(s)
 	}
 	server := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		_, encrypted := c.TLSConnectionState()
-		return &session{server: s, encrypted: encrypted}, nil
+		s.mu.Lock()
+		s.open[c], s.seen[c] = true, true
+		s.mu.Unlock()
+		return &session{server: s, conn: c, encrypted: encrypted}, nil
 	}))
 	server.Domain = "localhost"
 	server.AllowInsecureAuth = true
@@ -136,6 +147,25 @@ func (s *Server) Logins() int {
 	return s.logins
 }
 
+// Connections counts the connections clients opened and greeted.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.seen)
+}
+
+// DropConnections closes every open connection without a word, as a server
+// does whose idle timeout passed or which restarted.
+func (s *Server) DropConnections() {
+	s.mu.Lock()
+	open := s.open
+	s.open = map[*smtp.Conn]bool{}
+	s.mu.Unlock()
+	for c := range open {
+		_ = c.Close()
+	}
+}
+
 // Attempts returns when each DATA command arrived, failed ones included.
 func (s *Server) Attempts() []time.Time {
 	s.mu.Lock()
@@ -145,6 +175,8 @@ func (s *Server) Attempts() []time.Time {
 
 type session struct {
 	server    *Server
+	conn      *smtp.Conn
+	accepted  bool // a message was accepted since the last reset
 	from, to  string
 	user      string
 	encrypted bool
@@ -185,8 +217,24 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	return nil
 }
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error { s.to = to; return nil }
-func (s *session) Reset()                                    {}
-func (s *session) Logout() error                             { return nil }
+func (s *session) Logout() error                             { s.forget(); return nil }
+
+// Reset runs on RSET and after every DATA, once its answer is written.
+func (s *session) Reset() {
+	if s.accepted && s.server.hangUp {
+		// The connection beneath: go-smtp holds its own lock while it
+		// calls Reset, and its Close takes that lock.
+		s.forget()
+		_ = s.conn.Conn().Close()
+	}
+	s.accepted = false
+}
+
+func (s *session) forget() {
+	s.server.mu.Lock()
+	delete(s.server.open, s.conn)
+	s.server.mu.Unlock()
+}
 
 func (s *session) Data(r io.Reader) error {
 	raw, err := io.ReadAll(r)
@@ -208,5 +256,6 @@ func (s *session) Data(r io.Reader) error {
 	}
 	srv.accepted = append(srv.accepted, Message{From: s.from, To: s.to, Header: msg.Header, Subject: msg.Header.Get("Subject"), Raw: string(raw),
 		User: s.user, Encrypted: s.encrypted})
+	s.accepted = true
 	return nil
 }
