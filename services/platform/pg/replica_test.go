@@ -70,6 +70,10 @@ func TestLaggingReplicaServesNoReadsUntilItCatchesUp(t *testing.T) {
 	if _, err := db.Primary.Exec(context.Background(), `INSERT INTO marks VALUES (1)`); err != nil {
 		t.Fatal(err)
 	}
+	var written string
+	if err := db.Primary.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&written); err != nil {
+		t.Fatal(err)
+	}
 	readFrom(t, db, pg.ReadReplicaLagging)
 	if state := db.ReplicaState(); !state.Up || state.Lag <= 400*time.Millisecond {
 		t.Fatalf("state %+v: want up and more than 400ms behind", state)
@@ -88,6 +92,15 @@ func TestLaggingReplicaServesNoReadsUntilItCatchesUp(t *testing.T) {
 	if state := db.ReplicaState(); state.Lag > 400*time.Millisecond {
 		t.Fatalf("caught up, yet %v behind", state.Lag)
 	}
+	// Within the bound is not yet replayed: a replica 300 ms behind may
+	// still lack the table (a read failed with "relation marks does not
+	// exist" on a slow machine). The reads below are for the replica that
+	// has replayed everything written.
+	testenv.WaitFor(t, 20*time.Second, "the replica to replay the insert", func() bool {
+		var replayed bool
+		err := control.QueryRow(context.Background(), `SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn`, written).Scan(&replayed)
+		return err == nil && replayed
+	})
 	// The replay that resumes may cancel a read on the replica at once: its
 	// WAL arrived during the pause, and replay waits for a conflicting read
 	// at most max_standby_streaming_delay (1 s on the test servers). Read
